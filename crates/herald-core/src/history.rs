@@ -1,0 +1,99 @@
+//! The change log of a profile: who changed what, with the before and after of each changed key.
+
+use crate::ids::DistinctId;
+use crate::profile::Profile;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Who made a change. Only non-secret identifiers are kept: a workspace key, or the first
+/// characters of a bearer key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    /// `workspace_key`, `api_key`, `cli`, `dashboard` or `import`.
+    pub kind: String,
+    pub id: String,
+}
+
+impl Actor {
+    pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
+        Self { kind: kind.into(), id: id.into() }
+    }
+
+    pub fn cli() -> Self {
+        Self::new("cli", "herald")
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Updated,
+    /// This profile absorbed another.
+    Merged,
+    /// This profile was merged into another and removed.
+    MergedInto,
+    Deleted,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Created => "created",
+            Action::Updated => "updated",
+            Action::Merged => "merged",
+            Action::MergedInto => "merged_into",
+            Action::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Action> {
+        [Action::Created, Action::Updated, Action::Merged, Action::MergedInto, Action::Deleted]
+            .into_iter()
+            .find(|a| a.as_str() == s)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+/// One entry of a profile's history. `id` is assigned by the store and orders events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HistoryEvent {
+    pub id: i64,
+    pub distinct_id: DistinctId,
+    pub at: DateTime<Utc>,
+    pub actor: Actor,
+    pub action: Action,
+    /// What the caller asked for (operations, merge source, …), as received after parsing.
+    pub request: Value,
+    pub changes: Vec<Change>,
+}
+
+/// The keys whose values differ, in a stable order: `before`'s keys first, then new ones.
+pub fn diff(before: Option<&Profile>, after: Option<&Profile>) -> Vec<Change> {
+    let empty = Map::new();
+    let b = before.map(Profile::flat);
+    let a = after.map(Profile::flat);
+    let (b, a) = (b.as_ref().unwrap_or(&empty), a.as_ref().unwrap_or(&empty));
+    let mut changes = Vec::new();
+    for (k, old) in b {
+        match a.get(k) {
+            Some(new) if new == old => {}
+            new => changes.push(Change { key: k.clone(), before: Some(old.clone()), after: new.cloned() }),
+        }
+    }
+    for (k, new) in a {
+        if !b.contains_key(k) {
+            changes.push(Change { key: k.clone(), before: None, after: Some(new.clone()) });
+        }
+    }
+    changes
+}

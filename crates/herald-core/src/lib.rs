@@ -1,0 +1,23 @@
+//! Herald's domain: every rule about profiles, identities, operations and history, as plain
+//! functions over plain data. No HTTP, no SQL, no runtime: adapters live in other crates and
+//! implement the traits in [`store`].
+
+pub mod channel;
+pub mod credentials;
+pub mod env;
+pub mod error;
+pub mod history;
+pub mod ids;
+pub mod listing;
+pub mod ops;
+pub mod profile;
+pub mod service;
+pub mod signature;
+pub mod store;
+pub mod validate;
+
+pub use channel::{Channel, Identity, IdentityStatus};
+pub use env::{Env, EnvScope};
+pub use error::Invalid;
+pub use ids::DistinctId;
+pub use profile::{Profile, Status};

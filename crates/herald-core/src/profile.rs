@@ -1,0 +1,128 @@
+//! The profile: one user in one environment, keyed by distinct_id.
+
+use crate::channel::{Channel, Identity};
+use crate::ids::DistinctId;
+use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A disabled user receives nothing; their profile is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    #[default]
+    Enabled,
+    Disabled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Enabled => "enabled",
+            Status::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Result<Status, String> {
+        match raw.trim() {
+            "enabled" => Ok(Status::Enabled),
+            "disabled" => Ok(Status::Disabled),
+            other => Err(format!("'{other}' is not a status (expected enabled or disabled)")),
+        }
+    }
+}
+
+/// The general properties Herald validates. They live in `properties` beside the custom ones.
+pub const GENERAL_KEYS: [&str; 5] = ["name", "country", "$timezone", "$preferred_language", "$locale"];
+
+/// The key under which status is set and reported in operations and history.
+pub const STATUS_KEY: &str = "$status";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub distinct_id: DistinctId,
+    pub status: Status,
+    /// General and custom properties, in the order they were first set.
+    pub properties: Map<String, Value>,
+    /// Identities, grouped by channel in insertion order.
+    pub identities: Vec<Identity>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// Bumped on every change; 0 for a profile not yet stored.
+    pub version: i64,
+}
+
+impl Profile {
+    pub fn new(distinct_id: DistinctId, now: DateTime<Utc>) -> Self {
+        Self {
+            distinct_id,
+            status: Status::Enabled,
+            properties: Map::new(),
+            identities: Vec::new(),
+            created_at: now,
+            updated_at: now,
+            version: 0,
+        }
+    }
+
+    pub fn identities_on(&self, channel: Channel) -> impl Iterator<Item = &Identity> {
+        self.identities.iter().filter(move |i| i.channel == channel)
+    }
+
+    /// The SuprSend user object: `{distinct_id, properties, created_at, updated_at, $email: [...], ...}`,
+    /// plus Herald's `status` and `version`.
+    pub fn to_wire(&self) -> Value {
+        let mut o = Map::new();
+        o.insert("distinct_id".into(), Value::String(self.distinct_id.to_string()));
+        o.insert("properties".into(), Value::Object(self.properties.clone()));
+        o.insert("status".into(), Value::String(self.status.as_str().into()));
+        o.insert("created_at".into(), Value::String(format_time(self.created_at)));
+        o.insert("updated_at".into(), Value::String(format_time(self.updated_at)));
+        o.insert("version".into(), Value::from(self.version));
+        for channel in Channel::ALL {
+            let ids: Vec<Value> = self.identities_on(channel).map(Identity::to_wire).collect();
+            if !ids.is_empty() {
+                o.insert(channel.key().into(), Value::Array(ids));
+            }
+        }
+        Value::Object(o)
+    }
+
+    /// Every key of the profile with a comparable value: properties, `$status`, and each channel as
+    /// the list of its addresses. History diffs are computed over this view.
+    pub fn flat(&self) -> Map<String, Value> {
+        let mut m = self.properties.clone();
+        m.insert(STATUS_KEY.into(), Value::String(self.status.as_str().into()));
+        for channel in Channel::ALL {
+            let values: Vec<Value> = self.identities_on(channel).map(|i| i.value.clone()).collect();
+            if !values.is_empty() {
+                m.insert(channel.key().into(), Value::Array(values));
+            }
+        }
+        m
+    }
+
+    /// Same content, ignoring bookkeeping (timestamps, version).
+    pub fn same_content(&self, other: &Profile) -> bool {
+        self.status == other.status && self.properties == other.properties && self.identities == other.identities
+    }
+}
+
+/// `2025-04-04T21:37:36.712496+00:00`, the form SuprSend returns.
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, false)
+}
+
+/// Timestamps are kept to the microsecond, the precision both stores hold.
+pub fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+pub fn from_micros(us: i64) -> DateTime<Utc> {
+    Utc.timestamp_micros(us).single().unwrap_or_default()
+}
+
+/// The current time truncated to what a store can hold.
+pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
+    from_micros(micros(t))
+}

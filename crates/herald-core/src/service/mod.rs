@@ -1,0 +1,64 @@
+//! Use cases. The HTTP API, the CLI and (later) the dashboard call these; they hold the rules and
+//! reach storage only through the [`crate::store`] traits.
+
+pub mod events;
+pub mod profiles;
+
+use crate::env::EnvScope;
+use crate::error::Invalid;
+use crate::history::Actor;
+use crate::store::{Refusal, StoreError};
+use chrono::{DateTime, Utc};
+
+/// Who acts, in which environment, and when. Built once per request.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub scope: EnvScope,
+    pub actor: Actor,
+    pub now: DateTime<Utc>,
+}
+
+impl Ctx {
+    pub fn new(scope: EnvScope, actor: Actor, now: DateTime<Utc>) -> Self {
+        Self { scope, actor, now: crate::profile::truncate(now) }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Invalid(Invalid),
+    #[error("{what} [distinct_id: '{id}'] not found")]
+    NotFound { what: &'static str, id: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Invalid> for Error {
+    fn from(e: Invalid) -> Self {
+        Error::Invalid(e)
+    }
+}
+
+impl Error {
+    pub fn user_not_found(id: impl ToString) -> Self {
+        Error::NotFound { what: "user", id: id.to_string() }
+    }
+
+    fn from_refusal(r: Refusal, id: impl ToString) -> Self {
+        match r {
+            Refusal::Invalid(e) => Error::Invalid(e),
+            Refusal::Missing => Error::user_not_found(id),
+        }
+    }
+}
+
+/// Limits on what one call may carry.
+pub mod limits {
+    /// One identity event, or one profile edit or upsert body (SuprSend's 10 KB).
+    pub const MAX_EDIT_BYTES: usize = 10 * 1024;
+    /// Identity events in one `/event/` call.
+    pub const MAX_EVENTS_PER_CALL: usize = 400;
+    /// distinct_ids in one bulk delete.
+    pub const MAX_BULK_DELETE: usize = 1000;
+}

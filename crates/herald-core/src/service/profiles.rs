@@ -1,0 +1,187 @@
+//! Profile use cases: get, list, upsert, edit, status, merge, delete, history.
+
+use super::{limits, Ctx, Error};
+use crate::history::{diff, Action, HistoryEvent};
+use crate::ids::DistinctId;
+use crate::listing::{ListQuery, Page};
+use crate::ops::{self, Assign, Op};
+use crate::profile::{Profile, Status};
+use crate::store::{EditFn, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub async fn get(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Profile, Error> {
+    store.get_profile(ctx.scope, id).await?.ok_or_else(|| Error::user_not_found(id))
+}
+
+pub struct Listing {
+    pub page: Page<Profile>,
+    pub count: Option<u64>,
+}
+
+pub async fn list(store: &dyn Store, ctx: &Ctx, query: &ListQuery, with_count: bool) -> Result<Listing, Error> {
+    let rows = store.list_profiles(ctx.scope, query).await?;
+    let count = if with_count { Some(store.count_profiles(ctx.scope).await?) } else { None };
+    Ok(Listing { page: Page::assemble(query, rows), count })
+}
+
+/// `POST /v1/user/{id}/`: properties are set, channel identities added to those already held.
+pub async fn upsert(store: &dyn Store, ctx: &Ctx, id: &DistinctId, body: &Value) -> Result<Profile, Error> {
+    let ops = ops::upsert_operations(body)?;
+    apply(store, ctx, id, ops, body.clone(), true).await
+}
+
+/// `PATCH /v1/user/{id}/` and identity events: the operations, in order, all or nothing. A profile
+/// that does not exist yet is created.
+pub async fn edit(store: &dyn Store, ctx: &Ctx, id: &DistinctId, operations: &Value) -> Result<Profile, Error> {
+    let ops = ops::parse_operations(operations).map_err(|e| e.within("operations"))?;
+    apply(store, ctx, id, ops, json!({ "operations": operations }), true).await
+}
+
+/// Enables or disables an existing user.
+pub async fn set_status(store: &dyn Store, ctx: &Ctx, id: &DistinctId, status: Status) -> Result<Profile, Error> {
+    let ops = vec![Op::Set(vec![Assign::Status(status)])];
+    apply(store, ctx, id, ops, json!({ "$status": status.as_str() }), false).await
+}
+
+/// Applies parsed operations through the store's locked read-modify-write.
+pub async fn apply(store: &dyn Store, ctx: &Ctx, id: &DistinctId, ops: Vec<Op>, request: Value, create: bool) -> Result<Profile, Error> {
+    let edit = edit_fn(ctx, id, ops, request, create);
+    match store.edit_profile(ctx.scope, id, edit).await? {
+        Ok(outcome) => Ok(outcome.profile),
+        Err(refusal) => Err(Error::from_refusal(refusal, id)),
+    }
+}
+
+/// The rule of an edit: apply the operations to the current state, bump the version and record
+/// the change, or change nothing at all.
+pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Op>, request: Value, create: bool) -> EditFn {
+    let (ctx, id) = (ctx.clone(), id.clone());
+    Arc::new(move |existing: Option<&Profile>| {
+        let base = match existing {
+            Some(p) => p.clone(),
+            None if create => Profile::new(id.clone(), ctx.now),
+            None => return Err(Refusal::Missing),
+        };
+        let next = ops::apply(&base, &ops).map_err(Refusal::Invalid)?;
+        if existing.is_some() && next.same_content(&base) {
+            return Ok(None);
+        }
+        let action = if existing.is_some() { Action::Updated } else { Action::Created };
+        Ok(Some(write(&ctx, existing, next, action, request.clone())))
+    })
+}
+
+fn write(ctx: &Ctx, before: Option<&Profile>, mut next: Profile, action: Action, request: Value) -> ProfileWrite {
+    next.version = before.map_or(0, |p| p.version) + 1;
+    next.updated_at = before.map_or(ctx.now, |p| p.updated_at.max(ctx.now));
+    let event = HistoryEvent {
+        id: 0,
+        distinct_id: next.distinct_id.clone(),
+        at: ctx.now,
+        actor: ctx.actor.clone(),
+        action,
+        request,
+        changes: diff(before, Some(&next)),
+    };
+    ProfileWrite { profile: next, event }
+}
+
+/// `POST /v1/user/{id}/merge/`: the primary keeps its values and gains the secondary's missing
+/// properties and identities; the secondary is removed. A primary that does not exist yet is
+/// created from the secondary.
+pub async fn merge(store: &dyn Store, ctx: &Ctx, primary: &DistinctId, secondary: &DistinctId) -> Result<Profile, Error> {
+    if primary == secondary {
+        return Err(Error::Invalid(crate::Invalid::new("from_user_id", "must differ from the user merged into")));
+    }
+    let merge: MergeFn = {
+        let (ctx, primary_id, secondary_id) = (ctx.clone(), primary.clone(), secondary.clone());
+        Arc::new(move |existing: Option<&Profile>, from: &Profile| {
+            let base = existing.cloned().unwrap_or_else(|| Profile::new(primary_id.clone(), from.created_at.min(ctx.now)));
+            let merged = merge_into(&base, from);
+            let action = if existing.is_some() { Action::Merged } else { Action::Created };
+            let primary_write = write(&ctx, existing, merged, action, json!({ "from_user_id": secondary_id.as_str() }));
+            let tombstone = HistoryEvent {
+                id: 0,
+                distinct_id: secondary_id.clone(),
+                at: ctx.now,
+                actor: ctx.actor.clone(),
+                action: Action::MergedInto,
+                request: json!({ "into_user_id": primary_id.as_str() }),
+                changes: Vec::new(),
+            };
+            Ok((primary_write, tombstone))
+        })
+    };
+    match store.merge_profiles(ctx.scope, primary, secondary, merge).await? {
+        None => Err(Error::user_not_found(secondary)),
+        Some(Ok(p)) => Ok(p),
+        Some(Err(refusal)) => Err(Error::from_refusal(refusal, primary)),
+    }
+}
+
+/// The merge rule, on its own: what the primary lacks, it takes from the secondary.
+pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
+    let mut merged = primary.clone();
+    for (k, v) in &secondary.properties {
+        if !merged.properties.contains_key(k) {
+            merged.properties.insert(k.clone(), v.clone());
+        }
+    }
+    for id in &secondary.identities {
+        ops::add_identity_if_absent(&mut merged, id.clone());
+    }
+    merged
+}
+
+pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
+    let deleted = store.delete_profiles(ctx.scope, std::slice::from_ref(id), tombstone(ctx)).await?;
+    if deleted.is_empty() {
+        Err(Error::user_not_found(id))
+    } else {
+        Ok(())
+    }
+}
+
+/// Deletes every listed profile that exists; returns those deleted.
+pub async fn bulk_delete(store: &dyn Store, ctx: &Ctx, ids: &[DistinctId]) -> Result<Vec<DistinctId>, Error> {
+    if ids.len() > limits::MAX_BULK_DELETE {
+        return Err(Error::Invalid(crate::Invalid::new(
+            "distinct_ids",
+            format!("at most {} per call, got {}", limits::MAX_BULK_DELETE, ids.len()),
+        )));
+    }
+    Ok(store.delete_profiles(ctx.scope, ids, tombstone(ctx)).await?)
+}
+
+fn tombstone(ctx: &Ctx) -> TombstoneFn {
+    let ctx = ctx.clone();
+    Arc::new(move |p: &Profile| HistoryEvent {
+        id: 0,
+        distinct_id: p.distinct_id.clone(),
+        at: ctx.now,
+        actor: ctx.actor.clone(),
+        action: Action::Deleted,
+        request: Value::Null,
+        changes: Vec::new(),
+    })
+}
+
+pub struct HistoryPage {
+    pub events: Vec<HistoryEvent>,
+    pub has_next: bool,
+    /// Pass as `after` to get older events.
+    pub after: Option<i64>,
+}
+
+/// Newest first. A deleted profile still shows its tombstone; an id never seen is a 404.
+pub async fn history(store: &dyn Store, ctx: &Ctx, id: &DistinctId, after: Option<i64>, limit: usize) -> Result<HistoryPage, Error> {
+    let mut events = store.list_history(ctx.scope, id, after, limit).await?;
+    if events.is_empty() && after.is_none() {
+        return Err(Error::user_not_found(id));
+    }
+    let has_next = events.len() > limit;
+    events.truncate(limit);
+    let after = events.last().filter(|_| has_next).map(|e| e.id);
+    Ok(HistoryPage { events, has_next, after })
+}

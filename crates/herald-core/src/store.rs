@@ -1,0 +1,113 @@
+//! The storage contract. Adapters (SQLite, PostgreSQL) implement it; every profile method takes the
+//! [`EnvScope`] it runs in, so nothing can be read or written outside one environment.
+
+use crate::credentials::Credentials;
+use crate::env::EnvScope;
+use crate::error::Invalid;
+use crate::history::HistoryEvent;
+use crate::ids::DistinctId;
+use crate::listing::ListQuery;
+use crate::profile::Profile;
+use async_trait::async_trait;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("database error: {0}")]
+    Internal(String),
+}
+
+/// Why an edit closure declined to write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    Invalid(Invalid),
+    /// The profile does not exist and the edit may not create it.
+    Missing,
+}
+
+/// A profile to store, with the history event that explains the change.
+#[derive(Debug, Clone)]
+pub struct ProfileWrite {
+    pub profile: Profile,
+    pub event: HistoryEvent,
+}
+
+/// Decides the next state of one profile from its current state (`None`: not stored yet).
+/// `Ok(None)` means nothing changes. The store calls it inside its write transaction, with the row
+/// locked, so concurrent edits of one profile apply one after the other and none is lost.
+pub type EditFn = Arc<dyn Fn(Option<&Profile>) -> Result<Option<ProfileWrite>, Refusal> + Send + Sync>;
+
+/// Merges a secondary profile into the primary (`None`: primary not stored yet). Returns the primary's
+/// write and the event recorded for the removed secondary.
+pub type MergeFn = Arc<dyn Fn(Option<&Profile>, &Profile) -> Result<(ProfileWrite, HistoryEvent), Refusal> + Send + Sync>;
+
+/// The history event left behind by a deleted profile. Its earlier history is erased with it.
+pub type TombstoneFn = Arc<dyn Fn(&Profile) -> HistoryEvent + Send + Sync>;
+
+#[derive(Debug, Clone)]
+pub struct EditOutcome {
+    /// The profile as stored after the edit.
+    pub profile: Profile,
+    pub changed: bool,
+}
+
+#[async_trait]
+pub trait CredentialStore: Send + Sync {
+    async fn insert_credentials(&self, credentials: &Credentials) -> Result<(), StoreError>;
+    async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError>;
+    async fn credentials_by_workspace_key(&self, workspace_key: &str) -> Result<Option<Credentials>, StoreError>;
+    async fn credentials_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Credentials>, StoreError>;
+}
+
+#[async_trait]
+pub trait ProfileStore: Send + Sync {
+    async fn get_profile(&self, scope: EnvScope, id: &DistinctId) -> Result<Option<Profile>, StoreError>;
+
+    /// Up to `query.limit + 1` profiles in scan order (reversed for a `Before` page), so the caller
+    /// can tell whether more exist.
+    async fn list_profiles(&self, scope: EnvScope, query: &ListQuery) -> Result<Vec<Profile>, StoreError>;
+
+    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError>;
+
+    /// Runs `edit` on the current state of `id` inside one transaction and stores its result.
+    async fn edit_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        edit: EditFn,
+    ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
+
+    /// Merges `secondary` into `primary` and removes `secondary`, atomically. `Ok(None)` when the
+    /// secondary does not exist.
+    async fn merge_profiles(
+        &self,
+        scope: EnvScope,
+        primary: &DistinctId,
+        secondary: &DistinctId,
+        merge: MergeFn,
+    ) -> Result<Option<Result<Profile, Refusal>>, StoreError>;
+
+    /// Deletes the profiles that exist, erasing their history and leaving one tombstone event each.
+    /// Returns the ids that were deleted.
+    async fn delete_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+        tombstone: TombstoneFn,
+    ) -> Result<Vec<DistinctId>, StoreError>;
+
+    /// History of `id`, newest first, starting below event id `before_id`; up to `limit + 1` events.
+    async fn list_history(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError>;
+}
+
+/// Everything Herald stores.
+pub trait Store: CredentialStore + ProfileStore {}
+impl<T: CredentialStore + ProfileStore> Store for T {}
