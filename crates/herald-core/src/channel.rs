@@ -133,7 +133,9 @@ impl Identity {
     pub fn parse(channel: Channel, raw: &Value, meta: &IdentityMeta) -> Result<Identity, String> {
         let mut meta = meta.clone();
         let value = match channel {
-            Channel::Email => Value::String(validate::email(as_str(raw, "an email address string")?)?),
+            Channel::Email => {
+                Value::String(validate::email(as_str(raw, "an email address string")?)?)
+            }
             Channel::Sms | Channel::Whatsapp => {
                 Value::String(validate::phone(as_str(raw, "a phone number string")?)?)
             }
@@ -144,13 +146,21 @@ impl Identity {
             Channel::MsTeams => ms_teams(raw)?,
             Channel::Discord => discord(raw)?,
         };
-        let provider = match meta.provider.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
+        let provider = match meta
+            .provider
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
             None => channel.default_provider().map(str::to_owned),
             Some(p) => {
                 let p = p.to_lowercase();
                 let allowed = channel.allowed_providers();
                 if !allowed.is_empty() && !allowed.contains(&p.as_str()) {
-                    return Err(format!("provider '{p}' is not one of {}", allowed.join(", ")));
+                    return Err(format!(
+                        "provider '{p}' is not one of {}",
+                        allowed.join(", ")
+                    ));
                 }
                 Some(p)
             }
@@ -171,9 +181,11 @@ impl Identity {
     pub fn dedup_key(&self) -> String {
         match (&self.channel, &self.value) {
             (Channel::Email, Value::String(s)) => s.to_lowercase(),
-            (Channel::Webpush, Value::Object(o)) => {
-                o.get("endpoint").and_then(Value::as_str).unwrap_or_default().to_owned()
-            }
+            (Channel::Webpush, Value::Object(o)) => o
+                .get("endpoint")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
             (_, Value::String(s)) => s.clone(),
             (_, other) => canonical_json(other),
         }
@@ -192,14 +204,21 @@ impl Identity {
         if let Some(d) = &self.device_id {
             o.insert("device_id".into(), Value::String(d.clone()));
         }
-        o.insert("status".into(), serde_json::to_value(self.status).unwrap_or_default());
-        o.insert("perma_status".into(), serde_json::to_value(self.perma_status).unwrap_or_default());
+        o.insert(
+            "status".into(),
+            serde_json::to_value(self.status).unwrap_or_default(),
+        );
+        o.insert(
+            "perma_status".into(),
+            serde_json::to_value(self.perma_status).unwrap_or_default(),
+        );
         Value::Object(o)
     }
 }
 
 fn as_str<'a>(raw: &'a Value, what: &str) -> Result<&'a str, String> {
-    raw.as_str().ok_or_else(|| format!("must be {what}, got {}", type_name(raw)))
+    raw.as_str()
+        .ok_or_else(|| format!("must be {what}, got {}", type_name(raw)))
 }
 
 fn token(raw: &Value, what: &str) -> Result<String, String> {
@@ -216,15 +235,23 @@ fn push_token(raw: &Value, meta: &mut IdentityMeta) -> Result<String, String> {
     match raw {
         Value::Object(o) => {
             for key in o.keys() {
-                if !matches!(key.as_str(), "token" | "value" | "provider" | "id_provider" | "bundle_id" | "device_id") {
+                if !matches!(
+                    key.as_str(),
+                    "token" | "value" | "provider" | "id_provider" | "bundle_id" | "device_id"
+                ) {
                     return Err(format!("unknown key '{key}' in push token object"));
                 }
             }
             let text = |k: &str| o.get(k).and_then(Value::as_str).map(str::to_owned);
-            meta.provider = text("provider").or_else(|| text("id_provider")).or(meta.provider.take());
+            meta.provider = text("provider")
+                .or_else(|| text("id_provider"))
+                .or(meta.provider.take());
             meta.bundle_id = text("bundle_id").or(meta.bundle_id.take());
             meta.device_id = text("device_id").or(meta.device_id.take());
-            let tok = o.get("token").or_else(|| o.get("value")).ok_or("push token object needs 'token'")?;
+            let tok = o
+                .get("token")
+                .or_else(|| o.get("value"))
+                .ok_or("push token object needs 'token'")?;
             token(tok, "a push token")
         }
         other => token(other, "a push token"),
@@ -232,12 +259,24 @@ fn push_token(raw: &Value, meta: &mut IdentityMeta) -> Result<String, String> {
 }
 
 fn webpush(raw: &Value) -> Result<Value, String> {
-    let o = raw.as_object().ok_or("must be a web push subscription object {endpoint, keys}")?;
-    let endpoint = o.get("endpoint").and_then(Value::as_str).ok_or("web push subscription needs 'endpoint'")?;
+    let o = raw
+        .as_object()
+        .ok_or("must be a web push subscription object {endpoint, keys}")?;
+    let endpoint = o
+        .get("endpoint")
+        .and_then(Value::as_str)
+        .ok_or("web push subscription needs 'endpoint'")?;
     validate::url(endpoint, &[])?;
-    let keys = o.get("keys").and_then(Value::as_object).ok_or("web push subscription needs 'keys' {p256dh, auth}")?;
+    let keys = o
+        .get("keys")
+        .and_then(Value::as_object)
+        .ok_or("web push subscription needs 'keys' {p256dh, auth}")?;
     for k in ["p256dh", "auth"] {
-        if keys.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+        if keys
+            .get(k)
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             return Err(format!("web push subscription needs keys.{k}"));
         }
     }
@@ -245,7 +284,9 @@ fn webpush(raw: &Value) -> Result<Value, String> {
 }
 
 fn slack(raw: &Value) -> Result<Value, String> {
-    let o = raw.as_object().ok_or("must be an object with email, user_id, channel_id or incoming_webhook")?;
+    let o = raw
+        .as_object()
+        .ok_or("must be an object with email, user_id, channel_id or incoming_webhook")?;
     let mut addressed = false;
     for (k, v) in o {
         let s = v.as_str();
@@ -279,7 +320,9 @@ fn slack(raw: &Value) -> Result<Value, String> {
         }
     }
     if !addressed {
-        return Err("a Slack identity needs one of email, user_id, channel_id, incoming_webhook".into());
+        return Err(
+            "a Slack identity needs one of email, user_id, channel_id, incoming_webhook".into(),
+        );
     }
     if o.contains_key("incoming_webhook") || o.contains_key("access_token") {
         Ok(raw.clone())
@@ -300,7 +343,10 @@ fn ms_teams(raw: &Value) -> Result<Value, String> {
                 addressed |= k != "tenant_id";
             }
             "service_url" => {
-                validate::url(v.as_str().ok_or("service_url must be a string")?, &["https://smba.trafficmanager.net/"])?;
+                validate::url(
+                    v.as_str().ok_or("service_url must be a string")?,
+                    &["https://smba.trafficmanager.net/"],
+                )?;
             }
             "incoming_webhook" => {
                 addressed = true;
@@ -310,32 +356,47 @@ fn ms_teams(raw: &Value) -> Result<Value, String> {
         }
     }
     if !addressed {
-        return Err("an MS Teams identity needs conversation_id, user_id or incoming_webhook".into());
+        return Err(
+            "an MS Teams identity needs conversation_id, user_id or incoming_webhook".into(),
+        );
     }
     Ok(raw.clone())
 }
 
 /// Herald's addition: a Discord incoming-webhook URL, as a string or `{incoming_webhook: {url}}`.
 fn discord(raw: &Value) -> Result<Value, String> {
-    const PREFIXES: &[&str] = &["https://discord.com/api/webhooks/", "https://discordapp.com/api/webhooks/"];
+    const PREFIXES: &[&str] = &[
+        "https://discord.com/api/webhooks/",
+        "https://discordapp.com/api/webhooks/",
+    ];
     match raw {
         Value::String(s) => Ok(Value::String(validate::url(s, PREFIXES)?)),
         Value::Object(_) => {
-            let hook = raw.get("incoming_webhook").ok_or("a Discord identity is a webhook URL")?;
+            let hook = raw
+                .get("incoming_webhook")
+                .ok_or("a Discord identity is a webhook URL")?;
             Ok(Value::String(webhook_url(hook, PREFIXES)?))
         }
-        other => Err(format!("must be a Discord webhook URL, got {}", type_name(other))),
+        other => Err(format!(
+            "must be a Discord webhook URL, got {}",
+            type_name(other)
+        )),
     }
 }
 
 fn webhook_url(v: &Value, prefixes: &[&str]) -> Result<String, String> {
-    let url = v.get("url").and_then(Value::as_str).ok_or("incoming_webhook must be {\"url\": \"https://...\"}")?;
+    let url = v
+        .get("url")
+        .and_then(Value::as_str)
+        .ok_or("incoming_webhook must be {\"url\": \"https://...\"}")?;
     validate::url(url, prefixes)
 }
 
 fn matches_id(s: &str, first: &[char]) -> bool {
     let mut chars = s.chars();
-    chars.next().is_some_and(|c| first.contains(&c)) && s.len() > 1 && chars.all(|c| c.is_ascii_alphanumeric())
+    chars.next().is_some_and(|c| first.contains(&c))
+        && s.len() > 1
+        && chars.all(|c| c.is_ascii_alphanumeric())
 }
 
 pub(crate) fn type_name(v: &Value) -> &'static str {
@@ -356,7 +417,11 @@ pub fn canonical_json(v: &Value) -> String {
             Value::Object(o) => {
                 let mut keys: Vec<_> = o.keys().collect();
                 keys.sort();
-                Value::Object(keys.into_iter().map(|k| (k.clone(), sorted(&o[k]))).collect())
+                Value::Object(
+                    keys.into_iter()
+                        .map(|k| (k.clone(), sorted(&o[k])))
+                        .collect(),
+                )
             }
             Value::Array(a) => Value::Array(a.iter().map(sorted).collect()),
             other => other.clone(),
@@ -376,39 +441,103 @@ mod tests {
 
     #[test]
     fn push_tokens_take_provider_and_bundle() {
-        let meta = IdentityMeta { provider: Some("FCM".into()), bundle_id: Some("com.x".into()), device_id: None };
+        let meta = IdentityMeta {
+            provider: Some("FCM".into()),
+            bundle_id: Some("com.x".into()),
+            device_id: None,
+        };
         let id = Identity::parse(Channel::Androidpush, &json!("tok"), &meta).unwrap();
         assert_eq!(id.provider.as_deref(), Some("fcm"));
         assert_eq!(id.bundle_id.as_deref(), Some("com.x"));
-        let obj = parse(Channel::Iospush, json!({"token": "t", "provider": "apns", "device_id": "d1"})).unwrap();
-        assert_eq!((obj.value, obj.device_id.as_deref()), (json!("t"), Some("d1")));
+        let obj = parse(
+            Channel::Iospush,
+            json!({"token": "t", "provider": "apns", "device_id": "d1"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (obj.value, obj.device_id.as_deref()),
+            (json!("t"), Some("d1"))
+        );
         assert!(parse(Channel::Iospush, json!({"token": "t", "provider": "fcm"})).is_err());
         assert!(parse(Channel::Androidpush, json!("")).is_err());
-        assert_eq!(parse(Channel::Androidpush, json!("x")).unwrap().provider.as_deref(), Some("fcm"));
+        assert_eq!(
+            parse(Channel::Androidpush, json!("x"))
+                .unwrap()
+                .provider
+                .as_deref(),
+            Some("fcm")
+        );
     }
 
     #[test]
     fn slack_rules() {
-        assert!(parse(Channel::Slack, json!({"email": "a@b.com", "access_token": "xoxb-1"})).is_ok());
-        assert!(parse(Channel::Slack, json!({"channel_id": "C123", "access_token": "xoxb-1"})).is_ok());
-        assert!(parse(Channel::Slack, json!({"incoming_webhook": {"url": "https://hooks.slack.com/services/x"}})).is_ok());
-        assert!(parse(Channel::Slack, json!({"email": "a@b.com"})).is_err(), "needs a token");
-        assert!(parse(Channel::Slack, json!({"channel_id": "X1", "access_token": "xoxb"})).is_err());
-        assert!(parse(Channel::Slack, json!({"user_id": "U1", "access_token": "bad"})).is_err());
-        assert!(parse(Channel::Slack, json!({"user_id": "U1", "access_token": "xoxb", "extra": 1})).is_err());
-        assert!(parse(Channel::Slack, json!({"incoming_webhook": {"url": "https://evil.com/x"}})).is_err());
+        assert!(parse(
+            Channel::Slack,
+            json!({"email": "a@b.com", "access_token": "xoxb-1"})
+        )
+        .is_ok());
+        assert!(parse(
+            Channel::Slack,
+            json!({"channel_id": "C123", "access_token": "xoxb-1"})
+        )
+        .is_ok());
+        assert!(parse(
+            Channel::Slack,
+            json!({"incoming_webhook": {"url": "https://hooks.slack.com/services/x"}})
+        )
+        .is_ok());
+        assert!(
+            parse(Channel::Slack, json!({"email": "a@b.com"})).is_err(),
+            "needs a token"
+        );
+        assert!(parse(
+            Channel::Slack,
+            json!({"channel_id": "X1", "access_token": "xoxb"})
+        )
+        .is_err());
+        assert!(parse(
+            Channel::Slack,
+            json!({"user_id": "U1", "access_token": "bad"})
+        )
+        .is_err());
+        assert!(parse(
+            Channel::Slack,
+            json!({"user_id": "U1", "access_token": "xoxb", "extra": 1})
+        )
+        .is_err());
+        assert!(parse(
+            Channel::Slack,
+            json!({"incoming_webhook": {"url": "https://evil.com/x"}})
+        )
+        .is_err());
     }
 
     #[test]
     fn teams_webpush_discord() {
         assert!(parse(Channel::MsTeams, json!({"tenant_id": "t", "service_url": "https://smba.trafficmanager.net/amer", "conversation_id": "c"})).is_ok());
-        assert!(parse(Channel::MsTeams, json!({"tenant_id": "t", "service_url": "https://x.com", "conversation_id": "c"})).is_err());
+        assert!(parse(
+            Channel::MsTeams,
+            json!({"tenant_id": "t", "service_url": "https://x.com", "conversation_id": "c"})
+        )
+        .is_err());
         assert!(parse(Channel::MsTeams, json!({"tenant_id": "t"})).is_err());
-        let sub = json!({"endpoint": "https://push.example/abc", "keys": {"p256dh": "k", "auth": "a"}});
-        assert_eq!(parse(Channel::Webpush, sub).unwrap().dedup_key(), "https://push.example/abc");
+        let sub =
+            json!({"endpoint": "https://push.example/abc", "keys": {"p256dh": "k", "auth": "a"}});
+        assert_eq!(
+            parse(Channel::Webpush, sub).unwrap().dedup_key(),
+            "https://push.example/abc"
+        );
         assert!(parse(Channel::Webpush, json!({"endpoint": "https://p"})).is_err());
-        assert!(parse(Channel::Discord, json!("https://discord.com/api/webhooks/1/abc")).is_ok());
-        assert!(parse(Channel::Discord, json!({"incoming_webhook": {"url": "https://discord.com/api/webhooks/1/a"}})).is_ok());
+        assert!(parse(
+            Channel::Discord,
+            json!("https://discord.com/api/webhooks/1/abc")
+        )
+        .is_ok());
+        assert!(parse(
+            Channel::Discord,
+            json!({"incoming_webhook": {"url": "https://discord.com/api/webhooks/1/a"}})
+        )
+        .is_ok());
         assert!(parse(Channel::Discord, json!("https://example.com/hook")).is_err());
     }
 

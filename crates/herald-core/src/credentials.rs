@@ -41,7 +41,10 @@ impl NewCredentials {
             api_key_prefix: api_key.chars().take(12).collect(),
             created_at: now,
         };
-        Self { credentials, api_key }
+        Self {
+            credentials,
+            api_key,
+        }
     }
 }
 

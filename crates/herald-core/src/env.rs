@@ -35,7 +35,9 @@ impl FromStr for Env {
         match s {
             "test" => Ok(Env::Test),
             "live" => Ok(Env::Live),
-            other => Err(format!("unknown environment '{other}' (expected test or live)")),
+            other => Err(format!(
+                "unknown environment '{other}' (expected test or live)"
+            )),
         }
     }
 }

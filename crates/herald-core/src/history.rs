@@ -17,7 +17,10 @@ pub struct Actor {
 
 impl Actor {
     pub fn new(kind: impl Into<String>, id: impl Into<String>) -> Self {
-        Self { kind: kind.into(), id: id.into() }
+        Self {
+            kind: kind.into(),
+            id: id.into(),
+        }
     }
 
     pub fn cli() -> Self {
@@ -49,9 +52,15 @@ impl Action {
     }
 
     pub fn parse(s: &str) -> Option<Action> {
-        [Action::Created, Action::Updated, Action::Merged, Action::MergedInto, Action::Deleted]
-            .into_iter()
-            .find(|a| a.as_str() == s)
+        [
+            Action::Created,
+            Action::Updated,
+            Action::Merged,
+            Action::MergedInto,
+            Action::Deleted,
+        ]
+        .into_iter()
+        .find(|a| a.as_str() == s)
     }
 }
 
@@ -87,12 +96,20 @@ pub fn diff(before: Option<&Profile>, after: Option<&Profile>) -> Vec<Change> {
     for (k, old) in b {
         match a.get(k) {
             Some(new) if new == old => {}
-            new => changes.push(Change { key: k.clone(), before: Some(old.clone()), after: new.cloned() }),
+            new => changes.push(Change {
+                key: k.clone(),
+                before: Some(old.clone()),
+                after: new.cloned(),
+            }),
         }
     }
     for (k, new) in a {
         if !b.contains_key(k) {
-            changes.push(Change { key: k.clone(), before: None, after: Some(new.clone()) });
+            changes.push(Change {
+                key: k.clone(),
+                before: None,
+                after: Some(new.clone()),
+            });
         }
     }
     changes

@@ -19,11 +19,18 @@ impl DistinctId {
         if trimmed.len() > Self::MAX_BYTES {
             return Err(Invalid::new(
                 "distinct_id",
-                format!("must be at most {} bytes, got {}", Self::MAX_BYTES, trimmed.len()),
+                format!(
+                    "must be at most {} bytes, got {}",
+                    Self::MAX_BYTES,
+                    trimmed.len()
+                ),
             ));
         }
         if trimmed.chars().any(char::is_control) {
-            return Err(Invalid::new("distinct_id", "must not contain control characters"));
+            return Err(Invalid::new(
+                "distinct_id",
+                "must not contain control characters",
+            ));
         }
         Ok(Self(trimmed.to_owned()))
     }
@@ -51,7 +58,10 @@ mod tests {
 
     #[test]
     fn trims_and_accepts_unicode() {
-        assert_eq!(DistinctId::parse("  üser@x.com ").unwrap().as_str(), "üser@x.com");
+        assert_eq!(
+            DistinctId::parse("  üser@x.com ").unwrap().as_str(),
+            "üser@x.com"
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub struct Sort {
 impl Default for Sort {
     /// Newest profiles first.
     fn default() -> Self {
-        Sort { field: SortField::CreatedAt, descending: true }
+        Sort {
+            field: SortField::CreatedAt,
+            descending: true,
+        }
     }
 }
 
@@ -58,7 +61,11 @@ impl Sort {
     }
 
     pub fn as_string(self) -> String {
-        format!("{}{}", if self.descending { "-" } else { "" }, self.field.as_str())
+        format!(
+            "{}{}",
+            if self.descending { "-" } else { "" },
+            self.field.as_str()
+        )
     }
 }
 
@@ -84,7 +91,11 @@ impl Cursor {
             SortField::UpdatedAt => SortValue::Time(micros(profile.updated_at)),
             SortField::DistinctId => SortValue::Text(profile.distinct_id.to_string()),
         };
-        Cursor { sort, value, distinct_id: profile.distinct_id.to_string() }
+        Cursor {
+            sort,
+            value,
+            distinct_id: profile.distinct_id.to_string(),
+        }
     }
 
     /// Opaque to callers: base64url of `[sort, value, distinct_id]`.
@@ -100,17 +111,28 @@ impl Cursor {
         let bad = || Invalid::new(field, "is not a cursor returned by this listing");
         let bytes = URL_SAFE_NO_PAD.decode(raw.trim()).map_err(|_| bad())?;
         let v: Value = serde_json::from_slice(&bytes).map_err(|_| bad())?;
-        let (Some(s), Some(val), Some(id)) = (v.get(0).and_then(Value::as_str), v.get(1), v.get(2).and_then(Value::as_str)) else {
+        let (Some(s), Some(val), Some(id)) = (
+            v.get(0).and_then(Value::as_str),
+            v.get(1),
+            v.get(2).and_then(Value::as_str),
+        ) else {
             return Err(bad());
         };
         if s != sort.as_string() {
-            return Err(Invalid::new(field, format!("was made for sort={s}, not sort={}", sort.as_string())));
+            return Err(Invalid::new(
+                field,
+                format!("was made for sort={s}, not sort={}", sort.as_string()),
+            ));
         }
         let value = match sort.field {
             SortField::DistinctId => SortValue::Text(val.as_str().ok_or_else(bad)?.to_owned()),
             _ => SortValue::Time(val.as_i64().ok_or_else(bad)?),
         };
-        Ok(Cursor { sort, value, distinct_id: id.to_owned() })
+        Ok(Cursor {
+            sort,
+            value,
+            distinct_id: id.to_owned(),
+        })
     }
 }
 
@@ -161,8 +183,20 @@ impl Page<Profile> {
                 (more, true)
             }
         };
-        let before = rows.first().filter(|_| has_prev).map(|p| Cursor::of(p, query.sort).encode());
-        let after = rows.last().filter(|_| has_next).map(|p| Cursor::of(p, query.sort).encode());
-        Page { items: rows, has_prev, has_next, before, after }
+        let before = rows
+            .first()
+            .filter(|_| has_prev)
+            .map(|p| Cursor::of(p, query.sort).encode());
+        let after = rows
+            .last()
+            .filter(|_| has_next)
+            .map(|p| Cursor::of(p, query.sort).encode());
+        Page {
+            items: rows,
+            has_prev,
+            has_next,
+            before,
+            after,
+        }
     }
 }

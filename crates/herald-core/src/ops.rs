@@ -67,16 +67,31 @@ pub enum Op {
 }
 
 /// The operator keys an operation object may hold.
-pub const OPERATORS: [&str; 7] = ["$set", "$set_once", "$unset", "$append", "$remove", "$add", "$increment"];
+pub const OPERATORS: [&str; 7] = [
+    "$set",
+    "$set_once",
+    "$unset",
+    "$append",
+    "$remove",
+    "$add",
+    "$increment",
+];
 const META_KEYS: [&str; 3] = ["$id_provider", "$bundle_id", "$device_id"];
 
 /// Parses a list of operation objects (`[{"$set": {...}}, {"$unset": [...]}]`). Each object may hold
 /// several operators; they are applied in the order written.
 pub fn parse_operations(raw: &Value) -> Result<Vec<Op>, Invalid> {
-    let list = raw.as_array().ok_or_else(|| Invalid::new("", format!("must be a list of operations, got {}", type_name(raw))))?;
+    let list = raw.as_array().ok_or_else(|| {
+        Invalid::new(
+            "",
+            format!("must be a list of operations, got {}", type_name(raw)),
+        )
+    })?;
     let mut ops = Vec::new();
     for (i, item) in list.iter().enumerate() {
-        let obj = item.as_object().ok_or_else(|| Invalid::new(format!("[{i}]"), "each operation must be an object"))?;
+        let obj = item
+            .as_object()
+            .ok_or_else(|| Invalid::new(format!("[{i}]"), "each operation must be an object"))?;
         for (op, value) in obj {
             ops.push(parse_op(op, value).map_err(|e| e.within(format!("[{i}]")))?);
         }
@@ -87,19 +102,37 @@ pub fn parse_operations(raw: &Value) -> Result<Vec<Op>, Invalid> {
 fn parse_op(op: &str, value: &Value) -> Result<Op, Invalid> {
     let at = |e: Invalid| e.within(op);
     match op {
-        "$set" => Ok(Op::Set(assignments(object(value).map_err(at)?, false).map_err(at)?)),
-        "$set_once" => Ok(Op::SetOnce(assignments(object(value).map_err(at)?, false).map_err(at)?)),
-        "$append" => Ok(Op::Append(assignments(object(value).map_err(at)?, true).map_err(at)?)),
-        "$remove" => Ok(Op::Remove(removals(object(value).map_err(at)?).map_err(at)?)),
+        "$set" => Ok(Op::Set(
+            assignments(object(value).map_err(at)?, false).map_err(at)?,
+        )),
+        "$set_once" => Ok(Op::SetOnce(
+            assignments(object(value).map_err(at)?, false).map_err(at)?,
+        )),
+        "$append" => Ok(Op::Append(
+            assignments(object(value).map_err(at)?, true).map_err(at)?,
+        )),
+        "$remove" => Ok(Op::Remove(
+            removals(object(value).map_err(at)?).map_err(at)?,
+        )),
         "$add" | "$increment" => {
             let mut adds = Vec::new();
             for (k, v) in object(value).map_err(at)? {
                 let key = match Key::parse(k) {
                     Ok(Key::Property(key)) if !key.starts_with('$') => key,
-                    Ok(_) => return Err(Invalid::new(format!("{op}.{k}"), "only custom properties can be incremented")),
+                    Ok(_) => {
+                        return Err(Invalid::new(
+                            format!("{op}.{k}"),
+                            "only custom properties can be incremented",
+                        ))
+                    }
                     Err(rule) => return Err(Invalid::new(format!("{op}.{k}"), rule)),
                 };
-                let n = v.as_number().ok_or_else(|| Invalid::new(format!("{op}.{k}"), format!("must be a number, got {}", type_name(v))))?;
+                let n = v.as_number().ok_or_else(|| {
+                    Invalid::new(
+                        format!("{op}.{k}"),
+                        format!("must be a number, got {}", type_name(v)),
+                    )
+                })?;
                 adds.push((key, n.clone()));
             }
             Ok(Op::Add(adds))
@@ -108,21 +141,41 @@ fn parse_op(op: &str, value: &Value) -> Result<Op, Invalid> {
             let names: Vec<&Value> = match value {
                 Value::Array(a) => a.iter().collect(),
                 single @ Value::String(_) => vec![single],
-                other => return Err(Invalid::new(op, format!("must be a list of keys, got {}", type_name(other)))),
+                other => {
+                    return Err(Invalid::new(
+                        op,
+                        format!("must be a list of keys, got {}", type_name(other)),
+                    ))
+                }
             };
             let mut keys = Vec::new();
             for (i, name) in names.into_iter().enumerate() {
-                let name = name.as_str().ok_or_else(|| Invalid::new(format!("{op}[{i}]"), "keys must be strings"))?;
-                keys.push(Key::parse(name).map_err(|rule| Invalid::new(format!("{op}[{i}]"), rule))?);
+                let name = name
+                    .as_str()
+                    .ok_or_else(|| Invalid::new(format!("{op}[{i}]"), "keys must be strings"))?;
+                keys.push(
+                    Key::parse(name).map_err(|rule| Invalid::new(format!("{op}[{i}]"), rule))?,
+                );
             }
             Ok(Op::Unset(keys))
         }
-        other => Err(Invalid::new(other, format!("unknown operator (expected one of {})", OPERATORS.join(", ")))),
+        other => Err(Invalid::new(
+            other,
+            format!(
+                "unknown operator (expected one of {})",
+                OPERATORS.join(", ")
+            ),
+        )),
     }
 }
 
 fn object(value: &Value) -> Result<&Map<String, Value>, Invalid> {
-    value.as_object().ok_or_else(|| Invalid::new("", format!("must be an object of key: value, got {}", type_name(value))))
+    value.as_object().ok_or_else(|| {
+        Invalid::new(
+            "",
+            format!("must be an object of key: value, got {}", type_name(value)),
+        )
+    })
 }
 
 fn meta_of(obj: &Map<String, Value>) -> Result<IdentityMeta, Invalid> {
@@ -130,10 +183,17 @@ fn meta_of(obj: &Map<String, Value>) -> Result<IdentityMeta, Invalid> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(other) => Err(Invalid::new(k, format!("must be a string, got {}", type_name(other)))),
+            Some(other) => Err(Invalid::new(
+                k,
+                format!("must be a string, got {}", type_name(other)),
+            )),
         }
     };
-    Ok(IdentityMeta { provider: text("$id_provider")?, bundle_id: text("$bundle_id")?, device_id: text("$device_id")? })
+    Ok(IdentityMeta {
+        provider: text("$id_provider")?,
+        bundle_id: text("$bundle_id")?,
+        device_id: text("$device_id")?,
+    })
 }
 
 /// Validates `{key: value}` pairs. Channel values may be one item or a list of items.
@@ -157,7 +217,9 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
             if appending {
                 return Err("$status is set, not appended".into());
             }
-            let s = v.as_str().ok_or_else(|| format!("must be enabled or disabled, got {}", type_name(v)))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("must be enabled or disabled, got {}", type_name(v)))?;
             Ok(Assign::Status(Status::parse(s)?))
         }
         Key::Channel(channel) => {
@@ -168,7 +230,13 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
             };
             let mut ids: Vec<Identity> = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                let id = Identity::parse(channel, item, meta).map_err(|rule| if v.is_array() { format!("[{i}]: {rule}") } else { rule })?;
+                let id = Identity::parse(channel, item, meta).map_err(|rule| {
+                    if v.is_array() {
+                        format!("[{i}]: {rule}")
+                    } else {
+                        rule
+                    }
+                })?;
                 if !ids.iter().any(|x| x.dedup_key() == id.dedup_key()) {
                     ids.push(id);
                 }
@@ -176,7 +244,11 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
             Ok(Assign::Channel(channel, ids))
         }
         Key::Property(name) => {
-            let value = if appending { v.clone() } else { general(&name, v)? };
+            let value = if appending {
+                v.clone()
+            } else {
+                general(&name, v)?
+            };
             Ok(Assign::Property(name, value))
         }
     }
@@ -191,7 +263,9 @@ fn general(key: &str, v: &Value) -> Result<Value, String> {
         "$locale" => validate::locale,
         "name" => {
             return match v {
-                Value::String(s) if s.chars().count() <= 255 => Ok(Value::String(s.trim().to_owned())),
+                Value::String(s) if s.chars().count() <= 255 => {
+                    Ok(Value::String(s.trim().to_owned()))
+                }
                 Value::String(_) => Err("must be at most 255 characters".into()),
                 Value::Null => Ok(Value::Null),
                 other => Err(format!("must be a string, got {}", type_name(other))),
@@ -226,7 +300,9 @@ fn removals(obj: &Map<String, Value>) -> Result<Vec<Removal>, Invalid> {
                     .map(|item| match Identity::parse(channel, item, &meta) {
                         Ok(id) => id.dedup_key(),
                         Err(_) => match item {
-                            Value::String(s) if channel == Channel::Email => s.trim().to_lowercase(),
+                            Value::String(s) if channel == Channel::Email => {
+                                s.trim().to_lowercase()
+                            }
                             Value::String(s) => s.trim().to_owned(),
                             other => crate::channel::canonical_json(other),
                         },
@@ -278,7 +354,9 @@ fn apply_one(p: &mut Profile, op: &Op) -> Result<(), Invalid> {
         Op::Append(assigns) => {
             for a in assigns {
                 match a {
-                    Assign::Channel(_, ids) => ids.iter().for_each(|id| add_identity(p, id.clone())),
+                    Assign::Channel(_, ids) => {
+                        ids.iter().for_each(|id| add_identity(p, id.clone()))
+                    }
                     Assign::Property(k, v) => append(p, k, v)?,
                     // `assign` refuses `$status` when appending, so there is nothing to do.
                     Assign::Status(_) => {}
@@ -288,7 +366,9 @@ fn apply_one(p: &mut Profile, op: &Op) -> Result<(), Invalid> {
         Op::Remove(removals) => {
             for r in removals {
                 match r {
-                    Removal::Channel(c, keys) => p.identities.retain(|i| i.channel != *c || !keys.contains(&i.dedup_key())),
+                    Removal::Channel(c, keys) => p
+                        .identities
+                        .retain(|i| i.channel != *c || !keys.contains(&i.dedup_key())),
                     Removal::Property(k, v) => remove(p, k, v)?,
                 }
             }
@@ -297,9 +377,16 @@ fn apply_one(p: &mut Profile, op: &Op) -> Result<(), Invalid> {
             for (k, n) in adds {
                 let sum = match p.properties.get(k) {
                     None | Some(Value::Null) => Value::Number(n.clone()),
-                    Some(Value::Number(cur)) => add(cur, n).ok_or_else(|| Invalid::new(format!("$add.{k}"), "the sum overflows"))?,
+                    Some(Value::Number(cur)) => add(cur, n)
+                        .ok_or_else(|| Invalid::new(format!("$add.{k}"), "the sum overflows"))?,
                     Some(other) => {
-                        return Err(Invalid::new(format!("$add.{k}"), format!("cannot add to {}: the property is not a number", type_name(other))))
+                        return Err(Invalid::new(
+                            format!("$add.{k}"),
+                            format!(
+                                "cannot add to {}: the property is not a number",
+                                type_name(other)
+                            ),
+                        ))
                     }
                 };
                 p.properties.insert(k.clone(), sum);
@@ -325,7 +412,11 @@ fn set(p: &mut Profile, a: &Assign) {
 /// Adds an identity unless the same address is there; a repeat may update its provider metadata.
 pub fn add_identity(p: &mut Profile, id: Identity) {
     let key = id.dedup_key();
-    if let Some(existing) = p.identities.iter_mut().find(|i| i.channel == id.channel && i.dedup_key() == key) {
+    if let Some(existing) = p
+        .identities
+        .iter_mut()
+        .find(|i| i.channel == id.channel && i.dedup_key() == key)
+    {
         if id.bundle_id.is_some() {
             existing.bundle_id = id.bundle_id;
         }
@@ -338,7 +429,11 @@ pub fn add_identity(p: &mut Profile, id: Identity) {
         return;
     }
     // Keep identities grouped by channel so the stored order is stable.
-    let at = p.identities.iter().rposition(|i| i.channel == id.channel).map_or(p.identities.len(), |i| i + 1);
+    let at = p
+        .identities
+        .iter()
+        .rposition(|i| i.channel == id.channel)
+        .map_or(p.identities.len(), |i| i + 1);
     p.identities.insert(at, id);
 }
 
@@ -353,7 +448,13 @@ fn append(p: &mut Profile, k: &str, v: &Value) -> Result<(), Invalid> {
         }
         Some(Value::Array(list)) => list.extend(items),
         Some(other) => {
-            return Err(Invalid::new(format!("$append.{k}"), format!("cannot append: the property is {}, not a list", type_name(other))))
+            return Err(Invalid::new(
+                format!("$append.{k}"),
+                format!(
+                    "cannot append: the property is {}, not a list",
+                    type_name(other)
+                ),
+            ))
         }
     }
     Ok(())
@@ -368,7 +469,13 @@ fn remove(p: &mut Profile, k: &str, v: &Value) -> Result<(), Invalid> {
         None | Some(Value::Null) => {}
         Some(Value::Array(list)) => list.retain(|x| !items.contains(x)),
         Some(other) => {
-            return Err(Invalid::new(format!("$remove.{k}"), format!("cannot remove: the property is {}, not a list", type_name(other))))
+            return Err(Invalid::new(
+                format!("$remove.{k}"),
+                format!(
+                    "cannot remove: the property is {}, not a list",
+                    type_name(other)
+                ),
+            ))
         }
     }
     Ok(())
@@ -389,7 +496,11 @@ mod tests;
 /// Adds an identity only when the profile does not hold that address yet (merges: primary wins).
 pub fn add_identity_if_absent(p: &mut Profile, id: Identity) {
     let key = id.dedup_key();
-    if !p.identities.iter().any(|i| i.channel == id.channel && i.dedup_key() == key) {
+    if !p
+        .identities
+        .iter()
+        .any(|i| i.channel == id.channel && i.dedup_key() == key)
+    {
         add_identity(p, id);
     }
 }
@@ -397,7 +508,15 @@ pub fn add_identity_if_absent(p: &mut Profile, id: Identity) {
 /// The operations an upsert body stands for: channel values are added to those held, `$status` and
 /// properties are set.
 pub fn upsert_operations(body: &Value) -> Result<Vec<Op>, Invalid> {
-    let obj = body.as_object().ok_or_else(|| Invalid::new("", format!("the body must be a JSON object of properties, got {}", type_name(body))))?;
+    let obj = body.as_object().ok_or_else(|| {
+        Invalid::new(
+            "",
+            format!(
+                "the body must be a JSON object of properties, got {}",
+                type_name(body)
+            ),
+        )
+    })?;
     let mut sets = Vec::new();
     let mut appends = Vec::new();
     let meta = meta_of(obj)?;
@@ -408,7 +527,11 @@ pub fn upsert_operations(body: &Value) -> Result<Vec<Op>, Invalid> {
         let key = Key::parse(k).map_err(|rule| Invalid::new(k, rule))?;
         let appending = matches!(key, Key::Channel(_));
         let a = assign(key, v, &meta, appending).map_err(|rule| Invalid::new(k.trim(), rule))?;
-        if appending { appends.push(a) } else { sets.push(a) }
+        if appending {
+            appends.push(a)
+        } else {
+            sets.push(a)
+        }
     }
     Ok(vec![Op::Set(sets), Op::Append(appends)])
 }

@@ -27,13 +27,21 @@ impl Status {
         match raw.trim() {
             "enabled" => Ok(Status::Enabled),
             "disabled" => Ok(Status::Disabled),
-            other => Err(format!("'{other}' is not a status (expected enabled or disabled)")),
+            other => Err(format!(
+                "'{other}' is not a status (expected enabled or disabled)"
+            )),
         }
     }
 }
 
 /// The general properties Herald validates. They live in `properties` beside the custom ones.
-pub const GENERAL_KEYS: [&str; 5] = ["name", "country", "$timezone", "$preferred_language", "$locale"];
+pub const GENERAL_KEYS: [&str; 5] = [
+    "name",
+    "country",
+    "$timezone",
+    "$preferred_language",
+    "$locale",
+];
 
 /// The key under which status is set and reported in operations and history.
 pub const STATUS_KEY: &str = "$status";
@@ -73,11 +81,20 @@ impl Profile {
     /// plus Herald's `status` and `version`.
     pub fn to_wire(&self) -> Value {
         let mut o = Map::new();
-        o.insert("distinct_id".into(), Value::String(self.distinct_id.to_string()));
+        o.insert(
+            "distinct_id".into(),
+            Value::String(self.distinct_id.to_string()),
+        );
         o.insert("properties".into(), Value::Object(self.properties.clone()));
         o.insert("status".into(), Value::String(self.status.as_str().into()));
-        o.insert("created_at".into(), Value::String(format_time(self.created_at)));
-        o.insert("updated_at".into(), Value::String(format_time(self.updated_at)));
+        o.insert(
+            "created_at".into(),
+            Value::String(format_time(self.created_at)),
+        );
+        o.insert(
+            "updated_at".into(),
+            Value::String(format_time(self.updated_at)),
+        );
         o.insert("version".into(), Value::from(self.version));
         for channel in Channel::ALL {
             let ids: Vec<Value> = self.identities_on(channel).map(Identity::to_wire).collect();
@@ -92,9 +109,15 @@ impl Profile {
     /// the list of its addresses. History diffs are computed over this view.
     pub fn flat(&self) -> Map<String, Value> {
         let mut m = self.properties.clone();
-        m.insert(STATUS_KEY.into(), Value::String(self.status.as_str().into()));
+        m.insert(
+            STATUS_KEY.into(),
+            Value::String(self.status.as_str().into()),
+        );
         for channel in Channel::ALL {
-            let values: Vec<Value> = self.identities_on(channel).map(|i| i.value.clone()).collect();
+            let values: Vec<Value> = self
+                .identities_on(channel)
+                .map(|i| i.value.clone())
+                .collect();
             if !values.is_empty() {
                 m.insert(channel.key().into(), Value::Array(values));
             }
@@ -104,7 +127,9 @@ impl Profile {
 
     /// Same content, ignoring bookkeeping (timestamps, version).
     pub fn same_content(&self, other: &Profile) -> bool {
-        self.status == other.status && self.properties == other.properties && self.identities == other.identities
+        self.status == other.status
+            && self.properties == other.properties
+            && self.identities == other.identities
     }
 }
 

@@ -8,13 +8,25 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 
 /// The string the client signed: five fields joined by `\n`.
-pub fn string_to_sign(method: &str, body: &[u8], content_type: &str, date: &str, uri: &str) -> String {
+pub fn string_to_sign(
+    method: &str,
+    body: &[u8],
+    content_type: &str,
+    date: &str,
+    uri: &str,
+) -> String {
     let md5 = if body.is_empty() {
         String::new()
     } else {
-        Md5::digest(body).iter().map(|b| format!("{b:02x}")).collect()
+        Md5::digest(body)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     };
-    format!("{}\n{md5}\n{content_type}\n{date}\n{uri}", method.to_uppercase())
+    format!(
+        "{}\n{md5}\n{content_type}\n{date}\n{uri}",
+        method.to_uppercase()
+    )
 }
 
 /// `base64(HMAC-SHA256(secret, string_to_sign))`.
@@ -31,7 +43,8 @@ pub fn verify(secret: &str, string_to_sign: &str, signature_b64: &str) -> bool {
 }
 
 fn mac(secret: &str, msg: &str) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    let mut m =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
     m.update(msg.as_bytes());
     m
 }
@@ -63,14 +76,30 @@ mod tests {
         let body = br#"{"from_user_id": "u_old"}"#;
         let s = string_to_sign("POST", body, CT, DATE, "/v1/user/u1/merge/");
         assert!(s.contains("\n30c3d3a1f49ed9373b79f12d2ca00d32\n"));
-        assert_eq!(sign("ws_secret_test", &s), "oNQbB/U57KUMurIO9z2HLc0XAL94E8x1Xb0DQn58LW8=");
-        assert!(verify("ws_secret_test", &s, "oNQbB/U57KUMurIO9z2HLc0XAL94E8x1Xb0DQn58LW8="));
+        assert_eq!(
+            sign("ws_secret_test", &s),
+            "oNQbB/U57KUMurIO9z2HLc0XAL94E8x1Xb0DQn58LW8="
+        );
+        assert!(verify(
+            "ws_secret_test",
+            &s,
+            "oNQbB/U57KUMurIO9z2HLc0XAL94E8x1Xb0DQn58LW8="
+        ));
     }
 
     #[test]
     fn wire_spec_vector_get_with_query() {
-        let s = string_to_sign("GET", b"", CT, DATE, "/v1/user/u1/preference/?tenant_id=t1&show_opt_out_channels=false");
-        assert_eq!(sign("ws_secret_test", &s), "FzBW3CqzifIMzuytEHG2AhH27lv0fSzy+D8z8yFTO5M=");
+        let s = string_to_sign(
+            "GET",
+            b"",
+            CT,
+            DATE,
+            "/v1/user/u1/preference/?tenant_id=t1&show_opt_out_channels=false",
+        );
+        assert_eq!(
+            sign("ws_secret_test", &s),
+            "FzBW3CqzifIMzuytEHG2AhH27lv0fSzy+D8z8yFTO5M="
+        );
     }
 
     #[test]

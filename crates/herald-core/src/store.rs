@@ -11,7 +11,7 @@ use crate::profile::Profile;
 use async_trait::async_trait;
 use std::sync::Arc;
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("the database is unavailable: {0}")]
     Unavailable(String),
@@ -37,11 +37,16 @@ pub struct ProfileWrite {
 /// Decides the next state of one profile from its current state (`None`: not stored yet).
 /// `Ok(None)` means nothing changes. The store calls it inside its write transaction, with the row
 /// locked, so concurrent edits of one profile apply one after the other and none is lost.
-pub type EditFn = Arc<dyn Fn(Option<&Profile>) -> Result<Option<ProfileWrite>, Refusal> + Send + Sync>;
+pub type EditFn =
+    Arc<dyn Fn(Option<&Profile>) -> Result<Option<ProfileWrite>, Refusal> + Send + Sync>;
 
 /// Merges a secondary profile into the primary (`None`: primary not stored yet). Returns the primary's
 /// write and the event recorded for the removed secondary.
-pub type MergeFn = Arc<dyn Fn(Option<&Profile>, &Profile) -> Result<(ProfileWrite, HistoryEvent), Refusal> + Send + Sync>;
+pub type MergeFn = Arc<
+    dyn Fn(Option<&Profile>, &Profile) -> Result<(ProfileWrite, HistoryEvent), Refusal>
+        + Send
+        + Sync,
+>;
 
 /// The history event left behind by a deleted profile. Its earlier history is erased with it.
 pub type TombstoneFn = Arc<dyn Fn(&Profile) -> HistoryEvent + Send + Sync>;
@@ -57,17 +62,31 @@ pub struct EditOutcome {
 pub trait CredentialStore: Send + Sync {
     async fn insert_credentials(&self, credentials: &Credentials) -> Result<(), StoreError>;
     async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError>;
-    async fn credentials_by_workspace_key(&self, workspace_key: &str) -> Result<Option<Credentials>, StoreError>;
-    async fn credentials_by_api_key_hash(&self, api_key_hash: &str) -> Result<Option<Credentials>, StoreError>;
+    async fn credentials_by_workspace_key(
+        &self,
+        workspace_key: &str,
+    ) -> Result<Option<Credentials>, StoreError>;
+    async fn credentials_by_api_key_hash(
+        &self,
+        api_key_hash: &str,
+    ) -> Result<Option<Credentials>, StoreError>;
 }
 
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
-    async fn get_profile(&self, scope: EnvScope, id: &DistinctId) -> Result<Option<Profile>, StoreError>;
+    async fn get_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+    ) -> Result<Option<Profile>, StoreError>;
 
     /// Up to `query.limit + 1` profiles in scan order (reversed for a `Before` page), so the caller
     /// can tell whether more exist.
-    async fn list_profiles(&self, scope: EnvScope, query: &ListQuery) -> Result<Vec<Profile>, StoreError>;
+    async fn list_profiles(
+        &self,
+        scope: EnvScope,
+        query: &ListQuery,
+    ) -> Result<Vec<Profile>, StoreError>;
 
     async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError>;
 

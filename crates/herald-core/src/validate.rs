@@ -18,7 +18,9 @@ pub fn email(raw: &str) -> Result<String, String> {
         && !local.starts_with('.')
         && !local.ends_with('.')
         && !local.contains("..")
-        && local.chars().all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[],;:\\\"".contains(c));
+        && local
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && !"@<>()[],;:\\\"".contains(c));
     let labels: Vec<&str> = domain.split('.').collect();
     let domain_ok = labels.len() >= 2
         && labels.iter().all(|l| {
@@ -28,7 +30,9 @@ pub fn email(raw: &str) -> Result<String, String> {
                 && !l.ends_with('-')
                 && l.chars().all(|c| c.is_alphanumeric() || c == '-')
         })
-        && labels.last().is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && !tld.chars().all(|c| c.is_ascii_digit()));
     if !local_ok || !domain_ok {
         return Err(format!("'{value}' is not a valid email address"));
     }
@@ -38,7 +42,10 @@ pub fn email(raw: &str) -> Result<String, String> {
 /// E.164: `+`, a non-zero country digit, at most 15 digits in all. Spaces, dashes, dots and
 /// parentheses that people type are dropped first.
 pub fn phone(raw: &str) -> Result<String, String> {
-    let compact: String = raw.chars().filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')')).collect();
+    let compact: String = raw
+        .chars()
+        .filter(|c| !matches!(c, ' ' | '-' | '.' | '(' | ')'))
+        .collect();
     let digits = compact.strip_prefix('+').unwrap_or("");
     let valid = !digits.is_empty()
         && digits.len() >= 2
@@ -48,7 +55,10 @@ pub fn phone(raw: &str) -> Result<String, String> {
     if valid {
         Ok(compact)
     } else {
-        Err(format!("'{}' is not a phone number in E.164 form (e.g. +14155550123)", raw.trim()))
+        Err(format!(
+            "'{}' is not a phone number in E.164 form (e.g. +14155550123)",
+            raw.trim()
+        ))
     }
 }
 
@@ -57,7 +67,13 @@ pub fn timezone(raw: &str) -> Result<String, String> {
     let value = raw.trim();
     value
         .parse::<chrono_tz::Tz>()
-        .or_else(|_| chrono_tz::TZ_VARIANTS.iter().copied().find(|tz| tz.name().eq_ignore_ascii_case(value)).ok_or(()))
+        .or_else(|_| {
+            chrono_tz::TZ_VARIANTS
+                .iter()
+                .copied()
+                .find(|tz| tz.name().eq_ignore_ascii_case(value))
+                .ok_or(())
+        })
         .map(|tz| tz.name().to_owned())
         .map_err(|_| format!("'{value}' is not an IANA time zone (e.g. America/New_York)"))
 }
@@ -102,7 +118,9 @@ fn country_by_name(name: &str) -> Option<CountryCode> {
     if let Some((_, code)) = COMMON.iter().find(|(n, _)| *n == wanted) {
         return CountryCode::for_alpha2(code).ok();
     }
-    CountryCode::iter().find(|c| c.name().to_lowercase() == wanted).copied()
+    CountryCode::iter()
+        .find(|c| c.name().to_lowercase() == wanted)
+        .copied()
 }
 
 /// ISO 639-1 two-letter language code, lower-cased.
@@ -111,7 +129,10 @@ pub fn language(raw: &str) -> Result<String, String> {
     if value.len() == 2 && isolang::Language::from_639_1(&value).is_some() {
         Ok(value)
     } else {
-        Err(format!("'{}' is not an ISO 639-1 language code (e.g. en)", raw.trim()))
+        Err(format!(
+            "'{}' is not an ISO 639-1 language code (e.g. en)",
+            raw.trim()
+        ))
     }
 }
 
@@ -143,7 +164,9 @@ pub fn custom_key(raw: &str) -> Result<String, String> {
         return Err("property keys must be at most 128 characters".into());
     }
     if key.starts_with('$') || key.to_lowercase().starts_with("ss_") {
-        return Err(format!("'{key}' is reserved: keys starting with $ or ss_ belong to Herald"));
+        return Err(format!(
+            "'{key}' is reserved: keys starting with $ or ss_ belong to Herald"
+        ));
     }
     if key.chars().any(char::is_control) {
         return Err("property keys must not contain control characters".into());
@@ -155,12 +178,18 @@ pub fn custom_key(raw: &str) -> Result<String, String> {
 pub fn url(raw: &str, prefixes: &[&str]) -> Result<String, String> {
     let value = raw.trim();
     let scheme_ok = value.starts_with("https://") || value.starts_with("http://");
-    let host_ok = value.split("://").nth(1).is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    let host_ok = value
+        .split("://")
+        .nth(1)
+        .is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
     if !scheme_ok || !host_ok || value.chars().any(char::is_whitespace) {
         return Err(format!("'{value}' is not an http(s) URL"));
     }
     if !prefixes.is_empty() && !prefixes.iter().any(|p| value.starts_with(p)) {
-        return Err(format!("'{value}' must start with {}", prefixes.join(" or ")));
+        return Err(format!(
+            "'{value}' must start with {}",
+            prefixes.join(" or ")
+        ));
     }
     Ok(value.to_owned())
 }
@@ -171,9 +200,24 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(email(" Jo.Doe+x@Example.COM ").unwrap(), "Jo.Doe+x@example.com");
+        assert_eq!(
+            email(" Jo.Doe+x@Example.COM ").unwrap(),
+            "Jo.Doe+x@example.com"
+        );
         assert_eq!(email("ü@bücher.de").unwrap(), "ü@bücher.de");
-        for bad in ["", "a", "a@", "@b.com", "a@b", "a b@c.com", "a@b..com", "a@-b.com", "a..b@c.com", "a@b.c", "a@b.123"] {
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b.com",
+            "a@b",
+            "a b@c.com",
+            "a@b..com",
+            "a@-b.com",
+            "a..b@c.com",
+            "a@b.c",
+            "a@b.123",
+        ] {
             assert!(email(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -181,7 +225,14 @@ mod tests {
     #[test]
     fn phones() {
         assert_eq!(phone("+1 (415) 555-0123").unwrap(), "+14155550123");
-        for bad in ["", "4155550123", "+0123", "+1", "+1234567890123456", "+1abc"] {
+        for bad in [
+            "",
+            "4155550123",
+            "+0123",
+            "+1",
+            "+1234567890123456",
+            "+1abc",
+        ] {
             assert!(phone(bad).is_err(), "{bad} should be rejected");
         }
     }
@@ -200,7 +251,10 @@ mod tests {
         assert_eq!(country("DEU").unwrap(), "DE");
         assert_eq!(country("Germany").unwrap(), "DE");
         assert_eq!(country("United States").unwrap(), "US");
-        assert_eq!(country("united kingdom of great britain and northern ireland").unwrap(), "GB");
+        assert_eq!(
+            country("united kingdom of great britain and northern ireland").unwrap(),
+            "GB"
+        );
         assert!(country("XX").is_err());
         assert!(country("Atlantis").is_err());
     }

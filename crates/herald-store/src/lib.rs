@@ -1,1 +1,120 @@
-//! placeholder
+//! Storage adapters for Herald. Each backend implements `herald_core::store::Store`; [`connect`]
+//! picks one from the database URL.
+
+pub mod sqlite;
+
+use herald_core::store::Store;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Which backend a database URL names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("database URL '{0}' has an unknown scheme: use sqlite://PATH (or a plain file path) or postgres://USER@HOST/DB")]
+    UnknownScheme(String),
+    #[error("database URL must not be empty")]
+    Empty,
+    #[error("cannot open the database: {0}")]
+    Open(String),
+}
+
+impl DatabaseUrl {
+    pub fn parse(raw: &str) -> Result<DatabaseUrl, ConnectError> {
+        let raw = raw.trim();
+        if raw.is_empty() {
+            return Err(ConnectError::Empty);
+        }
+        if let Some(path) = raw
+            .strip_prefix("sqlite://")
+            .or_else(|| raw.strip_prefix("sqlite:"))
+        {
+            if path.is_empty() {
+                return Err(ConnectError::Empty);
+            }
+            return Ok(DatabaseUrl::Sqlite(PathBuf::from(path)));
+        }
+        if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(raw.to_owned()));
+        }
+        // Anything else with a scheme is a mistake, never a file name.
+        if let Some((scheme, _)) = raw.split_once("://") {
+            if !scheme.is_empty() {
+                return Err(ConnectError::UnknownScheme(raw.to_owned()));
+            }
+        }
+        if raw.split_once(':').is_some_and(|(s, _)| {
+            s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
+        }) {
+            return Err(ConnectError::UnknownScheme(raw.to_owned()));
+        }
+        Ok(DatabaseUrl::Sqlite(PathBuf::from(raw)))
+    }
+}
+
+/// Settings for opening a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Connections that serve reads concurrently (SQLite readers; the PostgreSQL pool size).
+    pub pool_size: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { pool_size: 4 }
+    }
+}
+
+/// Opens the store a URL names and brings its schema up to date.
+pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, ConnectError> {
+    match DatabaseUrl::parse(url)? {
+        DatabaseUrl::Sqlite(path) => {
+            let store = sqlite::SqliteStore::open(&path, options)
+                .await
+                .map_err(|e| ConnectError::Open(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
+        DatabaseUrl::Postgres(_) => Err(ConnectError::Open(
+            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_pick_a_backend_or_fail_clearly() {
+        assert_eq!(
+            DatabaseUrl::parse("sqlite://./data/h.db").unwrap(),
+            DatabaseUrl::Sqlite("./data/h.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("sqlite:h.db").unwrap(),
+            DatabaseUrl::Sqlite("h.db".into())
+        );
+        assert_eq!(
+            DatabaseUrl::parse("/var/lib/herald.db").unwrap(),
+            DatabaseUrl::Sqlite("/var/lib/herald.db".into())
+        );
+        assert!(matches!(
+            DatabaseUrl::parse("postgres://u@h/db").unwrap(),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse("mysql://u@h/db"),
+            Err(ConnectError::UnknownScheme(_))
+        ));
+        assert!(matches!(
+            DatabaseUrl::parse("redis:foo"),
+            Err(ConnectError::UnknownScheme(_))
+        ));
+        assert!(matches!(DatabaseUrl::parse(" "), Err(ConnectError::Empty)));
+    }
+}

@@ -17,10 +17,18 @@ pub struct IdentityEvent {
 /// Parses one event. `env` must name the workspace of the key that sent it; track events
 /// (`event` instead of `$user_operations`) are not identity events.
 pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<IdentityEvent, Invalid> {
-    let obj = raw.as_object().ok_or_else(|| Invalid::new("", format!("each event must be an object, got {}", type_name(raw))))?;
+    let obj = raw.as_object().ok_or_else(|| {
+        Invalid::new(
+            "",
+            format!("each event must be an object, got {}", type_name(raw)),
+        )
+    })?;
     if let Some(env) = obj.get("env") {
         if env.as_str() != Some(workspace_key) {
-            return Err(Invalid::new("env", "must be the workspace key of the key that signs the request"));
+            return Err(Invalid::new(
+                "env",
+                "must be the workspace key of the key that signs the request",
+            ));
         }
     }
     let Some(operations) = obj.get("$user_operations") else {
@@ -31,18 +39,33 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
         };
         return Err(Invalid::new("$user_operations", rule));
     };
-    let id = obj.get("distinct_id").and_then(Value::as_str).ok_or_else(|| Invalid::new("distinct_id", "is required and must be a string"))?;
+    let id = obj
+        .get("distinct_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Invalid::new("distinct_id", "is required and must be a string"))?;
     let distinct_id = DistinctId::parse(id)?;
     let ops = ops::parse_operations(operations).map_err(|e| e.within("$user_operations"))?;
     let request = json!({ "operations": operations, "$insert_id": obj.get("$insert_id") });
-    Ok(IdentityEvent { distinct_id, ops, request })
+    Ok(IdentityEvent {
+        distinct_id,
+        ops,
+        request,
+    })
 }
 
 /// Applies parsed events in order; each event is all or nothing on its own.
-pub async fn ingest(store: &dyn crate::store::Store, ctx: &Ctx, events: Vec<IdentityEvent>) -> Vec<Result<(), Error>> {
+pub async fn ingest(
+    store: &dyn crate::store::Store,
+    ctx: &Ctx,
+    events: Vec<IdentityEvent>,
+) -> Vec<Result<(), Error>> {
     let mut results = Vec::with_capacity(events.len());
     for e in events {
-        results.push(profiles::apply(store, ctx, &e.distinct_id, e.ops, e.request, true).await.map(|_| ()));
+        results.push(
+            profiles::apply(store, ctx, &e.distinct_id, e.ops, e.request, true)
+                .await
+                .map(|_| ()),
+        );
     }
     results
 }

@@ -20,7 +20,11 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(scope: EnvScope, actor: Actor, now: DateTime<Utc>) -> Self {
-        Self { scope, actor, now: crate::profile::truncate(now) }
+        Self {
+            scope,
+            actor,
+            now: crate::profile::truncate(now),
+        }
     }
 }
 
@@ -42,7 +46,10 @@ impl From<Invalid> for Error {
 
 impl Error {
     pub fn user_not_found(id: impl ToString) -> Self {
-        Error::NotFound { what: "user", id: id.to_string() }
+        Error::NotFound {
+            what: "user",
+            id: id.to_string(),
+        }
     }
 
     fn from_refusal(r: Refusal, id: impl ToString) -> Self {

@@ -11,7 +11,10 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 
 pub async fn get(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Profile, Error> {
-    store.get_profile(ctx.scope, id).await?.ok_or_else(|| Error::user_not_found(id))
+    store
+        .get_profile(ctx.scope, id)
+        .await?
+        .ok_or_else(|| Error::user_not_found(id))
 }
 
 pub struct Listing {
@@ -19,33 +22,83 @@ pub struct Listing {
     pub count: Option<u64>,
 }
 
-pub async fn list(store: &dyn Store, ctx: &Ctx, query: &ListQuery, with_count: bool) -> Result<Listing, Error> {
+pub async fn list(
+    store: &dyn Store,
+    ctx: &Ctx,
+    query: &ListQuery,
+    with_count: bool,
+) -> Result<Listing, Error> {
     let rows = store.list_profiles(ctx.scope, query).await?;
-    let count = if with_count { Some(store.count_profiles(ctx.scope).await?) } else { None };
-    Ok(Listing { page: Page::assemble(query, rows), count })
+    let count = if with_count {
+        Some(store.count_profiles(ctx.scope).await?)
+    } else {
+        None
+    };
+    Ok(Listing {
+        page: Page::assemble(query, rows),
+        count,
+    })
 }
 
 /// `POST /v1/user/{id}/`: properties are set, channel identities added to those already held.
-pub async fn upsert(store: &dyn Store, ctx: &Ctx, id: &DistinctId, body: &Value) -> Result<Profile, Error> {
+pub async fn upsert(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    body: &Value,
+) -> Result<Profile, Error> {
     let ops = ops::upsert_operations(body)?;
     apply(store, ctx, id, ops, body.clone(), true).await
 }
 
 /// `PATCH /v1/user/{id}/` and identity events: the operations, in order, all or nothing. A profile
 /// that does not exist yet is created.
-pub async fn edit(store: &dyn Store, ctx: &Ctx, id: &DistinctId, operations: &Value) -> Result<Profile, Error> {
+pub async fn edit(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    operations: &Value,
+) -> Result<Profile, Error> {
     let ops = ops::parse_operations(operations).map_err(|e| e.within("operations"))?;
-    apply(store, ctx, id, ops, json!({ "operations": operations }), true).await
+    apply(
+        store,
+        ctx,
+        id,
+        ops,
+        json!({ "operations": operations }),
+        true,
+    )
+    .await
 }
 
 /// Enables or disables an existing user.
-pub async fn set_status(store: &dyn Store, ctx: &Ctx, id: &DistinctId, status: Status) -> Result<Profile, Error> {
+pub async fn set_status(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    status: Status,
+) -> Result<Profile, Error> {
     let ops = vec![Op::Set(vec![Assign::Status(status)])];
-    apply(store, ctx, id, ops, json!({ "$status": status.as_str() }), false).await
+    apply(
+        store,
+        ctx,
+        id,
+        ops,
+        json!({ "$status": status.as_str() }),
+        false,
+    )
+    .await
 }
 
 /// Applies parsed operations through the store's locked read-modify-write.
-pub async fn apply(store: &dyn Store, ctx: &Ctx, id: &DistinctId, ops: Vec<Op>, request: Value, create: bool) -> Result<Profile, Error> {
+pub async fn apply(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    ops: Vec<Op>,
+    request: Value,
+    create: bool,
+) -> Result<Profile, Error> {
     let edit = edit_fn(ctx, id, ops, request, create);
     match store.edit_profile(ctx.scope, id, edit).await? {
         Ok(outcome) => Ok(outcome.profile),
@@ -67,12 +120,22 @@ pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Op>, request: Value, create:
         if existing.is_some() && next.same_content(&base) {
             return Ok(None);
         }
-        let action = if existing.is_some() { Action::Updated } else { Action::Created };
+        let action = if existing.is_some() {
+            Action::Updated
+        } else {
+            Action::Created
+        };
         Ok(Some(write(&ctx, existing, next, action, request.clone())))
     })
 }
 
-fn write(ctx: &Ctx, before: Option<&Profile>, mut next: Profile, action: Action, request: Value) -> ProfileWrite {
+fn write(
+    ctx: &Ctx,
+    before: Option<&Profile>,
+    mut next: Profile,
+    action: Action,
+    request: Value,
+) -> ProfileWrite {
     next.version = before.map_or(0, |p| p.version) + 1;
     next.updated_at = before.map_or(ctx.now, |p| p.updated_at.max(ctx.now));
     let event = HistoryEvent {
@@ -84,23 +147,46 @@ fn write(ctx: &Ctx, before: Option<&Profile>, mut next: Profile, action: Action,
         request,
         changes: diff(before, Some(&next)),
     };
-    ProfileWrite { profile: next, event }
+    ProfileWrite {
+        profile: next,
+        event,
+    }
 }
 
 /// `POST /v1/user/{id}/merge/`: the primary keeps its values and gains the secondary's missing
 /// properties and identities; the secondary is removed. A primary that does not exist yet is
 /// created from the secondary.
-pub async fn merge(store: &dyn Store, ctx: &Ctx, primary: &DistinctId, secondary: &DistinctId) -> Result<Profile, Error> {
+pub async fn merge(
+    store: &dyn Store,
+    ctx: &Ctx,
+    primary: &DistinctId,
+    secondary: &DistinctId,
+) -> Result<Profile, Error> {
     if primary == secondary {
-        return Err(Error::Invalid(crate::Invalid::new("from_user_id", "must differ from the user merged into")));
+        return Err(Error::Invalid(crate::Invalid::new(
+            "from_user_id",
+            "must differ from the user merged into",
+        )));
     }
     let merge: MergeFn = {
         let (ctx, primary_id, secondary_id) = (ctx.clone(), primary.clone(), secondary.clone());
         Arc::new(move |existing: Option<&Profile>, from: &Profile| {
-            let base = existing.cloned().unwrap_or_else(|| Profile::new(primary_id.clone(), from.created_at.min(ctx.now)));
+            let base = existing
+                .cloned()
+                .unwrap_or_else(|| Profile::new(primary_id.clone(), from.created_at.min(ctx.now)));
             let merged = merge_into(&base, from);
-            let action = if existing.is_some() { Action::Merged } else { Action::Created };
-            let primary_write = write(&ctx, existing, merged, action, json!({ "from_user_id": secondary_id.as_str() }));
+            let action = if existing.is_some() {
+                Action::Merged
+            } else {
+                Action::Created
+            };
+            let primary_write = write(
+                &ctx,
+                existing,
+                merged,
+                action,
+                json!({ "from_user_id": secondary_id.as_str() }),
+            );
             let tombstone = HistoryEvent {
                 id: 0,
                 distinct_id: secondary_id.clone(),
@@ -113,7 +199,10 @@ pub async fn merge(store: &dyn Store, ctx: &Ctx, primary: &DistinctId, secondary
             Ok((primary_write, tombstone))
         })
     };
-    match store.merge_profiles(ctx.scope, primary, secondary, merge).await? {
+    match store
+        .merge_profiles(ctx.scope, primary, secondary, merge)
+        .await?
+    {
         None => Err(Error::user_not_found(secondary)),
         Some(Ok(p)) => Ok(p),
         Some(Err(refusal)) => Err(Error::from_refusal(refusal, primary)),
@@ -135,7 +224,9 @@ pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
 }
 
 pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
-    let deleted = store.delete_profiles(ctx.scope, std::slice::from_ref(id), tombstone(ctx)).await?;
+    let deleted = store
+        .delete_profiles(ctx.scope, std::slice::from_ref(id), tombstone(ctx))
+        .await?;
     if deleted.is_empty() {
         Err(Error::user_not_found(id))
     } else {
@@ -144,14 +235,24 @@ pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(),
 }
 
 /// Deletes every listed profile that exists; returns those deleted.
-pub async fn bulk_delete(store: &dyn Store, ctx: &Ctx, ids: &[DistinctId]) -> Result<Vec<DistinctId>, Error> {
+pub async fn bulk_delete(
+    store: &dyn Store,
+    ctx: &Ctx,
+    ids: &[DistinctId],
+) -> Result<Vec<DistinctId>, Error> {
     if ids.len() > limits::MAX_BULK_DELETE {
         return Err(Error::Invalid(crate::Invalid::new(
             "distinct_ids",
-            format!("at most {} per call, got {}", limits::MAX_BULK_DELETE, ids.len()),
+            format!(
+                "at most {} per call, got {}",
+                limits::MAX_BULK_DELETE,
+                ids.len()
+            ),
         )));
     }
-    Ok(store.delete_profiles(ctx.scope, ids, tombstone(ctx)).await?)
+    Ok(store
+        .delete_profiles(ctx.scope, ids, tombstone(ctx))
+        .await?)
 }
 
 fn tombstone(ctx: &Ctx) -> TombstoneFn {
@@ -175,7 +276,13 @@ pub struct HistoryPage {
 }
 
 /// Newest first. A deleted profile still shows its tombstone; an id never seen is a 404.
-pub async fn history(store: &dyn Store, ctx: &Ctx, id: &DistinctId, after: Option<i64>, limit: usize) -> Result<HistoryPage, Error> {
+pub async fn history(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    after: Option<i64>,
+    limit: usize,
+) -> Result<HistoryPage, Error> {
     let mut events = store.list_history(ctx.scope, id, after, limit).await?;
     if events.is_empty() && after.is_none() {
         return Err(Error::user_not_found(id));
@@ -183,5 +290,9 @@ pub async fn history(store: &dyn Store, ctx: &Ctx, id: &DistinctId, after: Optio
     let has_next = events.len() > limit;
     events.truncate(limit);
     let after = events.last().filter(|_| has_next).map(|e| e.id);
-    Ok(HistoryPage { events, has_next, after })
+    Ok(HistoryPage {
+        events,
+        has_next,
+        after,
+    })
 }

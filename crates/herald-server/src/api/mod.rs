@@ -1,0 +1,138 @@
+//! The HTTP API: SuprSend's wire surface plus Herald's additions in the same style.
+
+pub mod auth;
+pub mod error;
+mod events;
+mod meta;
+mod users;
+
+use crate::App;
+use auth::{Caller, RawTarget};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, Uri};
+use axum::routing::{delete, get, patch, post};
+use axum::Router;
+use chrono::Utc;
+use error::ApiError;
+use herald_core::service::Ctx;
+use herald_core::DistinctId;
+use serde_json::Value;
+
+/// All routes. Paths are matched without their trailing slash (see [`normalize`]).
+pub fn router(app: App) -> Router {
+    let authenticated = Router::new()
+        .route("/v1/user", get(users::list))
+        .route(
+            "/v1/user/{id}",
+            get(users::get)
+                .post(users::upsert)
+                .patch(users::edit)
+                .delete(users::delete),
+        )
+        .route("/v1/user/{id}/status", patch(users::set_status))
+        .route("/v1/user/{id}/merge", post(users::merge))
+        .route("/v1/user/{id}/history", get(users::history))
+        .route("/v1/bulk/user", delete(users::bulk_delete))
+        .route("/event", post(events::ingest))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            auth::authenticate,
+        ));
+    Router::new()
+        .merge(authenticated)
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .route("/metrics", get(meta::metrics))
+        .route("/openapi.json", get(meta::openapi))
+        .fallback(|| async { ApiError::not_found("no such endpoint") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this endpoint does not accept that method",
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            meta::record_metrics,
+        ))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            app.config.limits.max_body_bytes,
+        ))
+        .with_state(app)
+}
+
+/// Runs before routing: remembers the raw target for signature checks, then drops a trailing
+/// slash so `/v1/user/x/` and `/v1/user/x` reach the same handler.
+pub fn normalize(mut req: Request) -> Request {
+    let raw = auth::raw_target(req.uri());
+    req.extensions_mut().insert(RawTarget(raw));
+    let path = req.uri().path();
+    if path.len() > 1 && path.ends_with('/') {
+        let trimmed = path.trim_end_matches('/');
+        let trimmed = if trimmed.is_empty() { "/" } else { trimmed };
+        let new = match req.uri().query() {
+            Some(q) => format!("{trimmed}?{q}"),
+            None => trimmed.to_owned(),
+        };
+        if let Ok(uri) = new.parse::<Uri>() {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
+impl Caller {
+    /// The context a use case runs in: this caller's environment and identity, now.
+    pub fn ctx(&self) -> Ctx {
+        Ctx::new(self.scope, self.actor.clone(), Utc::now())
+    }
+}
+
+/// The `{id}` path segment, percent-decoded and parsed as a distinct_id.
+pub struct UserId(pub DistinctId);
+
+impl<S: Send + Sync> FromRequestParts<S> for UserId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(params) = Path::<Vec<(String, String)>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| {
+                ApiError::bad_request("distinct_id", format!("is not a valid path segment: {e}"))
+            })?;
+        let raw = params
+            .into_iter()
+            .find(|(k, _)| k == "id")
+            .map(|(_, v)| v)
+            .unwrap_or_default();
+        Ok(UserId(DistinctId::parse(&raw)?))
+    }
+}
+
+/// A JSON body, any shape; malformed JSON is a 400 that says where it broke.
+pub struct JsonBody(pub Value, pub usize);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::too_large(format!("cannot read the request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(JsonBody(Value::Null, 0));
+        }
+        let value = serde_json::from_slice(&bytes)
+            .map_err(|e| ApiError::bad_request("body", format!("is not valid JSON: {e}")))?;
+        Ok(JsonBody(value, bytes.len()))
+    }
+}
+
+/// Query parameters in order, percent-decoded (`+` is a space, as form encoding has it).
+pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
+    form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! The command line: `herald serve | migrate | keys | user`.
+
+use crate::config::Config;
+use crate::{keys, open_store};
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+use herald_core::history::Actor;
+use herald_core::profile::format_time;
+use herald_core::service::{profiles, Ctx};
+use herald_core::{DistinctId, Env, EnvScope};
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "herald",
+    version,
+    about = "Herald: user profiles for notifications, SuprSend-compatible."
+)]
+pub struct Cli {
+    /// A TOML config file (options in docs/configuration.md). HERALD_* variables override it.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The database: sqlite://PATH (default ./herald-data/herald.db) or postgres://...
+    #[arg(long, global = true, value_name = "URL")]
+    pub database_url: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API. On first start, creates test and live keys.
+    Serve {
+        /// Address to listen on, e.g. 127.0.0.1:8080.
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<String>,
+    },
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+    /// Read and change profiles from scripts.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key set (workspace key, workspace secret, bearer API key) for one environment.
+    Create {
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+        /// Print {"env","workspace_key","workspace_secret","api_key"} as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List key sets (no secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Print a profile as JSON.
+    Get {
+        distinct_id: String,
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
+    /// Create or update a profile from a JSON object of properties and channels (as POST /v1/user/{id}/).
+    Set {
+        distinct_id: String,
+        /// e.g. '{"name": "Ada", "$email": ["ada@example.com"]}'
+        properties: String,
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
+    /// Delete a profile.
+    Delete {
+        distinct_id: String,
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
+}
+
+fn parse_env(raw: &str) -> Result<Env, String> {
+    raw.parse()
+}
+
+/// Runs a parsed command line. Errors are messages for the operator.
+pub async fn run(cli: Cli) -> Result<(), String> {
+    let mut config = Config::load(cli.config.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(url) = cli.database_url {
+        config.database_url = url;
+    }
+    crate::init_logging(&config);
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(listen) = listen {
+                config.listen = listen;
+            }
+            let listener = tokio::net::TcpListener::bind(&config.listen)
+                .await
+                .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+            crate::run(config, listener).await
+        }
+        Command::Migrate => {
+            open_store(&config).await?;
+            println!(
+                "database schema is up to date ({})",
+                redact(&config.database_url)
+            );
+            Ok(())
+        }
+        Command::Keys { command } => keys_command(&config, command).await,
+        Command::User { command } => user_command(&config, command).await,
+    }
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), String> {
+    let store = open_store(config).await?;
+    match command {
+        KeysCommand::Create { env, json } => {
+            let new = keys::create(store.as_ref(), env).await?;
+            if json {
+                println!("{}", keys::to_json(&new));
+            } else {
+                let c = &new.credentials;
+                println!("env:              {}", c.env);
+                println!("workspace_key:    {}", c.workspace_key);
+                println!("workspace_secret: {}", c.workspace_secret);
+                println!("api_key:          {}", new.api_key);
+                println!("\nThe API key is shown only now; store it safely.");
+            }
+        }
+        KeysCommand::List { json } => {
+            let all = store.list_credentials().await.map_err(|e| e.to_string())?;
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|c| serde_json::json!({"env": c.env, "workspace_key": c.workspace_key, "api_key_prefix": c.api_key_prefix, "created_at": format_time(c.created_at)}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else {
+                println!(
+                    "{:<5} {:<32} {:<14} created_at",
+                    "env", "workspace_key", "api_key"
+                );
+                for c in all {
+                    println!(
+                        "{:<5} {:<32} {:<14} {}",
+                        c.env,
+                        c.workspace_key,
+                        format!("{}…", c.api_key_prefix),
+                        format_time(c.created_at)
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn user_command(config: &Config, command: UserCommand) -> Result<(), String> {
+    let store = open_store(config).await?;
+    let ctx = |env: Env| Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now());
+    let id = |raw: &str| DistinctId::parse(raw).map_err(|e| e.to_string());
+    let profile = match command {
+        UserCommand::Get { distinct_id, env } => {
+            profiles::get(store.as_ref(), &ctx(env), &id(&distinct_id)?).await
+        }
+        UserCommand::Set {
+            distinct_id,
+            properties,
+            env,
+        } => {
+            let body: serde_json::Value = serde_json::from_str(&properties)
+                .map_err(|e| format!("properties are not valid JSON: {e}"))?;
+            profiles::upsert(store.as_ref(), &ctx(env), &id(&distinct_id)?, &body).await
+        }
+        UserCommand::Delete { distinct_id, env } => {
+            profiles::delete(store.as_ref(), &ctx(env), &id(&distinct_id)?)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("deleted {distinct_id} ({env})");
+            return Ok(());
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&profile.to_wire()).expect("profiles serialise")
+    );
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}

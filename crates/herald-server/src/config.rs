@@ -1,0 +1,172 @@
+//! Configuration: built-in defaults, then an optional TOML file, then `HERALD_*` environment
+//! variables, then command-line flags. Read once at start and handed down as typed structs.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+const DEFAULTS: &str = include_str!("defaults.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub database_url: String,
+    pub data_dir: PathBuf,
+    pub log: LogConfig,
+    pub auth: AuthConfig,
+    pub store: StoreConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    pub max_clock_skew_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub pool_size: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_body_bytes: usize,
+}
+
+/// Environment variables and the option each sets (`section.key`).
+pub const ENV_VARS: &[(&str, &str)] = &[
+    ("HERALD_LISTEN", "listen"),
+    ("HERALD_DATABASE_URL", "database_url"),
+    ("HERALD_DATA_DIR", "data_dir"),
+    ("HERALD_LOG_FORMAT", "log.format"),
+    ("HERALD_LOG_LEVEL", "log.level"),
+    (
+        "HERALD_AUTH_MAX_CLOCK_SKEW_SECS",
+        "auth.max_clock_skew_secs",
+    ),
+    ("HERALD_STORE_POOL_SIZE", "store.pool_size"),
+    ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
+];
+
+impl Config {
+    /// Loads the layers. `env` is passed in so tests need not touch the process environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Config, String> {
+        let mut table: toml::Table = DEFAULTS
+            .parse()
+            .map_err(|e| format!("built-in defaults: {e}"))?;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+            let layer: toml::Table = text
+                .parse()
+                .map_err(|e| format!("config file {}: {e}", path.display()))?;
+            merge(&mut table, layer);
+        }
+        for (var, key) in ENV_VARS {
+            if let Some(raw) = env(var) {
+                set(&mut table, key, &raw).map_err(|e| format!("{var}: {e}"))?;
+            }
+        }
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| format!("configuration: {e}"))
+    }
+}
+
+fn merge(base: &mut toml::Table, layer: toml::Table) {
+    for (k, v) in layer {
+        match (base.get_mut(&k), v) {
+            (Some(toml::Value::Table(b)), toml::Value::Table(l)) => merge(b, l),
+            (_, v) => {
+                base.insert(k, v);
+            }
+        }
+    }
+}
+
+/// Sets one option by its dotted name, with the type the defaults give it.
+fn set(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
+    let (section, name) = match key.split_once('.') {
+        Some((s, n)) => (Some(s), n),
+        None => (None, key),
+    };
+    let target = match section {
+        Some(s) => table
+            .get_mut(s)
+            .and_then(toml::Value::as_table_mut)
+            .ok_or_else(|| format!("no section [{s}]"))?,
+        None => table,
+    };
+    let value = match target.get(name) {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not an integer"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("'{raw}' is not true or false"))?,
+        ),
+        _ => toml::Value::String(raw.to_owned()),
+    };
+    target.insert(name.to_owned(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herald.toml");
+        std::fs::write(
+            &file,
+            "listen = \"0.0.0.0:9000\"\n[auth]\nmax_clock_skew_secs = 60\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "HERALD_AUTH_MAX_CLOCK_SKEW_SECS").then(|| "30".to_owned());
+        let c = Config::load(Some(&file), env).unwrap();
+        assert_eq!(c.listen, "0.0.0.0:9000");
+        assert_eq!(c.auth.max_clock_skew_secs, 30);
+        assert_eq!(c.store.pool_size, 4);
+    }
+
+    #[test]
+    fn bad_values_and_unknown_keys_are_errors() {
+        let bad_int = Config::load(None, |k| {
+            (k == "HERALD_STORE_POOL_SIZE").then(|| "many".to_owned())
+        });
+        assert!(bad_int.unwrap_err().contains("HERALD_STORE_POOL_SIZE"));
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("h.toml");
+        std::fs::write(&file, "lisen = \"x\"\n").unwrap();
+        assert!(Config::load(Some(&file), |_| None)
+            .unwrap_err()
+            .contains("lisen"));
+        let fmt = Config::load(None, |k| {
+            (k == "HERALD_LOG_FORMAT").then(|| "xml".to_owned())
+        });
+        assert!(fmt.is_err());
+    }
+}

@@ -1,0 +1,69 @@
+//! Minting keys, and the first start that creates one key set per environment.
+
+use chrono::Utc;
+use herald_core::credentials::NewCredentials;
+use herald_core::store::Store;
+use herald_core::Env;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+
+fn random(len: usize) -> String {
+    rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+/// Creates and stores a new key set for `env`. The bearer key is returned in clear, once.
+pub async fn create(store: &dyn Store, env: Env) -> Result<NewCredentials, String> {
+    let new = NewCredentials::from_random(env, [&random(24), &random(40), &random(40)], Utc::now());
+    store
+        .insert_credentials(&new.credentials)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(new)
+}
+
+/// The JSON `herald keys create --json` prints.
+pub fn to_json(new: &NewCredentials) -> serde_json::Value {
+    json!({
+        "env": new.credentials.env,
+        "workspace_key": new.credentials.workspace_key,
+        "workspace_secret": new.credentials.workspace_secret,
+        "api_key": new.api_key,
+    })
+}
+
+/// On the very first start (no keys at all) mints a key set per environment and writes them to
+/// `<data_dir>/initial-keys.json`, readable by the owner only. Returns that path when it did.
+pub async fn ensure_initial(store: &dyn Store, data_dir: &Path) -> Result<Option<PathBuf>, String> {
+    if !store
+        .list_credentials()
+        .await
+        .map_err(|e| e.to_string())?
+        .is_empty()
+    {
+        return Ok(None);
+    }
+    let mut sets = Vec::new();
+    for env in Env::ALL {
+        sets.push(to_json(&create(store, env).await?));
+    }
+    std::fs::create_dir_all(data_dir).map_err(|e| format!("{}: {e}", data_dir.display()))?;
+    let path = data_dir.join("initial-keys.json");
+    let text = serde_json::to_string_pretty(&json!({ "keys": sets })).expect("keys serialise");
+    write_private(&path, &text).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)?.write_all(text.as_bytes())
+}

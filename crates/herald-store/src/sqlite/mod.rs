@@ -1,0 +1,504 @@
+//! The embedded SQLite backend (the default): WAL, one batching writer, a few readers.
+
+mod pool;
+
+use crate::StoreOptions;
+use async_trait::async_trait;
+use herald_core::credentials::Credentials;
+use herald_core::env::{Env, EnvScope};
+use herald_core::history::{Action, Actor, HistoryEvent};
+use herald_core::ids::DistinctId;
+use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::profile::{from_micros, micros, Profile, Status};
+use herald_core::store::{
+    CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
+    TombstoneFn,
+};
+use pool::{internal, open_connection, Readers, Writer};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::path::Path;
+
+/// Schema versions, applied in order. PostgreSQL keeps the same numbers.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Readers,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and applies pending migrations.
+    pub async fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
+        let path = path.to_owned();
+        let readers = options.pool_size.max(1);
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
+            }
+            let mut conn = open_connection(&path, false)?;
+            migrate(&mut conn)?;
+            let readers = (0..readers)
+                .map(|_| open_connection(&path, true))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SqliteStore {
+                writer: Writer::start(conn),
+                readers: Readers::new(readers),
+            })
+        })
+        .await
+        .map_err(|e| StoreError::Internal(e.to_string()))?
+    }
+}
+
+/// Applies missing migrations in one transaction; safe when two processes open the file at once.
+pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(internal)?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS herald_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+    )
+    .map_err(internal)?;
+    let current: i64 = tx
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM herald_migrations",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
+        tx.execute(
+            "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+            params![version, name, micros(chrono::Utc::now())],
+        )
+        .map_err(internal)?;
+    }
+    tx.commit().map_err(internal)
+}
+
+const PROFILE_COLUMNS: &str =
+    "distinct_id, status, properties, identities, created_at, updated_at, version";
+
+fn profile_from_row(row: &Row<'_>) -> rusqlite::Result<Profile> {
+    let id: String = row.get(0)?;
+    let status: String = row.get(1)?;
+    let properties: String = row.get(2)?;
+    let identities: String = row.get(3)?;
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("{what}: {e}").into(),
+        )
+    };
+    Ok(Profile {
+        distinct_id: DistinctId::parse(&id).map_err(|e| corrupt("distinct_id", &e))?,
+        status: Status::parse(&status).map_err(|e| corrupt("status", &e))?,
+        properties: serde_json::from_str(&properties).map_err(|e| corrupt("properties", &e))?,
+        identities: serde_json::from_str(&identities).map_err(|e| corrupt("identities", &e))?,
+        created_at: from_micros(row.get(4)?),
+        updated_at: from_micros(row.get(5)?),
+        version: row.get(6)?,
+    })
+}
+
+fn select_profile(conn: &Connection, env: Env, id: &str) -> Result<Option<Profile>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = ?1 AND distinct_id = ?2"
+    ))
+    .and_then(|mut s| {
+        s.query_row(params![env.as_str(), id], profile_from_row)
+            .optional()
+    })
+    .map_err(internal)
+}
+
+fn json(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).expect("profile parts serialise to JSON")
+}
+
+fn store_profile(
+    conn: &Connection,
+    env: Env,
+    before: Option<&Profile>,
+    p: &Profile,
+) -> Result<(), StoreError> {
+    let (props, ids) = (json(&p.properties), json(&p.identities));
+    let changed = match before {
+        None => conn
+            .prepare_cached(
+                "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    env.as_str(),
+                    p.distinct_id.as_str(),
+                    p.status.as_str(),
+                    props,
+                    ids,
+                    micros(p.created_at),
+                    micros(p.updated_at),
+                    p.version
+                ])
+            }),
+        Some(old) => conn
+            .prepare_cached(
+                "UPDATE profiles SET status = ?3, properties = ?4, identities = ?5, updated_at = ?6, version = ?7
+                 WHERE env = ?1 AND distinct_id = ?2 AND version = ?8",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    env.as_str(),
+                    p.distinct_id.as_str(),
+                    p.status.as_str(),
+                    props,
+                    ids,
+                    micros(p.updated_at),
+                    p.version,
+                    old.version
+                ])
+            }),
+    }
+    .map_err(internal)?;
+    if changed != 1 {
+        return Err(StoreError::Internal(format!(
+            "profile '{}' changed under the writer",
+            p.distinct_id
+        )));
+    }
+    Ok(())
+}
+
+fn insert_event(conn: &Connection, env: Env, e: &HistoryEvent) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO history (env, distinct_id, at, actor, action, request, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            env.as_str(),
+            e.distinct_id.as_str(),
+            micros(e.at),
+            json(&e.actor),
+            e.action.as_str(),
+            json(&e.request),
+            json(&e.changes)
+        ])
+    })
+    .map_err(internal)?;
+    Ok(())
+}
+
+fn write_profile(
+    conn: &Connection,
+    env: Env,
+    before: Option<&Profile>,
+    w: &ProfileWrite,
+) -> Result<(), StoreError> {
+    store_profile(conn, env, before, &w.profile)?;
+    insert_event(conn, env, &w.event)
+}
+
+fn remove_profile(conn: &Connection, env: Env, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2")
+        .and_then(|mut s| s.execute(params![env.as_str(), id]))
+        .map_err(internal)?;
+    conn.prepare_cached("DELETE FROM history WHERE env = ?1 AND distinct_id = ?2")
+        .and_then(|mut s| s.execute(params![env.as_str(), id]))
+        .map_err(internal)?;
+    Ok(())
+}
+
+fn credentials_from_row(row: &Row<'_>) -> rusqlite::Result<Credentials> {
+    let env: String = row.get(1)?;
+    Ok(Credentials {
+        workspace_key: row.get(0)?,
+        env: env.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, e.into())
+        })?,
+        workspace_secret: row.get(2)?,
+        api_key_hash: row.get(3)?,
+        api_key_prefix: row.get(4)?,
+        created_at: from_micros(row.get(5)?),
+    })
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "workspace_key, env, workspace_secret, api_key_hash, api_key_prefix, created_at";
+
+#[async_trait]
+impl CredentialStore for SqliteStore {
+    async fn insert_credentials(&self, c: &Credentials) -> Result<(), StoreError> {
+        let c = c.clone();
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    &format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"),
+                    params![c.workspace_key, c.env.as_str(), c.workspace_secret, c.api_key_hash, c.api_key_prefix, micros(c.created_at)],
+                )
+                .map(|_| ())
+                .map_err(internal)
+            })
+            .await
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError> {
+        self.readers
+            .read(|conn| {
+                let mut s = conn
+                    .prepare_cached(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY created_at, workspace_key"))
+                    .map_err(internal)?;
+                let rows = s.query_map([], credentials_from_row).map_err(internal)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn credentials_by_workspace_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let key = key.to_owned();
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE workspace_key = ?1"
+                ))
+                .and_then(|mut s| s.query_row([key], credentials_from_row).optional())
+                .map_err(internal)
+            })
+            .await
+    }
+
+    async fn credentials_by_api_key_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let hash = hash.to_owned();
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE api_key_hash = ?1"
+                ))
+                .and_then(|mut s| s.query_row([hash], credentials_from_row).optional())
+                .map_err(internal)
+            })
+            .await
+    }
+}
+
+#[async_trait]
+impl ProfileStore for SqliteStore {
+    async fn get_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+    ) -> Result<Option<Profile>, StoreError> {
+        let id = id.to_string();
+        self.readers
+            .read(move |conn| select_profile(conn, scope.env(), &id))
+            .await
+    }
+
+    async fn list_profiles(
+        &self,
+        scope: EnvScope,
+        query: &ListQuery,
+    ) -> Result<Vec<Profile>, StoreError> {
+        let query = query.clone();
+        self.readers
+            .read(move |conn| {
+                let column = match query.sort.field {
+                    SortField::CreatedAt => "created_at",
+                    SortField::UpdatedAt => "updated_at",
+                    SortField::DistinctId => "distinct_id",
+                };
+                // Scanning backwards (the page before a cursor) flips the order; either way the
+                // cursor bound is "further along the scan".
+                let descending = query.sort.descending != query.scans_backwards();
+                let (dir, cmp) = if descending {
+                    ("DESC", "<")
+                } else {
+                    ("ASC", ">")
+                };
+                let mut sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = ?1");
+                let mut args: Vec<SqlValue> = vec![scope.env().as_str().to_owned().into()];
+                if let PagePosition::After(c) | PagePosition::Before(c) = &query.position {
+                    sql.push_str(&format!(" AND ({column}, distinct_id) {cmp} (?2, ?3)"));
+                    args.push(match &c.value {
+                        SortValue::Time(t) => (*t).into(),
+                        SortValue::Text(s) => s.clone().into(),
+                    });
+                    args.push(c.distinct_id.clone().into());
+                }
+                sql.push_str(&format!(
+                    " ORDER BY {column} {dir}, distinct_id {dir} LIMIT {}",
+                    query.limit + 1
+                ));
+                let mut s = conn.prepare_cached(&sql).map_err(internal)?;
+                let rows = s
+                    .query_map(rusqlite::params_from_iter(args), profile_from_row)
+                    .map_err(internal)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(internal)
+            })
+            .await
+    }
+
+    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError> {
+        self.readers
+            .read(move |conn| {
+                conn.prepare_cached("SELECT COUNT(*) FROM profiles WHERE env = ?1")
+                    .and_then(|mut s| s.query_row([scope.env().as_str()], |r| r.get::<_, i64>(0)))
+                    .map(|n| n as u64)
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn edit_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        edit: EditFn,
+    ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
+        let id = id.to_string();
+        self.writer
+            .write(move |conn| {
+                let env = scope.env();
+                let existing = select_profile(conn, env, &id)?;
+                match edit(existing.as_ref()) {
+                    Err(refusal) => Ok(Err(refusal)),
+                    Ok(None) => Ok(existing
+                        .map(|profile| EditOutcome {
+                            profile,
+                            changed: false,
+                        })
+                        .ok_or(Refusal::Missing)),
+                    Ok(Some(w)) => {
+                        write_profile(conn, env, existing.as_ref(), &w)?;
+                        Ok(Ok(EditOutcome {
+                            profile: w.profile,
+                            changed: true,
+                        }))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn merge_profiles(
+        &self,
+        scope: EnvScope,
+        primary: &DistinctId,
+        secondary: &DistinctId,
+        merge: MergeFn,
+    ) -> Result<Option<Result<Profile, Refusal>>, StoreError> {
+        let (primary, secondary) = (primary.to_string(), secondary.to_string());
+        self.writer
+            .write(move |conn| {
+                let env = scope.env();
+                let Some(from) = select_profile(conn, env, &secondary)? else {
+                    return Ok(None);
+                };
+                let existing = select_profile(conn, env, &primary)?;
+                match merge(existing.as_ref(), &from) {
+                    Err(refusal) => Ok(Some(Err(refusal))),
+                    Ok((w, tombstone)) => {
+                        write_profile(conn, env, existing.as_ref(), &w)?;
+                        remove_profile(conn, env, &secondary)?;
+                        insert_event(conn, env, &tombstone)?;
+                        Ok(Some(Ok(w.profile)))
+                    }
+                }
+            })
+            .await
+    }
+
+    async fn delete_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+        tombstone: TombstoneFn,
+    ) -> Result<Vec<DistinctId>, StoreError> {
+        let ids = ids.to_vec();
+        self.writer
+            .write(move |conn| {
+                let env = scope.env();
+                let mut deleted = Vec::new();
+                for id in ids {
+                    if let Some(p) = select_profile(conn, env, id.as_str())? {
+                        remove_profile(conn, env, id.as_str())?;
+                        insert_event(conn, env, &tombstone(&p))?;
+                        deleted.push(id);
+                    }
+                }
+                Ok(deleted)
+            })
+            .await
+    }
+
+    async fn list_history(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let id = id.clone();
+        self.readers
+            .read(move |conn| {
+                let mut s = conn
+                    .prepare_cached(
+                        "SELECT id, at, actor, action, request, changes FROM history
+                         WHERE env = ?1 AND distinct_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+                    )
+                    .map_err(internal)?;
+                let rows = s
+                    .query_map(
+                        params![
+                            scope.env().as_str(),
+                            id.as_str(),
+                            before_id.unwrap_or(i64::MAX),
+                            (limit + 1) as i64
+                        ],
+                        |row| {
+                            let actor: String = row.get(2)?;
+                            let action: String = row.get(3)?;
+                            let request: String = row.get(4)?;
+                            let changes: String = row.get(5)?;
+                            Ok((
+                                row.get::<_, i64>(0)?,
+                                row.get::<_, i64>(1)?,
+                                actor,
+                                action,
+                                request,
+                                changes,
+                            ))
+                        },
+                    )
+                    .map_err(internal)?;
+                let mut events = Vec::new();
+                for row in rows {
+                    let (event_id, at, actor, action, request, changes) = row.map_err(internal)?;
+                    let bad = |what: &str| {
+                        StoreError::Internal(format!("history event {event_id}: unreadable {what}"))
+                    };
+                    events.push(HistoryEvent {
+                        id: event_id,
+                        distinct_id: id.clone(),
+                        at: from_micros(at),
+                        actor: serde_json::from_str::<Actor>(&actor).map_err(|_| bad("actor"))?,
+                        action: Action::parse(&action).ok_or_else(|| bad("action"))?,
+                        request: serde_json::from_str(&request).map_err(|_| bad("request"))?,
+                        changes: serde_json::from_str(&changes).map_err(|_| bad("changes"))?,
+                    });
+                }
+                Ok(events)
+            })
+            .await
+    }
+}
