@@ -1,0 +1,5 @@
+//! Herald's integration tests: one binary, the real server on port 0 with a temporary database.
+//! Each capability has its own module; `harness` starts apps and speaks to them.
+
+mod harness;
+mod users;
