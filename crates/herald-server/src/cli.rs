@@ -112,7 +112,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             crate::run(config, listener).await
         }
         Command::Migrate => {
-            open_store(&config).await?;
+            crate::open_store_with(&config, true).await?;
             println!(
                 "database schema is up to date ({})",
                 redact(&config.database_url)

@@ -42,6 +42,7 @@ pub struct AuthConfig {
 #[serde(deny_unknown_fields)]
 pub struct StoreConfig {
     pub pool_size: usize,
+    pub migrate_on_start: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -62,6 +63,7 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "auth.max_clock_skew_secs",
     ),
     ("HERALD_STORE_POOL_SIZE", "store.pool_size"),
+    ("HERALD_STORE_MIGRATE_ON_START", "store.migrate_on_start"),
     ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
 ];
 
@@ -149,7 +151,7 @@ mod tests {
         let c = Config::load(Some(&file), env).unwrap();
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.auth.max_clock_skew_secs, 30);
-        assert_eq!(c.store.pool_size, 4);
+        assert_eq!(c.store.pool_size, 8);
     }
 
     #[test]

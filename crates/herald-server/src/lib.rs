@@ -22,10 +22,15 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
 }
 
-/// Opens the database the configuration names.
+/// Opens the database the configuration names, migrating it if the configuration says so.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
+    open_store_with(config, config.store.migrate_on_start).await
+}
+
+pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn Store>, String> {
     let options = StoreOptions {
         pool_size: config.store.pool_size,
+        migrate,
     };
     herald_store::connect(&config.database_url, &options)
         .await

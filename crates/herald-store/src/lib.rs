@@ -1,6 +1,7 @@
 //! Storage adapters for Herald. Each backend implements `herald_core::store::Store`; [`connect`]
 //! picks one from the database URL.
 
+pub mod postgres;
 pub mod sqlite;
 
 use herald_core::store::Store;
@@ -62,15 +63,31 @@ impl DatabaseUrl {
 pub struct StoreOptions {
     /// Connections that serve reads concurrently (SQLite readers; the PostgreSQL pool size).
     pub pool_size: usize,
+    /// Apply pending migrations on open; when off, opening fails unless the schema is current.
+    pub migrate: bool,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { pool_size: 4 }
+        Self {
+            pool_size: 4,
+            migrate: true,
+        }
     }
 }
 
-/// Opens the store a URL names and brings its schema up to date.
+/// With migrations off at start, a schema behind this build is an error that says what to run.
+fn check_schema_version(current: i64, latest: i64) -> Result<(), herald_core::store::StoreError> {
+    if current == latest {
+        Ok(())
+    } else {
+        Err(herald_core::store::StoreError::Unavailable(format!(
+            "the database schema is at version {current}, this Herald needs {latest}: run `herald migrate`"
+        )))
+    }
+}
+
+/// Opens the store a URL names (and brings its schema up to date when `options.migrate`).
 pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>, ConnectError> {
     match DatabaseUrl::parse(url)? {
         DatabaseUrl::Sqlite(path) => {
@@ -79,9 +96,12 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
                 .map_err(|e| ConnectError::Open(e.to_string()))?;
             Ok(Arc::new(store))
         }
-        DatabaseUrl::Postgres(_) => Err(ConnectError::Open(
-            "PostgreSQL is not supported by this build yet; use a sqlite:// URL".into(),
-        )),
+        DatabaseUrl::Postgres(url) => {
+            let store = postgres::PostgresStore::open(&url, options)
+                .await
+                .map_err(|e| ConnectError::Open(e.to_string()))?;
+            Ok(Arc::new(store))
+        }
     }
 }
 

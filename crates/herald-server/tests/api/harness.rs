@@ -47,7 +47,9 @@ impl TestApp {
         let mut config = Config::load(None, |_| None).expect("default config");
         config.database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
         config.data_dir = dir.path().to_owned();
-        let store = herald_server::open_store(&config).await.expect("open store");
+        let store = herald_server::open_store(&config)
+            .await
+            .expect("open store");
         let test = to_keys(keys::create(store.as_ref(), Env::Test).await.unwrap());
         let live = to_keys(keys::create(store.as_ref(), Env::Live).await.unwrap());
         drop(store);
@@ -55,14 +57,30 @@ impl TestApp {
     }
 
     async fn start(config: Config, dir: Arc<TempDir>, test: Keys, live: Keys) -> TestApp {
-        let store = herald_server::open_store(&config).await.expect("open store");
+        let store = herald_server::open_store(&config)
+            .await
+            .expect("open store");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = App { store, config: Arc::new(config.clone()), metrics: Arc::default() };
+        let app = App {
+            store,
+            config: Arc::new(config.clone()),
+            metrics: Arc::default(),
+        };
         let server = tokio::spawn(async move {
-            herald_server::serve(app, listener).await.expect("server runs");
+            herald_server::serve(app, listener)
+                .await
+                .expect("server runs");
         });
-        TestApp { base, http: reqwest::Client::new(), test, live, config, server, dir }
+        TestApp {
+            base,
+            http: reqwest::Client::new(),
+            test,
+            live,
+            config,
+            server,
+            dir,
+        }
     }
 
     /// Stops the server and starts a new one on the same database, as after a crash or deploy.
@@ -80,50 +98,88 @@ impl TestApp {
     }
 
     /// Sends a request with the given keys. `body` is sent byte for byte as given.
-    pub async fn send(&self, keys: &Keys, auth: Auth, method: &str, path: &str, body: Option<&str>) -> Response {
+    pub async fn send(
+        &self,
+        keys: &Keys,
+        auth: Auth,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Response {
         let method = Method::from_bytes(method.as_bytes()).unwrap();
         let content_type = "application/json; charset=utf-8";
         let body = body.unwrap_or("");
-        let mut req = self.http.request(method.clone(), format!("{}{path}", self.base)).header("Content-Type", content_type).body(body.to_owned());
+        let mut req = self
+            .http
+            .request(method.clone(), format!("{}{path}", self.base))
+            .header("Content-Type", content_type)
+            .body(body.to_owned());
         match auth {
             Auth::Bearer => req = req.header("Authorization", format!("Bearer {}", keys.api_key)),
             Auth::Hmac => {
                 let date = Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string();
-                let to_sign = signature::string_to_sign(method.as_str(), body.as_bytes(), content_type, &date, path);
+                let to_sign = signature::string_to_sign(
+                    method.as_str(),
+                    body.as_bytes(),
+                    content_type,
+                    &date,
+                    path,
+                );
                 let sig = signature::sign(&keys.workspace_secret, &to_sign);
-                req = req.header("Date", date).header("Authorization", format!("{}:{sig}", keys.workspace_key));
+                req = req
+                    .header("Date", date)
+                    .header("Authorization", format!("{}:{sig}", keys.workspace_key));
             }
         }
         let resp = req.send().await.expect("request reaches the server");
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        let body = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Response { status, body }
     }
 
     /// A bearer request in the test environment.
     pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Response {
         let text = body.map(|b| b.to_string());
-        self.send(&self.test, Auth::Bearer, method, path, text.as_deref()).await
+        self.send(&self.test, Auth::Bearer, method, path, text.as_deref())
+            .await
     }
 
     /// A bearer request in `env`.
-    pub async fn call_in(&self, env: Env, method: &str, path: &str, body: Option<Value>) -> Response {
+    pub async fn call_in(
+        &self,
+        env: Env,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let text = body.map(|b| b.to_string());
-        self.send(self.keys(env), Auth::Bearer, method, path, text.as_deref()).await
+        self.send(self.keys(env), Auth::Bearer, method, path, text.as_deref())
+            .await
     }
 }
 
 fn to_keys(new: herald_core::credentials::NewCredentials) -> Keys {
-    Keys { workspace_key: new.credentials.workspace_key, workspace_secret: new.credentials.workspace_secret, api_key: new.api_key }
+    Keys {
+        workspace_key: new.credentials.workspace_key,
+        workspace_secret: new.credentials.workspace_secret,
+        api_key: new.api_key,
+    }
 }
-
 
 impl Response {
     /// Asserts the status, printing the body when it differs.
     #[track_caller]
     pub fn expect(self, status: u16) -> Value {
-        assert_eq!(self.status, status, "unexpected status; body: {}", self.body);
+        assert_eq!(
+            self.status, status,
+            "unexpected status; body: {}",
+            self.body
+        );
         self.body
     }
 
@@ -132,9 +188,18 @@ impl Response {
     pub fn expect_error(self, status: u16, field: Option<&str>) -> Value {
         let body = self.expect(status);
         assert_eq!(body["code"], status, "envelope code: {body}");
-        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "envelope message: {body}");
-        assert_eq!(body["error"]["message"], body["message"], "envelope error.message: {body}");
-        assert_ne!(body["status"], "success", "an error body never says success: {body}");
+        assert!(
+            body["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "envelope message: {body}"
+        );
+        assert_eq!(
+            body["error"]["message"], body["message"],
+            "envelope error.message: {body}"
+        );
+        assert_ne!(
+            body["status"], "success",
+            "an error body never says success: {body}"
+        );
         if let Some(field) = field {
             assert_eq!(body["field"], field, "envelope field: {body}");
         }

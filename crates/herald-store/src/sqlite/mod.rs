@@ -28,17 +28,29 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the database file and applies pending migrations.
+    /// Opens (creating if needed) the database file and, unless told not to, applies pending migrations.
     pub async fn open(path: &Path, options: &StoreOptions) -> Result<SqliteStore, StoreError> {
         let path = path.to_owned();
         let readers = options.pool_size.max(1);
+        let migrate_now = options.migrate;
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
             }
             let mut conn = open_connection(&path, false)?;
-            migrate(&mut conn)?;
+            if migrate_now {
+                migrate(&mut conn)?;
+            } else {
+                let current: i64 = conn
+                    .query_row(
+                        "SELECT COALESCE(MAX(version), 0) FROM herald_migrations",
+                        [],
+                        |r| r.get(0),
+                    )
+                    .unwrap_or(0);
+                crate::check_schema_version(current, MIGRATIONS.len() as i64)?;
+            }
             let readers = (0..readers)
                 .map(|_| open_connection(&path, true))
                 .collect::<Result<Vec<_>, _>>()?;

@@ -1,0 +1,639 @@
+//! The PostgreSQL backend: any number of stateless Herald nodes on one database. Row locks
+//! (`SELECT … FOR UPDATE`) serialise edits of one profile across nodes; a race to create the same
+//! profile is retried, never surfaced to the caller.
+
+use crate::StoreOptions;
+use async_trait::async_trait;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
+use herald_core::credentials::Credentials;
+use herald_core::env::{Env, EnvScope};
+use herald_core::history::{Action, HistoryEvent};
+use herald_core::ids::DistinctId;
+use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::profile::{from_micros, micros, Profile, Status};
+use herald_core::store::{
+    CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
+    TombstoneFn,
+};
+use serde_json::Value;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::{NoTls, Row};
+
+/// Schema versions, applied in order; the numbers match SQLite's.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+
+/// Any constant works; it only has to be the same for every Herald node.
+const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
+
+/// How often a transaction that lost a race (unique violation, deadlock, serialisation) is retried.
+const MAX_ATTEMPTS: usize = 20;
+
+pub struct PostgresStore {
+    pool: Pool,
+}
+
+impl PostgresStore {
+    /// Connects, and applies pending migrations when `migrate` is set.
+    pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
+        let config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| StoreError::Unavailable(format!("bad PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size.max(1))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+        let store = PostgresStore { pool };
+        if options.migrate {
+            store.migrate().await?;
+        } else {
+            let client = store.client().await?;
+            let current: Option<i64> = client
+                .query_one("SELECT MAX(version) FROM herald_migrations", &[])
+                .await
+                .map(|r| r.get(0))
+                .unwrap_or(None);
+            crate::check_schema_version(current.unwrap_or(0), MIGRATIONS.len() as i64)?;
+        }
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Unavailable(e.to_string()))
+    }
+
+    /// Applies missing migrations in one transaction under an advisory lock, so nodes starting
+    /// together apply each migration once.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .await
+            .map_err(db)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS herald_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .await
+        .map_err(db)?;
+        let current: i64 = tx
+            .query_one(
+                "SELECT COALESCE(MAX(version), 0) FROM herald_migrations",
+                &[],
+            )
+            .await
+            .map_err(db)?
+            .get(0);
+        for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+            tx.batch_execute(sql)
+                .await
+                .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
+            tx.execute(
+                "INSERT INTO herald_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[version, name, &micros(chrono::Utc::now())],
+            )
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    /// Runs `work` in a transaction, retrying when it lost a race with another node.
+    async fn in_transaction<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        F: for<'a> Fn(
+                &'a Transaction<'a>,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<T, Attempt>> + Send + 'a>,
+            > + Send
+            + Sync,
+        T: Send,
+    {
+        let mut client = self.client().await?;
+        for attempt in 1..=MAX_ATTEMPTS {
+            let tx = client.transaction().await.map_err(db)?;
+            match work(&tx).await {
+                Ok(value) => match tx.commit().await {
+                    Ok(()) => return Ok(value),
+                    Err(e) if retryable(&e) && attempt < MAX_ATTEMPTS => continue,
+                    Err(e) => return Err(db(e)),
+                },
+                Err(Attempt::Retry) if attempt < MAX_ATTEMPTS => {
+                    let _ = tx.rollback().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(attempt as u64)).await;
+                }
+                Err(Attempt::Retry) => {
+                    return Err(StoreError::Internal(
+                        "gave up after repeated write conflicts".into(),
+                    ))
+                }
+                Err(Attempt::Failed(e)) => {
+                    let _ = tx.rollback().await;
+                    return Err(e);
+                }
+            }
+        }
+        Err(StoreError::Internal(
+            "gave up after repeated write conflicts".into(),
+        ))
+    }
+}
+
+/// The end of one transaction attempt that did not succeed.
+enum Attempt {
+    /// Lost a race; run again from the start.
+    Retry,
+    Failed(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Attempt {
+    fn from(e: tokio_postgres::Error) -> Self {
+        if retryable(&e) {
+            Attempt::Retry
+        } else {
+            Attempt::Failed(db(e))
+        }
+    }
+}
+
+impl From<StoreError> for Attempt {
+    fn from(e: StoreError) -> Self {
+        Attempt::Failed(e)
+    }
+}
+
+fn retryable(e: &tokio_postgres::Error) -> bool {
+    matches!(e.code(), Some(c) if *c == SqlState::UNIQUE_VIOLATION || *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+fn db(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() || e.code().is_none() && e.as_db_error().is_none() {
+        StoreError::Unavailable(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
+}
+
+const PROFILE_COLUMNS: &str =
+    "distinct_id, status, properties, identities, created_at, updated_at, version";
+
+fn profile_from_row(row: &Row) -> Result<Profile, StoreError> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Internal(format!("stored profile has an unreadable {what}: {e}"))
+    };
+    let id: String = row.get(0);
+    let status: String = row.get(1);
+    let Json(properties): Json<serde_json::Map<String, Value>> =
+        row.try_get(2).map_err(|e| corrupt("properties", &e))?;
+    let Json(identities): Json<Value> = row.try_get(3).map_err(|e| corrupt("identities", &e))?;
+    Ok(Profile {
+        distinct_id: DistinctId::parse(&id).map_err(|e| corrupt("distinct_id", &e))?,
+        status: Status::parse(&status).map_err(|e| corrupt("status", &e))?,
+        properties,
+        identities: serde_json::from_value(identities).map_err(|e| corrupt("identities", &e))?,
+        created_at: from_micros(row.get(4)),
+        updated_at: from_micros(row.get(5)),
+        version: row.get(6),
+    })
+}
+
+async fn select_for_update(
+    tx: &Transaction<'_>,
+    env: Env,
+    id: &str,
+) -> Result<Option<Profile>, Attempt> {
+    let stmt = tx
+        .prepare_cached(&format!(
+            "SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = $1 AND distinct_id = $2 FOR UPDATE"
+        ))
+        .await?;
+    let row = tx.query_opt(&stmt, &[&env.as_str(), &id]).await?;
+    Ok(row.as_ref().map(profile_from_row).transpose()?)
+}
+
+/// Inserts or updates the profile. A new profile that another node created meanwhile is a lost
+/// race: the caller retries and then sees (and locks) that row.
+async fn store_profile(
+    tx: &Transaction<'_>,
+    env: Env,
+    before: Option<&Profile>,
+    p: &Profile,
+) -> Result<(), Attempt> {
+    let (props, ids) = (Json(&p.properties), Json(&p.identities));
+    let (created, updated) = (micros(p.created_at), micros(p.updated_at));
+    let changed = match before {
+        None => {
+            let stmt = tx
+                .prepare_cached(
+                    "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (env, distinct_id) DO NOTHING",
+                )
+                .await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &env.as_str(),
+                    &p.distinct_id.as_str(),
+                    &p.status.as_str(),
+                    &props,
+                    &ids,
+                    &created,
+                    &updated,
+                    &p.version,
+                ],
+            )
+            .await?
+        }
+        Some(old) => {
+            let stmt = tx
+                .prepare_cached(
+                    "UPDATE profiles SET status = $3, properties = $4, identities = $5, updated_at = $6, version = $7
+                     WHERE env = $1 AND distinct_id = $2 AND version = $8",
+                )
+                .await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &env.as_str(),
+                    &p.distinct_id.as_str(),
+                    &p.status.as_str(),
+                    &props,
+                    &ids,
+                    &updated,
+                    &p.version,
+                    &old.version,
+                ],
+            )
+            .await?
+        }
+    };
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(Attempt::Retry)
+    }
+}
+
+async fn insert_event(tx: &Transaction<'_>, env: Env, e: &HistoryEvent) -> Result<(), Attempt> {
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO history (env, distinct_id, at, actor, action, request, changes) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &env.as_str(),
+            &e.distinct_id.as_str(),
+            &micros(e.at),
+            &Json(&e.actor),
+            &e.action.as_str(),
+            &Json(&e.request),
+            &Json(&e.changes),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn write_profile(
+    tx: &Transaction<'_>,
+    env: Env,
+    before: Option<&Profile>,
+    w: &ProfileWrite,
+) -> Result<(), Attempt> {
+    store_profile(tx, env, before, &w.profile).await?;
+    insert_event(tx, env, &w.event).await
+}
+
+async fn remove_profile(tx: &Transaction<'_>, env: Env, id: &str) -> Result<(), Attempt> {
+    tx.execute(
+        "DELETE FROM profiles WHERE env = $1 AND distinct_id = $2",
+        &[&env.as_str(), &id],
+    )
+    .await?;
+    tx.execute(
+        "DELETE FROM history WHERE env = $1 AND distinct_id = $2",
+        &[&env.as_str(), &id],
+    )
+    .await?;
+    Ok(())
+}
+
+const CREDENTIAL_COLUMNS: &str =
+    "workspace_key, env, workspace_secret, api_key_hash, api_key_prefix, created_at";
+
+fn credentials_from_row(row: &Row) -> Result<Credentials, StoreError> {
+    let env: String = row.get(1);
+    Ok(Credentials {
+        workspace_key: row.get(0),
+        env: env.parse().map_err(StoreError::Internal)?,
+        workspace_secret: row.get(2),
+        api_key_hash: row.get(3),
+        api_key_prefix: row.get(4),
+        created_at: from_micros(row.get(5)),
+    })
+}
+
+impl PostgresStore {
+    async fn credentials_where(
+        &self,
+        column: &str,
+        value: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE {column} = $1"
+            ))
+            .await
+            .map_err(db)?;
+        client
+            .query_opt(&stmt, &[&value])
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(credentials_from_row)
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl CredentialStore for PostgresStore {
+    async fn insert_credentials(&self, c: &Credentials) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &format!("INSERT INTO credentials ({CREDENTIAL_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"),
+                &[&c.workspace_key, &c.env.as_str(), &c.workspace_secret, &c.api_key_hash, &c.api_key_prefix, &micros(c.created_at)],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(&format!("SELECT {CREDENTIAL_COLUMNS} FROM credentials ORDER BY created_at, workspace_key"), &[])
+            .await
+            .map_err(db)?;
+        rows.iter().map(credentials_from_row).collect()
+    }
+
+    async fn credentials_by_workspace_key(
+        &self,
+        key: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        self.credentials_where("workspace_key", key).await
+    }
+
+    async fn credentials_by_api_key_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<Credentials>, StoreError> {
+        self.credentials_where("api_key_hash", hash).await
+    }
+}
+
+#[async_trait]
+impl ProfileStore for PostgresStore {
+    async fn get_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+    ) -> Result<Option<Profile>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!(
+                "SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = $1 AND distinct_id = $2"
+            ))
+            .await
+            .map_err(db)?;
+        client
+            .query_opt(&stmt, &[&scope.env().as_str(), &id.as_str()])
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(profile_from_row)
+            .transpose()
+    }
+
+    async fn list_profiles(
+        &self,
+        scope: EnvScope,
+        query: &ListQuery,
+    ) -> Result<Vec<Profile>, StoreError> {
+        let column = match query.sort.field {
+            SortField::CreatedAt => "created_at",
+            SortField::UpdatedAt => "updated_at",
+            SortField::DistinctId => "distinct_id",
+        };
+        let descending = query.sort.descending != query.scans_backwards();
+        let (dir, cmp) = if descending {
+            ("DESC", "<")
+        } else {
+            ("ASC", ">")
+        };
+        let env = scope.env().as_str();
+        let limit = (query.limit + 1) as i64;
+        let mut sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = $1");
+        let (time, text, after_id);
+        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&env];
+        if let PagePosition::After(c) | PagePosition::Before(c) = &query.position {
+            sql.push_str(&format!(" AND ({column}, distinct_id) {cmp} ($2, $3)"));
+            match &c.value {
+                SortValue::Time(t) => {
+                    time = *t;
+                    args.push(&time);
+                }
+                SortValue::Text(s) => {
+                    text = s.clone();
+                    args.push(&text);
+                }
+            }
+            after_id = c.distinct_id.clone();
+            args.push(&after_id);
+        }
+        sql.push_str(&format!(
+            " ORDER BY {column} {dir}, distinct_id {dir} LIMIT {limit}"
+        ));
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(&sql).await.map_err(db)?;
+        let rows = client.query(&stmt, &args).await.map_err(db)?;
+        rows.iter().map(profile_from_row).collect()
+    }
+
+    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT COUNT(*) FROM profiles WHERE env = $1",
+                &[&scope.env().as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+
+    async fn edit_profile(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        edit: EditFn,
+    ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
+        let (env, id) = (scope.env(), id.to_string());
+        self.in_transaction(|tx| {
+            let (edit, id) = (edit.clone(), id.clone());
+            Box::pin(async move {
+                let existing = select_for_update(tx, env, &id).await?;
+                match edit(existing.as_ref()) {
+                    Err(refusal) => Ok(Err(refusal)),
+                    Ok(None) => Ok(existing
+                        .map(|profile| EditOutcome {
+                            profile,
+                            changed: false,
+                        })
+                        .ok_or(Refusal::Missing)),
+                    Ok(Some(w)) => {
+                        write_profile(tx, env, existing.as_ref(), &w).await?;
+                        Ok(Ok(EditOutcome {
+                            profile: w.profile,
+                            changed: true,
+                        }))
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn merge_profiles(
+        &self,
+        scope: EnvScope,
+        primary: &DistinctId,
+        secondary: &DistinctId,
+        merge: MergeFn,
+    ) -> Result<Option<Result<Profile, Refusal>>, StoreError> {
+        let (env, primary, secondary) = (scope.env(), primary.to_string(), secondary.to_string());
+        self.in_transaction(|tx| {
+            let (merge, primary, secondary) = (merge.clone(), primary.clone(), secondary.clone());
+            Box::pin(async move {
+                let (primary, secondary) = (primary.as_str(), secondary.as_str());
+                // Lock both rows in one order on every node, so two crossed merges cannot deadlock.
+                let (first, second) = if primary < secondary {
+                    (primary, secondary)
+                } else {
+                    (secondary, primary)
+                };
+                let a = select_for_update(tx, env, first).await?;
+                let b = select_for_update(tx, env, second).await?;
+                let (existing, from) = if first == primary { (a, b) } else { (b, a) };
+                let Some(from) = from else {
+                    return Ok(None);
+                };
+                match merge(existing.as_ref(), &from) {
+                    Err(refusal) => Ok(Some(Err(refusal))),
+                    Ok((w, tombstone)) => {
+                        write_profile(tx, env, existing.as_ref(), &w).await?;
+                        remove_profile(tx, env, secondary).await?;
+                        insert_event(tx, env, &tombstone).await?;
+                        Ok(Some(Ok(w.profile)))
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn delete_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+        tombstone: TombstoneFn,
+    ) -> Result<Vec<DistinctId>, StoreError> {
+        let env = scope.env();
+        let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let asked = ids.to_vec();
+        self.in_transaction(|tx| {
+            let (names, tombstone, asked) = (names.clone(), tombstone.clone(), asked.clone());
+            Box::pin(async move {
+                let rows = tx
+                    .query(
+                        &format!("DELETE FROM profiles WHERE env = $1 AND distinct_id = ANY($2) RETURNING {PROFILE_COLUMNS}"),
+                        &[&env.as_str(), &names],
+                    )
+                    .await?;
+                let deleted: Vec<Profile> = rows.iter().map(profile_from_row).collect::<Result<_, _>>()?;
+                let gone: Vec<String> = deleted.iter().map(|p| p.distinct_id.to_string()).collect();
+                tx.execute("DELETE FROM history WHERE env = $1 AND distinct_id = ANY($2)", &[&env.as_str(), &gone]).await?;
+                for p in &deleted {
+                    insert_event(tx, env, &tombstone(p)).await?;
+                }
+                // Report in the order asked, as the SQLite store does.
+                Ok(asked.into_iter().filter(|i| gone.iter().any(|g| g == i.as_str())).collect())
+            })
+        })
+        .await
+    }
+
+    async fn list_history(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        before_id: Option<i64>,
+        limit: usize,
+    ) -> Result<Vec<HistoryEvent>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "SELECT id, at, actor, action, request, changes FROM history
+                 WHERE env = $1 AND distinct_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+            )
+            .await
+            .map_err(db)?;
+        let rows = client
+            .query(
+                &stmt,
+                &[
+                    &scope.env().as_str(),
+                    &id.as_str(),
+                    &before_id.unwrap_or(i64::MAX),
+                    &((limit + 1) as i64),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        rows.iter()
+            .map(|row| {
+                let event_id: i64 = row.get(0);
+                let bad = |what: &str| {
+                    StoreError::Internal(format!("history event {event_id}: unreadable {what}"))
+                };
+                let action: String = row.get(3);
+                Ok(HistoryEvent {
+                    id: event_id,
+                    distinct_id: id.clone(),
+                    at: from_micros(row.get(1)),
+                    actor: row.try_get::<_, Json<_>>(2).map_err(|_| bad("actor"))?.0,
+                    action: Action::parse(&action).ok_or_else(|| bad("action"))?,
+                    request: row
+                        .try_get::<_, Json<Value>>(4)
+                        .map_err(|_| bad("request"))?
+                        .0,
+                    changes: row.try_get::<_, Json<_>>(5).map_err(|_| bad("changes"))?.0,
+                })
+            })
+            .collect()
+    }
+}
