@@ -3,6 +3,8 @@
 
 pub mod postgres;
 pub mod sqlite;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use herald_core::store::Store;
 use std::path::PathBuf;
