@@ -1,4 +1,4 @@
-//! `TestApp::spawn()` starts the real server on 127.0.0.1:0 over a fresh SQLite file and gives a
+//! `TestApp::spawn()` starts the real server on 127.0.0.1:0 over a fresh database and gives a
 //! client that signs requests (HMAC, as the SuprSend SDKs do) or sends a bearer key.
 
 use chrono::Utc;
@@ -9,7 +9,7 @@ use herald_server::{keys, App};
 use reqwest::Method;
 use serde_json::Value;
 use std::sync::Arc;
-use tempfile::TempDir;
+use herald_store::testing::{postgres_url, Scratch};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -26,6 +26,19 @@ pub enum Auth {
     Hmac,
 }
 
+/// The backend the whole run uses: `HERALD_TEST_BACKEND=postgres` (with `HERALD_TEST_POSTGRES_URL`)
+/// or SQLite by default. `scripts/test` runs this suite once per backend.
+async fn scratch() -> Scratch {
+    match std::env::var("HERALD_TEST_BACKEND").as_deref() {
+        Ok("postgres") => {
+            let base = postgres_url().expect("HERALD_TEST_BACKEND=postgres needs HERALD_TEST_POSTGRES_URL");
+            Scratch::postgres(&base).await
+        }
+        Ok("sqlite") | Err(_) => Scratch::sqlite(),
+        Ok(other) => panic!("HERALD_TEST_BACKEND={other}: expected sqlite or postgres"),
+    }
+}
+
 pub struct TestApp {
     pub base: String,
     pub http: reqwest::Client,
@@ -33,7 +46,7 @@ pub struct TestApp {
     pub live: Keys,
     pub config: Config,
     server: JoinHandle<()>,
-    dir: Arc<TempDir>,
+    scratch: Arc<Scratch>,
 }
 
 pub struct Response {
@@ -43,20 +56,20 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
-        let dir = Arc::new(tempfile::tempdir().expect("temp dir"));
+        let scratch = Arc::new(scratch().await);
         let mut config = Config::load(None, |_| None).expect("default config");
-        config.database_url = format!("sqlite://{}", dir.path().join("herald.db").display());
-        config.data_dir = dir.path().to_owned();
+        config.database_url = scratch.url.clone();
+        config.data_dir = std::env::temp_dir();
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
         let test = to_keys(keys::create(store.as_ref(), Env::Test).await.unwrap());
         let live = to_keys(keys::create(store.as_ref(), Env::Live).await.unwrap());
         drop(store);
-        Self::start(config, dir, test, live).await
+        Self::start(config, scratch, test, live).await
     }
 
-    async fn start(config: Config, dir: Arc<TempDir>, test: Keys, live: Keys) -> TestApp {
+    async fn start(config: Config, scratch: Arc<Scratch>, test: Keys, live: Keys) -> TestApp {
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
@@ -79,7 +92,7 @@ impl TestApp {
             live,
             config,
             server,
-            dir,
+            scratch,
         }
     }
 
@@ -87,7 +100,7 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.server.abort();
         let _ = self.server.await;
-        Self::start(self.config, self.dir, self.test, self.live).await
+        Self::start(self.config, self.scratch, self.test, self.live).await
     }
 
     pub fn keys(&self, env: Env) -> &Keys {
