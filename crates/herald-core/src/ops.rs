@@ -3,7 +3,7 @@
 
 use crate::channel::{type_name, Channel, Identity, IdentityMeta};
 use crate::error::Invalid;
-use crate::profile::{Profile, Status, STATUS_KEY};
+use crate::profile::{Profile, Status, GENERAL_KEYS, STATUS_KEY};
 use crate::validate;
 use serde_json::{Map, Number, Value};
 
@@ -118,7 +118,11 @@ fn parse_op(op: &str, value: &Value) -> Result<Op, Invalid> {
             let mut adds = Vec::new();
             for (k, v) in object(value).map_err(at)? {
                 let key = match Key::parse(k) {
-                    Ok(Key::Property(key)) if !key.starts_with('$') => key,
+                    Ok(Key::Property(key))
+                        if !key.starts_with('$') && !GENERAL_KEYS.contains(&key.as_str()) =>
+                    {
+                        key
+                    }
                     Ok(_) => {
                         return Err(Invalid::new(
                             format!("{op}.{k}"),
@@ -245,6 +249,10 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
         }
         Key::Property(name) => {
             let value = if appending {
+                // General properties hold one validated value; a list would bypass validation.
+                if GENERAL_KEYS.contains(&name.as_str()) {
+                    return Err(format!("{name} is set, not appended"));
+                }
                 v.clone()
             } else {
                 general(&name, v)?
