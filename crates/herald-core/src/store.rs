@@ -91,12 +91,21 @@ pub trait ProfileStore: Send + Sync {
     async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError>;
 
     /// Runs `edit` on the current state of `id` inside one transaction and stores its result.
+    /// With `once`, an idempotency key: if an edit with that key was already applied in this
+    /// environment (and not yet purged), nothing runs and the current profile is returned.
     async fn edit_profile(
         &self,
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
+        once: Option<&str>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
+
+    /// Forgets idempotency keys recorded before `before`.
+    async fn purge_applied_keys(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
 
     /// Merges `secondary` into `primary` and removes `secondary`, atomically. `Ok(None)` when the
     /// secondary does not exist.

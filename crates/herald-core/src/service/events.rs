@@ -12,6 +12,8 @@ pub struct IdentityEvent {
     pub distinct_id: DistinctId,
     pub ops: Vec<Op>,
     pub request: Value,
+    /// `$insert_id`: a retried event with the same id is applied once.
+    pub insert_id: Option<String>,
 }
 
 /// Parses one event. `env` must name the workspace of the key that sent it; track events
@@ -45,11 +47,24 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
         .ok_or_else(|| Invalid::new("distinct_id", "is required and must be a string"))?;
     let distinct_id = DistinctId::parse(id)?;
     let ops = ops::parse_operations(operations).map_err(|e| e.within("$user_operations"))?;
-    let request = json!({ "operations": operations, "$insert_id": obj.get("$insert_id") });
+    let insert_id = match obj.get("$insert_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => {
+            Some(s.trim().to_owned())
+        }
+        Some(_) => {
+            return Err(Invalid::new(
+                "$insert_id",
+                "must be a non-empty string of at most 255 characters",
+            ))
+        }
+    };
+    let request = json!({ "operations": operations, "$insert_id": insert_id });
     Ok(IdentityEvent {
         distinct_id,
         ops,
         request,
+        insert_id,
     })
 }
 
@@ -62,9 +77,17 @@ pub async fn ingest(
     let mut results = Vec::with_capacity(events.len());
     for e in events {
         results.push(
-            profiles::apply(store, ctx, &e.distinct_id, e.ops, e.request, true)
-                .await
-                .map(|_| ()),
+            profiles::apply_once(
+                store,
+                ctx,
+                &e.distinct_id,
+                e.ops,
+                e.request,
+                true,
+                e.insert_id.as_deref(),
+            )
+            .await
+            .map(|_| ()),
         );
     }
     results

@@ -99,8 +99,22 @@ pub async fn apply(
     request: Value,
     create: bool,
 ) -> Result<Profile, Error> {
+    apply_once(store, ctx, id, ops, request, create, None).await
+}
+
+/// Like [`apply`], but an edit carrying an idempotency key (an event's `$insert_id`) is applied at
+/// most once: a client that retries after a lost reply does not apply it twice.
+pub async fn apply_once(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    ops: Vec<Op>,
+    request: Value,
+    create: bool,
+    once: Option<&str>,
+) -> Result<Profile, Error> {
     let edit = edit_fn(ctx, id, ops, request, create);
-    match store.edit_profile(ctx.scope, id, edit).await? {
+    match store.edit_profile(ctx.scope, id, edit, once).await? {
         Ok(outcome) => Ok(outcome.profile),
         Err(refusal) => Err(Error::from_refusal(refusal, id)),
     }

@@ -6,10 +6,10 @@ use herald_core::signature;
 use herald_core::Env;
 use herald_server::config::Config;
 use herald_server::{keys, App};
+use herald_store::testing::{postgres_url, Scratch};
 use reqwest::Method;
 use serde_json::Value;
 use std::sync::Arc;
-use herald_store::testing::{postgres_url, Scratch};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -31,7 +31,8 @@ pub enum Auth {
 async fn scratch() -> Scratch {
     match std::env::var("HERALD_TEST_BACKEND").as_deref() {
         Ok("postgres") => {
-            let base = postgres_url().expect("HERALD_TEST_BACKEND=postgres needs HERALD_TEST_POSTGRES_URL");
+            let base = postgres_url()
+                .expect("HERALD_TEST_BACKEND=postgres needs HERALD_TEST_POSTGRES_URL");
             Scratch::postgres(&base).await
         }
         Ok("sqlite") | Err(_) => Scratch::sqlite(),

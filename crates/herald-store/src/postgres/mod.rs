@@ -21,7 +21,14 @@ use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::{NoTls, Row};
 
 /// Schema versions, applied in order; the numbers match SQLite's.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (
+        2,
+        "applied_keys",
+        include_str!("migrations/0002_applied_keys.sql"),
+    ),
+];
 
 /// Any constant works; it only has to be the same for every Herald node.
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
@@ -316,6 +323,31 @@ async fn write_profile(
     insert_event(tx, env, &w.event).await
 }
 
+fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
+    existing
+        .map(|profile| EditOutcome {
+            profile,
+            changed: false,
+        })
+        .ok_or(Refusal::Missing)
+}
+
+/// Records an applied idempotency key. Another transaction that committed the same key first
+/// makes this one a lost race: it is retried, and then sees the key.
+async fn record_key(tx: &Transaction<'_>, env: Env, key: &str) -> Result<(), Attempt> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO applied_keys (env, key, applied_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+            &[&env.as_str(), &key, &micros(chrono::Utc::now())],
+        )
+        .await?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(Attempt::Retry)
+    }
+}
+
 async fn remove_profile(tx: &Transaction<'_>, env: Env, id: &str) -> Result<(), Attempt> {
     tx.execute(
         "DELETE FROM profiles WHERE env = $1 AND distinct_id = $2",
@@ -491,22 +523,37 @@ impl ProfileStore for PostgresStore {
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
+        once: Option<&str>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
-        let (env, id) = (scope.env(), id.to_string());
+        let (env, id, once) = (scope.env(), id.to_string(), once.map(str::to_owned));
         self.in_transaction(|tx| {
-            let (edit, id) = (edit.clone(), id.clone());
+            let (edit, id, once) = (edit.clone(), id.clone(), once.clone());
             Box::pin(async move {
                 let existing = select_for_update(tx, env, &id).await?;
+                if let Some(key) = &once {
+                    let seen = tx
+                        .query_opt(
+                            "SELECT 1 FROM applied_keys WHERE env = $1 AND key = $2",
+                            &[&env.as_str(), key],
+                        )
+                        .await?;
+                    if seen.is_some() {
+                        return Ok(unchanged(existing));
+                    }
+                }
                 match edit(existing.as_ref()) {
                     Err(refusal) => Ok(Err(refusal)),
-                    Ok(None) => Ok(existing
-                        .map(|profile| EditOutcome {
-                            profile,
-                            changed: false,
-                        })
-                        .ok_or(Refusal::Missing)),
+                    Ok(None) => {
+                        if let Some(key) = &once {
+                            record_key(tx, env, key).await?;
+                        }
+                        Ok(unchanged(existing))
+                    }
                     Ok(Some(w)) => {
                         write_profile(tx, env, existing.as_ref(), &w).await?;
+                        if let Some(key) = &once {
+                            record_key(tx, env, key).await?;
+                        }
                         Ok(Ok(EditOutcome {
                             profile: w.profile,
                             changed: true,
@@ -516,6 +563,20 @@ impl ProfileStore for PostgresStore {
             })
         })
         .await
+    }
+
+    async fn purge_applied_keys(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "DELETE FROM applied_keys WHERE applied_at < $1",
+                &[&micros(before)],
+            )
+            .await
+            .map_err(db)
     }
 
     async fn merge_profiles(

@@ -20,7 +20,14 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
 /// Schema versions, applied in order. PostgreSQL keeps the same numbers.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "init", include_str!("migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("migrations/0001_init.sql")),
+    (
+        2,
+        "applied_keys",
+        include_str!("migrations/0002_applied_keys.sql"),
+    ),
+];
 
 pub struct SqliteStore {
     writer: Writer,
@@ -215,6 +222,28 @@ fn write_profile(
     insert_event(conn, env, &w.event)
 }
 
+fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
+    existing
+        .map(|profile| EditOutcome {
+            profile,
+            changed: false,
+        })
+        .ok_or(Refusal::Missing)
+}
+
+fn key_applied(conn: &Connection, env: Env, key: &str) -> Result<bool, StoreError> {
+    conn.prepare_cached("SELECT 1 FROM applied_keys WHERE env = ?1 AND key = ?2")
+        .and_then(|mut s| s.exists(params![env.as_str(), key]))
+        .map_err(internal)
+}
+
+fn record_key(conn: &Connection, env: Env, key: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("INSERT INTO applied_keys (env, key, applied_at) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![env.as_str(), key, micros(chrono::Utc::now())]))
+        .map_err(internal)?;
+    Ok(())
+}
+
 fn remove_profile(conn: &Connection, env: Env, id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2")
         .and_then(|mut s| s.execute(params![env.as_str(), id]))
@@ -376,28 +405,51 @@ impl ProfileStore for SqliteStore {
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
+        once: Option<&str>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
-        let id = id.to_string();
+        let (id, once) = (id.to_string(), once.map(str::to_owned));
         self.writer
             .write(move |conn| {
                 let env = scope.env();
                 let existing = select_profile(conn, env, &id)?;
+                if let Some(key) = &once {
+                    if key_applied(conn, env, key)? {
+                        return Ok(unchanged(existing));
+                    }
+                }
                 match edit(existing.as_ref()) {
                     Err(refusal) => Ok(Err(refusal)),
-                    Ok(None) => Ok(existing
-                        .map(|profile| EditOutcome {
-                            profile,
-                            changed: false,
-                        })
-                        .ok_or(Refusal::Missing)),
+                    Ok(None) => {
+                        if let Some(key) = &once {
+                            record_key(conn, env, key)?;
+                        }
+                        Ok(unchanged(existing))
+                    }
                     Ok(Some(w)) => {
                         write_profile(conn, env, existing.as_ref(), &w)?;
+                        if let Some(key) = &once {
+                            record_key(conn, env, key)?;
+                        }
                         Ok(Ok(EditOutcome {
                             profile: w.profile,
                             changed: true,
                         }))
                     }
                 }
+            })
+            .await
+    }
+
+    async fn purge_applied_keys(
+        &self,
+        before: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError> {
+        let before = micros(before);
+        self.writer
+            .write(move |conn| {
+                conn.execute("DELETE FROM applied_keys WHERE applied_at < ?1", [before])
+                    .map(|n| n as u64)
+                    .map_err(internal)
             })
             .await
     }
