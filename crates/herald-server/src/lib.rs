@@ -56,6 +56,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
 
 pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
+    let housekeeping = tokio::spawn(forget_old_idempotency_keys(app.store.clone()));
     let router = api::router(app);
     let service = tower::service_fn(move |req: axum::extract::Request| {
         router.clone().oneshot(api::normalize(req))
@@ -64,7 +65,29 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
     axum::serve(listener, tower::make::Shared::new(service))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())?;
+    housekeeping.abort();
+    Ok(())
+}
+
+/// How long an event's `$insert_id` is remembered: a client retrying within this window is
+/// applied once. SuprSend documents 24 hours for its idempotency keys; Herald keeps the same.
+pub const IDEMPOTENCY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
+
+/// Every node purges expired idempotency keys every ten minutes; concurrent purges are harmless.
+async fn forget_old_idempotency_keys(store: Arc<dyn Store>) {
+    let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
+    loop {
+        every.tick().await;
+        match store
+            .purge_applied_keys(chrono::Utc::now() - IDEMPOTENCY_WINDOW)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot expired idempotency keys"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+    }
 }
 
 async fn shutdown_signal() {

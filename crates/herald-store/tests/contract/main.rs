@@ -660,3 +660,59 @@ async fn racing_creates_of_one_new_id_make_one_profile() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
+    for b in backends().await {
+        let add = || herald_core::ops::parse_operations(&json!([{"$add": {"n": 1}}])).unwrap();
+        let once = |store: Arc<dyn Store>, env: Env, key: &'static str| {
+            let ops = add();
+            async move {
+                profiles::apply_once(
+                    store.as_ref(),
+                    &ctx(env),
+                    &id("retried"),
+                    ops,
+                    json!({}),
+                    true,
+                    Some(key),
+                )
+                .await
+                .unwrap()
+            }
+        };
+        // Two nodes racing with the same key, then a retry: applied once.
+        let other = b.another_node().await;
+        let (a, c) = tokio::join!(
+            once(b.store.clone(), Env::Test, "evt-1"),
+            once(other.clone(), Env::Test, "evt-1")
+        );
+        assert_eq!(
+            (a.properties["n"].clone(), c.properties["n"].clone()),
+            (json!(1), json!(1)),
+            "{}",
+            b.name
+        );
+        let again = once(b.store.clone(), Env::Test, "evt-1").await;
+        assert_eq!(
+            again.properties["n"],
+            json!(1),
+            "{}: retry changes nothing",
+            b.name
+        );
+        // Another key applies; the same key in the other environment is its own.
+        let next = once(b.store.clone(), Env::Test, "evt-2").await;
+        assert_eq!(next.properties["n"], json!(2), "{}", b.name);
+        let live = once(b.store.clone(), Env::Live, "evt-1").await;
+        assert_eq!(live.properties["n"], json!(1), "{}", b.name);
+        // Purging old keys forgets them: the key may then apply again.
+        let purged = b
+            .store
+            .purge_applied_keys(Utc::now() + Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(purged, 3, "{}", b.name);
+        let after = once(b.store.clone(), Env::Test, "evt-1").await;
+        assert_eq!(after.properties["n"], json!(3), "{}", b.name);
+    }
+}
