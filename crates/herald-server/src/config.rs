@@ -139,6 +139,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_option_is_documented() {
+        let docs = include_str!("../../../docs/configuration.md");
+        for (var, key) in ENV_VARS {
+            let row = docs
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{key}` | `{var}` |")));
+            assert!(
+                row.is_some(),
+                "docs/configuration.md has no row for {key} / {var}"
+            );
+        }
+    }
+
+    #[test]
     fn layers_apply_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("herald.toml");
