@@ -86,6 +86,21 @@ pub struct HistoryEvent {
     pub changes: Vec<Change>,
 }
 
+impl HistoryEvent {
+    /// The event as the history endpoint and the export show it.
+    pub fn to_wire(&self) -> Value {
+        serde_json::json!({
+            "id": self.id,
+            "distinct_id": self.distinct_id,
+            "at": crate::profile::format_time(self.at),
+            "actor": self.actor,
+            "action": self.action,
+            "request": self.request,
+            "changes": self.changes,
+        })
+    }
+}
+
 /// The keys whose values differ, in a stable order: `before`'s keys first, then new ones.
 pub fn diff(before: Option<&Profile>, after: Option<&Profile>) -> Vec<Change> {
     let empty = Map::new();

@@ -1,6 +1,7 @@
 //! Listing profiles: sort order, keyset cursors and pages.
 
 use crate::error::Invalid;
+use crate::filter::Filter;
 use crate::profile::{micros, Profile};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -147,9 +148,64 @@ pub enum PagePosition {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ListQuery {
+    pub filter: Filter,
     pub sort: Sort,
     pub limit: usize,
     pub position: PagePosition,
+}
+
+/// Counts of filtered listings are exact up to this many profiles; above it they are estimated
+/// from a random sample, so a count never scans a million rows.
+pub const EXACT_COUNT_LIMIT: u64 = 10_000;
+/// Profiles sampled for an estimated count.
+pub const COUNT_SAMPLE: usize = 2_000;
+
+/// How many profiles a listing holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    pub value: u64,
+    pub is_estimate: bool,
+}
+
+impl Count {
+    pub fn exact(value: u64) -> Count {
+        Count {
+            value,
+            is_estimate: false,
+        }
+    }
+
+    /// Scales a sample up: `matched` of `sampled` existing profiles passed the filter, out of
+    /// `total`. Never below the `floor` already counted exactly.
+    pub fn estimated(matched: u64, sampled: u64, total: u64, floor: u64) -> Count {
+        let scaled = if sampled == 0 {
+            0
+        } else {
+            (matched as f64 / sampled as f64 * total as f64).round() as u64
+        };
+        Count {
+            value: scaled.clamp(floor, total.max(floor)),
+            is_estimate: true,
+        }
+    }
+}
+
+/// `n` pseudo-random ids in `min..=max` (a splitmix64 sequence from `seed`), for count sampling.
+pub fn sample_ids(min: i64, max: i64, n: usize, seed: u64) -> Vec<i64> {
+    let span = (max - min + 1).max(1) as u64;
+    let mut state = seed;
+    let mut ids: Vec<i64> = (0..n)
+        .map(|_| {
+            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = state;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            min + ((z ^ (z >> 31)) % span) as i64
+        })
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 impl ListQuery {

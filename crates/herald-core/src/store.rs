@@ -4,11 +4,14 @@
 use crate::credentials::Credentials;
 use crate::env::EnvScope;
 use crate::error::Invalid;
+use crate::filter::Filter;
 use crate::history::HistoryEvent;
 use crate::ids::DistinctId;
-use crate::listing::ListQuery;
+use crate::listing::{Count, ListQuery};
 use crate::profile::Profile;
+use crate::property::PropertyRecord;
 use async_trait::async_trait;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -88,7 +91,9 @@ pub trait ProfileStore: Send + Sync {
         query: &ListQuery,
     ) -> Result<Vec<Profile>, StoreError>;
 
-    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError>;
+    /// Profiles passing `filter`: exact up to [`crate::listing::EXACT_COUNT_LIMIT`], estimated
+    /// above it. With an empty filter, always exact (a counter, not a scan).
+    async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError>;
 
     /// Runs `edit` on the current state of `id` inside one transaction and stores its result.
     /// With `once`, an idempotency key: if an edit with that key was already applied in this
@@ -136,6 +141,41 @@ pub trait ProfileStore: Send + Sync {
     ) -> Result<Vec<HistoryEvent>, StoreError>;
 }
 
+/// The property registry. Discovered records and counters are written by the profile writes
+/// themselves (see [`crate::index::Change`]); these methods serve the registry's own API.
+#[async_trait]
+pub trait PropertyStore: Send + Sync {
+    async fn list_property_records(
+        &self,
+        scope: EnvScope,
+    ) -> Result<Vec<PropertyRecord>, StoreError>;
+
+    /// Presence counters by key (see [`crate::index::presence`]).
+    async fn property_counts(&self, scope: EnvScope) -> Result<BTreeMap<String, i64>, StoreError>;
+
+    /// Inserts a declared record. `false` when one with that key exists already.
+    async fn insert_property_record(
+        &self,
+        scope: EnvScope,
+        record: &PropertyRecord,
+    ) -> Result<bool, StoreError>;
+
+    /// Stores label, description and visibility of `record`, creating the row if needed (built-ins
+    /// have none until changed). Types seen are left as the profile writes keep them.
+    async fn put_property_record(
+        &self,
+        scope: EnvScope,
+        record: &PropertyRecord,
+    ) -> Result<(), StoreError>;
+
+    /// Deletes the record of `key` if no profile carries it. `Ok(Err(n))`: `n` profiles still do.
+    async fn delete_property_record(
+        &self,
+        scope: EnvScope,
+        key: &str,
+    ) -> Result<Result<bool, u64>, StoreError>;
+}
+
 /// Everything Herald stores.
-pub trait Store: CredentialStore + ProfileStore {}
-impl<T: CredentialStore + ProfileStore> Store for T {}
+pub trait Store: CredentialStore + ProfileStore + PropertyStore {}
+impl<T: CredentialStore + ProfileStore + PropertyStore> Store for T {}

@@ -2,6 +2,7 @@
 //! picks one from the database URL.
 
 pub mod postgres;
+mod query;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

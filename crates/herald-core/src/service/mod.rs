@@ -3,6 +3,7 @@
 
 pub mod events;
 pub mod profiles;
+pub mod properties;
 
 use crate::env::EnvScope;
 use crate::error::Invalid;
@@ -34,6 +35,12 @@ pub enum Error {
     Invalid(Invalid),
     #[error("{what} [distinct_id: '{id}'] not found")]
     NotFound { what: &'static str, id: String },
+    /// A thing other than a user that does not exist: `property 'plan' not found`.
+    #[error("{what} '{key}' not found")]
+    Missing { what: &'static str, key: String },
+    /// The request is well-formed but clashes with what is stored (409).
+    #[error("{0}")]
+    Conflict(Invalid),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -3,7 +3,7 @@
 use super::{limits, Ctx, Error};
 use crate::history::{diff, Action, HistoryEvent};
 use crate::ids::DistinctId;
-use crate::listing::{ListQuery, Page};
+use crate::listing::{Count, ListQuery, Page};
 use crate::ops::{self, Assign, Op};
 use crate::profile::{Profile, Status};
 use crate::store::{EditFn, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
@@ -19,7 +19,7 @@ pub async fn get(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Profil
 
 pub struct Listing {
     pub page: Page<Profile>,
-    pub count: Option<u64>,
+    pub count: Option<Count>,
 }
 
 pub async fn list(
@@ -30,7 +30,7 @@ pub async fn list(
 ) -> Result<Listing, Error> {
     let rows = store.list_profiles(ctx.scope, query).await?;
     let count = if with_count {
-        Some(store.count_profiles(ctx.scope).await?)
+        Some(store.count_profiles(ctx.scope, &query.filter).await?)
     } else {
         None
     };
@@ -309,4 +309,34 @@ pub async fn history(
         has_next,
         after,
     })
+}
+
+/// Events read per page when exporting a whole history.
+const EXPORT_PAGE: usize = 1000;
+
+/// `GET /v1/user/{id}/export/`: everything Herald holds on one user, as one document (the right
+/// of access). Sections for preferences and notifications join it when those exist.
+pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Value, Error> {
+    let profile = get(store, ctx, id).await?;
+    let mut history = Vec::new();
+    let mut before = None;
+    loop {
+        let mut events = store
+            .list_history(ctx.scope, id, before, EXPORT_PAGE)
+            .await?;
+        let more = events.len() > EXPORT_PAGE;
+        events.truncate(EXPORT_PAGE);
+        before = events.last().map(|e| e.id);
+        history.extend(events.iter().map(|e| e.to_wire()));
+        if !more {
+            break;
+        }
+    }
+    Ok(json!({
+        "distinct_id": id,
+        "environment": ctx.scope.env().as_str(),
+        "exported_at": crate::profile::format_time(ctx.now),
+        "profile": profile.to_wire(),
+        "history": history,
+    }))
 }

@@ -70,6 +70,7 @@ impl ApiError {
             "validation_error" => "ValidationError",
             "authentication_failed" => "AuthenticationError",
             "not_found" => "NotFound",
+            "conflict" => "Conflict",
             "payload_too_large" => "PayloadTooLarge",
             "method_not_allowed" => "MethodNotAllowed",
             "service_unavailable" => "ServiceUnavailable",
@@ -100,7 +101,14 @@ impl From<service::Error> for ApiError {
     fn from(e: service::Error) -> Self {
         match e {
             service::Error::Invalid(invalid) => ApiError::invalid(invalid),
-            e @ service::Error::NotFound { .. } => ApiError::not_found(e.to_string()),
+            e @ (service::Error::NotFound { .. } | service::Error::Missing { .. }) => {
+                ApiError::not_found(e.to_string())
+            }
+            service::Error::Conflict(invalid) => ApiError {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                ..ApiError::invalid(invalid)
+            },
             service::Error::Store(s) => s.into(),
         }
     }

@@ -14,9 +14,17 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
+fn readiness_probe() -> herald_core::DistinctId {
+    herald_core::DistinctId::parse("herald-readiness-probe").expect("a valid id")
+}
+
 /// Ready when the database answers.
 pub async fn readyz(State(app): State<App>) -> Response {
-    match app.store.count_profiles(EnvScope::new(Env::Test)).await {
+    match app
+        .store
+        .get_profile(EnvScope::new(Env::Test), &readiness_probe())
+        .await
+    {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod events;
 mod meta;
+mod properties;
 mod users;
 
 use crate::App;
@@ -33,7 +34,18 @@ pub fn router(app: App) -> Router {
         .route("/v1/user/{id}/status", patch(users::set_status))
         .route("/v1/user/{id}/merge", post(users::merge))
         .route("/v1/user/{id}/history", get(users::history))
+        .route("/v1/user/{id}/export", get(users::export))
         .route("/v1/bulk/user", delete(users::bulk_delete))
+        .route(
+            "/v1/property",
+            get(properties::list).post(properties::declare),
+        )
+        .route(
+            "/v1/property/{key}",
+            get(properties::get)
+                .patch(properties::update)
+                .delete(properties::delete),
+        )
         .route("/event", post(events::ingest))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

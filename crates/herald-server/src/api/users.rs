@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_core::filter::Filter;
 use herald_core::listing::{Cursor, ListQuery, PagePosition, Sort, DEFAULT_LIMIT, MAX_LIMIT};
-use herald_core::profile::format_time;
 use herald_core::service::{limits, profiles};
 use herald_core::{DistinctId, Status};
 use serde_json::{json, Value};
@@ -132,7 +132,9 @@ pub async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let mut limit = DEFAULT_LIMIT;
     let (mut after, mut before, mut sort, mut with_count) = (None, None, Sort::default(), false);
-    for (k, v) in query_pairs(&uri) {
+    let pairs = query_pairs(&uri);
+    let filter = Filter::parse(&pairs)?;
+    for (k, v) in pairs {
         match k.as_str() {
             "limit" => limit = parse_limit(&v)?,
             "after" if !v.is_empty() => after = Some(v),
@@ -154,6 +156,7 @@ pub async fn list(
         (None, None) => PagePosition::First,
     };
     let query = ListQuery {
+        filter,
         sort,
         limit,
         position,
@@ -162,7 +165,8 @@ pub async fn list(
     let page = listing.page;
     Ok(Json(json!({
         "meta": {
-            "count": listing.count,
+            "count": listing.count.map(|c| c.value),
+            "count_is_estimate": listing.count.map(|c| c.is_estimate),
             "limit": limit,
             "sort": sort.as_string(),
             "has_prev": page.has_prev,
@@ -194,21 +198,7 @@ pub async fn history(
         }
     }
     let page = profiles::history(app.store.as_ref(), &caller.ctx(), &id, after, limit).await?;
-    let results: Vec<Value> = page
-        .events
-        .iter()
-        .map(|e| {
-            json!({
-                "id": e.id,
-                "distinct_id": e.distinct_id,
-                "at": format_time(e.at),
-                "actor": e.actor,
-                "action": e.action,
-                "request": e.request,
-                "changes": e.changes,
-            })
-        })
-        .collect();
+    let results: Vec<Value> = page.events.iter().map(|e| e.to_wire()).collect();
     Ok(Json(json!({
         "meta": { "limit": limit, "has_next": page.has_next, "after": page.after.map(|a| a.to_string()) },
         "results": results,
@@ -244,4 +234,14 @@ pub fn within_edit_limit(size: usize) -> Result<(), ApiError> {
         )));
     }
     Ok(())
+}
+
+pub async fn export(
+    State(app): State<App>,
+    caller: Caller,
+    UserId(id): UserId,
+) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        profiles::export(app.store.as_ref(), &caller.ctx(), &id).await?,
+    ))
 }

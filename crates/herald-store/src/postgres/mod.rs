@@ -2,14 +2,18 @@
 //! (`SELECT … FOR UPDATE`) serialise edits of one profile across nodes; a race to create the same
 //! profile is retried, never surfaced to the caller.
 
+mod registry;
+
 use crate::StoreOptions;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use herald_core::credentials::Credentials;
 use herald_core::env::{Env, EnvScope};
+use herald_core::filter::Filter;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
-use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::index::Change;
+use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
     CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
@@ -17,7 +21,7 @@ use herald_core::store::{
 };
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{Json, ToSql};
+use tokio_postgres::types::Json;
 use tokio_postgres::{NoTls, Row};
 
 /// Schema versions, applied in order; the numbers match SQLite's.
@@ -28,7 +32,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "applied_keys",
         include_str!("migrations/0002_applied_keys.sql"),
     ),
+    (
+        3,
+        "property_index",
+        include_str!("migrations/0003_property_index.sql"),
+    ),
 ];
+
+/// The migration that introduced the index rows: profiles stored before it are indexed when it
+/// is applied.
+const INDEX_MIGRATION: i64 = 3;
 
 /// Any constant works; it only has to be the same for every Herald node.
 const MIGRATION_LOCK: i64 = 0x4845_5241_4c44; // "HERALD"
@@ -105,6 +118,9 @@ impl PostgresStore {
             tx.batch_execute(sql)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
+            if *version == INDEX_MIGRATION {
+                index_existing_profiles(&tx).await?;
+            }
             tx.execute(
                 "INSERT INTO herald_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                 &[version, name, &micros(chrono::Utc::now())],
@@ -284,11 +300,36 @@ async fn store_profile(
             .await?
         }
     };
-    if changed == 1 {
-        Ok(())
-    } else {
-        Err(Attempt::Retry)
+    if changed != 1 {
+        return Err(Attempt::Retry);
     }
+    let change = Change::between(before, Some(p));
+    registry::apply_change(tx, env, p.distinct_id.as_str(), created, &change, false).await
+}
+
+async fn index_existing_profiles(tx: &Transaction<'_>) -> Result<(), StoreError> {
+    let rows = tx
+        .query(&format!("SELECT {PROFILE_COLUMNS}, env FROM profiles"), &[])
+        .await
+        .map_err(db)?;
+    for row in &rows {
+        let p = profile_from_row(row)?;
+        let env: Env = row
+            .get::<_, String>(7)
+            .parse()
+            .map_err(StoreError::Internal)?;
+        let change = Change::between(None, Some(&p));
+        let id = p.distinct_id.as_str();
+        registry::apply_change(tx, env, id, micros(p.created_at), &change, false)
+            .await
+            .map_err(|e| match e {
+                Attempt::Failed(e) => e,
+                Attempt::Retry => {
+                    StoreError::Internal("indexing existing profiles conflicted".into())
+                }
+            })?;
+    }
+    Ok(())
 }
 
 async fn insert_event(tx: &Transaction<'_>, env: Env, e: &HistoryEvent) -> Result<(), Attempt> {
@@ -348,7 +389,10 @@ async fn record_key(tx: &Transaction<'_>, env: Env, key: &str) -> Result<(), Att
     }
 }
 
-async fn remove_profile(tx: &Transaction<'_>, env: Env, id: &str) -> Result<(), Attempt> {
+async fn remove_profile(tx: &Transaction<'_>, env: Env, p: &Profile) -> Result<(), Attempt> {
+    let id = p.distinct_id.as_str();
+    let change = Change::between(Some(p), None);
+    registry::apply_change(tx, env, id, micros(p.created_at), &change, true).await?;
     tx.execute(
         "DELETE FROM profiles WHERE env = $1 AND distinct_id = $2",
         &[&env.as_str(), &id],
@@ -466,56 +510,13 @@ impl ProfileStore for PostgresStore {
         scope: EnvScope,
         query: &ListQuery,
     ) -> Result<Vec<Profile>, StoreError> {
-        let column = match query.sort.field {
-            SortField::CreatedAt => "created_at",
-            SortField::UpdatedAt => "updated_at",
-            SortField::DistinctId => "distinct_id",
-        };
-        let descending = query.sort.descending != query.scans_backwards();
-        let (dir, cmp) = if descending {
-            ("DESC", "<")
-        } else {
-            ("ASC", ">")
-        };
-        let env = scope.env().as_str();
-        let limit = (query.limit + 1) as i64;
-        let mut sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = $1");
-        let (time, text, after_id);
-        let mut args: Vec<&(dyn ToSql + Sync)> = vec![&env];
-        if let PagePosition::After(c) | PagePosition::Before(c) = &query.position {
-            sql.push_str(&format!(" AND ({column}, distinct_id) {cmp} ($2, $3)"));
-            match &c.value {
-                SortValue::Time(t) => {
-                    time = *t;
-                    args.push(&time);
-                }
-                SortValue::Text(s) => {
-                    text = s.clone();
-                    args.push(&text);
-                }
-            }
-            after_id = c.distinct_id.clone();
-            args.push(&after_id);
-        }
-        sql.push_str(&format!(
-            " ORDER BY {column} {dir}, distinct_id {dir} LIMIT {limit}"
-        ));
         let client = self.client().await?;
-        let stmt = client.prepare_cached(&sql).await.map_err(db)?;
-        let rows = client.query(&stmt, &args).await.map_err(db)?;
-        rows.iter().map(profile_from_row).collect()
+        registry::list(&client, scope.env(), query).await
     }
 
-    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError> {
+    async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
         let client = self.client().await?;
-        let row = client
-            .query_one(
-                "SELECT COUNT(*) FROM profiles WHERE env = $1",
-                &[&scope.env().as_str()],
-            )
-            .await
-            .map_err(db)?;
-        Ok(row.get::<_, i64>(0) as u64)
+        registry::count(&client, scope.env(), filter).await
     }
 
     async fn edit_profile(
@@ -607,7 +608,7 @@ impl ProfileStore for PostgresStore {
                     Err(refusal) => Ok(Some(Err(refusal))),
                     Ok((w, tombstone)) => {
                         write_profile(tx, env, existing.as_ref(), &w).await?;
-                        remove_profile(tx, env, secondary).await?;
+                        remove_profile(tx, env, &from).await?;
                         insert_event(tx, env, &tombstone).await?;
                         Ok(Some(Ok(w.profile)))
                     }
@@ -639,6 +640,8 @@ impl ProfileStore for PostgresStore {
                 let gone: Vec<String> = deleted.iter().map(|p| p.distinct_id.to_string()).collect();
                 tx.execute("DELETE FROM history WHERE env = $1 AND distinct_id = ANY($2)", &[&env.as_str(), &gone]).await?;
                 for p in &deleted {
+                    let change = Change::between(Some(p), None);
+                    registry::apply_change(tx, env, p.distinct_id.as_str(), micros(p.created_at), &change, true).await?;
                     insert_event(tx, env, &tombstone(p)).await?;
                 }
                 // Report in the order asked, as the SQLite store does.

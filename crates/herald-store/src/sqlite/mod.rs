@@ -1,21 +1,23 @@
 //! The embedded SQLite backend (the default): WAL, one batching writer, a few readers.
 
 mod pool;
+mod registry;
 
 use crate::StoreOptions;
 use async_trait::async_trait;
 use herald_core::credentials::Credentials;
 use herald_core::env::{Env, EnvScope};
+use herald_core::filter::Filter;
 use herald_core::history::{Action, Actor, HistoryEvent};
 use herald_core::ids::DistinctId;
-use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::index::Change;
+use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
     CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
     TombstoneFn,
 };
 use pool::{internal, open_connection, Readers, Writer};
-use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::path::Path;
 
@@ -27,7 +29,16 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "applied_keys",
         include_str!("migrations/0002_applied_keys.sql"),
     ),
+    (
+        3,
+        "property_index",
+        include_str!("migrations/0003_property_index.sql"),
+    ),
 ];
+
+/// The migration that introduced the index rows: profiles stored before it are indexed when it
+/// is applied.
+const INDEX_MIGRATION: i64 = 3;
 
 pub struct SqliteStore {
     writer: Writer,
@@ -90,6 +101,9 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
+        if *version == INDEX_MIGRATION {
+            index_existing_profiles(&tx)?;
+        }
         tx.execute(
             "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, micros(chrono::Utc::now())],
@@ -99,14 +113,45 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     tx.commit().map_err(internal)
 }
 
+fn index_existing_profiles(conn: &Connection) -> Result<(), StoreError> {
+    let mut s = conn
+        .prepare(&format!("SELECT env, {PROFILE_COLUMNS} FROM profiles"))
+        .map_err(internal)?;
+    let rows = s
+        .query_map([], |r| {
+            let env: String = r.get(0)?;
+            Ok((env, profile_from_row_at(r, 1)?))
+        })
+        .map_err(internal)?;
+    for row in rows {
+        let (env, p) = row.map_err(internal)?;
+        let env: Env = env.parse().map_err(StoreError::Internal)?;
+        let change = Change::between(None, Some(&p));
+        registry::apply_change(
+            conn,
+            env,
+            p.distinct_id.as_str(),
+            micros(p.created_at),
+            &change,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
 const PROFILE_COLUMNS: &str =
     "distinct_id, status, properties, identities, created_at, updated_at, version";
 
 fn profile_from_row(row: &Row<'_>) -> rusqlite::Result<Profile> {
-    let id: String = row.get(0)?;
-    let status: String = row.get(1)?;
-    let properties: String = row.get(2)?;
-    let identities: String = row.get(3)?;
+    profile_from_row_at(row, 0)
+}
+
+/// A profile from the columns of [`PROFILE_COLUMNS`], starting at column `at`.
+fn profile_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Profile> {
+    let id: String = row.get(at)?;
+    let status: String = row.get(at + 1)?;
+    let properties: String = row.get(at + 2)?;
+    let identities: String = row.get(at + 3)?;
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -119,9 +164,9 @@ fn profile_from_row(row: &Row<'_>) -> rusqlite::Result<Profile> {
         status: Status::parse(&status).map_err(|e| corrupt("status", &e))?,
         properties: serde_json::from_str(&properties).map_err(|e| corrupt("properties", &e))?,
         identities: serde_json::from_str(&identities).map_err(|e| corrupt("identities", &e))?,
-        created_at: from_micros(row.get(4)?),
-        updated_at: from_micros(row.get(5)?),
-        version: row.get(6)?,
+        created_at: from_micros(row.get(at + 4)?),
+        updated_at: from_micros(row.get(at + 5)?),
+        version: row.get(at + 6)?,
     })
 }
 
@@ -190,7 +235,15 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    Ok(())
+    let change = Change::between(before, Some(p));
+    registry::apply_change(
+        conn,
+        env,
+        p.distinct_id.as_str(),
+        micros(p.created_at),
+        &change,
+        false,
+    )
 }
 
 fn insert_event(conn: &Connection, env: Env, e: &HistoryEvent) -> Result<(), StoreError> {
@@ -244,7 +297,10 @@ fn record_key(conn: &Connection, env: Env, key: &str) -> Result<(), StoreError> 
     Ok(())
 }
 
-fn remove_profile(conn: &Connection, env: Env, id: &str) -> Result<(), StoreError> {
+fn remove_profile(conn: &Connection, env: Env, p: &Profile) -> Result<(), StoreError> {
+    let id = p.distinct_id.as_str();
+    let change = Change::between(Some(p), None);
+    registry::apply_change(conn, env, id, micros(p.created_at), &change, true)?;
     conn.prepare_cached("DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2")
         .and_then(|mut s| s.execute(params![env.as_str(), id]))
         .map_err(internal)?;
@@ -352,51 +408,14 @@ impl ProfileStore for SqliteStore {
     ) -> Result<Vec<Profile>, StoreError> {
         let query = query.clone();
         self.readers
-            .read(move |conn| {
-                let column = match query.sort.field {
-                    SortField::CreatedAt => "created_at",
-                    SortField::UpdatedAt => "updated_at",
-                    SortField::DistinctId => "distinct_id",
-                };
-                // Scanning backwards (the page before a cursor) flips the order; either way the
-                // cursor bound is "further along the scan".
-                let descending = query.sort.descending != query.scans_backwards();
-                let (dir, cmp) = if descending {
-                    ("DESC", "<")
-                } else {
-                    ("ASC", ">")
-                };
-                let mut sql = format!("SELECT {PROFILE_COLUMNS} FROM profiles WHERE env = ?1");
-                let mut args: Vec<SqlValue> = vec![scope.env().as_str().to_owned().into()];
-                if let PagePosition::After(c) | PagePosition::Before(c) = &query.position {
-                    sql.push_str(&format!(" AND ({column}, distinct_id) {cmp} (?2, ?3)"));
-                    args.push(match &c.value {
-                        SortValue::Time(t) => (*t).into(),
-                        SortValue::Text(s) => s.clone().into(),
-                    });
-                    args.push(c.distinct_id.clone().into());
-                }
-                sql.push_str(&format!(
-                    " ORDER BY {column} {dir}, distinct_id {dir} LIMIT {}",
-                    query.limit + 1
-                ));
-                let mut s = conn.prepare_cached(&sql).map_err(internal)?;
-                let rows = s
-                    .query_map(rusqlite::params_from_iter(args), profile_from_row)
-                    .map_err(internal)?;
-                rows.collect::<Result<Vec<_>, _>>().map_err(internal)
-            })
+            .read(move |conn| registry::list(conn, scope.env(), &query))
             .await
     }
 
-    async fn count_profiles(&self, scope: EnvScope) -> Result<u64, StoreError> {
+    async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
+        let filter = filter.clone();
         self.readers
-            .read(move |conn| {
-                conn.prepare_cached("SELECT COUNT(*) FROM profiles WHERE env = ?1")
-                    .and_then(|mut s| s.query_row([scope.env().as_str()], |r| r.get::<_, i64>(0)))
-                    .map(|n| n as u64)
-                    .map_err(internal)
-            })
+            .read(move |conn| registry::count(conn, scope.env(), &filter))
             .await
     }
 
@@ -473,7 +492,7 @@ impl ProfileStore for SqliteStore {
                     Err(refusal) => Ok(Some(Err(refusal))),
                     Ok((w, tombstone)) => {
                         write_profile(conn, env, existing.as_ref(), &w)?;
-                        remove_profile(conn, env, &secondary)?;
+                        remove_profile(conn, env, &from)?;
                         insert_event(conn, env, &tombstone)?;
                         Ok(Some(Ok(w.profile)))
                     }
@@ -495,7 +514,7 @@ impl ProfileStore for SqliteStore {
                 let mut deleted = Vec::new();
                 for id in ids {
                     if let Some(p) = select_profile(conn, env, id.as_str())? {
-                        remove_profile(conn, env, id.as_str())?;
+                        remove_profile(conn, env, &p)?;
                         insert_event(conn, env, &tombstone(&p))?;
                         deleted.push(id);
                     }

@@ -3,6 +3,7 @@
 
 use chrono::{Duration, Utc};
 use herald_core::credentials::{hash_api_key, NewCredentials};
+use herald_core::filter::Filter;
 use herald_core::history::{Action, Actor};
 use herald_core::listing::{Cursor, ListQuery, PagePosition, Sort, SortField};
 use herald_core::service::{profiles, Ctx, Error};
@@ -273,18 +274,25 @@ async fn environments_never_cross() {
             b.name
         );
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Test)).await.unwrap(),
+            s.count_profiles(EnvScope::new(Env::Test), &Filter::default())
+                .await
+                .unwrap()
+                .value,
             1,
             "{}",
             b.name
         );
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Live)).await.unwrap(),
+            s.count_profiles(EnvScope::new(Env::Live), &Filter::default())
+                .await
+                .unwrap()
+                .value,
             2,
             "{}",
             b.name
         );
         let q = ListQuery {
+            filter: Filter::default(),
             sort: Sort::default(),
             limit: 10,
             position: PagePosition::First,
@@ -372,6 +380,7 @@ async fn listing_pages_forward_and_back_in_every_order() {
                     .list_profiles(
                         EnvScope::new(Env::Test),
                         &ListQuery {
+                            filter: Filter::default(),
                             sort,
                             limit: 100,
                             position: PagePosition::First,
@@ -404,6 +413,7 @@ async fn listing_pages_forward_and_back_in_every_order() {
                 let mut position = PagePosition::First;
                 loop {
                     let q = ListQuery {
+                        filter: Filter::default(),
                         sort,
                         limit: 5,
                         position: position.clone(),
@@ -425,6 +435,7 @@ async fn listing_pages_forward_and_back_in_every_order() {
                 assert_eq!(seen, expected, "{} {sort:?}: forward walk", b.name);
                 let last = Cursor::of(all.last().unwrap(), sort);
                 let q = ListQuery {
+                    filter: Filter::default(),
                     sort,
                     limit: 5,
                     position: PagePosition::Before(last),
@@ -567,7 +578,10 @@ async fn bulk_delete_reports_what_existed() {
             .unwrap();
         assert_eq!(deleted, vec![id("c"), id("a")], "{}", b.name);
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Test)).await.unwrap(),
+            s.count_profiles(EnvScope::new(Env::Test), &Filter::default())
+                .await
+                .unwrap()
+                .value,
             1,
             "{}",
             b.name
@@ -651,9 +665,10 @@ async fn racing_creates_of_one_new_id_make_one_profile() {
         assert_eq!((p.properties.len(), p.version), (40, 40), "{}", b.name);
         assert_eq!(
             b.store
-                .count_profiles(EnvScope::new(Env::Test))
+                .count_profiles(EnvScope::new(Env::Test), &Filter::default())
                 .await
-                .unwrap(),
+                .unwrap()
+                .value,
             1,
             "{}",
             b.name

@@ -1,0 +1,72 @@
+//! The property registry's use cases: list, declare, change, delete.
+
+use super::{Ctx, Error};
+use crate::error::Invalid;
+use crate::property::{self, Property, PropertyKind, PropertyRecord};
+use crate::store::Store;
+use serde_json::Value;
+
+pub async fn list(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Property>, Error> {
+    let records = store.list_property_records(ctx.scope).await?;
+    let counts = store.property_counts(ctx.scope).await?;
+    Ok(property::assemble(records, &counts))
+}
+
+pub async fn get(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<Property, Error> {
+    list(store, ctx)
+        .await?
+        .into_iter()
+        .find(|p| p.record.key == key)
+        .ok_or_else(|| Error::Missing {
+            what: "property",
+            key: key.to_owned(),
+        })
+}
+
+/// `POST /v1/property/`: declares a custom property before any profile carries it.
+pub async fn declare(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Property, Error> {
+    let record = property::parse_declaration(body, ctx.now)?;
+    if !store.insert_property_record(ctx.scope, &record).await? {
+        return Err(Error::Conflict(Invalid::new(
+            "key",
+            format!(
+                "property '{}' exists already; change it with PATCH",
+                record.key
+            ),
+        )));
+    }
+    get(store, ctx, &record.key).await
+}
+
+/// `PATCH /v1/property/{key}/`: label, description, show_in_table.
+pub async fn update(
+    store: &dyn Store,
+    ctx: &Ctx,
+    key: &str,
+    body: &Value,
+) -> Result<Property, Error> {
+    let mut record: PropertyRecord = get(store, ctx, key).await?.record;
+    property::patch(&mut record, body)?;
+    store.put_property_record(ctx.scope, &record).await?;
+    get(store, ctx, key).await
+}
+
+/// `DELETE /v1/property/{key}/`: only custom properties no profile carries.
+pub async fn delete(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<(), Error> {
+    let current = get(store, ctx, key).await?;
+    if current.record.kind != PropertyKind::Custom {
+        return Err(Error::Conflict(Invalid::new(
+            "key",
+            format!(
+                "'{key}' is a built-in property and cannot be deleted; hide it with show_in_table"
+            ),
+        )));
+    }
+    match store.delete_property_record(ctx.scope, key).await? {
+        Ok(_) => Ok(()),
+        Err(n) => Err(Error::Conflict(Invalid::new(
+            "key",
+            format!("{n} profile(s) still carry '{key}'; unset it on them first"),
+        ))),
+    }
+}

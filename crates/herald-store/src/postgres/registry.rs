@@ -1,0 +1,333 @@
+//! PostgreSQL: keeping the index rows, counters and discovered properties in step with each
+//! profile write, filtered listings and counts, and the property registry's own methods.
+
+use super::{db, profile_from_row, Attempt, PostgresStore};
+use crate::query::{self, Arg, Dialect, Sql};
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use deadpool_postgres::Transaction;
+use herald_core::env::{Env, EnvScope};
+use herald_core::filter::Filter;
+use herald_core::index::{Change, EVERY_PROFILE};
+use herald_core::listing::{sample_ids, Count, ListQuery, COUNT_SAMPLE, EXACT_COUNT_LIMIT};
+use herald_core::profile::{from_micros, micros, Profile};
+use herald_core::property::{self, PropertyKind, PropertyRecord};
+use herald_core::store::{PropertyStore, StoreError};
+use std::collections::BTreeMap;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::Row;
+
+/// Counter rows per key: concurrent writers of different profiles rarely wait on one row.
+const SHARDS: u64 = 16;
+
+fn shard_of(id: &str) -> i16 {
+    // FNV-1a: stable across nodes and releases, unlike std's hasher.
+    let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    (h % SHARDS) as i16
+}
+
+/// Applies `change` for the profile `id` (created at `created_at`). `gone`: the profile was
+/// removed, so all its rows go at once.
+pub(super) async fn apply_change(
+    tx: &Transaction<'_>,
+    env: Env,
+    id: &str,
+    created_at: i64,
+    change: &Change,
+    gone: bool,
+) -> Result<(), Attempt> {
+    let env = env.as_str();
+    if gone {
+        tx.execute(
+            "DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2",
+            &[&env, &id],
+        )
+        .await?;
+    } else if !change.removed.is_empty() {
+        let keys: Vec<&str> = change.removed.iter().map(|e| e.key.as_str()).collect();
+        let kinds: Vec<i16> = change.removed.iter().map(|e| e.kind.code()).collect();
+        let texts: Vec<&str> = change.removed.iter().map(|e| e.text.as_str()).collect();
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2
+                 AND (key, kind, text_value) IN (SELECT * FROM UNNEST($3::text[], $4::int2[], $5::text[]))",
+            )
+            .await?;
+        tx.execute(&stmt, &[&env, &id, &keys, &kinds, &texts])
+            .await?;
+    }
+    if !change.added.is_empty() {
+        let a = &change.added;
+        let keys: Vec<&str> = a.iter().map(|e| e.key.as_str()).collect();
+        let kinds: Vec<i16> = a.iter().map(|e| e.kind.code()).collect();
+        let texts: Vec<&str> = a.iter().map(|e| e.text.as_str()).collect();
+        let nums: Vec<Option<f64>> = a.iter().map(|e| e.num).collect();
+        let times: Vec<Option<i64>> = a.iter().map(|e| e.time).collect();
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
+                 SELECT $1, $2, k, kd, t, n, tm, $3
+                 FROM UNNEST($4::text[], $5::int2[], $6::text[], $7::float8[], $8::int8[]) AS u(k, kd, t, n, tm)",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[&env, &id, &created_at, &keys, &kinds, &texts, &nums, &times],
+        )
+        .await?;
+    }
+    if !change.counts.is_empty() {
+        // Sorted by key (Change sorts them), so concurrent writers lock counter rows in one order.
+        let keys: Vec<&str> = change.counts.iter().map(|(k, _)| k.as_str()).collect();
+        let deltas: Vec<i64> = change.counts.iter().map(|(_, d)| *d).collect();
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO property_counts (env, key, shard, n)
+                 SELECT $1, k, $2, d FROM UNNEST($3::text[], $4::int8[]) AS u(k, d)
+                 ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n",
+            )
+            .await?;
+        tx.execute(&stmt, &[&env, &shard_of(id), &keys, &deltas])
+            .await?;
+    }
+    for (key, bits) in &change.seen {
+        let r = property::discovered(key, *bits, chrono::Utc::now());
+        // DO NOTHING and a conditional UPDATE take no lock on an existing, unchanged row.
+        insert_record(tx, env, &r).await?;
+        tx.execute(
+            "UPDATE properties SET types_seen = types_seen | $3 WHERE env = $1 AND key = $2 AND (types_seen | $3) <> types_seen",
+            &[&env, key, &(*bits as i16)],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+async fn insert_record(
+    client: &impl GenericClient,
+    env: &str,
+    r: &PropertyRecord,
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (env, key) DO NOTHING",
+            &[
+                &env,
+                &r.key,
+                &r.kind.as_str(),
+                &r.label,
+                &r.description,
+                &r.show_in_table,
+                &r.declared_type,
+                &r.declared,
+                &(r.types_seen as i16),
+                &micros(r.created_at),
+            ],
+        )
+        .await
+}
+
+fn record_from_row(row: &Row) -> PropertyRecord {
+    let key: String = row.get(0);
+    PropertyRecord {
+        kind: PropertyKind::of(&key),
+        key,
+        label: row.get(1),
+        description: row.get(2),
+        show_in_table: row.get(3),
+        declared_type: row.get(4),
+        declared: row.get(5),
+        types_seen: row.get::<_, i16>(6) as u8,
+        created_at: from_micros(row.get(7)),
+    }
+}
+
+fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
+    sql.args
+        .iter()
+        .map(|a| -> Box<dyn ToSql + Sync + Send> {
+            match a {
+                Arg::Text(s) => Box::new(s.clone()),
+                Arg::Int(i) => Box::new(*i),
+                Arg::Real(f) => Box::new(*f),
+            }
+        })
+        .collect()
+}
+
+async fn query(client: &impl GenericClient, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+    let owned = params(sql);
+    let refs: Vec<&(dyn ToSql + Sync)> = owned
+        .iter()
+        .map(|b| b.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    client.query(&sql.text, &refs).await.map_err(db)
+}
+
+async fn count_of(client: &impl GenericClient, sql: &Sql) -> Result<u64, StoreError> {
+    let rows = query(client, sql).await?;
+    Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
+}
+
+async fn counter(client: &impl GenericClient, env: Env, key: &str) -> Result<u64, StoreError> {
+    let row = client
+        .query_one(
+            "SELECT COALESCE(SUM(n), 0)::int8 FROM property_counts WHERE env = $1 AND key = $2",
+            &[&env.as_str(), &key],
+        )
+        .await
+        .map_err(db)?;
+    Ok(row.get::<_, i64>(0).max(0) as u64)
+}
+
+pub(super) async fn list(
+    client: &impl GenericClient,
+    env: Env,
+    q: &ListQuery,
+) -> Result<Vec<Profile>, StoreError> {
+    let sql = query::list(Dialect::Postgres, env, q);
+    query(client, &sql)
+        .await?
+        .iter()
+        .map(profile_from_row)
+        .collect()
+}
+
+pub(super) async fn count(
+    client: &impl GenericClient,
+    env: Env,
+    filter: &Filter,
+) -> Result<Count, StoreError> {
+    let total = counter(client, env, EVERY_PROFILE).await?;
+    if filter.is_empty() {
+        return Ok(Count::exact(total));
+    }
+    let capped = count_of(
+        client,
+        &query::count_capped(Dialect::Postgres, env, filter, EXACT_COUNT_LIMIT + 1),
+    )
+    .await?;
+    if capped <= EXACT_COUNT_LIMIT {
+        return Ok(Count::exact(capped));
+    }
+    let row = client
+        .query_one(
+            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM profiles WHERE env = $1",
+            &[&env.as_str()],
+        )
+        .await
+        .map_err(db)?;
+    let ids = sample_ids(
+        row.get(0),
+        row.get(1),
+        COUNT_SAMPLE,
+        micros(chrono::Utc::now()) as u64,
+    );
+    let sampled = count_of(
+        client,
+        &query::count_sample(Dialect::Postgres, env, None, &ids),
+    )
+    .await?;
+    let matched = count_of(
+        client,
+        &query::count_sample(Dialect::Postgres, env, Some(filter), &ids),
+    )
+    .await?;
+    Ok(Count::estimated(matched, sampled, total, capped))
+}
+
+#[async_trait]
+impl PropertyStore for PostgresStore {
+    async fn list_property_records(
+        &self,
+        scope: EnvScope,
+    ) -> Result<Vec<PropertyRecord>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT key, label, description, show_in_table, declared_type, declared, types_seen, created_at
+                 FROM properties WHERE env = $1 ORDER BY key",
+                &[&scope.env().as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(record_from_row).collect())
+    }
+
+    async fn property_counts(&self, scope: EnvScope) -> Result<BTreeMap<String, i64>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT key, SUM(n)::int8 FROM property_counts WHERE env = $1 GROUP BY key",
+                &[&scope.env().as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    async fn insert_property_record(
+        &self,
+        scope: EnvScope,
+        record: &PropertyRecord,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = insert_record(&client, scope.env().as_str(), record)
+            .await
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    async fn put_property_record(
+        &self,
+        scope: EnvScope,
+        r: &PropertyRecord,
+    ) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                 ON CONFLICT (env, key) DO UPDATE SET label = excluded.label, description = excluded.description,
+                     show_in_table = excluded.show_in_table",
+                &[
+                    &scope.env().as_str(),
+                    &r.key,
+                    &r.kind.as_str(),
+                    &r.label,
+                    &r.description,
+                    &r.show_in_table,
+                    &r.declared_type,
+                    &r.declared,
+                    &(r.types_seen as i16),
+                    &micros(r.created_at),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn delete_property_record(
+        &self,
+        scope: EnvScope,
+        key: &str,
+    ) -> Result<Result<bool, u64>, StoreError> {
+        let client = self.client().await?;
+        let carried = counter(&client, scope.env(), key).await?;
+        if carried > 0 {
+            return Ok(Err(carried));
+        }
+        let n = client
+            .execute(
+                "DELETE FROM properties WHERE env = $1 AND key = $2",
+                &[&scope.env().as_str(), &key],
+            )
+            .await
+            .map_err(db)?;
+        Ok(Ok(n == 1))
+    }
+}

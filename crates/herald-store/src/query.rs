@@ -1,0 +1,330 @@
+//! The SQL of filtered listings and counts, shared by both backends: the filter is answered from
+//! the `profile_values` index rows (see `herald_core::index`), so both databases run the same
+//! conditions on the same columns; only placeholders and one string function differ.
+
+use herald_core::filter::{Bound, Filter, PropOp, TimeField};
+use herald_core::index::{EntryKind, SEARCH_KEY};
+use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::Env;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Text(String),
+    Int(i64),
+    Real(f64),
+}
+
+/// SQL text with its arguments, numbered in order (`?1` or `$1`).
+#[derive(Debug)]
+pub struct Sql {
+    pub text: String,
+    pub args: Vec<Arg>,
+    dialect: Dialect,
+}
+
+impl Sql {
+    fn new(dialect: Dialect) -> Sql {
+        Sql {
+            text: String::new(),
+            args: Vec::new(),
+            dialect,
+        }
+    }
+
+    /// Binds an argument and returns its placeholder.
+    fn bind(&mut self, arg: Arg) -> String {
+        self.args.push(arg);
+        match self.dialect {
+            Dialect::Sqlite => format!("?{}", self.args.len()),
+            Dialect::Postgres => format!("${}", self.args.len()),
+        }
+    }
+
+    fn text(&mut self, s: &str) -> String {
+        self.bind(Arg::Text(s.to_owned()))
+    }
+
+    fn list(&mut self, texts: &[String]) -> String {
+        let marks: Vec<String> = texts.iter().map(|t| self.text(t)).collect();
+        marks.join(", ")
+    }
+
+    fn push(&mut self, s: &str) {
+        self.text.push_str(s);
+    }
+}
+
+/// Columns of `profiles` a profile is read from, qualified by the alias `p`.
+pub const PROFILE_COLUMNS: &str =
+    "p.distinct_id, p.status, p.properties, p.identities, p.created_at, p.updated_at, p.version";
+
+const VALUE: i16 = EntryKind::Value as i16;
+const ELEMENT: i16 = EntryKind::Element as i16;
+const SEARCH: i16 = EntryKind::Search as i16;
+
+/// The prop filter that can drive a listing sorted by creation time from the value index: an
+/// equality on one text. Index `(env, key, kind, text_value, created_at, distinct_id)` then
+/// yields matches already in page order, so the first page costs the same for rare and common
+/// values.
+fn driver(query: &ListQuery) -> Option<usize> {
+    if query.sort.field != SortField::CreatedAt {
+        return None;
+    }
+    query
+        .filter
+        .props
+        .iter()
+        .position(|f| matches!(&f.op, PropOp::OneOf(t) if t.len() == 1))
+}
+
+/// Appends ` AND …` for every condition of `filter` except the prop filter `skip`.
+fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>) {
+    let lower_contains = |sql: &mut Sql, needle: &str| {
+        let n = sql.text(needle);
+        match sql.dialect {
+            Dialect::Sqlite => format!("instr(lower(v.text_value), {n}) > 0"),
+            Dialect::Postgres => format!("strpos(lower(v.text_value), {n}) > 0"),
+        }
+    };
+    if let Some(s) = filter.status {
+        let m = sql.text(s.as_str());
+        sql.push(&format!(" AND p.status = {m}"));
+    }
+    for t in &filter.times {
+        let column = match t.field {
+            TimeField::CreatedAt => "p.created_at",
+            TimeField::UpdatedAt => "p.updated_at",
+        };
+        let m = sql.bind(Arg::Int(t.at));
+        sql.push(&format!(" AND {column} {} {m}", t.cmp.symbol()));
+    }
+    let exists = |sql: &mut Sql, negate: bool, key: &str, cond: Option<String>| {
+        let k = sql.text(key);
+        let extra = cond.map(|c| format!(" AND ({c})")).unwrap_or_default();
+        sql.push(&format!(
+            " AND {}EXISTS (SELECT 1 FROM profile_values v WHERE v.env = p.env AND v.distinct_id = p.distinct_id AND v.key = {k}{extra})",
+            if negate { "NOT " } else { "" }
+        ));
+    };
+    for (channel, has) in &filter.channels {
+        exists(sql, !has, channel.key(), None);
+    }
+    if let Some(q) = &filter.q {
+        // `q` ≤ term < `q` + U+10FFFF: a prefix range on the index, in byte order.
+        let lo = sql.text(q);
+        let hi = sql.text(&format!("{q}\u{10FFFF}"));
+        let k = sql.text(SEARCH_KEY);
+        let e = sql.text(env.as_str());
+        sql.push(&format!(
+            " AND p.distinct_id IN (SELECT s.distinct_id FROM profile_values s WHERE s.env = {e} AND s.key = {k} AND s.kind = {SEARCH} AND s.text_value >= {lo} AND s.text_value < {hi})"
+        ));
+    }
+    for (i, f) in filter.props.iter().enumerate() {
+        if Some(i) == skip {
+            continue;
+        }
+        match &f.op {
+            PropOp::OneOf(texts) => {
+                let list = sql.list(texts);
+                exists(
+                    sql,
+                    false,
+                    &f.key,
+                    Some(format!("v.kind = {VALUE} AND v.text_value IN ({list})")),
+                );
+            }
+            PropOp::NoneOf(texts) => {
+                let list = sql.list(texts);
+                exists(
+                    sql,
+                    true,
+                    &f.key,
+                    Some(format!("v.kind = {VALUE} AND v.text_value IN ({list})")),
+                );
+            }
+            PropOp::Exists(want) => exists(sql, !want, &f.key, None),
+            PropOp::Contains { elements, needle } => {
+                let list = sql.list(elements);
+                let inside = lower_contains(sql, needle);
+                exists(
+                    sql,
+                    false,
+                    &f.key,
+                    Some(format!(
+                        "(v.kind = {ELEMENT} AND v.text_value IN ({list})) OR (v.kind = {VALUE} AND {inside})"
+                    )),
+                );
+            }
+            PropOp::Range(cmp, bound) => {
+                let (column, m) = match bound {
+                    Bound::Num(n) => ("v.num_value", sql.bind(Arg::Real(*n))),
+                    Bound::Time(t) => ("v.time_value", sql.bind(Arg::Int(*t))),
+                };
+                exists(
+                    sql,
+                    false,
+                    &f.key,
+                    Some(format!(
+                        "v.kind = {VALUE} AND {column} {} {m}",
+                        cmp.symbol()
+                    )),
+                );
+            }
+        }
+    }
+}
+
+/// `FROM … WHERE …` of a listing: driven by the value index when [`driver`] finds a condition,
+/// else by `profiles` and its (env, sort column) indexes. `order` names the sort column's source.
+fn from_where(sql: &mut Sql, env: Env, query: &ListQuery) -> &'static str {
+    let e = sql.text(env.as_str());
+    match driver(query) {
+        Some(i) => {
+            let f = &query.filter.props[i];
+            let PropOp::OneOf(texts) = &f.op else {
+                unreachable!("driver() picks equalities")
+            };
+            let k = sql.text(&f.key);
+            let t = sql.text(&texts[0]);
+            sql.push(&format!(
+                " FROM profile_values d JOIN profiles p ON p.env = d.env AND p.distinct_id = d.distinct_id \
+                 WHERE d.env = {e} AND d.key = {k} AND d.kind = {VALUE} AND d.text_value = {t}"
+            ));
+            conditions(sql, env, &query.filter, Some(i));
+            "d"
+        }
+        None => {
+            sql.push(&format!(" FROM profiles p WHERE p.env = {e}"));
+            conditions(sql, env, &query.filter, None);
+            "p"
+        }
+    }
+}
+
+/// Up to `limit + 1` profiles of a page, in scan order.
+pub fn list(dialect: Dialect, env: Env, query: &ListQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    sql.push(&format!("SELECT {PROFILE_COLUMNS}"));
+    let source = from_where(&mut sql, env, query);
+    let column = match query.sort.field {
+        SortField::CreatedAt => "created_at",
+        SortField::UpdatedAt => "updated_at",
+        SortField::DistinctId => "distinct_id",
+    };
+    // Scanning backwards (the page before a cursor) flips the order; either way the cursor bound
+    // is "further along the scan".
+    let descending = query.sort.descending != query.scans_backwards();
+    let (dir, cmp) = if descending {
+        ("DESC", "<")
+    } else {
+        ("ASC", ">")
+    };
+    if let PagePosition::After(c) | PagePosition::Before(c) = &query.position {
+        let v = sql.bind(match &c.value {
+            SortValue::Time(t) => Arg::Int(*t),
+            SortValue::Text(s) => Arg::Text(s.clone()),
+        });
+        let id = sql.text(&c.distinct_id);
+        sql.push(&format!(
+            " AND ({source}.{column}, {source}.distinct_id) {cmp} ({v}, {id})"
+        ));
+    }
+    sql.push(&format!(
+        " ORDER BY {source}.{column} {dir}, {source}.distinct_id {dir} LIMIT {}",
+        query.limit + 1
+    ));
+    sql
+}
+
+/// `SELECT COUNT(*)` of the profiles passing the filter, stopping at `cap`.
+pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64) -> Sql {
+    let query = ListQuery {
+        filter: filter.clone(),
+        sort: Default::default(),
+        limit: 0,
+        position: PagePosition::First,
+    };
+    let mut sql = Sql::new(dialect);
+    sql.push("SELECT COUNT(*) FROM (SELECT 1");
+    from_where(&mut sql, env, &query);
+    sql.push(&format!(" LIMIT {cap}) capped"));
+    sql
+}
+
+/// `SELECT COUNT(*)` of the sampled ids that exist (`filter: None`) or also pass the filter.
+pub fn count_sample(dialect: Dialect, env: Env, filter: Option<&Filter>, ids: &[i64]) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let e = sql.text(env.as_str());
+    // The ids are integers made by `sample_ids`, never caller input: safe to inline.
+    let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
+    let list = if list.is_empty() { "NULL".into() } else { list };
+    sql.push(&format!(
+        "SELECT COUNT(*) FROM profiles p WHERE p.env = {e} AND p.id IN ({list})"
+    ));
+    if let Some(f) = filter {
+        conditions(&mut sql, env, f, None);
+    }
+    sql
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_core::listing::Sort;
+
+    fn query(q: &str, sort: &str) -> ListQuery {
+        let pairs: Vec<(String, String)> = q
+            .split('&')
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        ListQuery {
+            filter: Filter::parse(&pairs).unwrap(),
+            sort: Sort::parse(sort).unwrap(),
+            limit: 20,
+            position: PagePosition::First,
+        }
+    }
+
+    #[test]
+    fn an_equality_drives_a_creation_ordered_listing_from_the_value_index() {
+        let sql = list(
+            Dialect::Postgres,
+            Env::Test,
+            &query("prop.plan=eq:pro&status=enabled", "-created_at"),
+        );
+        assert!(
+            sql.text.contains("FROM profile_values d JOIN profiles p"),
+            "{}",
+            sql.text
+        );
+        assert!(sql
+            .text
+            .contains("ORDER BY d.created_at DESC, d.distinct_id DESC LIMIT 21"));
+        assert_eq!(
+            sql.args[..3],
+            [
+                Arg::Text("test".into()),
+                Arg::Text("plan".into()),
+                Arg::Text("pro".into())
+            ]
+        );
+        let by_id = list(
+            Dialect::Sqlite,
+            Env::Test,
+            &query("prop.plan=eq:pro", "distinct_id"),
+        );
+        assert!(by_id
+            .text
+            .starts_with(&format!("SELECT {PROFILE_COLUMNS} FROM profiles p")));
+        assert!(by_id.text.contains("?3"), "{}", by_id.text);
+    }
+}
