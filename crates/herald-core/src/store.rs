@@ -106,6 +106,15 @@ pub trait ProfileStore: Send + Sync {
         once: Option<&str>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
 
+    /// Bulk load: creates the profiles of `writes` that do not exist yet, each with its history
+    /// event, index rows and counters, in one transaction; existing ids are left untouched.
+    /// Returns how many were created.
+    async fn import_profiles(
+        &self,
+        scope: EnvScope,
+        writes: Vec<ProfileWrite>,
+    ) -> Result<u64, StoreError>;
+
     /// Forgets idempotency keys recorded before `before`.
     async fn purge_applied_keys(
         &self,

@@ -47,6 +47,21 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos.
+    /// Existing ids are skipped, so a second run with a larger --count tops up.
+    Seed {
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+        /// How many profiles.
+        #[arg(long)]
+        count: u64,
+        /// Number of the first profile (to add a range after an earlier run).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Profiles written per transaction.
+        #[arg(long, default_value_t = 2000)]
+        batch: usize,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +136,23 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Keys { command } => keys_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
+        Command::Seed {
+            env,
+            count,
+            from,
+            batch,
+        } => {
+            let store = open_store(&config).await?;
+            let ctx = Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now());
+            let started = std::time::Instant::now();
+            let created = crate::seed::run(store.as_ref(), &ctx, from, count, batch.max(1)).await?;
+            eprintln!(
+                "created {created} profiles in {env} in {:.1}s ({} existed already)",
+                started.elapsed().as_secs_f64(),
+                count - created
+            );
+            Ok(())
+        }
     }
 }
 

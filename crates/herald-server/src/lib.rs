@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod keys;
 pub mod metrics;
+pub mod seed;
 
 use config::{Config, LogFormat};
 use herald_core::store::Store;

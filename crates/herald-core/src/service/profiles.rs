@@ -340,3 +340,23 @@ pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Val
         "history": history,
     }))
 }
+
+/// Bulk creation (`herald seed`, imports): each item is an upsert body and the time the profile
+/// was created at. Ids that exist already are skipped; returns how many profiles were created.
+pub async fn import(
+    store: &dyn Store,
+    ctx: &Ctx,
+    items: &[(DistinctId, Value, chrono::DateTime<chrono::Utc>)],
+) -> Result<u64, Error> {
+    let mut writes = Vec::with_capacity(items.len());
+    for (id, body, at) in items {
+        let ops = ops::upsert_operations(body).map_err(|e| e.within(id))?;
+        let at_ctx = Ctx::new(ctx.scope, ctx.actor.clone(), *at);
+        match edit_fn(&at_ctx, id, ops, body.clone(), true)(None) {
+            Ok(Some(w)) => writes.push(w),
+            Ok(None) => {}
+            Err(refusal) => return Err(Error::from_refusal(refusal, id)),
+        }
+    }
+    Ok(store.import_profiles(ctx.scope, writes).await?)
+}

@@ -566,6 +566,20 @@ impl ProfileStore for PostgresStore {
         .await
     }
 
+    async fn import_profiles(
+        &self,
+        scope: EnvScope,
+        writes: Vec<ProfileWrite>,
+    ) -> Result<u64, StoreError> {
+        let env = scope.env();
+        let writes = std::sync::Arc::new(writes);
+        self.in_transaction(|tx| {
+            let writes = writes.clone();
+            Box::pin(async move { registry::import(tx, env, &writes).await })
+        })
+        .await
+    }
+
     async fn purge_applied_keys(
         &self,
         before: chrono::DateTime<chrono::Utc>,

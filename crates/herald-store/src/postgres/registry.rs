@@ -12,9 +12,9 @@ use herald_core::index::{Change, EVERY_PROFILE};
 use herald_core::listing::{sample_ids, Count, ListQuery, COUNT_SAMPLE, EXACT_COUNT_LIMIT};
 use herald_core::profile::{from_micros, micros, Profile};
 use herald_core::property::{self, PropertyKind, PropertyRecord};
-use herald_core::store::{PropertyStore, StoreError};
+use herald_core::store::{ProfileWrite, PropertyStore, StoreError};
 use std::collections::BTreeMap;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
 
 /// Counter rows per key: concurrent writers of different profiles rarely wait on one row.
@@ -103,6 +103,113 @@ pub(super) async fn apply_change(
         .await?;
     }
     Ok(())
+}
+
+/// Bulk load in a few statements per batch: the profiles (skipping existing ids), then the
+/// history events, index rows and summed counter deltas of those created.
+pub(super) async fn import(
+    tx: &Transaction<'_>,
+    env: Env,
+    writes: &[ProfileWrite],
+) -> Result<u64, Attempt> {
+    let e = env.as_str();
+    let ids: Vec<&str> = writes
+        .iter()
+        .map(|w| w.profile.distinct_id.as_str())
+        .collect();
+    let statuses: Vec<&str> = writes.iter().map(|w| w.profile.status.as_str()).collect();
+    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> =
+        writes.iter().map(|w| Json(&w.profile.properties)).collect();
+    let identities: Vec<Json<&Vec<herald_core::Identity>>> =
+        writes.iter().map(|w| Json(&w.profile.identities)).collect();
+    let created: Vec<i64> = writes
+        .iter()
+        .map(|w| micros(w.profile.created_at))
+        .collect();
+    let updated: Vec<i64> = writes
+        .iter()
+        .map(|w| micros(w.profile.updated_at))
+        .collect();
+    let versions: Vec<i64> = writes.iter().map(|w| w.profile.version).collect();
+    let rows = tx
+        .query(
+            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[])
+             ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id",
+            &[&e, &ids, &statuses, &props, &identities, &created, &updated, &versions],
+        )
+        .await?;
+    let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
+    let made: Vec<&ProfileWrite> = writes
+        .iter()
+        .filter(|w| fresh.contains(w.profile.distinct_id.as_str()))
+        .collect();
+
+    let (mut h_ids, mut h_at, mut h_actor, mut h_action, mut h_request, mut h_changes) =
+        (vec![], vec![], vec![], vec![], vec![], vec![]);
+    let (mut v_ids, mut v_keys, mut v_kinds, mut v_texts, mut v_nums, mut v_times, mut v_created) =
+        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
+    let mut counts: BTreeMap<(String, i16), i64> = BTreeMap::new();
+    let mut seen: BTreeMap<String, u8> = BTreeMap::new();
+    for w in &made {
+        let (p, ev) = (&w.profile, &w.event);
+        h_ids.push(ev.distinct_id.as_str());
+        h_at.push(micros(ev.at));
+        h_actor.push(Json(&ev.actor));
+        h_action.push(ev.action.as_str());
+        h_request.push(Json(&ev.request));
+        h_changes.push(Json(&ev.changes));
+        let change = Change::between(None, Some(p));
+        for entry in change.added {
+            v_ids.push(p.distinct_id.as_str());
+            v_keys.push(entry.key);
+            v_kinds.push(entry.kind.code());
+            v_texts.push(entry.text);
+            v_nums.push(entry.num);
+            v_times.push(entry.time);
+            v_created.push(micros(p.created_at));
+        }
+        for (key, delta) in change.counts {
+            *counts
+                .entry((key, shard_of(p.distinct_id.as_str())))
+                .or_insert(0) += delta;
+        }
+        for (key, bits) in change.seen {
+            *seen.entry(key).or_insert(0) |= bits;
+        }
+    }
+    tx.execute(
+        "INSERT INTO history (env, distinct_id, at, actor, action, request, changes)
+         SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::jsonb[], $5::text[], $6::jsonb[], $7::jsonb[])",
+        &[&e, &h_ids, &h_at, &h_actor, &h_action, &h_request, &h_changes],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
+         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[], $6::float8[], $7::int8[], $8::int8[])",
+        &[&e, &v_ids, &v_keys, &v_kinds, &v_texts, &v_nums, &v_times, &v_created],
+    )
+    .await?;
+    let c_keys: Vec<&str> = counts.keys().map(|(k, _)| k.as_str()).collect();
+    let c_shards: Vec<i16> = counts.keys().map(|(_, s)| *s).collect();
+    let c_deltas: Vec<i64> = counts.values().copied().collect();
+    tx.execute(
+        "INSERT INTO property_counts (env, key, shard, n)
+         SELECT $1, * FROM UNNEST($2::text[], $3::int2[], $4::int8[])
+         ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n",
+        &[&e, &c_keys, &c_shards, &c_deltas],
+    )
+    .await?;
+    for (key, bits) in seen {
+        let r = property::discovered(&key, bits, chrono::Utc::now());
+        insert_record(tx, e, &r).await?;
+        tx.execute(
+            "UPDATE properties SET types_seen = types_seen | $3 WHERE env = $1 AND key = $2 AND (types_seen | $3) <> types_seen",
+            &[&e, &key, &(bits as i16)],
+        )
+        .await?;
+    }
+    Ok(made.len() as u64)
 }
 
 async fn insert_record(

@@ -459,6 +459,47 @@ impl ProfileStore for SqliteStore {
             .await
     }
 
+    async fn import_profiles(
+        &self,
+        scope: EnvScope,
+        writes: Vec<ProfileWrite>,
+    ) -> Result<u64, StoreError> {
+        self.writer
+            .write(move |conn| {
+                let env = scope.env();
+                let mut created = 0;
+                for w in &writes {
+                    let p = &w.profile;
+                    let inserted = conn
+                        .prepare_cached(
+                            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (env, distinct_id) DO NOTHING",
+                        )
+                        .and_then(|mut s| {
+                            s.execute(params![
+                                env.as_str(),
+                                p.distinct_id.as_str(),
+                                p.status.as_str(),
+                                json(&p.properties),
+                                json(&p.identities),
+                                micros(p.created_at),
+                                micros(p.updated_at),
+                                p.version
+                            ])
+                        })
+                        .map_err(internal)?;
+                    if inserted == 1 {
+                        let change = Change::between(None, Some(p));
+                        registry::apply_change(conn, env, p.distinct_id.as_str(), micros(p.created_at), &change, false)?;
+                        insert_event(conn, env, &w.event)?;
+                        created += 1;
+                    }
+                }
+                Ok(created)
+            })
+            .await
+    }
+
     async fn purge_applied_keys(
         &self,
         before: chrono::DateTime<chrono::Utc>,
