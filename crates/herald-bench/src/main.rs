@@ -34,6 +34,13 @@ enum Scenario {
     Contended,
     /// Parallel upserts of distinct new profiles.
     Upserts,
+    /// Listing filters on a seeded population (`herald seed`), one request at a time: median
+    /// latency of each filter's first page, of deep pages reached by cursor, and of counts.
+    Filters {
+        /// Requests per measured query.
+        #[arg(long, default_value_t = 30)]
+        reps: usize,
+    },
 }
 
 struct Run {
@@ -162,6 +169,7 @@ async fn main() {
                 std::process::exit(1);
             }
         }
+        Scenario::Filters { reps } => filters(&cli, &auth, reps).await,
         Scenario::Upserts => {
             let a = auth.clone();
             let tag = std::process::id();
@@ -173,5 +181,131 @@ async fn main() {
             .await;
             report("POST upsert, new profiles", &run, &baseline);
         }
+    }
+}
+
+/// Median latency in ms of `reps` sequential GETs of `path`, and the last body.
+async fn median(
+    client: &reqwest::Client,
+    url: &str,
+    auth: &str,
+    path: &str,
+    reps: usize,
+) -> (f64, Value) {
+    let mut times = Vec::with_capacity(reps);
+    let mut body = Value::Null;
+    for _ in 0..reps {
+        let t = Instant::now();
+        let resp = client
+            .get(format!("{url}{path}"))
+            .header("Authorization", auth)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        body = resp.json().await.expect("json");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.is_success(), "{path}: {status} {body}");
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], body)
+}
+
+async fn filters(cli: &Cli, auth: &str, reps: usize) {
+    let client = reqwest::Client::new();
+    let url = &cli.urls[0];
+    let (base, _) = median(&client, url, auth, "/healthz", reps).await;
+    println!("baseline GET /healthz median {base:.2} ms (sequential)");
+    let line = |name: &str, ms: f64, extra: String| {
+        println!(
+            "{name:<52} median {ms:>8.2} ms  ratio to /healthz {:>7.1}  {extra}",
+            ms / base
+        );
+    };
+    // An email prefix that exists in a seeded population: the local part of user 1234's email.
+    let (_, user) = median(&client, url, auth, "/v1/user/user-0001234/", 1).await;
+    let email = user["$email"][0]["value"].as_str().unwrap_or("nobody@");
+    let email_prefix = format!("q={}", &email[..email.find('@').unwrap_or(0)]);
+    for (name, query) in [
+        ("first page, status=disabled (5 %)", "status=disabled"),
+        ("first page, status=enabled (95 %)", "status=enabled"),
+        (
+            "first page, prop.plan=eq:enterprise (5 %)",
+            "prop.plan=eq:enterprise",
+        ),
+        ("first page, prop.plan=eq:pro (25 %)", "prop.plan=eq:pro"),
+        (
+            "first page, q=email prefix (1 match)",
+            "q=ada.lovelace.1234",
+        ),
+        ("first page, q=name prefix (~6 %)", "q=grace"),
+        ("first page, prop.age=gte:70 (range)", "prop.age=gte:70"),
+        (
+            "first page, plan=pro & has_channel=sms & enabled",
+            "prop.plan=eq:pro&has_channel=sms&status=enabled",
+        ),
+    ] {
+        let (ms, body) = median(
+            &client,
+            url,
+            auth,
+            &format!("/v1/user/?limit=20&{query}"),
+            reps,
+        )
+        .await;
+        let n = body["results"].as_array().map_or(0, Vec::len);
+        line(name, ms, format!("({n} rows)"));
+    }
+    for (name, query) in [
+        ("count, no filter", ""),
+        ("count, status=disabled", "&status=disabled"),
+        ("count, prop.plan=eq:pro", "&prop.plan=eq:pro"),
+        ("count, prop.plan=eq:enterprise", "&prop.plan=eq:enterprise"),
+        ("count, q=grace", "&q=grace"),
+        ("count, q=email prefix", &format!("&{email_prefix}")),
+    ] {
+        let (ms, body) = median(
+            &client,
+            url,
+            auth,
+            &format!("/v1/user/?limit=1&with_count=true{query}"),
+            reps,
+        )
+        .await;
+        line(
+            name,
+            ms,
+            format!(
+                "(count {} estimate {})",
+                body["meta"]["count"], body["meta"]["count_is_estimate"]
+            ),
+        );
+    }
+    // Deep paging: walk 200 pages of 50 by cursor; the 200th page must cost what the first does.
+    for query in ["status=enabled", "prop.plan=eq:pro"] {
+        let mut after: Option<String> = None;
+        let mut first = 0.0;
+        let mut last = 0.0;
+        for page in 1..=200 {
+            let path = match &after {
+                Some(a) => format!("/v1/user/?limit=50&{query}&after={a}"),
+                None => format!("/v1/user/?limit=50&{query}"),
+            };
+            let (ms, body) = median(&client, url, auth, &path, 3).await;
+            if page == 1 {
+                first = ms;
+            }
+            last = ms;
+            after = body["meta"]["after"].as_str().map(str::to_owned);
+            if after.is_none() {
+                break;
+            }
+        }
+        line(&format!("page 1 of 50, {query}"), first, String::new());
+        line(
+            &format!("page 200 of 50 (10,000 deep), {query}"),
+            last,
+            String::new(),
+        );
     }
 }

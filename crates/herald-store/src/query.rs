@@ -60,6 +60,38 @@ impl Sql {
     }
 }
 
+/// A search prefix matching at most this many terms is "narrow": the listing starts from the
+/// matching terms (cost grows with matches). A broader one scans profiles in page order and
+/// checks each (cost shrinks as matches get denser). [`search_probe`] tells which.
+pub const NARROW_SEARCH: u64 = 2000;
+
+/// What the store learnt before planning a listing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Plan {
+    pub narrow_search: bool,
+}
+
+/// Counts the search terms of `q`, stopping past [`NARROW_SEARCH`].
+pub fn search_probe(dialect: Dialect, env: Env, q: &str) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let range = search_range(&mut sql, env, q);
+    sql.push(&format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM profile_values s WHERE {range} LIMIT {}) probe",
+        NARROW_SEARCH + 1
+    ));
+    sql
+}
+
+/// `s.…` conditions selecting the search terms starting with `q`: `q` ≤ term < `q` + U+10FFFF,
+/// a prefix range on the value index, in byte order.
+fn search_range(sql: &mut Sql, env: Env, q: &str) -> String {
+    let e = sql.text(env.as_str());
+    let k = sql.text(SEARCH_KEY);
+    let lo = sql.text(q);
+    let hi = sql.text(&format!("{q}\u{10FFFF}"));
+    format!("s.env = {e} AND s.key = {k} AND s.kind = {SEARCH} AND s.text_value >= {lo} AND s.text_value < {hi}")
+}
+
 /// Columns of `profiles` a profile is read from, qualified by the alias `p`.
 pub const PROFILE_COLUMNS: &str =
     "p.distinct_id, p.status, p.properties, p.identities, p.created_at, p.updated_at, p.version";
@@ -83,8 +115,9 @@ fn driver(query: &ListQuery) -> Option<usize> {
         .position(|f| matches!(&f.op, PropOp::OneOf(t) if t.len() == 1))
 }
 
-/// Appends ` AND …` for every condition of `filter` except the prop filter `skip`.
-fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>) {
+/// Appends ` AND …` for every condition of `filter` except the prop filter `skip` (and the search
+/// when `skip_search`: a driver answered them).
+fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>, skip_search: bool) {
     let lower_contains = |sql: &mut Sql, needle: &str| {
         let n = sql.text(needle);
         match sql.dialect {
@@ -115,14 +148,10 @@ fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>) {
     for (channel, has) in &filter.channels {
         exists(sql, !has, channel.key(), None);
     }
-    if let Some(q) = &filter.q {
-        // `q` ≤ term < `q` + U+10FFFF: a prefix range on the index, in byte order.
-        let lo = sql.text(q);
-        let hi = sql.text(&format!("{q}\u{10FFFF}"));
-        let k = sql.text(SEARCH_KEY);
-        let e = sql.text(env.as_str());
+    if let Some(q) = filter.q.as_deref().filter(|_| !skip_search) {
+        let range = search_range(sql, env, q);
         sql.push(&format!(
-            " AND p.distinct_id IN (SELECT s.distinct_id FROM profile_values s WHERE s.env = {e} AND s.key = {k} AND s.kind = {SEARCH} AND s.text_value >= {lo} AND s.text_value < {hi})"
+            " AND p.distinct_id IN (SELECT s.distinct_id FROM profile_values s WHERE {range})"
         ));
     }
     for (i, f) in filter.props.iter().enumerate() {
@@ -180,9 +209,21 @@ fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>) {
     }
 }
 
-/// `FROM … WHERE …` of a listing: driven by the value index when [`driver`] finds a condition,
-/// else by `profiles` and its (env, sort column) indexes. `order` names the sort column's source.
-fn from_where(sql: &mut Sql, env: Env, query: &ListQuery) -> &'static str {
+/// `FROM … WHERE …` of a listing: driven by the search terms of a narrow `q`, else by the value
+/// index when [`driver`] finds a condition, else by `profiles` and its (env, sort column)
+/// indexes. Returns the alias whose columns order the page.
+fn from_where(sql: &mut Sql, env: Env, query: &ListQuery, plan: Plan) -> &'static str {
+    if let Some(q) = query.filter.q.as_deref().filter(|_| plan.narrow_search) {
+        let range = search_range(sql, env, q);
+        let e = sql.text(env.as_str());
+        // CROSS JOIN keeps the matching terms as the outer loop (SQLite never reorders it).
+        sql.push(&format!(
+            " FROM (SELECT DISTINCT s.distinct_id FROM profile_values s WHERE {range}) m \
+             CROSS JOIN profiles p WHERE p.env = {e} AND p.distinct_id = m.distinct_id"
+        ));
+        conditions(sql, env, &query.filter, None, true);
+        return "p";
+    }
     let e = sql.text(env.as_str());
     match driver(query) {
         Some(i) => {
@@ -196,22 +237,22 @@ fn from_where(sql: &mut Sql, env: Env, query: &ListQuery) -> &'static str {
                 " FROM profile_values d JOIN profiles p ON p.env = d.env AND p.distinct_id = d.distinct_id \
                  WHERE d.env = {e} AND d.key = {k} AND d.kind = {VALUE} AND d.text_value = {t}"
             ));
-            conditions(sql, env, &query.filter, Some(i));
+            conditions(sql, env, &query.filter, Some(i), false);
             "d"
         }
         None => {
             sql.push(&format!(" FROM profiles p WHERE p.env = {e}"));
-            conditions(sql, env, &query.filter, None);
+            conditions(sql, env, &query.filter, None, false);
             "p"
         }
     }
 }
 
 /// Up to `limit + 1` profiles of a page, in scan order.
-pub fn list(dialect: Dialect, env: Env, query: &ListQuery) -> Sql {
+pub fn list(dialect: Dialect, env: Env, query: &ListQuery, plan: Plan) -> Sql {
     let mut sql = Sql::new(dialect);
     sql.push(&format!("SELECT {PROFILE_COLUMNS}"));
-    let source = from_where(&mut sql, env, query);
+    let source = from_where(&mut sql, env, query, plan);
     let column = match query.sort.field {
         SortField::CreatedAt => "created_at",
         SortField::UpdatedAt => "updated_at",
@@ -243,7 +284,7 @@ pub fn list(dialect: Dialect, env: Env, query: &ListQuery) -> Sql {
 }
 
 /// `SELECT COUNT(*)` of the profiles passing the filter, stopping at `cap`.
-pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64) -> Sql {
+pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan: Plan) -> Sql {
     let query = ListQuery {
         filter: filter.clone(),
         sort: Default::default(),
@@ -251,8 +292,31 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64) -> Sq
         position: PagePosition::First,
     };
     let mut sql = Sql::new(dialect);
+    let only_one_equality = filter.props.len() == 1
+        && driver(&query).is_some()
+        && Filter {
+            props: Vec::new(),
+            ..filter.clone()
+        }
+        .is_empty();
+    if only_one_equality {
+        // The value index alone answers it: no profile rows to visit.
+        let PropOp::OneOf(texts) = &filter.props[0].op else {
+            unreachable!("driver() picks equalities")
+        };
+        let (e, k, t) = (
+            sql.text(env.as_str()),
+            sql.text(&filter.props[0].key),
+            sql.text(&texts[0]),
+        );
+        sql.push(&format!(
+            "SELECT COUNT(*) FROM (SELECT 1 FROM profile_values d WHERE d.env = {e} AND d.key = {k} \
+             AND d.kind = {VALUE} AND d.text_value = {t} LIMIT {cap}) capped"
+        ));
+        return sql;
+    }
     sql.push("SELECT COUNT(*) FROM (SELECT 1");
-    from_where(&mut sql, env, &query);
+    from_where(&mut sql, env, &query, plan);
     sql.push(&format!(" LIMIT {cap}) capped"));
     sql
 }
@@ -268,7 +332,7 @@ pub fn count_sample(dialect: Dialect, env: Env, filter: Option<&Filter>, ids: &[
         "SELECT COUNT(*) FROM profiles p WHERE p.env = {e} AND p.id IN ({list})"
     ));
     if let Some(f) = filter {
-        conditions(&mut sql, env, f, None);
+        conditions(&mut sql, env, f, None, false);
     }
     sql
 }
@@ -300,6 +364,7 @@ mod tests {
             Dialect::Postgres,
             Env::Test,
             &query("prop.plan=eq:pro&status=enabled", "-created_at"),
+            Plan::default(),
         );
         assert!(
             sql.text.contains("FROM profile_values d JOIN profiles p"),
@@ -321,6 +386,7 @@ mod tests {
             Dialect::Sqlite,
             Env::Test,
             &query("prop.plan=eq:pro", "distinct_id"),
+            Plan::default(),
         );
         assert!(by_id
             .text

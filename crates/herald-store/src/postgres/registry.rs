@@ -2,7 +2,7 @@
 //! profile write, filtered listings and counts, and the property registry's own methods.
 
 use super::{db, profile_from_row, Attempt, PostgresStore};
-use crate::query::{self, Arg, Dialect, Sql};
+use crate::query::{self, Arg, Dialect, Plan, Sql, NARROW_SEARCH};
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use deadpool_postgres::Transaction;
@@ -290,12 +290,29 @@ async fn counter(client: &impl GenericClient, env: Env, key: &str) -> Result<u64
     Ok(row.get::<_, i64>(0).max(0) as u64)
 }
 
+/// Probes what the planner of [`query`] needs to know: how narrow the search is.
+async fn plan(client: &impl GenericClient, env: Env, filter: &Filter) -> Result<Plan, StoreError> {
+    let narrow_search = match &filter.q {
+        Some(q) => {
+            count_of(client, &query::search_probe(Dialect::Postgres, env, q)).await?
+                <= NARROW_SEARCH
+        }
+        None => false,
+    };
+    Ok(Plan { narrow_search })
+}
+
 pub(super) async fn list(
     client: &impl GenericClient,
     env: Env,
     q: &ListQuery,
 ) -> Result<Vec<Profile>, StoreError> {
-    let sql = query::list(Dialect::Postgres, env, q);
+    let sql = query::list(
+        Dialect::Postgres,
+        env,
+        q,
+        plan(client, env, &q.filter).await?,
+    );
     query(client, &sql)
         .await?
         .iter()
@@ -314,7 +331,13 @@ pub(super) async fn count(
     }
     let capped = count_of(
         client,
-        &query::count_capped(Dialect::Postgres, env, filter, EXACT_COUNT_LIMIT + 1),
+        &query::count_capped(
+            Dialect::Postgres,
+            env,
+            filter,
+            EXACT_COUNT_LIMIT + 1,
+            plan(client, env, filter).await?,
+        ),
     )
     .await?;
     if capped <= EXACT_COUNT_LIMIT {

@@ -3,7 +3,7 @@
 
 use super::pool::internal;
 use super::{profile_from_row, SqliteStore};
-use crate::query::{self, Arg, Dialect, Sql};
+use crate::query::{self, Arg, Dialect, Plan, Sql, NARROW_SEARCH};
 use async_trait::async_trait;
 use herald_core::env::{Env, EnvScope};
 use herald_core::filter::Filter;
@@ -150,12 +150,21 @@ fn counter(conn: &Connection, env: Env, key: &str) -> Result<u64, StoreError> {
     .map_err(internal)
 }
 
+/// Probes what the planner of [`query`] needs to know: how narrow the search is.
+fn plan(conn: &Connection, env: Env, filter: &Filter) -> Result<Plan, StoreError> {
+    let narrow_search = match &filter.q {
+        Some(q) => count_of(conn, &query::search_probe(Dialect::Sqlite, env, q))? <= NARROW_SEARCH,
+        None => false,
+    };
+    Ok(Plan { narrow_search })
+}
+
 pub(super) fn list(
     conn: &Connection,
     env: Env,
     query: &ListQuery,
 ) -> Result<Vec<Profile>, StoreError> {
-    let sql = query::list(Dialect::Sqlite, env, query);
+    let sql = query::list(Dialect::Sqlite, env, query, plan(conn, env, &query.filter)?);
     let mut s = conn.prepare_cached(&sql.text).map_err(internal)?;
     let rows = s
         .query_map(rusqlite::params_from_iter(args(&sql)), profile_from_row)
@@ -170,7 +179,13 @@ pub(super) fn count(conn: &Connection, env: Env, filter: &Filter) -> Result<Coun
     }
     let capped = count_of(
         conn,
-        &query::count_capped(Dialect::Sqlite, env, filter, EXACT_COUNT_LIMIT + 1),
+        &query::count_capped(
+            Dialect::Sqlite,
+            env,
+            filter,
+            EXACT_COUNT_LIMIT + 1,
+            plan(conn, env, filter)?,
+        ),
     )?;
     if capped <= EXACT_COUNT_LIMIT {
         return Ok(Count::exact(capped));
