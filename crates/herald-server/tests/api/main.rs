@@ -2,4 +2,5 @@
 //! Each capability has its own module; `harness` starts apps and speaks to them.
 
 mod harness;
+mod registry;
 mod users;
