@@ -3,6 +3,7 @@
 
 pub mod postgres;
 mod query;
+pub use query::NARROW_SEARCH;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;

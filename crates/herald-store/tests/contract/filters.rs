@@ -375,3 +375,84 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
         assert!(live.is_empty(), "{}: {live:?}", b.name);
     }
 }
+
+#[tokio::test]
+async fn broad_and_narrow_searches_page_alike() {
+    // More terms than the narrow-search bound, so `q=zed` takes the scanning plan while
+    // `q=zed-00001` starts from its terms.
+    let n = herald_store::NARROW_SEARCH + 100;
+    for b in backends().await {
+        let store = b.store.as_ref();
+        let items: Vec<_> = (0..n)
+            .map(|i| {
+                (
+                    id(&format!("zed-{i:05}")),
+                    json!({"name": format!("Zed {i}"), "even": i % 2 == 0}),
+                    chrono::Utc::now() + chrono::Duration::milliseconds(i as i64),
+                )
+            })
+            .collect();
+        let made = profiles::import(store, &ctx(Env::Test), &items)
+            .await
+            .unwrap();
+        assert_eq!(made, n, "{}", b.name);
+        populate(store).await;
+        for q in [
+            "q=zed",
+            "q=zed-00001",
+            "q=zed&prop.even=eq:true",
+            "q=zed 1",
+            "q=a",
+        ] {
+            let filter = Filter::parse(&pairs(q)).unwrap();
+            let all = everyone(store, Env::Test).await;
+            let mut want: Vec<String> = all
+                .iter()
+                .filter(|p| filter.matches(p))
+                .map(|p| p.distinct_id.to_string())
+                .collect();
+            want.sort();
+            let q_limit = ListQuery {
+                filter: filter.clone(),
+                sort: Sort::default(),
+                limit: 1000,
+                position: PagePosition::First,
+            };
+            let mut got = Vec::new();
+            let mut position = PagePosition::First;
+            loop {
+                let page_q = ListQuery {
+                    position: position.clone(),
+                    ..q_limit.clone()
+                };
+                let rows = store
+                    .list_profiles(EnvScope::new(Env::Test), &page_q)
+                    .await
+                    .unwrap();
+                let page = Page::assemble(&page_q, rows);
+                got.extend(page.items.iter().map(|p| p.distinct_id.to_string()));
+                match page.after {
+                    Some(_) => {
+                        position = PagePosition::After(herald_core::listing::Cursor::of(
+                            page.items.last().unwrap(),
+                            Sort::default(),
+                        ))
+                    }
+                    None => break,
+                }
+            }
+            got.sort();
+            assert_eq!(got, want, "{}: {q}", b.name);
+            let count = store
+                .count_profiles(EnvScope::new(Env::Test), &filter)
+                .await
+                .unwrap();
+            assert_eq!(
+                count,
+                Count::exact(want.len() as u64),
+                "{}: count {q}",
+                b.name
+            );
+        }
+    }
+}
