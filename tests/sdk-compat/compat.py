@@ -1,0 +1,264 @@
+"""Drives a running Herald through the official SuprSend Python SDK (suprsend-py-sdk) and checks
+what comes back. Run by scripts/sdk-compat, which starts Herald and passes these variables:
+
+    HERALD_URL, HERALD_TEST_WORKSPACE_KEY, HERALD_TEST_WORKSPACE_SECRET, HERALD_TEST_API_KEY,
+    HERALD_LIVE_WORKSPACE_KEY, HERALD_LIVE_WORKSPACE_SECRET, HERALD_LIVE_API_KEY
+
+Every check runs in both auth modes (HMAC-signed requests and bearer API key). Prints one line per
+check and ends with "N passed, M failed"; exits 1 if any failed.
+"""
+
+import os
+import sys
+import traceback
+
+from suprsend import Suprsend
+from suprsend.exception import SuprsendAPIException
+
+URL = os.environ["HERALD_URL"]
+
+
+def keys(env):
+    e = env.upper()
+    return (
+        os.environ[f"HERALD_{e}_WORKSPACE_KEY"],
+        os.environ[f"HERALD_{e}_WORKSPACE_SECRET"],
+        os.environ[f"HERALD_{e}_API_KEY"],
+    )
+
+
+def client(mode, env="test"):
+    workspace_key, secret, api_key = keys(env)
+    if mode == "hmac":
+        return Suprsend(workspace_key, secret, base_url=URL)
+    return Suprsend.with_workspace_api_key(workspace_key, api_key, base_url=URL)
+
+
+def expect_error(status, call, *args, mentions=None):
+    try:
+        call(*args)
+    except SuprsendAPIException as e:
+        assert e.status_code == status, f"expected {status}, got {e.status_code}: {e.message}"
+        if mentions:
+            assert mentions in (e.message or ""), f"'{mentions}' not in '{e.message}'"
+        return e
+    raise AssertionError(f"expected a {status} error, the call succeeded")
+
+
+def values(user, channel):
+    return [i["value"] for i in user.get(channel, [])]
+
+
+# ---------------------------------------------------------------- checks, each (supr, prefix)
+
+
+def upsert_and_get(supr, p):
+    uid = f"{p}-ada"
+    made = supr.users.upsert(uid, {
+        "name": "Ada Lovelace", "country": "GBR", "$timezone": "Europe/London",
+        "$email": ["Ada@Example.com"], "plan": "pro", "logins": 1,
+    })
+    assert made["distinct_id"] == uid, made
+    assert made["properties"]["country"] == "GB", made  # alpha-3 normalised
+    got = supr.users.get(uid)
+    assert got["properties"]["name"] == "Ada Lovelace", got
+    assert got["properties"]["plan"] == "pro", got
+    assert values(got, "$email") == ["Ada@example.com"], got
+    # Upsert again: properties set, identities added to those held.
+    again = supr.users.upsert(uid, {"plan": "team", "$email": ["ada2@example.com"]})
+    assert again["properties"]["plan"] == "team", again
+    assert values(again, "$email") == ["Ada@example.com", "ada2@example.com"], again
+
+
+def edit_with_every_operator_and_channel_helper(supr, p):
+    uid = f"{p}-ops"
+    supr.users.upsert(uid, {"name": "Ops", "tags": ["a"], "score": 1, "keep": "x", "gone": 1})
+    e = supr.users.get_edit_instance(uid)
+    e.set("plan", "pro")
+    e.set({"city": "Paris", "vip": True})
+    e.set_once("first_seen", "2026-01-01")
+    e.set_once("keep", "overwritten?")
+    e.increment("score", 2)
+    e.increment({"visits": 1})
+    e.append("tags", "b")
+    e.remove("tags", "a")
+    e.unset("gone")
+    e.set_preferred_language("fr")
+    e.set_locale("fr_FR")
+    e.set_timezone("Europe/Paris")
+    e.add_email("ops@example.com")
+    e.add_sms("+14155550123")
+    e.add_whatsapp("+14155550124")
+    e.add_androidpush("fcm-token-123", provider="fcm")
+    e.add_iospush("apns-token-456", provider="apns")
+    e.add_webpush({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": "k1", "auth": "k2"}}, provider="vapid")
+    e.add_slack({"email": "ops@example.com", "access_token": "xoxb-123"})
+    e.add_ms_teams({"tenant_id": "t1", "service_url": "https://smba.trafficmanager.net/amer", "conversation_id": "c1"})
+    got = supr.users.edit(e)
+    props = got["properties"]
+    assert props["plan"] == "pro" and props["city"] == "Paris" and props["vip"] is True, props
+    assert props["first_seen"] == "2026-01-01" and props["keep"] == "x", props
+    assert props["score"] == 3 and props["visits"] == 1, props
+    assert props["tags"] == ["b"], props
+    assert "gone" not in props, props
+    assert props["$preferred_language"] == "fr" and props["$locale"] == "fr_FR", props
+    assert props["$timezone"] == "Europe/Paris", props
+    for channel in ["$email", "$sms", "$whatsapp", "$androidpush", "$iospush", "$webpush", "$slack", "$ms_teams"]:
+        assert len(got.get(channel, [])) == 1, (channel, got)
+    assert values(got, "$sms") == ["+14155550123"], got
+    assert got["$androidpush"][0]["id_provider"] == "fcm", got
+
+    # And every remove helper takes them away again.
+    r = supr.users.get_edit_instance(uid)
+    r.remove_email("ops@example.com")
+    r.remove_sms("+14155550123")
+    r.remove_whatsapp("+14155550124")
+    r.remove_androidpush("fcm-token-123", provider="fcm")
+    r.remove_iospush("apns-token-456", provider="apns")
+    r.remove_webpush({"endpoint": "https://push.example.com/abc", "keys": {"p256dh": "k1", "auth": "k2"}}, provider="vapid")
+    r.remove_slack({"email": "ops@example.com", "access_token": "xoxb-123"})
+    r.remove_ms_teams({"tenant_id": "t1", "service_url": "https://smba.trafficmanager.net/amer", "conversation_id": "c1"})
+    got = supr.users.edit(r)
+    for channel in ["$email", "$sms", "$whatsapp", "$androidpush", "$iospush", "$webpush", "$slack", "$ms_teams"]:
+        assert got.get(channel, []) == [], (channel, got)
+    # Edit by id with a raw payload, as the SDK also allows.
+    raw = supr.users.edit(uid, {"operations": [{"$set": {"raw": 1}}]})
+    assert raw["properties"]["raw"] == 1, raw
+
+
+def async_edit(supr, p):
+    uid = f"{p}-async"
+    e = supr.users.get_edit_instance(uid)
+    e.set("source", "event")
+    e.add_email("async@example.com")
+    res = supr.users.async_edit(e)
+    assert res["success"] is True, res
+    got = supr.users.get(uid)
+    assert got["properties"]["source"] == "event", got
+    assert values(got, "$email") == ["async@example.com"], got
+
+
+def bulk_edit(supr, p):
+    bulk = supr.users.get_bulk_edit_instance()
+    for i in range(5):
+        e = supr.users.get_edit_instance(f"{p}-bulk-{i}")
+        e.set("n", i)
+        e.add_email(f"bulk{i}@example.com")
+        bulk.append(e)
+    res = bulk.save()
+    assert res.status == "success" and res.success == 5 and res.failure == 0, str(res)
+    for i in range(5):
+        got = supr.users.get(f"{p}-bulk-{i}")
+        assert got["properties"]["n"] == i, got
+        assert values(got, "$email") == [f"bulk{i}@example.com"], got
+
+
+def list_with_cursor(supr, p):
+    for i in range(5):
+        supr.users.upsert(f"{p}-list-{i}", {"name": f"L{i}"})
+    first = supr.users.list({"limit": 2})
+    assert len(first["results"]) == 2, first
+    assert first["meta"]["has_next"] is True, first
+    seen = [u["distinct_id"] for u in first["results"]]
+    after = first["meta"]["after"]
+    while after:
+        page = supr.users.list({"limit": 2, "after": after})
+        seen += [u["distinct_id"] for u in page["results"]]
+        after = page["meta"]["after"]
+    assert len(seen) == len(set(seen)), "no profile twice"
+    for i in range(5):
+        assert f"{p}-list-{i}" in seen, (i, seen)
+    filtered = supr.users.list({"limit": 10, "q": f"{p}-list-"})
+    assert sorted(u["distinct_id"] for u in filtered["results"]) == [f"{p}-list-{i}" for i in range(5)], filtered
+
+
+def merge(supr, p):
+    a, b = f"{p}-primary", f"{p}-secondary"
+    supr.users.upsert(a, {"name": "Primary", "plan": "pro", "$email": ["a@example.com"]})
+    supr.users.upsert(b, {"name": "Secondary", "city": "Oslo", "$email": ["b@example.com"]})
+    merged = supr.users.merge(a, b)
+    assert merged["properties"]["name"] == "Primary", merged
+    assert merged["properties"]["city"] == "Oslo", merged
+    assert sorted(values(merged, "$email")) == ["a@example.com", "b@example.com"], merged
+    expect_error(404, supr.users.get, b)
+
+
+def delete_and_bulk_delete(supr, p):
+    supr.users.upsert(f"{p}-del", {"name": "D"})
+    res = supr.users.delete(f"{p}-del")
+    assert res["success"] is True, res
+    expect_error(404, supr.users.get, f"{p}-del")
+    for i in range(3):
+        supr.users.upsert(f"{p}-bd-{i}", {"name": "B"})
+    res = supr.users.bulk_delete({"distinct_ids": [f"{p}-bd-{i}" for i in range(3)] + [f"{p}-never"]})
+    assert res["success"] is True, res
+    for i in range(3):
+        expect_error(404, supr.users.get, f"{p}-bd-{i}")
+
+
+def errors(supr, p):
+    uid = f"{p}-err"
+    supr.users.upsert(uid, {"name": "E"})
+    expect_error(400, supr.users.upsert, uid, {"$email": ["not-an-email"]}, mentions="$email")
+    expect_error(400, supr.users.upsert, uid, {"country": "Atlantis"}, mentions="country")
+    expect_error(400, supr.users.edit, uid, {"operations": [{"$set": {"$timezone": "Mars/Olympus"}}]}, mentions="timezone")
+    expect_error(404, supr.users.get, f"{p}-missing")
+    # Nothing changed by the refused calls.
+    got = supr.users.get(uid)
+    assert got["properties"] == {"name": "E"} and got.get("$email", []) == [], got
+
+
+def environments_never_cross(supr, p, mode):
+    live = client(mode, "live")
+    uid = f"{p}-twin"
+    supr.users.upsert(uid, {"plan": "test-plan"})
+    expect_error(404, live.users.get, uid)
+    live.users.upsert(uid, {"plan": "live-plan"})
+    assert supr.users.get(uid)["properties"]["plan"] == "test-plan"
+    assert live.users.get(uid)["properties"]["plan"] == "live-plan"
+    live.users.delete(uid)
+    assert supr.users.get(uid)["properties"]["plan"] == "test-plan"
+
+
+def bad_credentials_are_refused(supr, p, mode):
+    workspace_key, secret, api_key = keys("test")
+    wrong = (Suprsend(workspace_key, "wrong-secret-" + secret, base_url=URL) if mode == "hmac"
+             else Suprsend.with_workspace_api_key(workspace_key, "hb_wrong_" + api_key, base_url=URL))
+    expect_error(401, wrong.users.get, f"{p}-ada")
+
+
+CHECKS = [
+    upsert_and_get,
+    edit_with_every_operator_and_channel_helper,
+    async_edit,
+    bulk_edit,
+    list_with_cursor,
+    merge,
+    delete_and_bulk_delete,
+    errors,
+]
+MODE_CHECKS = [environments_never_cross, bad_credentials_are_refused]
+
+
+def main():
+    passed, failed = 0, 0
+    for mode in ["hmac", "bearer"]:
+        supr = client(mode)
+        runs = [(c, (supr, mode)) for c in CHECKS] + [(c, (supr, mode, mode)) for c in MODE_CHECKS]
+        for check, args in runs:
+            name = f"{mode}: {check.__name__}"
+            try:
+                check(*args)
+            except Exception as e:  # noqa: BLE001 - report every failure, keep going
+                failed += 1
+                print(f"FAIL {name}: {e!r}")
+                traceback.print_exc()
+            else:
+                passed += 1
+                print(f"PASS {name}")
+    print(f"{passed} passed, {failed} failed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
