@@ -149,9 +149,11 @@ fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>, ski
         exists(sql, !has, channel.key(), None);
     }
     if let Some(q) = filter.q.as_deref().filter(|_| !skip_search) {
+        // Checked per profile on the (env, distinct_id, key, kind, text) index: a broad prefix
+        // matches often, so the scan in page order stops early.
         let range = search_range(sql, env, q);
         sql.push(&format!(
-            " AND p.distinct_id IN (SELECT s.distinct_id FROM profile_values s WHERE {range})"
+            " AND EXISTS (SELECT 1 FROM profile_values s WHERE {range} AND s.distinct_id = p.distinct_id)"
         ));
     }
     for (i, f) in filter.props.iter().enumerate() {
@@ -315,6 +317,20 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan:
         ));
         return sql;
     }
+    let only_a_search = filter.q.is_some()
+        && Filter {
+            q: None,
+            ..filter.clone()
+        }
+        .is_empty();
+    if let Some(q) = filter.q.as_deref().filter(|_| only_a_search) {
+        // The search terms alone answer it, however broad the prefix.
+        let range = search_range(&mut sql, env, q);
+        sql.push(&format!(
+            "SELECT COUNT(*) FROM (SELECT DISTINCT s.distinct_id FROM profile_values s WHERE {range} LIMIT {cap}) capped"
+        ));
+        return sql;
+    }
     sql.push("SELECT COUNT(*) FROM (SELECT 1");
     from_where(&mut sql, env, &query, plan);
     sql.push(&format!(" LIMIT {cap}) capped"));
@@ -328,8 +344,13 @@ pub fn count_sample(dialect: Dialect, env: Env, filter: Option<&Filter>, ids: &[
     // The ids are integers made by `sample_ids`, never caller input: safe to inline.
     let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
     let list = if list.is_empty() { "NULL".into() } else { list };
+    // SQLite: `+` keeps the env index out, so the id list drives (one rowid lookup per sample).
+    let env_column = match dialect {
+        Dialect::Sqlite => "+p.env",
+        Dialect::Postgres => "p.env",
+    };
     sql.push(&format!(
-        "SELECT COUNT(*) FROM profiles p WHERE p.env = {e} AND p.id IN ({list})"
+        "SELECT COUNT(*) FROM profiles p WHERE p.id IN ({list}) AND {env_column} = {e}"
     ));
     if let Some(f) = filter {
         conditions(&mut sql, env, f, None, false);

@@ -345,8 +345,8 @@ pub(super) async fn count(
     }
     let row = client
         .query_one(
-            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM profiles WHERE env = $1",
-            &[&env.as_str()],
+            "SELECT COALESCE((SELECT MIN(id) FROM profiles), 0), COALESCE((SELECT MAX(id) FROM profiles), 0)",
+            &[],
         )
         .await
         .map_err(db)?;

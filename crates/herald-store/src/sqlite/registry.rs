@@ -192,8 +192,8 @@ pub(super) fn count(conn: &Connection, env: Env, filter: &Filter) -> Result<Coun
     }
     let (min, max): (i64, i64) = conn
         .query_row(
-            "SELECT COALESCE(MIN(id), 0), COALESCE(MAX(id), 0) FROM profiles WHERE env = ?1",
-            [env.as_str()],
+            "SELECT COALESCE((SELECT MIN(id) FROM profiles), 0), COALESCE((SELECT MAX(id) FROM profiles), 0)",
+            [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .map_err(internal)?;
