@@ -209,22 +209,29 @@ fn assignments(obj: &Map<String, Value>, appending: bool) -> Result<Vec<Assign>,
             continue;
         }
         let key = Key::parse(k).map_err(|rule| Invalid::new(k, rule))?;
-        out.push(assign(key, v, &meta, appending).map_err(|rule| Invalid::new(k.trim(), rule))?);
+        out.push(assign(key, v, &meta, appending).map_err(|e| e.within(k.trim()))?);
     }
     Ok(out)
 }
 
 /// Validates one value for one key: general properties are normalised, identities parsed.
-pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Result<Assign, String> {
+/// The error's field is relative to the key (`[2]` for the third identity of a list).
+pub fn assign(
+    key: Key,
+    v: &Value,
+    meta: &IdentityMeta,
+    appending: bool,
+) -> Result<Assign, Invalid> {
+    let whole = |rule: String| Invalid::new("", rule);
     match key {
         Key::Status => {
             if appending {
-                return Err("$status is set, not appended".into());
+                return Err(whole("$status is set, not appended".into()));
             }
-            let s = v
-                .as_str()
-                .ok_or_else(|| format!("must be enabled or disabled, got {}", type_name(v)))?;
-            Ok(Assign::Status(Status::parse(s)?))
+            let s = v.as_str().ok_or_else(|| {
+                whole(format!("must be enabled or disabled, got {}", type_name(v)))
+            })?;
+            Ok(Assign::Status(Status::parse(s).map_err(whole)?))
         }
         Key::Channel(channel) => {
             let items: Vec<&Value> = match v {
@@ -235,11 +242,12 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
             let mut ids: Vec<Identity> = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let id = Identity::parse(channel, item, meta).map_err(|rule| {
-                    if v.is_array() {
-                        format!("[{i}]: {rule}")
+                    let at = if v.is_array() {
+                        format!("[{i}]")
                     } else {
-                        rule
-                    }
+                        String::new()
+                    };
+                    Invalid::new(at, rule)
                 })?;
                 if !ids.iter().any(|x| x.dedup_key() == id.dedup_key()) {
                     ids.push(id);
@@ -251,11 +259,11 @@ pub fn assign(key: Key, v: &Value, meta: &IdentityMeta, appending: bool) -> Resu
             let value = if appending {
                 // General properties hold one validated value; a list would bypass validation.
                 if GENERAL_KEYS.contains(&name.as_str()) {
-                    return Err(format!("{name} is set, not appended"));
+                    return Err(whole(format!("{name} is set, not appended")));
                 }
                 v.clone()
             } else {
-                general(&name, v)?
+                general(&name, v).map_err(whole)?
             };
             Ok(Assign::Property(name, value))
         }
@@ -534,7 +542,7 @@ pub fn upsert_operations(body: &Value) -> Result<Vec<Op>, Invalid> {
         }
         let key = Key::parse(k).map_err(|rule| Invalid::new(k, rule))?;
         let appending = matches!(key, Key::Channel(_));
-        let a = assign(key, v, &meta, appending).map_err(|rule| Invalid::new(k.trim(), rule))?;
+        let a = assign(key, v, &meta, appending).map_err(|e| e.within(k.trim()))?;
         if appending {
             appends.push(a)
         } else {

@@ -58,7 +58,7 @@ pub fn profile(i: u64) -> Value {
     let tags: Vec<&str> = TAGS
         .iter()
         .enumerate()
-        .filter(|(t, _)| rand(i, 10 + *t as u64) % 3 == 0)
+        .filter(|(t, _)| rand(i, 10 + *t as u64).is_multiple_of(3))
         .map(|(_, t)| *t)
         .collect();
     let mut body = json!({

@@ -145,7 +145,49 @@ impl TestApp {
                     .header("Authorization", format!("{}:{sig}", keys.workspace_key));
             }
         }
-        let resp = req.send().await.expect("request reaches the server");
+        Self::read(req.send().await.expect("request reaches the server")).await
+    }
+
+    /// A signed request with a `Date` header of the caller's choosing (stale, RFC 3339, …) and
+    /// optionally a wrong secret.
+    pub async fn send_signed(
+        &self,
+        keys: &Keys,
+        secret: &str,
+        date: &str,
+        method: &str,
+        path: &str,
+        body: &str,
+    ) -> Response {
+        let content_type = "application/json; charset=utf-8";
+        let to_sign = signature::string_to_sign(method, body.as_bytes(), content_type, date, path);
+        let sig = signature::sign(secret, &to_sign);
+        let req = self
+            .http
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", self.base),
+            )
+            .header("Content-Type", content_type)
+            .header("Date", date)
+            .header("Authorization", format!("{}:{sig}", keys.workspace_key))
+            .body(body.to_owned());
+        Self::read(req.send().await.expect("request reaches the server")).await
+    }
+
+    /// A request with exactly these headers (for authentication failures).
+    pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
+        let mut req = self.http.request(
+            Method::from_bytes(method.as_bytes()).unwrap(),
+            format!("{}{path}", self.base),
+        );
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::read(req.send().await.expect("request reaches the server")).await
+    }
+
+    async fn read(resp: reqwest::Response) -> Response {
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
         let body = if text.is_empty() {

@@ -1,6 +1,10 @@
 //! Herald's integration tests: one binary, the real server on port 0 with a temporary database.
 //! Each capability has its own module; `harness` starts apps and speaks to them.
 
+mod auth;
+mod concurrency;
+mod envs;
+mod events;
 mod harness;
 mod registry;
 mod users;
