@@ -71,3 +71,43 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
     );
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    /// `(method, path)` of every route registered in `router()`, read from its source so that a
+    /// route added without documentation fails this test.
+    fn routes() -> Vec<(String, String)> {
+        let source = include_str!("mod.rs");
+        let start = source.find("pub fn router").expect("router() in mod.rs");
+        let end = source[start..].find(".fallback(").expect("fallback") + start;
+        let mut routes = Vec::new();
+        for chunk in source[start..end].split(".route(").skip(1) {
+            let path = chunk.split('"').nth(1).expect("a path literal");
+            for method in ["get", "post", "patch", "delete"] {
+                let called = chunk
+                    .match_indices(&format!("{method}("))
+                    .any(|(i, _)| i == 0 || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric());
+                if called {
+                    routes.push((method.to_owned(), path.replace("{id}", "{distinct_id}")));
+                }
+            }
+        }
+        routes
+    }
+
+    #[test]
+    fn openapi_documents_every_route() {
+        let doc: Value = serde_json::from_str(include_str!("openapi.json")).expect("valid JSON");
+        assert_eq!(doc["openapi"], "3.1.0");
+        let routes = routes();
+        assert!(routes.len() >= 20, "found only {routes:?}");
+        for (method, path) in routes {
+            let documented = [format!("{path}/"), path.clone()]
+                .iter()
+                .any(|p| doc["paths"][p][method.as_str()].is_object());
+            assert!(documented, "openapi.json lacks {method} {path}");
+        }
+    }
+}
