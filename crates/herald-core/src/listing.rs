@@ -158,7 +158,7 @@ pub struct ListQuery {
 /// from a random sample, so a count never scans a million rows.
 pub const EXACT_COUNT_LIMIT: u64 = 10_000;
 /// Profiles sampled for an estimated count.
-pub const COUNT_SAMPLE: usize = 5_000;
+pub const COUNT_SAMPLE: usize = 2_000;
 
 /// How many profiles a listing holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -115,6 +115,10 @@ pub trait ProfileStore: Send + Sync {
         writes: Vec<ProfileWrite>,
     ) -> Result<u64, StoreError>;
 
+    /// Refreshes the query planner's statistics after a bulk load, so the first queries over the
+    /// new rows get good plans without waiting for the database's own maintenance.
+    async fn refresh_statistics(&self) -> Result<(), StoreError>;
+
     /// Forgets idempotency keys recorded before `before`.
     async fn purge_applied_keys(
         &self,

@@ -112,6 +112,10 @@ pub async fn run(
         i = end;
     }
     bar.finish();
+    store
+        .refresh_statistics()
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(created)
 }
 

@@ -338,7 +338,7 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan:
 }
 
 /// `SELECT COUNT(*)` of the sampled ids that exist (`filter: None`) or also pass the filter.
-pub fn count_sample(dialect: Dialect, env: Env, filter: Option<&Filter>, ids: &[i64]) -> Sql {
+pub fn count_sample(dialect: Dialect, env: Env, filter: &Filter, ids: &[i64]) -> Sql {
     let mut sql = Sql::new(dialect);
     let e = sql.text(env.as_str());
     // The ids are integers made by `sample_ids`, never caller input: safe to inline.
@@ -349,12 +349,12 @@ pub fn count_sample(dialect: Dialect, env: Env, filter: Option<&Filter>, ids: &[
         Dialect::Sqlite => "+p.env",
         Dialect::Postgres => "p.env",
     };
+    // One pass: how many sampled ids exist in this environment, and how many of those match.
+    sql.push("SELECT COUNT(*), COUNT(*) FILTER (WHERE 1 = 1");
+    conditions(&mut sql, env, filter, None, false);
     sql.push(&format!(
-        "SELECT COUNT(*) FROM profiles p WHERE p.id IN ({list}) AND {env_column} = {e}"
+        ") FROM profiles p WHERE p.id IN ({list}) AND {env_column} = {e}"
     ));
-    if let Some(f) = filter {
-        conditions(&mut sql, env, f, None, false);
-    }
     sql
 }
 

@@ -580,6 +580,18 @@ impl ProfileStore for PostgresStore {
         .await
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        // VACUUM also marks pages all-visible, so index-only scans stop visiting the heap.
+        let client = self.client().await?;
+        for table in ["profiles", "profile_values", "property_counts", "history"] {
+            client
+                .batch_execute(&format!("VACUUM (ANALYZE) {table}"))
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
     async fn purge_applied_keys(
         &self,
         before: chrono::DateTime<chrono::Utc>,

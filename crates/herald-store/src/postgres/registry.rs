@@ -356,16 +356,15 @@ pub(super) async fn count(
         COUNT_SAMPLE,
         micros(chrono::Utc::now()) as u64,
     );
-    let sampled = count_of(
+    let sample = query(
         client,
-        &query::count_sample(Dialect::Postgres, env, None, &ids),
+        &query::count_sample(Dialect::Postgres, env, filter, &ids),
     )
     .await?;
-    let matched = count_of(
-        client,
-        &query::count_sample(Dialect::Postgres, env, Some(filter), &ids),
-    )
-    .await?;
+    let (sampled, matched) = sample
+        .first()
+        .map_or((0, 0), |r| (r.get::<_, i64>(0), r.get::<_, i64>(1)));
+    let (sampled, matched) = (sampled.max(0) as u64, matched.max(0) as u64);
     Ok(Count::estimated(matched, sampled, total, capped))
 }
 

@@ -500,6 +500,12 @@ impl ProfileStore for SqliteStore {
             .await
     }
 
+    async fn refresh_statistics(&self) -> Result<(), StoreError> {
+        self.writer
+            .write(|conn| conn.execute_batch("PRAGMA optimize").map_err(internal))
+            .await
+    }
+
     async fn purge_applied_keys(
         &self,
         before: chrono::DateTime<chrono::Utc>,

@@ -198,11 +198,16 @@ pub(super) fn count(conn: &Connection, env: Env, filter: &Filter) -> Result<Coun
         )
         .map_err(internal)?;
     let ids = sample_ids(min, max, COUNT_SAMPLE, micros(chrono::Utc::now()) as u64);
-    let sampled = count_of(conn, &query::count_sample(Dialect::Sqlite, env, None, &ids))?;
-    let matched = count_of(
-        conn,
-        &query::count_sample(Dialect::Sqlite, env, Some(filter), &ids),
-    )?;
+    let sample = query::count_sample(Dialect::Sqlite, env, filter, &ids);
+    let (sampled, matched): (i64, i64) = conn
+        .prepare_cached(&sample.text)
+        .and_then(|mut s| {
+            s.query_row(rusqlite::params_from_iter(args(&sample)), |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+        })
+        .map_err(internal)?;
+    let (sampled, matched) = (sampled.max(0) as u64, matched.max(0) as u64);
     Ok(Count::estimated(matched, sampled, total, capped))
 }
 
