@@ -12,7 +12,6 @@ use herald_core::env::{Env, EnvScope};
 use herald_core::filter::Filter;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
-use herald_core::index::Change;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
@@ -303,8 +302,7 @@ async fn store_profile(
     if changed != 1 {
         return Err(Attempt::Retry);
     }
-    let change = Change::between(before, Some(p));
-    registry::apply_change(tx, env, p.distinct_id.as_str(), created, &change, false).await
+    registry::sync(tx, env, before, Some(p)).await
 }
 
 async fn index_existing_profiles(tx: &Transaction<'_>) -> Result<(), StoreError> {
@@ -318,9 +316,7 @@ async fn index_existing_profiles(tx: &Transaction<'_>) -> Result<(), StoreError>
             .get::<_, String>(7)
             .parse()
             .map_err(StoreError::Internal)?;
-        let change = Change::between(None, Some(&p));
-        let id = p.distinct_id.as_str();
-        registry::apply_change(tx, env, id, micros(p.created_at), &change, false)
+        registry::sync(tx, env, None, Some(&p))
             .await
             .map_err(|e| match e {
                 Attempt::Failed(e) => e,
@@ -391,8 +387,7 @@ async fn record_key(tx: &Transaction<'_>, env: Env, key: &str) -> Result<(), Att
 
 async fn remove_profile(tx: &Transaction<'_>, env: Env, p: &Profile) -> Result<(), Attempt> {
     let id = p.distinct_id.as_str();
-    let change = Change::between(Some(p), None);
-    registry::apply_change(tx, env, id, micros(p.created_at), &change, true).await?;
+    registry::sync(tx, env, Some(p), None).await?;
     tx.execute(
         "DELETE FROM profiles WHERE env = $1 AND distinct_id = $2",
         &[&env.as_str(), &id],
@@ -666,8 +661,7 @@ impl ProfileStore for PostgresStore {
                 let gone: Vec<String> = deleted.iter().map(|p| p.distinct_id.to_string()).collect();
                 tx.execute("DELETE FROM history WHERE env = $1 AND distinct_id = ANY($2)", &[&env.as_str(), &gone]).await?;
                 for p in &deleted {
-                    let change = Change::between(Some(p), None);
-                    registry::apply_change(tx, env, p.distinct_id.as_str(), micros(p.created_at), &change, true).await?;
+                    registry::sync(tx, env, Some(p), None).await?;
                     insert_event(tx, env, &tombstone(p)).await?;
                 }
                 // Report in the order asked, as the SQLite store does.

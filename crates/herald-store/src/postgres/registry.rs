@@ -28,9 +28,25 @@ fn shard_of(id: &str) -> i16 {
     (h % SHARDS) as i16
 }
 
+/// Brings the index rows, counters and registry in step with a profile going from `before` to
+/// `after` (`None`: not stored / removed).
+pub(super) async fn sync(
+    tx: &Transaction<'_>,
+    env: Env,
+    before: Option<&Profile>,
+    after: Option<&Profile>,
+) -> Result<(), Attempt> {
+    let Some(p) = after.or(before) else {
+        return Ok(());
+    };
+    let change = Change::between(before, after);
+    let id = p.distinct_id.as_str();
+    apply_change(tx, env, id, micros(p.created_at), &change, after.is_none()).await
+}
+
 /// Applies `change` for the profile `id` (created at `created_at`). `gone`: the profile was
 /// removed, so all its rows go at once.
-pub(super) async fn apply_change(
+async fn apply_change(
     tx: &Transaction<'_>,
     env: Env,
     id: &str,
@@ -212,15 +228,19 @@ pub(super) async fn import(
     Ok(made.len() as u64)
 }
 
-async fn insert_record(
+/// Inserts a registry record; `on_conflict` says what an existing one gets.
+async fn write_record(
     client: &impl GenericClient,
     env: &str,
     r: &PropertyRecord,
+    on_conflict: &str,
 ) -> Result<u64, tokio_postgres::Error> {
     client
         .execute(
-            "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (env, key) DO NOTHING",
+            &format!(
+                "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (env, key) {on_conflict}"
+            ),
             &[
                 &env,
                 &r.key,
@@ -235,6 +255,14 @@ async fn insert_record(
             ],
         )
         .await
+}
+
+async fn insert_record(
+    client: &impl GenericClient,
+    env: &str,
+    r: &PropertyRecord,
+) -> Result<u64, tokio_postgres::Error> {
+    write_record(client, env, r, "DO NOTHING").await
 }
 
 fn record_from_row(row: &Row) -> PropertyRecord {
@@ -416,27 +444,15 @@ impl PropertyStore for PostgresStore {
         r: &PropertyRecord,
     ) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client
-            .execute(
-                "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-                 ON CONFLICT (env, key) DO UPDATE SET label = excluded.label, description = excluded.description,
-                     show_in_table = excluded.show_in_table",
-                &[
-                    &scope.env().as_str(),
-                    &r.key,
-                    &r.kind.as_str(),
-                    &r.label,
-                    &r.description,
-                    &r.show_in_table,
-                    &r.declared_type,
-                    &r.declared,
-                    &(r.types_seen as i16),
-                    &micros(r.created_at),
-                ],
-            )
-            .await
-            .map_err(db)?;
+        write_record(
+            &client,
+            scope.env().as_str(),
+            r,
+            "DO UPDATE SET label = excluded.label, description = excluded.description, \
+             show_in_table = excluded.show_in_table",
+        )
+        .await
+        .map_err(db)?;
         Ok(())
     }
 

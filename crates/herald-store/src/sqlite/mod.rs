@@ -10,7 +10,6 @@ use herald_core::env::{Env, EnvScope};
 use herald_core::filter::Filter;
 use herald_core::history::{Action, Actor, HistoryEvent};
 use herald_core::ids::DistinctId;
-use herald_core::index::Change;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
@@ -126,15 +125,7 @@ fn index_existing_profiles(conn: &Connection) -> Result<(), StoreError> {
     for row in rows {
         let (env, p) = row.map_err(internal)?;
         let env: Env = env.parse().map_err(StoreError::Internal)?;
-        let change = Change::between(None, Some(&p));
-        registry::apply_change(
-            conn,
-            env,
-            p.distinct_id.as_str(),
-            micros(p.created_at),
-            &change,
-            false,
-        )?;
+        registry::sync(conn, env, None, Some(&p))?;
     }
     Ok(())
 }
@@ -235,15 +226,7 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    let change = Change::between(before, Some(p));
-    registry::apply_change(
-        conn,
-        env,
-        p.distinct_id.as_str(),
-        micros(p.created_at),
-        &change,
-        false,
-    )
+    registry::sync(conn, env, before, Some(p))
 }
 
 fn insert_event(conn: &Connection, env: Env, e: &HistoryEvent) -> Result<(), StoreError> {
@@ -299,8 +282,7 @@ fn record_key(conn: &Connection, env: Env, key: &str) -> Result<(), StoreError> 
 
 fn remove_profile(conn: &Connection, env: Env, p: &Profile) -> Result<(), StoreError> {
     let id = p.distinct_id.as_str();
-    let change = Change::between(Some(p), None);
-    registry::apply_change(conn, env, id, micros(p.created_at), &change, true)?;
+    registry::sync(conn, env, Some(p), None)?;
     conn.prepare_cached("DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2")
         .and_then(|mut s| s.execute(params![env.as_str(), id]))
         .map_err(internal)?;
@@ -489,8 +471,7 @@ impl ProfileStore for SqliteStore {
                         })
                         .map_err(internal)?;
                     if inserted == 1 {
-                        let change = Change::between(None, Some(p));
-                        registry::apply_change(conn, env, p.distinct_id.as_str(), micros(p.created_at), &change, false)?;
+                        registry::sync(conn, env, None, Some(p))?;
                         insert_event(conn, env, &w.event)?;
                         created += 1;
                     }

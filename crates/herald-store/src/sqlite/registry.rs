@@ -16,9 +16,32 @@ use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection, Row};
 use std::collections::BTreeMap;
 
+/// Brings the index rows, counters and registry in step with a profile going from `before` to
+/// `after` (`None`: not stored / removed).
+pub(super) fn sync(
+    conn: &Connection,
+    env: Env,
+    before: Option<&Profile>,
+    after: Option<&Profile>,
+) -> Result<(), StoreError> {
+    let Some(p) = after.or(before) else {
+        return Ok(());
+    };
+    let change = Change::between(before, after);
+    let id = p.distinct_id.as_str();
+    apply_change(
+        conn,
+        env,
+        id,
+        micros(p.created_at),
+        &change,
+        after.is_none(),
+    )
+}
+
 /// Applies `change` for the profile `id` (created at `created_at`). `gone`: the profile was
 /// removed, so all its rows go at once.
-pub(super) fn apply_change(
+fn apply_change(
     conn: &Connection,
     env: Env,
     id: &str,
