@@ -12,6 +12,7 @@ pub mod ids;
 pub mod index;
 pub mod listing;
 pub mod ops;
+pub mod preference;
 pub mod profile;
 pub mod property;
 pub mod service;

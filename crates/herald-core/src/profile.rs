@@ -2,6 +2,7 @@
 
 use crate::channel::{Channel, Identity};
 use crate::ids::DistinctId;
+use crate::preference::Preferences;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -46,6 +47,9 @@ pub const GENERAL_KEYS: [&str; 5] = [
 /// The key under which status is set and reported in operations and history.
 pub const STATUS_KEY: &str = "$status";
 
+/// The key under which preference changes are reported in history.
+pub const PREFERENCES_KEY: &str = "$preferences";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
     pub distinct_id: DistinctId,
@@ -58,6 +62,8 @@ pub struct Profile {
     pub updated_at: DateTime<Utc>,
     /// Bumped on every change; 0 for a profile not yet stored.
     pub version: i64,
+    /// The user's notification preferences.
+    pub preferences: Preferences,
 }
 
 impl Profile {
@@ -70,6 +76,7 @@ impl Profile {
             created_at: now,
             updated_at: now,
             version: 0,
+            preferences: Preferences::default(),
         }
     }
 
@@ -105,8 +112,8 @@ impl Profile {
         Value::Object(o)
     }
 
-    /// Every key of the profile with a comparable value: properties, `$status`, and each channel as
-    /// the list of its addresses. History diffs are computed over this view.
+    /// Every key of the profile with a comparable value: properties, `$status`, each channel as
+    /// the list of its addresses, and `$preferences`. History diffs are computed over this view.
     pub fn flat(&self) -> Map<String, Value> {
         let mut m = self.properties.clone();
         m.insert(
@@ -122,6 +129,10 @@ impl Profile {
                 m.insert(channel.key().into(), Value::Array(values));
             }
         }
+        if !self.preferences.is_empty() {
+            let prefs = serde_json::to_value(&self.preferences).expect("preferences serialise");
+            m.insert(PREFERENCES_KEY.into(), prefs);
+        }
         m
     }
 
@@ -130,6 +141,7 @@ impl Profile {
         self.status == other.status
             && self.properties == other.properties
             && self.identities == other.identities
+            && self.preferences == other.preferences
     }
 }
 

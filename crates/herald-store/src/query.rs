@@ -94,7 +94,7 @@ fn search_range(sql: &mut Sql, env: Env, q: &str) -> String {
 
 /// Columns of `profiles` a profile is read from, qualified by the alias `p`.
 pub const PROFILE_COLUMNS: &str =
-    "p.distinct_id, p.status, p.properties, p.identities, p.created_at, p.updated_at, p.version";
+    "p.distinct_id, p.status, p.properties, p.identities, p.created_at, p.updated_at, p.version, p.preferences";
 
 const VALUE: i16 = EntryKind::Value as i16;
 const ELEMENT: i16 = EntryKind::Element as i16;

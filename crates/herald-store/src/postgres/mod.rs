@@ -13,6 +13,7 @@ use herald_core::filter::Filter;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
+use herald_core::preference::Preferences;
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
     CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
@@ -35,6 +36,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "property_index",
         include_str!("migrations/0003_property_index.sql"),
+    ),
+    (
+        4,
+        "preferences",
+        include_str!("migrations/0004_preferences.sql"),
     ),
 ];
 
@@ -117,15 +123,16 @@ impl PostgresStore {
             tx.batch_execute(sql)
                 .await
                 .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
-            if *version == INDEX_MIGRATION {
-                index_existing_profiles(&tx).await?;
-            }
             tx.execute(
                 "INSERT INTO herald_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
                 &[version, name, &micros(chrono::Utc::now())],
             )
             .await
             .map_err(db)?;
+        }
+        // Indexing reads profiles with today's columns, so it runs after every migration.
+        if current < INDEX_MIGRATION {
+            index_existing_profiles(&tx).await?;
         }
         tx.commit().await.map_err(db)
     }
@@ -207,7 +214,7 @@ fn db(e: tokio_postgres::Error) -> StoreError {
 }
 
 const PROFILE_COLUMNS: &str =
-    "distinct_id, status, properties, identities, created_at, updated_at, version";
+    "distinct_id, status, properties, identities, created_at, updated_at, version, preferences";
 
 fn profile_from_row(row: &Row) -> Result<Profile, StoreError> {
     let corrupt = |what: &str, e: &dyn std::fmt::Display| {
@@ -226,6 +233,11 @@ fn profile_from_row(row: &Row) -> Result<Profile, StoreError> {
         created_at: from_micros(row.get(4)),
         updated_at: from_micros(row.get(5)),
         version: row.get(6),
+        preferences: {
+            let Json(prefs): Json<Preferences> =
+                row.try_get(7).map_err(|e| corrupt("preferences", &e))?;
+            prefs
+        },
     })
 }
 
@@ -257,8 +269,8 @@ async fn store_profile(
         None => {
             let stmt = tx
                 .prepare_cached(
-                    "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (env, distinct_id) DO NOTHING",
+                    "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (env, distinct_id) DO NOTHING",
                 )
                 .await?;
             tx.execute(
@@ -272,6 +284,7 @@ async fn store_profile(
                     &created,
                     &updated,
                     &p.version,
+                    &Json(&p.preferences),
                 ],
             )
             .await?
@@ -279,8 +292,8 @@ async fn store_profile(
         Some(old) => {
             let stmt = tx
                 .prepare_cached(
-                    "UPDATE profiles SET status = $3, properties = $4, identities = $5, updated_at = $6, version = $7
-                     WHERE env = $1 AND distinct_id = $2 AND version = $8",
+                    "UPDATE profiles SET status = $3, properties = $4, identities = $5, updated_at = $6, version = $7,
+                     preferences = $9 WHERE env = $1 AND distinct_id = $2 AND version = $8",
                 )
                 .await?;
             tx.execute(
@@ -294,6 +307,7 @@ async fn store_profile(
                     &updated,
                     &p.version,
                     &old.version,
+                    &Json(&p.preferences),
                 ],
             )
             .await?
@@ -313,7 +327,7 @@ async fn index_existing_profiles(tx: &Transaction<'_>) -> Result<(), StoreError>
     for row in &rows {
         let p = profile_from_row(row)?;
         let env: Env = row
-            .get::<_, String>(7)
+            .get::<_, String>(8)
             .parse()
             .map_err(StoreError::Internal)?;
         registry::sync(tx, env, None, Some(&p))

@@ -147,12 +147,16 @@ pub(super) async fn import(
         .map(|w| micros(w.profile.updated_at))
         .collect();
     let versions: Vec<i64> = writes.iter().map(|w| w.profile.version).collect();
+    let prefs: Vec<Json<&herald_core::preference::Preferences>> = writes
+        .iter()
+        .map(|w| Json(&w.profile.preferences))
+        .collect();
     let rows = tx
         .query(
-            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[])
+            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[], $9::jsonb[])
              ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id",
-            &[&e, &ids, &statuses, &props, &identities, &created, &updated, &versions],
+            &[&e, &ids, &statuses, &props, &identities, &created, &updated, &versions, &prefs],
         )
         .await?;
     let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();

@@ -33,6 +33,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "property_index",
         include_str!("migrations/0003_property_index.sql"),
     ),
+    (
+        4,
+        "preferences",
+        include_str!("migrations/0004_preferences.sql"),
+    ),
 ];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it
@@ -100,14 +105,15 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
-        if *version == INDEX_MIGRATION {
-            index_existing_profiles(&tx)?;
-        }
         tx.execute(
             "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
             params![version, name, micros(chrono::Utc::now())],
         )
         .map_err(internal)?;
+    }
+    // Indexing reads profiles with today's columns, so it runs after every migration.
+    if current < INDEX_MIGRATION {
+        index_existing_profiles(&tx)?;
     }
     tx.commit().map_err(internal)
 }
@@ -131,7 +137,7 @@ fn index_existing_profiles(conn: &Connection) -> Result<(), StoreError> {
 }
 
 const PROFILE_COLUMNS: &str =
-    "distinct_id, status, properties, identities, created_at, updated_at, version";
+    "distinct_id, status, properties, identities, created_at, updated_at, version, preferences";
 
 fn profile_from_row(row: &Row<'_>) -> rusqlite::Result<Profile> {
     profile_from_row_at(row, 0)
@@ -158,6 +164,8 @@ fn profile_from_row_at(row: &Row<'_>, at: usize) -> rusqlite::Result<Profile> {
         created_at: from_micros(row.get(at + 4)?),
         updated_at: from_micros(row.get(at + 5)?),
         version: row.get(at + 6)?,
+        preferences: serde_json::from_str(&row.get::<_, String>(at + 7)?)
+            .map_err(|e| corrupt("preferences", &e))?,
     })
 }
 
@@ -182,12 +190,16 @@ fn store_profile(
     before: Option<&Profile>,
     p: &Profile,
 ) -> Result<(), StoreError> {
-    let (props, ids) = (json(&p.properties), json(&p.identities));
+    let (props, ids, prefs) = (
+        json(&p.properties),
+        json(&p.identities),
+        json(&p.preferences),
+    );
     let changed = match before {
         None => conn
             .prepare_cached(
-                "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -198,13 +210,14 @@ fn store_profile(
                     ids,
                     micros(p.created_at),
                     micros(p.updated_at),
-                    p.version
+                    p.version,
+                    prefs
                 ])
             }),
         Some(old) => conn
             .prepare_cached(
-                "UPDATE profiles SET status = ?3, properties = ?4, identities = ?5, updated_at = ?6, version = ?7
-                 WHERE env = ?1 AND distinct_id = ?2 AND version = ?8",
+                "UPDATE profiles SET status = ?3, properties = ?4, identities = ?5, updated_at = ?6, version = ?7,
+                 preferences = ?9 WHERE env = ?1 AND distinct_id = ?2 AND version = ?8",
             )
             .and_then(|mut s| {
                 s.execute(params![
@@ -215,7 +228,8 @@ fn store_profile(
                     ids,
                     micros(p.updated_at),
                     p.version,
-                    old.version
+                    old.version,
+                    prefs
                 ])
             }),
     }
@@ -454,8 +468,8 @@ impl ProfileStore for SqliteStore {
                     let p = &w.profile;
                     let inserted = conn
                         .prepare_cached(
-                            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
-                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (env, distinct_id) DO NOTHING",
+                            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (env, distinct_id) DO NOTHING",
                         )
                         .and_then(|mut s| {
                             s.execute(params![
@@ -466,7 +480,8 @@ impl ProfileStore for SqliteStore {
                                 json(&p.identities),
                                 micros(p.created_at),
                                 micros(p.updated_at),
-                                p.version
+                                p.version,
+                                json(&p.preferences)
                             ])
                         })
                         .map_err(internal)?;
