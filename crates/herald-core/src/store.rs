@@ -8,6 +8,7 @@ use crate::filter::Filter;
 use crate::history::HistoryEvent;
 use crate::ids::DistinctId;
 use crate::listing::{Count, ListQuery};
+use crate::preference::Category;
 use crate::profile::Profile;
 use crate::property::PropertyRecord;
 use async_trait::async_trait;
@@ -189,6 +190,30 @@ pub trait PropertyStore: Send + Sync {
     ) -> Result<Result<bool, u64>, StoreError>;
 }
 
+/// Notification categories, per environment.
+#[async_trait]
+pub trait CategoryStore: Send + Sync {
+    /// All categories, by slug.
+    async fn list_categories(&self, scope: EnvScope) -> Result<Vec<Category>, StoreError>;
+
+    async fn get_category(
+        &self,
+        scope: EnvScope,
+        slug: &str,
+    ) -> Result<Option<Category>, StoreError>;
+
+    /// Inserts, or with `replace` overwrites, a category. `false`: it existed and was kept.
+    async fn put_category(
+        &self,
+        scope: EnvScope,
+        category: &Category,
+        replace: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// `false` when there was none.
+    async fn delete_category(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError>;
+}
+
 /// Everything Herald stores.
-pub trait Store: CredentialStore + ProfileStore + PropertyStore {}
-impl<T: CredentialStore + ProfileStore + PropertyStore> Store for T {}
+pub trait Store: CredentialStore + ProfileStore + PropertyStore + CategoryStore {}
+impl<T: CredentialStore + ProfileStore + PropertyStore + CategoryStore> Store for T {}

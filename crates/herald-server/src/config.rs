@@ -16,6 +16,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
+    /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
+    #[serde(default)]
+    pub categories: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -41,6 +41,7 @@ pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn S
 /// Serves the API on `listener` until ctrl-c / SIGTERM. Tests call this with a port-0 listener.
 pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     let store = open_store(&config).await?;
+    declare_categories(store.as_ref(), &config).await?;
     if let Some(path) = keys::ensure_initial(store.as_ref(), &config.data_dir).await? {
         tracing::info!(path = %path.display(), "first start: created test and live keys; they are in this file (readable by you only)");
     }
@@ -53,6 +54,30 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
         listener,
     )
     .await
+}
+
+/// Creates or overwrites the categories the configuration file declares.
+pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<(), String> {
+    use herald_core::{history::Actor, service, Env, EnvScope};
+    for (i, raw) in config.categories.iter().enumerate() {
+        let mut body = raw.clone();
+        let envs = match body.as_object_mut().and_then(|o| o.remove("env")) {
+            None => vec![Env::Test, Env::Live],
+            Some(serde_json::Value::String(e)) => vec![e
+                .parse::<Env>()
+                .map_err(|err| format!("categories[{i}].env: {err}"))?],
+            Some(other) => return Err(format!("categories[{i}].env: {other} is not test or live")),
+        };
+        let category = herald_core::preference::parse_category(&body)
+            .map_err(|e| format!("configuration categories[{i}]: {e}"))?;
+        for env in envs {
+            let ctx = service::Ctx::new(EnvScope::new(env), Actor::cli(), chrono::Utc::now());
+            service::preferences::declare_categories(store, &ctx, std::slice::from_ref(&category))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
 }
 
 pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {

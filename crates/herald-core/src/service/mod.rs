@@ -2,6 +2,7 @@
 //! reach storage only through the [`crate::store`] traits.
 
 pub mod events;
+pub mod preferences;
 pub mod profiles;
 pub mod properties;
 

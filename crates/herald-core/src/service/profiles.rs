@@ -234,7 +234,54 @@ pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
     for id in &secondary.identities {
         ops::add_identity_if_absent(&mut merged, id.clone());
     }
+    // Preferences: the primary's choices stand; it gains the secondary's for other categories.
+    for (slug, choice) in &secondary.preferences.categories {
+        merged
+            .preferences
+            .categories
+            .entry(slug.clone())
+            .or_insert_with(|| choice.clone());
+    }
+    if merged.preferences.restricted_channels.is_empty() {
+        merged.preferences.restricted_channels = secondary.preferences.restricted_channels.clone();
+    }
     merged
+}
+
+/// Applies `change` to an existing profile under the store's lock (404 if there is none),
+/// recorded in history like any edit; a change that changes nothing is not recorded.
+pub async fn change_existing<F>(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    request: Value,
+    change: F,
+) -> Result<Profile, Error>
+where
+    F: Fn(&mut Profile) -> Result<(), crate::Invalid> + Send + Sync + 'static,
+{
+    let c = ctx.clone();
+    let edit: EditFn = Arc::new(move |existing: Option<&Profile>| {
+        let Some(current) = existing else {
+            return Err(Refusal::Missing);
+        };
+        let mut next = current.clone();
+        change(&mut next).map_err(Refusal::Invalid)?;
+        if next.same_content(current) {
+            return Ok(None);
+        }
+        Ok(Some(write(
+            &c,
+            existing,
+            next,
+            Action::Updated,
+            request.clone(),
+        )))
+    });
+    match store.edit_profile(ctx.scope, id, edit, None).await? {
+        Ok(outcome) => Ok(outcome.profile),
+        Err(refusal) => Err(Error::from_refusal(refusal, id)),
+    }
 }
 
 pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
@@ -315,7 +362,8 @@ pub async fn history(
 const EXPORT_PAGE: usize = 1000;
 
 /// `GET /v1/user/{id}/export/`: everything Herald holds on one user, as one document (the right
-/// of access). Sections for preferences and notifications join it when those exist.
+/// of access): the profile, the user's preference choices and the whole history. Notifications
+/// join it when Herald sends them.
 pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Value, Error> {
     let profile = get(store, ctx, id).await?;
     let mut history = Vec::new();
@@ -337,6 +385,7 @@ pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Val
         "environment": ctx.scope.env().as_str(),
         "exported_at": crate::profile::format_time(ctx.now),
         "profile": profile.to_wire(),
+        "preferences": serde_json::to_value(&profile.preferences).expect("preferences serialise"),
         "history": history,
     }))
 }

@@ -4,6 +4,7 @@ pub mod auth;
 pub mod error;
 mod events;
 mod meta;
+mod preferences;
 mod properties;
 mod users;
 
@@ -36,6 +37,37 @@ pub fn router(app: App) -> Router {
         .route("/v1/user/{id}/history", get(users::history))
         .route("/v1/user/{id}/export", get(users::export))
         .route("/v1/bulk/user", delete(users::bulk_delete))
+        .route(
+            "/v1/category",
+            get(preferences::list_categories).post(preferences::create_category),
+        )
+        .route(
+            "/v1/category/{slug}",
+            get(preferences::get_category)
+                .patch(preferences::update_category)
+                .delete(preferences::delete_category),
+        )
+        .route("/v1/user/{id}/preference", get(preferences::full))
+        .route(
+            "/v1/user/{id}/preference/category",
+            get(preferences::user_categories),
+        )
+        .route(
+            "/v1/user/{id}/preference/category/{category}",
+            get(preferences::user_category).patch(preferences::choose_category),
+        )
+        .route(
+            "/v1/user/{id}/preference/channel_preference",
+            get(preferences::channels).patch(preferences::restrict_channels),
+        )
+        .route(
+            "/v1/bulk/subscriber/preference",
+            patch(preferences::bulk_update),
+        )
+        .route(
+            "/v1/bulk/subscriber/preference/reset",
+            patch(preferences::bulk_reset),
+        )
         .route(
             "/v1/property",
             get(properties::list).post(properties::declare),

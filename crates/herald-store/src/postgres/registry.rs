@@ -10,9 +10,10 @@ use herald_core::env::{Env, EnvScope};
 use herald_core::filter::Filter;
 use herald_core::index::{Change, EVERY_PROFILE};
 use herald_core::listing::{sample_ids, Count, ListQuery, COUNT_SAMPLE, EXACT_COUNT_LIMIT};
+use herald_core::preference::Category;
 use herald_core::profile::{from_micros, micros, Profile};
 use herald_core::property::{self, PropertyKind, PropertyRecord};
-use herald_core::store::{ProfileWrite, PropertyStore, StoreError};
+use herald_core::store::{CategoryStore, ProfileWrite, PropertyStore, StoreError};
 use std::collections::BTreeMap;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
@@ -478,5 +479,80 @@ impl PropertyStore for PostgresStore {
             .await
             .map_err(db)?;
         Ok(Ok(n == 1))
+    }
+}
+
+#[async_trait]
+impl CategoryStore for PostgresStore {
+    async fn list_categories(&self, scope: EnvScope) -> Result<Vec<Category>, StoreError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT doc FROM categories WHERE env = $1 ORDER BY slug",
+                &[&scope.env().as_str()],
+            )
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .iter()
+            .map(|r| r.get::<_, Json<Category>>(0).0)
+            .collect())
+    }
+
+    async fn get_category(
+        &self,
+        scope: EnvScope,
+        slug: &str,
+    ) -> Result<Option<Category>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "SELECT doc FROM categories WHERE env = $1 AND slug = $2",
+                &[&scope.env().as_str(), &slug],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.map(|r| r.get::<_, Json<Category>>(0).0))
+    }
+
+    async fn put_category(
+        &self,
+        scope: EnvScope,
+        category: &Category,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let sql = if replace {
+            "INSERT INTO categories (env, slug, doc, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at"
+        } else {
+            "INSERT INTO categories (env, slug, doc, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
+             ON CONFLICT (env, slug) DO NOTHING"
+        };
+        let n = client
+            .execute(
+                sql,
+                &[
+                    &scope.env().as_str(),
+                    &category.slug,
+                    &Json(category),
+                    &micros(chrono::Utc::now()),
+                ],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n == 1)
+    }
+
+    async fn delete_category(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "DELETE FROM categories WHERE env = $1 AND slug = $2",
+                &[&scope.env().as_str(), &slug],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n == 1)
     }
 }

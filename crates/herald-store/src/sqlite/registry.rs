@@ -9,11 +9,12 @@ use herald_core::env::{Env, EnvScope};
 use herald_core::filter::Filter;
 use herald_core::index::{Change, EVERY_PROFILE};
 use herald_core::listing::{sample_ids, Count, ListQuery, COUNT_SAMPLE, EXACT_COUNT_LIMIT};
+use herald_core::preference::Category;
 use herald_core::profile::{from_micros, micros, Profile};
 use herald_core::property::{self, PropertyKind, PropertyRecord};
-use herald_core::store::{PropertyStore, StoreError};
+use herald_core::store::{CategoryStore, PropertyStore, StoreError};
 use rusqlite::types::Value as SqlValue;
-use rusqlite::{params, Connection, Row};
+use rusqlite::{params, Connection, OptionalExtension, Row};
 use std::collections::BTreeMap;
 
 /// Brings the index rows, counters and registry in step with a profile going from `before` to
@@ -332,4 +333,90 @@ impl PropertyStore for SqliteStore {
             })
             .await
     }
+}
+
+#[async_trait]
+impl CategoryStore for SqliteStore {
+    async fn list_categories(&self, scope: EnvScope) -> Result<Vec<Category>, StoreError> {
+        self.readers
+            .read(move |conn| {
+                let mut s = conn
+                    .prepare_cached("SELECT doc FROM categories WHERE env = ?1 ORDER BY slug")
+                    .map_err(internal)?;
+                let docs = s
+                    .query_map([scope.env().as_str()], |r| r.get::<_, String>(0))
+                    .map_err(internal)?
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(internal)?;
+                docs.iter()
+                    .map(|d| serde_json::from_str(d).map_err(corrupt))
+                    .collect()
+            })
+            .await
+    }
+
+    async fn get_category(
+        &self,
+        scope: EnvScope,
+        slug: &str,
+    ) -> Result<Option<Category>, StoreError> {
+        let slug = slug.to_owned();
+        self.readers
+            .read(move |conn| {
+                let doc: Option<String> = conn
+                    .prepare_cached("SELECT doc FROM categories WHERE env = ?1 AND slug = ?2")
+                    .and_then(|mut s| {
+                        s.query_row(params![scope.env().as_str(), slug], |r| r.get(0))
+                            .optional()
+                    })
+                    .map_err(internal)?;
+                doc.map(|d| serde_json::from_str(&d).map_err(corrupt))
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn put_category(
+        &self,
+        scope: EnvScope,
+        category: &Category,
+        replace: bool,
+    ) -> Result<bool, StoreError> {
+        let (slug, doc) = (
+            category.slug.clone(),
+            serde_json::to_string(category).map_err(corrupt)?,
+        );
+        self.writer
+            .write(move |conn| {
+                let now = micros(chrono::Utc::now());
+                let sql = if replace {
+                    "INSERT INTO categories (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                     ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at"
+                } else {
+                    "INSERT INTO categories (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4)
+                     ON CONFLICT (env, slug) DO NOTHING"
+                };
+                conn.prepare_cached(sql)
+                    .and_then(|mut s| s.execute(params![scope.env().as_str(), slug, doc, now]))
+                    .map(|n| n == 1)
+                    .map_err(internal)
+            })
+            .await
+    }
+
+    async fn delete_category(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError> {
+        let slug = slug.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.prepare_cached("DELETE FROM categories WHERE env = ?1 AND slug = ?2")
+                    .and_then(|mut s| s.execute(params![scope.env().as_str(), slug]))
+                    .map(|n| n == 1)
+                    .map_err(internal)
+            })
+            .await
+    }
+}
+
+fn corrupt(e: serde_json::Error) -> StoreError {
+    StoreError::Internal(format!("unreadable category document: {e}"))
 }
