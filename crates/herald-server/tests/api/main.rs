@@ -6,5 +6,6 @@ mod concurrency;
 mod envs;
 mod events;
 mod harness;
+mod preferences;
 mod registry;
 mod users;
