@@ -295,7 +295,7 @@ async fn bad_preferences_are_refused_and_change_nothing() {
         .expect_error(404, None);
     app.call(
         "PATCH",
-        &format!("/v1/user/ghost/preference/category/offers/"),
+        "/v1/user/ghost/preference/category/offers/",
         Some(json!({"preference": "opt_in"})),
     )
     .await
