@@ -227,6 +227,45 @@ def bad_credentials_are_refused(supr, p, mode):
     expect_error(401, wrong.users.get, f"{p}-ada")
 
 
+def create_categories(env):
+    """Categories are Herald's own API (the SDK has no call for them): plain HTTP, bearer key."""
+    import requests
+    _, _, api_key = keys(env)
+    for body in [
+        {"category": "newsletter", "name": "Newsletter", "section": "Marketing", "default_preference": "opt_in"},
+        {"category": "security", "name": "Security", "default_preference": "mandatory"},
+    ]:
+        r = requests.post(f"{URL}/v1/category/", json=body, headers={"Authorization": f"Bearer {api_key}"})
+        assert r.status_code in (201, 409), (r.status_code, r.text)
+
+
+def preferences(supr, p):
+    uid = f"{p}-prefs"
+    supr.users.upsert(uid, {"$email": ["prefs@example.com"]})
+    full = supr.users.get_full_preference(uid)
+    cats = [c for s in full["sections"] for c in s["subcategories"]]
+    assert {c["category"] for c in cats} == {"newsletter", "security"}, full
+    assert {"channel": "email", "is_restricted": False} in full["channel_preferences"], full
+    one = supr.users.get_category_preference(uid, "newsletter")
+    assert one["preference"] == "opt_in" and one["is_editable"] is True, one
+    assert {"channel", "preference", "is_editable"} <= set(one["channels"][0]), one
+    updated = supr.users.update_category_preference(uid, "newsletter", {"preference": "opt_in", "opt_out_channels": ["sms"]})
+    sms = [c for c in updated["channels"] if c["channel"] == "sms"][0]
+    assert sms["preference"] == "opt_out", updated
+    out = supr.users.update_category_preference(uid, "newsletter", {"preference": "opt_out", "opt_out_channels": None})
+    assert out["preference"] == "opt_out", out
+    hidden = supr.users.get_category_preference(uid, "newsletter", {"show_opt_out_channels": False})
+    assert hidden["channels"] == [], hidden
+    chans = supr.users.update_global_channels_preference(uid, {"channel_preferences": [{"channel": "email", "is_restricted": True}]})
+    assert {"channel": "email", "is_restricted": True} in chans["channel_preferences"], chans
+    again = supr.users.get_full_preference(uid, {"show_opt_out_channels": True})
+    assert {"channel": "email", "is_restricted": True} in again["channel_preferences"], again
+    expect_error(400, supr.users.update_category_preference, uid, "security", {"preference": "opt_out"}, mentions="mandatory")
+    expect_error(400, supr.users.update_category_preference, uid, "newsletter", {"preference": "sometimes"}, mentions="preference")
+    expect_error(404, supr.users.get_category_preference, uid, "no-such-category")
+    expect_error(404, supr.users.get_full_preference, f"{p}-nobody")
+
+
 CHECKS = [
     upsert_and_get,
     edit_with_every_operator_and_channel_helper,
@@ -236,12 +275,14 @@ CHECKS = [
     merge,
     delete_and_bulk_delete,
     errors,
+    preferences,
 ]
 MODE_CHECKS = [environments_never_cross, bad_credentials_are_refused]
 
 
 def main():
     passed, failed = 0, 0
+    create_categories("test")
     for mode in ["hmac", "bearer"]:
         supr = client(mode)
         runs = [(c, (supr, mode)) for c in CHECKS] + [(c, (supr, mode, mode)) for c in MODE_CHECKS]

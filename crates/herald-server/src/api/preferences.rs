@@ -35,7 +35,10 @@ struct PreferenceQuery {
 impl PreferenceQuery {
     fn parse(uri: &Uri) -> Result<Self, ApiError> {
         let pairs: HashMap<String, String> = query_pairs(uri).into_iter().collect();
-        let show_opt_out_channels = match pairs.get("show_opt_out_channels").map(String::as_str) {
+        let flag = pairs
+            .get("show_opt_out_channels")
+            .map(|v| v.trim().to_ascii_lowercase());
+        let show_opt_out_channels = match flag.as_deref() {
             None | Some("true") | Some("1") => true,
             Some("false") | Some("0") => false,
             Some(other) => {
