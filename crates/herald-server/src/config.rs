@@ -143,6 +143,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn categories_come_from_the_file() {
+        let dir = std::env::temp_dir().join(format!("herald-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(
+            &file,
+            "[[categories]]\ncategory = \"security\"\nname = \"Security\"\ndefault_preference = \"mandatory\"\nenv = \"live\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file), |_| None).unwrap();
+        assert_eq!(config.categories.len(), 1);
+        assert_eq!(config.categories[0]["category"], "security");
+        assert_eq!(config.categories[0]["env"], "live");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn every_option_is_documented() {
         let docs = include_str!("../../../docs/configuration.md");
         for (var, key) in ENV_VARS {

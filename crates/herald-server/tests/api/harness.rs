@@ -57,8 +57,14 @@ pub struct Response {
 
 impl TestApp {
     pub async fn spawn() -> TestApp {
+        Self::spawn_with(|_| {}).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with the configuration adjusted first.
+    pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let scratch = Arc::new(scratch().await);
         let mut config = Config::load(None, |_| None).expect("default config");
+        adjust(&mut config);
         config.database_url = scratch.url.clone();
         config.data_dir = std::env::temp_dir();
         let store = herald_server::open_store(&config)
@@ -74,6 +80,9 @@ impl TestApp {
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
+        herald_server::declare_categories(store.as_ref(), &config)
+            .await
+            .expect("categories from the configuration");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = App {

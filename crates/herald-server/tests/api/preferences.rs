@@ -388,3 +388,22 @@ async fn bulk_changes_apply_per_user() {
         json!({"channel": "sms", "is_restricted": true})
     );
 }
+
+#[tokio::test]
+async fn categories_declared_in_the_configuration_exist_at_start() {
+    let app = TestApp::spawn_with(|config| {
+        config.categories = vec![
+            json!({"category": "security", "name": "Security", "default_preference": "mandatory"}),
+            json!({"category": "digest", "name": "Digest", "default_preference": "opt_out", "env": "live"}),
+        ];
+    })
+    .await;
+    let test = app.call("GET", "/v1/category/", None).await.expect(200);
+    assert_eq!(test["meta"]["count"], 1);
+    assert_eq!(test["results"][0]["default_preference"], "mandatory");
+    let live = app
+        .call_in(Env::Live, "GET", "/v1/category/", None)
+        .await
+        .expect(200);
+    assert_eq!(live["meta"]["count"], 2);
+}
