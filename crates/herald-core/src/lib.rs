@@ -10,6 +10,7 @@ pub mod filter;
 pub mod history;
 pub mod ids;
 pub mod index;
+pub mod link;
 pub mod listing;
 pub mod ops;
 pub mod preference;

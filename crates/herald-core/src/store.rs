@@ -74,6 +74,10 @@ pub trait CredentialStore: Send + Sync {
         &self,
         api_key_hash: &str,
     ) -> Result<Option<Credentials>, StoreError>;
+
+    /// The shared secret called `name`, storing `candidate` as it if there is none yet; every node
+    /// gets the same value, whichever asked first.
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
 }
 
 #[async_trait]

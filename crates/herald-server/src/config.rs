@@ -10,6 +10,7 @@ const DEFAULTS: &str = include_str!("defaults.toml");
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub listen: String,
+    pub public_url: String,
     pub database_url: String,
     pub data_dir: PathBuf,
     pub log: LogConfig,
@@ -58,6 +59,7 @@ pub struct LimitsConfig {
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
+    ("HERALD_PUBLIC_URL", "public_url"),
     ("HERALD_DATABASE_URL", "database_url"),
     ("HERALD_DATA_DIR", "data_dir"),
     ("HERALD_LOG_FORMAT", "log.format"),
@@ -72,6 +74,16 @@ pub const ENV_VARS: &[(&str, &str)] = &[
 ];
 
 impl Config {
+    /// Where users reach this Herald: `public_url`, or `http://<listen>`, without a trailing `/`.
+    pub fn public_base(&self) -> String {
+        let base = if self.public_url.trim().is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim().to_owned()
+        };
+        base.trim_end_matches('/').to_owned()
+    }
+
     /// Loads the layers. `env` is passed in so tests need not touch the process environment.
     pub fn load(
         file: Option<&Path>,

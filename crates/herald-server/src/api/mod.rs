@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod error;
 mod events;
+mod hosted;
 mod meta;
 mod preferences;
 mod properties;
@@ -60,6 +61,7 @@ pub fn router(app: App) -> Router {
             "/v1/user/{id}/preference/channel_preference",
             get(preferences::channels).patch(preferences::restrict_channels),
         )
+        .route("/v1/user/{id}/preference/link", post(hosted::mint))
         .route(
             "/v1/bulk/subscriber/preference",
             patch(preferences::bulk_update),
@@ -85,6 +87,7 @@ pub fn router(app: App) -> Router {
         ));
     Router::new()
         .merge(authenticated)
+        .route("/preferences/{token}", get(hosted::view).post(hosted::save))
         .route("/healthz", get(meta::healthz))
         .route("/readyz", get(meta::readyz))
         .route("/metrics", get(meta::metrics))

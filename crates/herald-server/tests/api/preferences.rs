@@ -407,3 +407,113 @@ async fn categories_declared_in_the_configuration_exist_at_start() {
         .expect(200);
     assert_eq!(live["meta"]["count"], 2);
 }
+
+/// The hosted page over plain HTTP (the browser test in tests/browser drives it in Chromium).
+#[tokio::test]
+async fn a_preference_link_opens_a_page_that_saves_choices() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    let link = app
+        .call(
+            "POST",
+            "/v1/user/ada/preference/link/",
+            Some(json!({"expires_in_days": 7})),
+        )
+        .await
+        .expect(201);
+    let token = link["token"].as_str().unwrap().to_owned();
+    assert!(link["url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/preferences/{token}")));
+    app.call("POST", "/v1/user/ghost/preference/link/", Some(json!({})))
+        .await
+        .expect_error(404, None);
+    app.call(
+        "POST",
+        "/v1/user/ada/preference/link/",
+        Some(json!({"expires_in_days": 0})),
+    )
+    .await
+    .expect_error(400, Some("expires_in_days"));
+
+    let page = app
+        .http
+        .get(format!("{}/preferences/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert_eq!(page.headers()["cache-control"], "no-store");
+    assert_eq!(page.headers()["referrer-policy"], "no-referrer");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("name=\"category:newsletter\""), "{html}");
+    assert!(
+        html.contains("id=\"category-security\" value=\"on\" checked disabled"),
+        "mandatory is fixed: {html}"
+    );
+
+    // Untick the newsletter, keep offers off, restrict email.
+    let form = "category:billing=on&channel:billing:email=on&restrict:email=on";
+    let saved = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}/preferences/{token}", app.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(saved.status().as_u16(), 303);
+    let news = app
+        .call("GET", "/v1/user/ada/preference/category/newsletter/", None)
+        .await
+        .expect(200);
+    assert_eq!(news["preference"], "opt_out");
+    let chans = app
+        .call("GET", "/v1/user/ada/preference/channel_preference/", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        chans["channel_preferences"][0],
+        json!({"channel": "email", "is_restricted": true})
+    );
+    let history = app
+        .call("GET", "/v1/user/ada/history/?limit=1", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        history["results"][0]["actor"],
+        json!({"kind": "preference_page", "id": "ada"})
+    );
+
+    // An altered token shows nothing of anyone.
+    let mut forged = token.clone();
+    forged.insert(5, 'x');
+    for t in [forged.as_str(), "nonsense"] {
+        let r = app
+            .http
+            .get(format!("{}/preferences/{t}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 404);
+        let body = r.text().await.unwrap();
+        assert!(
+            body.contains("not valid") && !body.contains("newsletter"),
+            "{body}"
+        );
+        let post = app
+            .http
+            .post(format!("{}/preferences/{t}", app.base))
+            .body("category:newsletter=on")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(post.status().as_u16(), 404);
+    }
+    // A link for a test user means nothing in live, and vice versa: the token names its env.
+    let live = app.call_in(Env::Live, "GET", "/v1/user/ada/", None).await;
+    assert_eq!(live.status, 404);
+}

@@ -42,6 +42,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "preferences",
         include_str!("migrations/0004_preferences.sql"),
     ),
+    (5, "secrets", include_str!("migrations/0005_secrets.sql")),
 ];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it
@@ -488,6 +489,22 @@ impl CredentialStore for PostgresStore {
         hash: &str,
     ) -> Result<Option<Credentials>, StoreError> {
         self.credentials_where("api_key_hash", hash).await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "INSERT INTO server_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[&name, &candidate],
+            )
+            .await
+            .map_err(db)?;
+        let row = client
+            .query_one("SELECT value FROM server_secrets WHERE name = $1", &[&name])
+            .await
+            .map_err(db)?;
+        Ok(row.get(0))
     }
 }
 

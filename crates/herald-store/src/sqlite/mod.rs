@@ -38,6 +38,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "preferences",
         include_str!("migrations/0004_preferences.sql"),
     ),
+    (5, "secrets", include_str!("migrations/0005_secrets.sql")),
 ];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it
@@ -378,6 +379,25 @@ impl CredentialStore for SqliteStore {
                     "SELECT {CREDENTIAL_COLUMNS} FROM credentials WHERE api_key_hash = ?1"
                 ))
                 .and_then(|mut s| s.query_row([hash], credentials_from_row).optional())
+                .map_err(internal)
+            })
+            .await
+    }
+
+    async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
+        let (name, candidate) = (name.to_owned(), candidate.to_owned());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+                    params![name, candidate],
+                )
+                .map_err(internal)?;
+                conn.query_row(
+                    "SELECT value FROM server_secrets WHERE name = ?1",
+                    [&name],
+                    |r| r.get(0),
+                )
                 .map_err(internal)
             })
             .await

@@ -1,0 +1,354 @@
+//! The hosted preference page: `GET/POST /preferences/{token}`, a small server-rendered form where
+//! a user sees and changes their own preferences without logging in. The token (minted by
+//! `POST /v1/user/{id}/preference/link/`) is a signed, expiring link for one user in one
+//! environment; it is the page's only credential, so responses are never cached and never send a
+//! referrer.
+
+use super::error::ApiError;
+use super::{Caller, JsonBody, UserId};
+use crate::App;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{Duration, Utc};
+use herald_core::channel::Channel;
+use herald_core::history::Actor;
+use herald_core::link::{self, LinkError};
+use herald_core::preference::{self, Category, Choice, DefaultPreference, PREFERENCE_CHANNELS};
+use herald_core::service::{preferences, profiles, Ctx};
+use herald_core::{DistinctId, EnvScope, Profile};
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::{json, Value};
+use std::collections::{BTreeSet, HashMap};
+
+const SECRET_NAME: &str = "preference_links";
+const DEFAULT_DAYS: i64 = 30;
+const MAX_DAYS: i64 = 365;
+
+async fn link_secret(app: &App) -> Result<Vec<u8>, ApiError> {
+    let candidate: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(48)
+        .map(char::from)
+        .collect();
+    let secret = app.store.server_secret(SECRET_NAME, &candidate).await?;
+    Ok(secret.into_bytes())
+}
+
+/// `POST /v1/user/{id}/preference/link/` with optional `{"expires_in_days": 1..=365}` (default 30).
+pub async fn mint(
+    State(app): State<App>,
+    caller: Caller,
+    UserId(id): UserId,
+    JsonBody(body, _): JsonBody,
+) -> Result<Response, ApiError> {
+    let days = match body.get("expires_in_days") {
+        None | Some(Value::Null) => DEFAULT_DAYS,
+        Some(v) => v
+            .as_i64()
+            .filter(|d| (1..=MAX_DAYS).contains(d))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "expires_in_days",
+                    format!("must be a whole number of days from 1 to {MAX_DAYS}"),
+                )
+            })?,
+    };
+    profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
+    let expires_at = Utc::now() + Duration::days(days);
+    let token = link::mint(
+        &link_secret(&app).await?,
+        caller.scope.env(),
+        &id,
+        expires_at,
+    );
+    let url = format!("{}/preferences/{token}", app.config.public_base());
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"url": url, "token": token, "expires_at": expires_at.to_rfc3339()})),
+    )
+        .into_response())
+}
+
+/// HTML with the headers a page whose URL is a credential needs.
+fn page(status: StatusCode, title: &str, body: &str) -> Response {
+    let html = format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        title = esc(title)
+    );
+    let mut r = (status, html).into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f6f7f9;color:#1d2430;margin:0}\
+main{max-width:40rem;margin:2rem auto;padding:0 1rem}fieldset{background:#fff;border:1px solid #dde1e7;\
+border-radius:8px;margin:0 0 1rem;padding:1rem}legend{font-weight:600}.category{margin:.5rem 0 1rem}\
+.channels{margin:.25rem 0 0 1.6rem;color:#4b5565}label{margin-right:1rem}button{font-size:1rem;\
+padding:.5rem 1.5rem}.note{color:#4b5565}.saved{color:#106b2f}";
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn refused(e: LinkError) -> Response {
+    let (status, text) = match e {
+        LinkError::Expired => (
+            StatusCode::GONE,
+            "This link has expired. Ask for a new one from the message you received.",
+        ),
+        LinkError::Invalid => (
+            StatusCode::NOT_FOUND,
+            "This link is not valid. Check that you copied all of it.",
+        ),
+    };
+    page(
+        status,
+        "Preferences",
+        &format!("<h1>Preferences</h1><p>{text}</p>"),
+    )
+}
+
+/// Opens a token: the user it speaks for and a context acting as them.
+async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId), Response> {
+    let secret = link_secret(app)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let (env, id) = link::open(&secret, token, Utc::now()).map_err(refused)?;
+    let ctx = Ctx::new(
+        EnvScope::new(env),
+        Actor::new("preference_page", id.as_str()),
+        Utc::now(),
+    );
+    Ok((ctx, id))
+}
+
+/// The channels the page offers: those the user has an address on (all, if none).
+fn channels_of(profile: &Profile) -> Vec<Channel> {
+    let held: Vec<Channel> = PREFERENCE_CHANNELS
+        .into_iter()
+        .filter(|c| profile.identities_on(*c).next().is_some())
+        .collect();
+    if held.is_empty() {
+        PREFERENCE_CHANNELS.to_vec()
+    } else {
+        held
+    }
+}
+
+fn render(profile: &Profile, categories: &[Category], saved: bool) -> String {
+    let prefs = &profile.preferences;
+    let channels = channels_of(profile);
+    let mut sections: Vec<(Option<String>, Vec<&Category>)> = Vec::new();
+    for c in categories.iter().filter(|c| c.visible) {
+        match sections.iter_mut().find(|(s, _)| *s == c.section) {
+            Some((_, list)) => list.push(c),
+            None => sections.push((c.section.clone(), vec![c])),
+        }
+    }
+    let mut html = String::from("<h1>Your notification preferences</h1>");
+    if saved {
+        html.push_str("<p class=\"saved\" id=\"saved\">Saved.</p>");
+    }
+    html.push_str("<form method=\"post\">");
+    for (section, list) in &sections {
+        html.push_str(&format!(
+            "<fieldset><legend>{}</legend>",
+            esc(section.as_deref().unwrap_or("Notifications"))
+        ));
+        for c in list {
+            let wire = preference::category_wire(c, prefs, true);
+            let mandatory = c.default_preference == DefaultPreference::Mandatory;
+            let on = wire["preference"] == "opt_in";
+            html.push_str(&format!(
+                "<div class=\"category\"><label><input type=\"checkbox\" name=\"category:{slug}\" id=\"category-{slug}\" value=\"on\"{checked}{disabled}> <strong>{name}</strong></label>{note}<div class=\"note\">{desc}</div><div class=\"channels\">",
+                slug = esc(&c.slug),
+                checked = if on { " checked" } else { "" },
+                disabled = if mandatory { " disabled" } else { "" },
+                name = esc(&c.name),
+                note = if mandatory { " <span class=\"note\">(always sent)</span>" } else { "" },
+                desc = esc(&c.description),
+            ));
+            for ch in &channels {
+                let entry = wire["channels"]
+                    .as_array()
+                    .and_then(|a| a.iter().find(|e| e["channel"] == ch.as_str()));
+                let ch_on = entry.is_some_and(|e| e["preference"] == "opt_in");
+                let editable = entry.is_some_and(|e| e["is_editable"] == true);
+                html.push_str(&format!(
+                    "<label><input type=\"checkbox\" name=\"channel:{slug}:{ch}\" id=\"channel-{slug}-{ch}\" value=\"on\"{checked}{disabled}> {ch}</label>",
+                    slug = esc(&c.slug),
+                    ch = ch.as_str(),
+                    checked = if ch_on { " checked" } else { "" },
+                    disabled = if editable { "" } else { " disabled" },
+                ));
+            }
+            html.push_str("</div></div>");
+        }
+        html.push_str("</fieldset>");
+    }
+    html.push_str("<fieldset><legend>Channels</legend><p class=\"note\">Tick a channel to receive only notifications you cannot unsubscribe from on it.</p>");
+    for ch in &channels {
+        html.push_str(&format!(
+            "<label><input type=\"checkbox\" name=\"restrict:{ch}\" id=\"restrict-{ch}\" value=\"on\"{checked}> Essential only on {ch}</label>",
+            ch = ch.as_str(),
+            checked = if prefs.restricted_channels.contains(ch) { " checked" } else { "" },
+        ));
+    }
+    html.push_str("</fieldset><button type=\"submit\" id=\"save\">Save</button></form>");
+    html
+}
+
+async fn show(app: &App, ctx: &Ctx, id: &DistinctId, saved: bool) -> Response {
+    let store = app.store.as_ref();
+    let loaded = async {
+        let profile = profiles::get(store, ctx, id).await?;
+        let categories = preferences::list_categories(store, ctx).await?;
+        Ok::<_, herald_core::service::Error>((profile, categories))
+    }
+    .await;
+    match loaded {
+        Ok((profile, categories)) => page(
+            StatusCode::OK,
+            "Your notification preferences",
+            &render(&profile, &categories, saved),
+        ),
+        Err(herald_core::service::Error::NotFound { .. }) => refused(LinkError::Invalid),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// `GET /preferences/{token}`.
+pub async fn view(
+    State(app): State<App>,
+    Path(token): Path<String>,
+    uri: axum::http::Uri,
+) -> Response {
+    let (ctx, id) = match open(&app, &token).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let saved = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "saved=1"));
+    show(&app, &ctx, &id, saved).await
+}
+
+/// `POST /preferences/{token}`: the form. Unticked boxes are absent from a form post, so the whole
+/// state is derived from what is present: every visible, non-mandatory category and every offered
+/// channel is set. Then back to the page (post/redirect/get).
+pub async fn save(State(app): State<App>, Path(token): Path<String>, body: Bytes) -> Response {
+    let (ctx, id) = match open(&app, &token).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
+    let store = app.store.as_ref();
+    let (profile, categories) = match async {
+        Ok::<_, herald_core::service::Error>((
+            profiles::get(store, &ctx, &id).await?,
+            preferences::list_categories(store, &ctx).await?,
+        ))
+    }
+    .await
+    {
+        Ok(x) => x,
+        Err(herald_core::service::Error::NotFound { .. }) => return refused(LinkError::Invalid),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let channels = channels_of(&profile);
+    let ticked = |name: String| form.contains_key(&name);
+    let mut choices = Vec::new();
+    for c in categories
+        .iter()
+        .filter(|c| c.visible && c.default_preference != DefaultPreference::Mandatory)
+    {
+        let preference = if ticked(format!("category:{}", c.slug)) {
+            Choice::OptIn
+        } else {
+            Choice::OptOut
+        };
+        let off: Vec<&str> = channels
+            .iter()
+            .filter(|ch| {
+                !c.locked_channels.contains(ch)
+                    && !ticked(format!("channel:{}:{}", c.slug, ch.as_str()))
+            })
+            .map(|ch| ch.as_str())
+            .collect();
+        // Channel boxes only mean something while the category is on; keep earlier ones otherwise.
+        let body = if preference == Choice::OptIn {
+            json!({"preference": preference.as_str(), "opt_out_channels": off})
+        } else {
+            json!({"preference": preference.as_str()})
+        };
+        choices.push((c.clone(), body));
+    }
+    let restricted: BTreeSet<Channel> = channels
+        .iter()
+        .copied()
+        .filter(|ch| ticked(format!("restrict:{}", ch.as_str())))
+        .collect();
+    let offered = channels.clone();
+    let request = json!({"preference_page": form});
+    let outcome = profiles::change_existing(store, &ctx, &id, request, move |p| {
+        for (c, body) in &choices {
+            preference::choose_category(&mut p.preferences, c, body)?;
+        }
+        for ch in &offered {
+            if restricted.contains(ch) {
+                p.preferences.restricted_channels.insert(*ch);
+            } else {
+                p.preferences.restricted_channels.remove(ch);
+            }
+        }
+        Ok(())
+    })
+    .await;
+    match outcome {
+        Ok(_) => {
+            let mut r = StatusCode::SEE_OTHER.into_response();
+            let to = format!("/preferences/{token}?saved=1");
+            r.headers_mut().insert(
+                header::LOCATION,
+                HeaderValue::from_str(&to).expect("a token is URL-safe"),
+            );
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(herald_core::service::Error::Invalid(e)) => page(
+            StatusCode::BAD_REQUEST,
+            "Preferences",
+            &format!(
+                "<h1>Preferences</h1><p>That change is not possible: {}</p>",
+                esc(&e.to_string())
+            ),
+        ),
+        Err(herald_core::service::Error::NotFound { .. }) => refused(LinkError::Invalid),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
