@@ -63,12 +63,18 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
     let method = request.method().clone();
     let started = Instant::now();
     let response = next.run(request).await;
-    app.metrics.observe_request(
-        method.as_str(),
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    let (status, elapsed) = (response.status().as_u16(), started.elapsed());
+    app.metrics
+        .observe_request(method.as_str(), &route, status, elapsed);
+    // The route template, never the path: ids and tokens stay out of the log.
+    let ms = elapsed.as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(%method, %route, status, ms, "request failed");
+    } else if status >= 400 {
+        tracing::info!(%method, %route, status, ms, "request refused");
+    } else {
+        tracing::debug!(%method, %route, status, ms, "request");
+    }
     response
 }
 
