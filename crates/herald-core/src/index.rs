@@ -229,10 +229,13 @@ pub mod types {
     pub const OBJECT: u8 = 8;
     pub const ARRAY: u8 = 16;
     pub const NULL: u8 = 32;
+    /// A string holding an RFC 3339 time.
+    pub const DATETIME: u8 = 64;
 
     pub fn of(v: &serde_json::Value) -> u8 {
         use serde_json::Value::*;
         match v {
+            String(s) if super::parse_time(s).is_some() => DATETIME,
             String(_) => STRING,
             Number(_) => NUMBER,
             Bool(_) => BOOLEAN,
@@ -250,6 +253,7 @@ pub mod types {
             (OBJECT, "object"),
             (ARRAY, "array"),
             (NULL, "null"),
+            (DATETIME, "datetime"),
         ]
         .into_iter()
         .filter(|(b, _)| bits & b != 0)
@@ -265,6 +269,7 @@ pub mod types {
             "object" => OBJECT,
             "array" => ARRAY,
             "null" => NULL,
+            "datetime" => DATETIME,
             _ => return None,
         })
     }
@@ -452,6 +457,20 @@ mod tests {
             texts(&p, "$email"),
             [(EntryKind::Element, "Ada@example.com".into())]
         );
+    }
+
+    #[test]
+    fn presence_records_each_key_with_its_type() {
+        let p =
+            profile(json!({"renews": "2026-06-01T00:00:00Z", "plan": "pro", "n": 1, "tags": []}));
+        let keys = presence(&p);
+        assert_eq!(keys["renews"], types::DATETIME);
+        assert_eq!(types::names(keys["renews"]), ["datetime"]);
+        assert_eq!(
+            (keys["plan"], keys["n"], keys["tags"]),
+            (types::STRING, types::NUMBER, types::ARRAY)
+        );
+        assert_eq!(keys[EVERY_PROFILE], 0);
     }
 
     #[test]

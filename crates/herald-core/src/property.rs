@@ -217,7 +217,7 @@ pub fn discovered(key: &str, bits: u8, now: DateTime<Utc>) -> PropertyRecord {
     }
 }
 
-const DECLARABLE_TYPES: [&str; 5] = ["string", "number", "boolean", "object", "array"];
+const DECLARABLE_TYPES: [&str; 6] = ["string", "number", "boolean", "object", "array", "datetime"];
 
 /// `POST /v1/property/`: `{key, type?, label?, description?, show_in_table?}`.
 pub fn parse_declaration(body: &Value, now: DateTime<Utc>) -> Result<PropertyRecord, Invalid> {
