@@ -42,83 +42,83 @@ pub(super) async fn sync(
     };
     let change = Change::between(before, after);
     let id = p.distinct_id.as_str();
-    apply_change(tx, env, id, micros(p.created_at), &change, after.is_none()).await
+    apply_change(tx, env, id, micros(p.created_at), &change).await
 }
 
-/// Applies `change` for the profile `id` (created at `created_at`). `gone`: the profile was
-/// removed, so all its rows go at once.
+/// Applies `change` for the profile `id` (created at `created_at`) in one round trip: the index
+/// rows it removes and adds, its counter deltas (sorted by key, so concurrent writers lock counter
+/// rows in one order) and the custom keys it shows the registry. `ON CONFLICT DO NOTHING` and the
+/// conditional update take no lock on an existing, unchanged registry row.
 async fn apply_change(
     tx: &Transaction<'_>,
     env: Env,
     id: &str,
     created_at: i64,
     change: &Change,
-    gone: bool,
 ) -> Result<(), Attempt> {
-    let env = env.as_str();
-    if gone {
-        tx.execute(
-            "DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2",
-            &[&env, &id],
+    if change.is_empty() {
+        return Ok(());
+    }
+    let (r, a) = (&change.removed, &change.added);
+    let r_keys: Vec<&str> = r.iter().map(|e| e.key.as_str()).collect();
+    let r_kinds: Vec<i16> = r.iter().map(|e| e.kind.code()).collect();
+    let r_texts: Vec<&str> = r.iter().map(|e| e.text.as_str()).collect();
+    let a_keys: Vec<&str> = a.iter().map(|e| e.key.as_str()).collect();
+    let a_kinds: Vec<i16> = a.iter().map(|e| e.kind.code()).collect();
+    let a_texts: Vec<&str> = a.iter().map(|e| e.text.as_str()).collect();
+    let a_nums: Vec<Option<f64>> = a.iter().map(|e| e.num).collect();
+    let a_times: Vec<Option<i64>> = a.iter().map(|e| e.time).collect();
+    let c_keys: Vec<&str> = change.counts.iter().map(|(k, _)| k.as_str()).collect();
+    let c_deltas: Vec<i64> = change.counts.iter().map(|(_, d)| *d).collect();
+    let s_keys: Vec<&str> = change.seen.iter().map(|(k, _)| k.as_str()).collect();
+    let s_bits: Vec<i16> = change.seen.iter().map(|(_, b)| *b as i16).collect();
+    let stmt = tx
+        .prepare_cached(
+            "WITH removed AS (
+                 DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2
+                 AND (key, kind, text_value) IN (SELECT * FROM UNNEST($3::text[], $4::int2[], $5::text[]))
+             ), added AS (
+                 INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
+                 SELECT $1, $2, k, kd, t, n, tm, $6
+                 FROM UNNEST($7::text[], $8::int2[], $9::text[], $10::float8[], $11::int8[]) AS u(k, kd, t, n, tm)
+             ), counted AS (
+                 INSERT INTO property_counts (env, key, shard, n)
+                 SELECT $1, k, $12, d FROM UNNEST($13::text[], $14::int8[]) AS u(k, d)
+                 ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n
+             ), discovered AS (
+                 INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
+                 SELECT $1, k, 'custom', k, '', false, NULL, false, b, $15 FROM UNNEST($16::text[], $17::int2[]) AS u(k, b)
+                 ON CONFLICT (env, key) DO NOTHING
+             )
+             UPDATE properties p SET types_seen = p.types_seen | u.b
+             FROM UNNEST($16::text[], $17::int2[]) AS u(k, b)
+             WHERE p.env = $1 AND p.key = u.k AND (p.types_seen | u.b) <> p.types_seen",
         )
         .await?;
-    } else if !change.removed.is_empty() {
-        let keys: Vec<&str> = change.removed.iter().map(|e| e.key.as_str()).collect();
-        let kinds: Vec<i16> = change.removed.iter().map(|e| e.kind.code()).collect();
-        let texts: Vec<&str> = change.removed.iter().map(|e| e.text.as_str()).collect();
-        let stmt = tx
-            .prepare_cached(
-                "DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2
-                 AND (key, kind, text_value) IN (SELECT * FROM UNNEST($3::text[], $4::int2[], $5::text[]))",
-            )
-            .await?;
-        tx.execute(&stmt, &[&env, &id, &keys, &kinds, &texts])
-            .await?;
-    }
-    if !change.added.is_empty() {
-        let a = &change.added;
-        let keys: Vec<&str> = a.iter().map(|e| e.key.as_str()).collect();
-        let kinds: Vec<i16> = a.iter().map(|e| e.kind.code()).collect();
-        let texts: Vec<&str> = a.iter().map(|e| e.text.as_str()).collect();
-        let nums: Vec<Option<f64>> = a.iter().map(|e| e.num).collect();
-        let times: Vec<Option<i64>> = a.iter().map(|e| e.time).collect();
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
-                 SELECT $1, $2, k, kd, t, n, tm, $3
-                 FROM UNNEST($4::text[], $5::int2[], $6::text[], $7::float8[], $8::int8[]) AS u(k, kd, t, n, tm)",
-            )
-            .await?;
-        tx.execute(
-            &stmt,
-            &[&env, &id, &created_at, &keys, &kinds, &texts, &nums, &times],
-        )
-        .await?;
-    }
-    if !change.counts.is_empty() {
-        // Sorted by key (Change sorts them), so concurrent writers lock counter rows in one order.
-        let keys: Vec<&str> = change.counts.iter().map(|(k, _)| k.as_str()).collect();
-        let deltas: Vec<i64> = change.counts.iter().map(|(_, d)| *d).collect();
-        let stmt = tx
-            .prepare_cached(
-                "INSERT INTO property_counts (env, key, shard, n)
-                 SELECT $1, k, $2, d FROM UNNEST($3::text[], $4::int8[]) AS u(k, d)
-                 ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n",
-            )
-            .await?;
-        tx.execute(&stmt, &[&env, &shard_of(id), &keys, &deltas])
-            .await?;
-    }
-    for (key, bits) in &change.seen {
-        let r = property::discovered(key, *bits, chrono::Utc::now());
-        // DO NOTHING and a conditional UPDATE take no lock on an existing, unchanged row.
-        insert_record(tx, env, &r).await?;
-        tx.execute(
-            "UPDATE properties SET types_seen = types_seen | $3 WHERE env = $1 AND key = $2 AND (types_seen | $3) <> types_seen",
-            &[&env, key, &(*bits as i16)],
-        )
-        .await?;
-    }
+    let now = micros(chrono::Utc::now());
+    tx.execute(
+        &stmt,
+        &[
+            &env.as_str(),
+            &id,
+            &r_keys,
+            &r_kinds,
+            &r_texts,
+            &created_at,
+            &a_keys,
+            &a_kinds,
+            &a_texts,
+            &a_nums,
+            &a_times,
+            &shard_of(id),
+            &c_keys,
+            &c_deltas,
+            &now,
+            &s_keys,
+            &s_bits,
+        ],
+    )
+    .await?;
     Ok(())
 }
 
