@@ -19,6 +19,7 @@ pub mod property;
 pub mod service;
 pub mod signature;
 pub mod store;
+pub mod template;
 pub mod validate;
 
 pub use channel::{Channel, Identity, IdentityStatus};

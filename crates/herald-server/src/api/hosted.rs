@@ -58,20 +58,38 @@ pub async fn mint(
             })?,
     };
     profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    let expires_at = Utc::now() + Duration::days(days);
-    let token = link::mint(
-        &link_secret(&app).await?,
-        caller.scope.env(),
-        &id,
-        expires_at,
-    );
-    let url = format!("{}/preferences/{token}", app.config.public_base());
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"url": url, "token": token, "expires_at": expires_at.to_rfc3339()})),
-    )
-        .into_response())
+    let link = preference_link(&app, caller.scope.env(), &id, days).await?;
+    let body =
+        json!({"url": link.url, "token": link.token, "expires_at": link.expires_at.to_rfc3339()});
+    Ok((StatusCode::CREATED, Json(body)).into_response())
 }
+
+/// A signed link to a user's preference page.
+pub struct PreferenceLink {
+    pub url: String,
+    pub token: String,
+    pub expires_at: chrono::DateTime<Utc>,
+}
+
+/// Mints a link valid for `days`; also what templates get as `$hosted_preference_url`.
+pub async fn preference_link(
+    app: &App,
+    env: herald_core::Env,
+    id: &DistinctId,
+    days: i64,
+) -> Result<PreferenceLink, ApiError> {
+    let expires_at = Utc::now() + Duration::days(days);
+    let token = link::mint(&link_secret(app).await?, env, id, expires_at);
+    let url = format!("{}/preferences/{token}", app.config.public_base());
+    Ok(PreferenceLink {
+        url,
+        token,
+        expires_at,
+    })
+}
+
+/// How long the links put in templates last.
+pub const TEMPLATE_LINK_DAYS: i64 = DEFAULT_DAYS;
 
 /// HTML with the headers a page whose URL is a credential needs.
 fn page(status: StatusCode, title: &str, body: &str) -> Response {

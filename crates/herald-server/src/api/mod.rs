@@ -7,6 +7,7 @@ mod hosted;
 mod meta;
 mod preferences;
 mod properties;
+mod templates;
 mod users;
 
 use crate::App;
@@ -62,6 +63,7 @@ pub fn router(app: App) -> Router {
             get(preferences::channels).patch(preferences::restrict_channels),
         )
         .route("/v1/user/{id}/preference/link", post(hosted::mint))
+        .route("/v1/user/{id}/preview", post(templates::preview))
         .route(
             "/v1/bulk/subscriber/preference",
             patch(preferences::bulk_update),

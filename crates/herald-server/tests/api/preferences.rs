@@ -517,3 +517,61 @@ async fn a_preference_link_opens_a_page_that_saves_choices() {
     let live = app.call_in(Env::Live, "GET", "/v1/user/ada/", None).await;
     assert_eq!(live.status, 404);
 }
+
+#[tokio::test]
+async fn templates_get_the_recipient_and_a_working_preference_link() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    app.call("POST", "/v1/user/ada/", Some(json!({"name": "Ada"})))
+        .await
+        .expect(201);
+    let out = app
+        .call(
+            "POST",
+            "/v1/user/ada/preview/",
+            Some(json!({
+                "template": "Hi {{$recipient.name}} <{{$recipient.$email}}>, order {{order}}. Preferences: {{{$hosted_preference_url}}}",
+                "data": {"order": 42}
+            })),
+        )
+        .await
+        .expect(200);
+    let rendered = out["rendered"].as_str().unwrap();
+    let (text, url) = rendered.split_once("Preferences: ").unwrap();
+    assert_eq!(text, "Hi Ada <ada@example.com>, order 42. ");
+    let path = url
+        .strip_prefix("http://127.0.0.1:8080")
+        .expect("public_base from config");
+    assert!(path.starts_with("/preferences/"), "{url}");
+    // The link in the template opens this user's page.
+    let page = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 200);
+    assert!(page.text().await.unwrap().contains("category-newsletter"));
+
+    for (body, status, field) in [
+        (json!({"template": "{{#if}}"}), 400, Some("template")),
+        (json!({}), 400, Some("template")),
+        (
+            json!({"template": "x", "data": {"$recipient": 1}}),
+            400,
+            Some("data.$recipient"),
+        ),
+        (json!({"template": "x", "data": [1]}), 400, Some("data")),
+    ] {
+        app.call("POST", "/v1/user/ada/preview/", Some(body))
+            .await
+            .expect_error(status, field);
+    }
+    app.call(
+        "POST",
+        "/v1/user/ghost/preview/",
+        Some(json!({"template": "x"})),
+    )
+    .await
+    .expect_error(404, None);
+}

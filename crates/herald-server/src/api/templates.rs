@@ -1,0 +1,42 @@
+//! `POST /v1/user/{id}/preview/`: renders a Handlebars template for one user, with the variables
+//! every Herald template sees (see `herald_core::template`), so a template can be checked against
+//! a real profile before it is used.
+
+use super::error::ApiError;
+use super::hosted::{preference_link, TEMPLATE_LINK_DAYS};
+use super::{Caller, JsonBody, UserId};
+use crate::App;
+use axum::extract::State;
+use axum::Json;
+use herald_core::service::profiles;
+use herald_core::template;
+use serde_json::{json, Value};
+
+/// Templates larger than this are refused.
+const MAX_TEMPLATE_BYTES: usize = 100 * 1024;
+
+pub async fn preview(
+    State(app): State<App>,
+    caller: Caller,
+    UserId(id): UserId,
+    JsonBody(body, _): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let source = body
+        .get("template")
+        .and_then(Value::as_str)
+        .ok_or_else(|| {
+            ApiError::bad_request("template", "is required: a Handlebars template string")
+        })?;
+    if source.len() > MAX_TEMPLATE_BYTES {
+        return Err(ApiError::bad_request(
+            "template",
+            format!("must be at most {MAX_TEMPLATE_BYTES} bytes"),
+        ));
+    }
+    let data = body.get("data").cloned().unwrap_or(Value::Null);
+    let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
+    let link = preference_link(&app, caller.scope.env(), &id, TEMPLATE_LINK_DAYS).await?;
+    let vars = template::variables(&profile, &link.url, &data)?;
+    let rendered = template::render("template", source, &vars)?;
+    Ok(Json(json!({ "rendered": rendered })))
+}
