@@ -42,6 +42,8 @@ async fn scratch() -> Scratch {
 
 pub struct TestApp {
     pub base: String,
+    /// The server's store, for what the API cannot reach (e.g. minting an expired link).
+    pub store: Arc<dyn herald_core::store::Store>,
     pub http: reqwest::Client,
     pub test: Keys,
     pub live: Keys,
@@ -86,7 +88,7 @@ impl TestApp {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = App {
-            store,
+            store: store.clone(),
             config: Arc::new(config.clone()),
             metrics: Arc::default(),
         };
@@ -97,6 +99,7 @@ impl TestApp {
         });
         TestApp {
             base,
+            store,
             http: reqwest::Client::new(),
             test,
             live,

@@ -575,3 +575,60 @@ async fn templates_get_the_recipient_and_a_working_preference_link() {
     .await
     .expect_error(404, None);
 }
+
+#[tokio::test]
+async fn an_expired_link_shows_a_clear_page_and_no_data() {
+    let app = TestApp::spawn().await;
+    setup(&app).await;
+    // Mint the link a real one would be, but already expired.
+    app.call("POST", "/v1/user/ada/preference/link/", Some(json!({})))
+        .await
+        .expect(201);
+    let secret = app
+        .store
+        .server_secret("preference_links", "unused")
+        .await
+        .unwrap();
+    let id = herald_core::DistinctId::parse("ada").unwrap();
+    let past = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let token = herald_core::link::mint(secret.as_bytes(), Env::Test, &id, past);
+    let page = app
+        .http
+        .get(format!("{}/preferences/{token}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status().as_u16(), 410);
+    let html = page.text().await.unwrap();
+    assert!(
+        html.contains("expired") && !html.contains("newsletter"),
+        "{html}"
+    );
+    let post = app
+        .http
+        .post(format!("{}/preferences/{token}", app.base))
+        .body("restrict:email=on")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 410);
+    let chans = app
+        .call("GET", "/v1/user/ada/preference/channel_preference/", None)
+        .await
+        .expect(200);
+    assert_eq!(chans["channel_preferences"][0]["is_restricted"], false);
+    // The same token, still valid, opens the page: only the expiry was at fault.
+    let fresh = herald_core::link::mint(
+        secret.as_bytes(),
+        Env::Test,
+        &id,
+        past + chrono::Duration::days(1),
+    );
+    let ok = app
+        .http
+        .get(format!("{}/preferences/{fresh}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+}
