@@ -202,19 +202,8 @@ pub fn decide(profile: &Profile, category: &Category, channel: Channel) -> Resul
     Ok(())
 }
 
-/// The channels preferences speak of, in the wire order.
-pub const PREFERENCE_CHANNELS: [Channel; 10] = [
-    Channel::Email,
-    Channel::Sms,
-    Channel::Whatsapp,
-    Channel::Androidpush,
-    Channel::Iospush,
-    Channel::Webpush,
-    Channel::Slack,
-    Channel::MsTeams,
-    Channel::Discord,
-    Channel::Inbox,
-];
+/// The channels preferences speak of, in the wire order: all of them.
+pub const PREFERENCE_CHANNELS: [Channel; 10] = Channel::ALL;
 
 fn channel(field: &str, v: &Value) -> Result<Channel, Invalid> {
     v.as_str().and_then(Channel::from_name).ok_or_else(|| {
