@@ -89,6 +89,11 @@ impl SqliteStore {
 
 /// Applies missing migrations in one transaction; safe when two processes open the file at once.
 pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
+    migrate_to(conn, MIGRATIONS.len() as i64)
+}
+
+/// Applies the missing migrations up to `target` (all of them, outside tests).
+fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(internal)?;
@@ -103,7 +108,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
             |r| r.get(0),
         )
         .map_err(internal)?;
-    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+    for (version, name, sql) in MIGRATIONS
+        .iter()
+        .filter(|(v, _, _)| *v > current && *v <= target)
+    {
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Internal(format!("migration {version} ({name}): {e}")))?;
         tx.execute(
@@ -113,7 +121,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
         .map_err(internal)?;
     }
     // Indexing reads profiles with today's columns, so it runs after every migration.
-    if current < INDEX_MIGRATION {
+    if current < INDEX_MIGRATION && target >= MIGRATIONS.len() as i64 {
         index_existing_profiles(&tx)?;
     }
     tx.commit().map_err(internal)
@@ -646,5 +654,47 @@ impl ProfileStore for SqliteStore {
                 Ok(events)
             })
             .await
+    }
+}
+
+#[cfg(test)]
+mod upgrade_tests {
+    use super::*;
+
+    /// A database made before the filter index holds profiles; upgrading indexes them, so
+    /// filters, counts and the registry see them.
+    #[test]
+    fn upgrading_indexes_profiles_stored_before_the_index_existed() {
+        let dir = std::env::temp_dir().join(format!("herald-upgrade-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        let mut conn = Connection::open(&path).unwrap();
+        migrate_to(&mut conn, 2).unwrap();
+        conn.execute(
+            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+             VALUES ('test', 'ada', 'enabled', '{\"name\":\"Ada\",\"plan\":\"pro\"}', '[]', 1, 1, 1)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
+        assert_eq!(
+            count("SELECT COUNT(*) FROM profile_values WHERE distinct_id = 'ada' AND key = 'plan' AND text_value = 'pro'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT SUM(n) FROM property_counts WHERE env = 'test' AND key = '*'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM properties WHERE key = 'plan'"),
+            1
+        );
+        assert_eq!(
+            count("SELECT COUNT(*) FROM profiles WHERE preferences = '{}'"),
+            1
+        );
+        drop(conn);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
