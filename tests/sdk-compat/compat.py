@@ -126,6 +126,53 @@ def edit_with_every_operator_and_channel_helper(supr, p):
     assert raw["properties"]["raw"] == 1, raw
 
 
+def unset_lists_whole_channels_and_push_metadata(supr, p):
+    uid = f"{p}-unset"
+    supr.users.upsert(uid, {"a": 1, "b": 2, "c": 3, "$sms": ["+14155550100"], "$email": ["u1@example.com", "u2@example.com"]})
+    e = supr.users.get_edit_instance(uid)
+    e.unset(["a", "b"])                   # several keys at once
+    e.unset("$sms")                       # a whole channel
+    e.add_androidpush("fcm-tok-b", provider="fcm", bundle_id="com.example.app")
+    e.add_iospush("apns-tok-b", provider="apns", bundle_id="com.example.ios")
+    e.append({"$email": "u3@example.com"})  # a channel through the generic append(dict)
+    e.remove({"$email": "u1@example.com"})  # and through the generic remove(dict)
+    e.append({"$androidpush": "fcm-tok-c", "$id_provider": "xiaomi"})  # sibling keys read from the dict
+    got = supr.users.edit(e)
+    assert got["properties"] == {"c": 3}, got
+    assert got.get("$sms", []) == [], got
+    assert values(got, "$email") == ["u2@example.com", "u3@example.com"], got
+    by_token = {i["value"]: i for i in got["$androidpush"]}
+    assert by_token["fcm-tok-b"]["id_provider"] == "fcm", got
+    assert by_token["fcm-tok-b"]["bundle_id"] == "com.example.app", got
+    assert by_token["fcm-tok-c"]["id_provider"] == "xiaomi", got
+    assert got["$iospush"][0]["id_provider"] == "apns" and got["$iospush"][0]["bundle_id"] == "com.example.ios", got
+    for channel in ["$email", "$androidpush", "$iospush"]:
+        for identity in got[channel]:
+            assert identity["status"] == "active" and identity["perma_status"] == "active", identity
+    e = supr.users.get_edit_instance(uid)
+    e.unset(["$email", "$androidpush", "$iospush"])
+    got = supr.users.edit(e)
+    for channel in ["$email", "$androidpush", "$iospush"]:
+        assert got.get(channel, []) == [], (channel, got)
+
+
+def unusual_ids_and_unicode_values(supr, p):
+    # py percent-encodes path segments (quote(x, safe="")); HMAC covers the encoded form and the
+    # body's raw UTF-8 bytes (ensure_ascii=False).
+    for i, raw in enumerate(["user@example.com", "a b+c", "a/b", "üser~!*'()", "ада 漢字"]):
+        uid = f"{p}-{i}-{raw}"
+        made = supr.users.upsert(uid, {"name": "Zoë 漢字 🚀", "note": raw})
+        assert made["distinct_id"] == uid, made
+        e = supr.users.get_edit_instance(uid)
+        e.set("city", "München")
+        edited = supr.users.edit(e)
+        assert edited["properties"]["city"] == "München", edited
+        got = supr.users.get(uid)
+        assert got["distinct_id"] == uid and got["properties"]["name"] == "Zoë 漢字 🚀", got
+        supr.users.delete(uid)
+        expect_error(404, supr.users.get, uid)
+
+
 def async_edit(supr, p):
     uid = f"{p}-async"
     e = supr.users.get_edit_instance(uid)
@@ -136,6 +183,12 @@ def async_edit(supr, p):
     got = supr.users.get(uid)
     assert got["properties"]["source"] == "event", got
     assert values(got, "$email") == ["async@example.com"], got
+    # A refused async edit raises, names the field, and changes nothing.
+    bad = supr.users.get_edit_instance(uid)
+    bad.set("source", "changed")
+    bad.add_email("not-an-email")
+    expect_error(400, supr.users.async_edit, bad, mentions="$email")
+    assert supr.users.get(uid)["properties"]["source"] == "event"
 
 
 def bulk_edit(supr, p):
@@ -151,6 +204,19 @@ def bulk_edit(supr, p):
         got = supr.users.get(f"{p}-bulk-{i}")
         assert got["properties"]["n"] == i, got
         assert values(got, "$email") == [f"bulk{i}@example.com"], got
+    # One malformed record refuses the whole call (400 naming the record and field), nothing applies.
+    bulk = supr.users.get_bulk_edit_instance()
+    for i in range(3):
+        e = supr.users.get_edit_instance(f"{p}-bulk-{i}")
+        e.set("n", 10 + i)
+        if i == 1:
+            e.add_email("not-an-email")
+        bulk.append(e)
+    res = bulk.save()
+    assert res.status == "fail" and res.total == 3 and res.failure == 3, str(res)
+    assert res.failed_records[0]["code"] == 400, res.failed_records
+    assert "[1].$user_operations" in res.failed_records[0]["error"], res.failed_records
+    assert [supr.users.get(f"{p}-bulk-{i}")["properties"]["n"] for i in range(3)] == [0, 1, 2]
 
 
 def list_with_cursor(supr, p):
@@ -166,6 +232,12 @@ def list_with_cursor(supr, p):
         seen += [u["distinct_id"] for u in page["results"]]
         after = page["meta"]["after"]
     assert len(seen) == len(set(seen)), "no profile twice"
+    second = supr.users.list({"limit": 2, "after": first["meta"]["after"]})
+    assert second["meta"]["has_prev"] is True, second
+    back = supr.users.list({"limit": 2, "before": second["meta"]["before"]})
+    assert [u["distinct_id"] for u in back["results"]] == [u["distinct_id"] for u in first["results"]], back
+    for u in first["results"]:
+        assert {"distinct_id", "properties", "created_at", "updated_at"} <= set(u), u
     for i in range(5):
         assert f"{p}-list-{i}" in seen, (i, seen)
     filtered = supr.users.list({"limit": 10, "q": f"{p}-list-"})
@@ -194,6 +266,7 @@ def delete_and_bulk_delete(supr, p):
     assert res["success"] is True, res
     for i in range(3):
         expect_error(404, supr.users.get, f"{p}-bd-{i}")
+    expect_error(404, supr.users.delete, f"{p}-del", mentions=f"{p}-del")
 
 
 def errors(supr, p):
@@ -203,6 +276,19 @@ def errors(supr, p):
     expect_error(400, supr.users.upsert, uid, {"country": "Atlantis"}, mentions="country")
     expect_error(400, supr.users.edit, uid, {"operations": [{"$set": {"$timezone": "Mars/Olympus"}}]}, mentions="timezone")
     expect_error(404, supr.users.get, f"{p}-missing")
+    # Editing a user who does not exist yet creates them (as SuprSend does).
+    created = supr.users.edit(f"{p}-new-by-edit", {"operations": [{"$set": {"x": 1}}]})
+    assert created["distinct_id"] == f"{p}-new-by-edit" and created["properties"] == {"x": 1}, created
+    bad = supr.users.get_edit_instance(uid)
+    bad.set("name", "changed")
+    bad.add_email("still-not-an-email")
+    expect_error(400, supr.users.edit, bad, mentions="$email")
+    bad = supr.users.get_edit_instance(uid)
+    bad.set("country", "XX")
+    expect_error(400, supr.users.edit, bad, mentions="country")
+    bad = supr.users.get_edit_instance(uid)
+    bad.add_sms("12345")
+    expect_error(400, supr.users.edit, bad, mentions="$sms")
     # Nothing changed by the refused calls.
     got = supr.users.get(uid)
     assert got["properties"] == {"name": "E"} and got.get("$email", []) == [], got
@@ -218,6 +304,13 @@ def environments_never_cross(supr, p, mode):
     assert live.users.get(uid)["properties"]["plan"] == "live-plan"
     live.users.delete(uid)
     assert supr.users.get(uid)["properties"]["plan"] == "test-plan"
+    live_only = f"{p}-live-only"
+    live.users.upsert(live_only, {"plan": "live"})
+    expect_error(404, supr.users.get, live_only)
+    expect_error(404, supr.users.delete, live_only)
+    assert live.users.get(live_only)["properties"]["plan"] == "live"
+    names = [u["distinct_id"] for u in supr.users.list({"limit": 100, "q": live_only})["results"]]
+    assert live_only not in names, names
 
 
 def bad_credentials_are_refused(supr, p, mode):
@@ -269,6 +362,8 @@ def preferences(supr, p):
 CHECKS = [
     upsert_and_get,
     edit_with_every_operator_and_channel_helper,
+    unset_lists_whole_channels_and_push_metadata,
+    unusual_ids_and_unicode_values,
     async_edit,
     bulk_edit,
     list_with_cursor,
