@@ -80,40 +80,246 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
 
 #[cfg(test)]
 mod tests {
-    use serde_json::Value;
+    //! Keeps `openapi.json` honest: it documents exactly the routes `router()` registers, with the
+    //! right authentication, and every documented operation is really served.
 
-    /// `(method, path)` of every route registered in `router()`, read from its source so that a
-    /// route added without documentation fails this test.
-    fn routes() -> Vec<(String, String)> {
+    use crate::api::{normalize, router};
+    use crate::config::Config;
+    use crate::App;
+    use axum::body::{to_bytes, Body};
+    use axum::http::{Request, StatusCode};
+    use herald_store::testing::Scratch;
+    use serde_json::Value;
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::sync::Arc;
+    use tower::ServiceExt;
+
+    const METHODS: [&str; 4] = ["get", "post", "patch", "delete"];
+
+    /// `(method, path)` of an operation, the path as `router()` writes it.
+    type Route = (String, String);
+
+    fn doc() -> Value {
+        serde_json::from_str(include_str!("openapi.json")).expect("openapi.json is valid JSON")
+    }
+
+    /// Every route `router()` registers, read from its source so that a route added without
+    /// documentation fails, and whether it needs credentials (registered before the auth layer).
+    fn registered() -> BTreeMap<Route, bool> {
         let source = include_str!("mod.rs");
         let start = source.find("pub fn router").expect("router() in mod.rs");
-        let end = source[start..].find(".fallback(").expect("fallback") + start;
-        let mut routes = Vec::new();
-        for chunk in source[start..end].split(".route(").skip(1) {
+        let end = start
+            + source[start..]
+                .find(".fallback(")
+                .expect("a fallback in router()");
+        let auth = start
+            + source[start..]
+                .find("auth::authenticate")
+                .expect("the auth layer in router()");
+        let body = &source[start..end];
+        let starts: Vec<usize> = body.match_indices(".route(").map(|(i, _)| i).collect();
+        let mut routes = BTreeMap::new();
+        for (n, &at) in starts.iter().enumerate() {
+            let chunk = &body[at..starts.get(n + 1).copied().unwrap_or(body.len())];
             let path = chunk.split('"').nth(1).expect("a path literal");
-            for method in ["get", "post", "patch", "delete"] {
-                let called = chunk
-                    .match_indices(&format!("{method}("))
-                    .any(|(i, _)| i == 0 || !chunk.as_bytes()[i - 1].is_ascii_alphanumeric());
+            for method in METHODS {
+                let called = chunk.match_indices(&format!("{method}(")).any(|(i, _)| {
+                    let before = chunk.as_bytes()[i - 1];
+                    !before.is_ascii_alphanumeric() && before != b'_'
+                });
                 if called {
-                    routes.push((method.to_owned(), path.replace("{id}", "{distinct_id}")));
+                    routes.insert((method.to_owned(), path.to_owned()), start + at < auth);
                 }
             }
         }
         routes
     }
 
+    /// The documented operations, keyed like [`registered`] (trailing slash dropped,
+    /// `{distinct_id}` written `{id}` as the router names it), and whether they need credentials
+    /// (public ones say `"security": []`).
+    fn documented(doc: &Value) -> BTreeMap<Route, bool> {
+        let mut ops = BTreeMap::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let route = path.trim_end_matches('/').replace("{distinct_id}", "{id}");
+            for method in METHODS {
+                if let Some(op) = item.get(method) {
+                    let public = op["security"].as_array().is_some_and(Vec::is_empty);
+                    ops.insert((method.to_owned(), route.clone()), !public);
+                }
+            }
+        }
+        ops
+    }
+
     #[test]
-    fn openapi_documents_every_route() {
-        let doc: Value = serde_json::from_str(include_str!("openapi.json")).expect("valid JSON");
+    fn openapi_documents_exactly_the_routes_of_the_router() {
+        let doc = doc();
         assert_eq!(doc["openapi"], "3.1.0");
-        let routes = routes();
-        assert!(routes.len() >= 20, "found only {routes:?}");
-        for (method, path) in routes {
-            let documented = [format!("{path}/"), path.clone()]
-                .iter()
-                .any(|p| doc["paths"][p][method.as_str()].is_object());
-            assert!(documented, "openapi.json lacks {method} {path}");
+        let (routes, docs) = (registered(), documented(&doc));
+        assert!(routes.len() >= 30, "read only {routes:?} from router()");
+        let undocumented: Vec<_> = routes.keys().filter(|r| !docs.contains_key(*r)).collect();
+        let unrouted: Vec<_> = docs.keys().filter(|r| !routes.contains_key(*r)).collect();
+        assert!(
+            undocumented.is_empty(),
+            "openapi.json lacks {undocumented:?}"
+        );
+        assert!(
+            unrouted.is_empty(),
+            "openapi.json documents {unrouted:?}, which router() does not have"
+        );
+        for (route, needs_key) in &routes {
+            assert_eq!(
+                docs[route],
+                *needs_key,
+                "{route:?}: openapi.json says credentials are {}needed",
+                if docs[route] { "" } else { "not " }
+            );
+        }
+    }
+
+    /// Follows `#/...` references within the document.
+    fn resolve<'a>(doc: &'a Value, mut v: &'a Value) -> &'a Value {
+        while let Some(r) = v.get("$ref").and_then(Value::as_str) {
+            let pointer = r.strip_prefix('#').expect("a local reference");
+            v = doc
+                .pointer(pointer)
+                .unwrap_or_else(|| panic!("{r} does not resolve"));
+        }
+        v
+    }
+
+    fn each_ref(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                for (k, x) in o {
+                    match (k.as_str(), x) {
+                        ("$ref", Value::String(r)) => out.push(r.clone()),
+                        _ => each_ref(x, out),
+                    }
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| each_ref(x, out)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn openapi_operations_are_complete() {
+        let doc = doc();
+        let mut refs = Vec::new();
+        each_ref(&doc, &mut refs);
+        for r in &refs {
+            resolve(&doc, &serde_json::json!({ "$ref": r }));
+        }
+        let mut ids = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            let declared = |op: &Value| -> BTreeSet<String> {
+                [&item["parameters"], &op["parameters"]]
+                    .into_iter()
+                    .filter_map(Value::as_array)
+                    .flatten()
+                    .map(|p| resolve(&doc, p))
+                    .filter(|p| p["in"] == "path")
+                    .map(|p| p["name"].as_str().expect("a name").to_owned())
+                    .collect()
+            };
+            let in_path: BTreeSet<String> = path
+                .split('{')
+                .skip(1)
+                .map(|s| s.split('}').next().expect("a closing brace").to_owned())
+                .collect();
+            for method in METHODS {
+                let Some(op) = item.get(method) else { continue };
+                let at = format!("{method} {path}");
+                assert!(op["summary"].is_string(), "{at}: no summary");
+                let id = op["operationId"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{at}: no operationId"));
+                assert!(
+                    ids.insert(id.to_owned()),
+                    "{at}: operationId {id} is used twice"
+                );
+                assert_eq!(declared(op), in_path, "{at}: path parameters");
+                let responses = op["responses"].as_object().expect("responses");
+                assert!(
+                    responses
+                        .keys()
+                        .any(|s| s.starts_with('2') || s.starts_with('3')),
+                    "{at}: no success response"
+                );
+                let public = op["security"].as_array().is_some_and(Vec::is_empty);
+                if !public {
+                    for status in ["401", "413", "500", "503"] {
+                        assert!(responses.contains_key(status), "{at}: no {status} response");
+                    }
+                }
+                for (status, response) in responses {
+                    let response = resolve(&doc, response);
+                    assert!(
+                        response["description"].is_string(),
+                        "{at} {status}: no description"
+                    );
+                    let json_error = &response["content"]["application/json"]["schema"];
+                    if !public && status.starts_with(['4', '5']) {
+                        assert_eq!(
+                            json_error["$ref"], "#/components/schemas/Error",
+                            "{at} {status}: errors use the one envelope"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends every documented operation, as documented and with the other trailing-slash form, to
+    /// the real router without credentials: each must reach a route (not the 404/405 fallbacks),
+    /// and the ones documented as needing credentials must ask for them.
+    #[tokio::test]
+    async fn every_documented_operation_is_served() {
+        let scratch = Scratch::sqlite();
+        let mut config = Config::load(None, |_| None).expect("default config");
+        config.database_url = scratch.url.clone();
+        let store = crate::open_store(&config).await.expect("a scratch store");
+        let app = App {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::default(),
+        };
+        let doc = doc();
+        for ((method, route), needs_key) in documented(&doc) {
+            let path = route
+                .replace("{id}", "probe-user")
+                .replace("{key}", "plan")
+                .replace("{slug}", "news")
+                .replace("{category}", "news")
+                .replace("{token}", "not-a-token");
+            for target in [format!("{path}/"), path.clone()] {
+                let request = Request::builder()
+                    .method(method.to_uppercase().as_str())
+                    .uri(&target)
+                    .body(Body::empty())
+                    .expect("a request");
+                let response = router(app.clone())
+                    .oneshot(normalize(request))
+                    .await
+                    .expect("a response");
+                let status = response.status();
+                let body = to_bytes(response.into_body(), usize::MAX)
+                    .await
+                    .expect("a body");
+                let text = String::from_utf8_lossy(&body);
+                let at = format!("{method} {target}");
+                let fallback = serde_json::from_slice::<Value>(&body)
+                    .is_ok_and(|v| v["message"] == "no such endpoint");
+                assert!(!fallback, "{at}: the router has no such route");
+                assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{at}: {text}");
+                if needs_key {
+                    assert_eq!(status, StatusCode::UNAUTHORIZED, "{at}: {text}");
+                } else {
+                    assert_ne!(status, StatusCode::UNAUTHORIZED, "{at}: {text}");
+                }
+            }
         }
     }
 }
