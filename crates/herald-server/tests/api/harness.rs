@@ -55,6 +55,8 @@ pub struct TestApp {
 pub struct Response {
     pub status: u16,
     pub body: Value,
+    /// The `Content-Type` header, when there is one.
+    pub content_type: Option<String>,
 }
 
 impl TestApp {
@@ -199,15 +201,86 @@ impl TestApp {
         Self::read(req.send().await.expect("request reaches the server")).await
     }
 
+    /// A request with exactly these headers and this body, byte for byte (for tampered
+    /// signatures and oversized or malformed bodies).
+    pub async fn raw_body(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> Response {
+        let mut req = self
+            .http
+            .request(
+                Method::from_bytes(method.as_bytes()).unwrap(),
+                format!("{}{path}", self.base),
+            )
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Self::read(req.send().await.expect("request reaches the server")).await
+    }
+
     async fn read(resp: reqwest::Response) -> Response {
         let status = resp.status().as_u16();
+        let content_type = resp
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = resp.text().await.unwrap();
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or(Value::String(text))
         };
-        Response { status, body }
+        Response {
+            status,
+            body,
+            content_type,
+        }
+    }
+
+    /// The test environment's user `id`, which must exist.
+    pub async fn user(&self, id: &str) -> Value {
+        self.call("GET", &format!("/v1/user/{id}/"), None)
+            .await
+            .expect(200)
+    }
+
+    /// Everything an environment holds, for "nothing changed" checks: every profile (paged through
+    /// by distinct_id) with its whole history.
+    pub async fn snapshot(&self, env: Env) -> Value {
+        let mut users = Vec::new();
+        let mut path = "/v1/user/?limit=1000&sort=distinct_id".to_owned();
+        loop {
+            let page = self.call_in(env, "GET", &path, None).await.expect(200);
+            users.extend(page["results"].as_array().unwrap().iter().cloned());
+            match page["meta"]["after"].as_str() {
+                Some(after) => {
+                    path = format!("/v1/user/?limit=1000&sort=distinct_id&after={after}")
+                }
+                None => break,
+            }
+        }
+        let mut out = Vec::new();
+        for u in users {
+            let id = u["distinct_id"].as_str().unwrap();
+            let encoded = utf8_percent_encode(id);
+            let history = self
+                .call_in(
+                    env,
+                    "GET",
+                    &format!("/v1/user/{encoded}/history/?limit=1000"),
+                    None,
+                )
+                .await
+                .expect(200);
+            out.push(serde_json::json!({"profile": u, "history": history["results"]}));
+        }
+        Value::Array(out)
     }
 
     /// A bearer request in the test environment.
@@ -229,6 +302,42 @@ impl TestApp {
         self.send(self.keys(env), Auth::Bearer, method, path, text.as_deref())
             .await
     }
+}
+
+/// Percent-encodes a path segment as py's `quote(x, safe="")` does (unreserved characters stay).
+pub fn utf8_percent_encode(segment: &str) -> String {
+    let mut out = String::new();
+    for b in segment.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The `Authorization` value of a signed request: `<workspace_key>:<signature>` over exactly
+/// these parts, so a test can sign one thing and send another.
+pub fn authorization(
+    keys: &Keys,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    content_type: &str,
+    date: &str,
+) -> String {
+    let to_sign = signature::string_to_sign(method, body, content_type, date, path);
+    format!(
+        "{}:{}",
+        keys.workspace_key,
+        signature::sign(&keys.workspace_secret, &to_sign)
+    )
+}
+
+/// Now, as the SDKs write a `Date` header (RFC 1123).
+pub fn http_date() -> String {
+    Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
 }
 
 fn to_keys(new: herald_core::credentials::NewCredentials) -> Keys {

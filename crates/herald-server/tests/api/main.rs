@@ -6,6 +6,7 @@ mod concurrency;
 mod envs;
 mod events;
 mod harness;
+mod history;
 mod preferences;
 mod registry;
 mod users;
