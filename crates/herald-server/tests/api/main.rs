@@ -7,6 +7,7 @@ mod envs;
 mod events;
 mod harness;
 mod history;
+mod limits;
 mod preferences;
 mod registry;
 mod users;
