@@ -1,7 +1,9 @@
 //! Authentication: bearer keys and HMAC signatures, and every way they can be wrong.
 
-use crate::harness::TestApp;
+use crate::harness::{authorization, Auth, Keys, Response, TestApp};
 use chrono::{Duration, SecondsFormat, Utc};
+use herald_core::Env;
+use serde_json::{json, Value};
 
 fn rfc1123(t: chrono::DateTime<Utc>) -> String {
     t.format("%a, %d %b %Y %H:%M:%S GMT").to_string()
@@ -141,5 +143,494 @@ async fn rfc3339_dates_and_a_skew_within_bounds_are_accepted() {
         )
         .await
         .expect(201);
+    }
+}
+
+const CT: &str = "application/json; charset=utf-8";
+
+/// A request signed over `signed` (method, path, body, Content-Type, Date) but sent as `sent`:
+/// every part of the string to sign must match what arrives.
+struct Parts<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: &'a str,
+    content_type: Option<&'a str>,
+    date: &'a str,
+}
+
+async fn signed_as(app: &TestApp, keys: &Keys, signed: &Parts<'_>, sent: &Parts<'_>) -> Response {
+    let auth = authorization(
+        keys,
+        signed.method,
+        signed.path,
+        signed.body.as_bytes(),
+        signed.content_type.unwrap_or(""),
+        signed.date,
+    );
+    let mut headers = vec![("Date", sent.date), ("Authorization", auth.as_str())];
+    if let Some(ct) = sent.content_type {
+        headers.push(("Content-Type", ct));
+    }
+    app.raw_body(sent.method, sent.path, &headers, sent.body.to_owned())
+        .await
+}
+
+#[tokio::test]
+async fn the_signature_covers_method_path_query_body_content_type_and_date() {
+    let app = TestApp::spawn().await;
+    app.call("POST", "/v1/user/ada/", Some(json!({"n": 1})))
+        .await
+        .expect(201);
+    let before = app.snapshot(Env::Test).await;
+    let date = rfc1123(Utc::now());
+    let later = rfc1123(Utc::now() + Duration::seconds(1));
+    let body = r#"{"operations": [{"$add": {"n": 1}}]}"#;
+    let base = Parts {
+        method: "PATCH",
+        path: "/v1/user/ada/",
+        body,
+        content_type: Some(CT),
+        date: &date,
+    };
+    let tampered: Vec<(&str, Parts)> = vec![
+        (
+            "method",
+            Parts {
+                method: "POST",
+                ..base
+            },
+        ),
+        (
+            "path",
+            Parts {
+                path: "/v1/user/bob/",
+                ..base
+            },
+        ),
+        (
+            "trailing slash",
+            Parts {
+                path: "/v1/user/ada",
+                ..base
+            },
+        ),
+        (
+            "query",
+            Parts {
+                path: "/v1/user/ada/?x=1",
+                ..base
+            },
+        ),
+        (
+            "body",
+            Parts {
+                body: r#"{"operations": [{"$add": {"n": 9}}]}"#,
+                ..base
+            },
+        ),
+        (
+            "body whitespace",
+            Parts {
+                body: r#"{"operations":[{"$add":{"n":1}}]}"#,
+                ..base
+            },
+        ),
+        (
+            "content type",
+            Parts {
+                content_type: Some("application/json"),
+                ..base
+            },
+        ),
+        (
+            "no content type",
+            Parts {
+                content_type: None,
+                ..base
+            },
+        ),
+        (
+            "date",
+            Parts {
+                date: &later,
+                ..base
+            },
+        ),
+    ];
+    for (what, sent) in &tampered {
+        let e = signed_as(&app, &app.test, &base, sent)
+            .await
+            .expect_error(401, None);
+        assert!(
+            e["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("signature mismatch"),
+            "{what}: {e}"
+        );
+    }
+    assert_eq!(app.snapshot(Env::Test).await, before, "nothing applied");
+    // The same parts, untampered, are accepted: the refusals above were the tampering.
+    let ok = signed_as(&app, &app.test, &base, &base).await.expect(202);
+    assert_eq!(ok["properties"]["n"], 2);
+    // A request without Content-Type signs an empty line.
+    let bare = Parts {
+        content_type: None,
+        ..base
+    };
+    let ok = signed_as(&app, &app.test, &bare, &bare).await.expect(202);
+    assert_eq!(ok["properties"]["n"], 3);
+    // Signed queries: the raw query is part of the URI, and a bare `?` is not.
+    let list = Parts {
+        method: "GET",
+        path: "/v1/user/?limit=5&sort=distinct_id",
+        body: "",
+        content_type: Some(CT),
+        date: &date,
+    };
+    let page = signed_as(&app, &app.test, &list, &list).await.expect(200);
+    assert_eq!(page["meta"]["limit"], 5);
+    let unqueried = Parts {
+        path: "/v1/user/",
+        ..list
+    };
+    let bare_q = Parts {
+        path: "/v1/user/?",
+        ..list
+    };
+    signed_as(&app, &app.test, &unqueried, &bare_q)
+        .await
+        .expect(200);
+}
+
+#[tokio::test]
+async fn percent_encoded_ids_are_signed_as_sent_and_decoded_after() {
+    let app = TestApp::spawn().await;
+    // (as sent on the wire, as stored): py quote(safe=""), node encodeURIComponent.
+    let ids = [
+        ("a%40b.com", "a@b.com"),
+        ("%C3%BCser~%21%2A%27%28%29", "üser~!*'()"),
+        ("%C3%BCser~!*'()%20a%2Fb", "üser~!*'() a/b"),
+        ("plus+sign", "plus+sign"),
+    ];
+    for (wire, id) in ids {
+        for auth in [Auth::Hmac, Auth::Bearer] {
+            let made = app
+                .send(
+                    &app.test,
+                    auth,
+                    "POST",
+                    &format!("/v1/user/{wire}/"),
+                    Some(r#"{"k": 1}"#),
+                )
+                .await
+                .expect(201);
+            assert_eq!(made["distinct_id"], id, "{wire}");
+            let got = app
+                .send(&app.test, auth, "GET", &format!("/v1/user/{wire}/"), None)
+                .await
+                .expect(200);
+            assert_eq!(got["distinct_id"], id, "{wire}");
+            assert_eq!(got["properties"]["k"], 1);
+        }
+        let edited = app
+            .send(
+                &app.test,
+                Auth::Hmac,
+                "PATCH",
+                &format!("/v1/user/{wire}"),
+                Some(r#"{"operations": [{"$add": {"k": 1}}]}"#),
+            )
+            .await
+            .expect(202);
+        assert_eq!(edited["properties"]["k"], 2);
+        let h = app
+            .send(
+                &app.test,
+                Auth::Hmac,
+                "GET",
+                &format!("/v1/user/{wire}/history/?limit=1"),
+                None,
+            )
+            .await
+            .expect(200);
+        assert_eq!(h["results"][0]["distinct_id"], id);
+    }
+    // Each is one profile under its decoded id.
+    let list = app
+        .send(
+            &app.test,
+            Auth::Hmac,
+            "GET",
+            "/v1/user/?sort=distinct_id&with_count=true",
+            None,
+        )
+        .await
+        .expect(200);
+    let listed: Vec<&str> = list["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["distinct_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        listed,
+        ["a@b.com", "plus+sign", "üser~!*'()", "üser~!*'() a/b"]
+    );
+    // Signing the decoded path instead of the one sent is a mismatch.
+    let date = rfc1123(Utc::now());
+    let decoded = Parts {
+        method: "DELETE",
+        path: "/v1/user/a@b.com/",
+        body: "",
+        content_type: Some(CT),
+        date: &date,
+    };
+    let sent = Parts {
+        path: "/v1/user/a%40b.com/",
+        ..decoded
+    };
+    signed_as(&app, &app.test, &decoded, &sent)
+        .await
+        .expect_error(401, None);
+    // And signed as sent (py signs an empty MD5 for a DELETE), it deletes.
+    signed_as(&app, &app.test, &sent, &sent).await.expect(204);
+    app.call("GET", "/v1/user/a%40b.com/", None)
+        .await
+        .expect_error(404, None);
+}
+
+#[tokio::test]
+async fn a_key_works_only_with_its_own_secret_and_form() {
+    let app = TestApp::spawn().await;
+    let now = rfc1123(Utc::now());
+    let wrong = [
+        // The live workspace key signed with the test secret, and the other way round.
+        app.send_signed(
+            &app.live,
+            &app.test.workspace_secret,
+            &now,
+            "GET",
+            "/v1/user/",
+            "",
+        )
+        .await,
+        app.send_signed(
+            &app.test,
+            &app.live.workspace_secret,
+            &now,
+            "GET",
+            "/v1/user/",
+            "",
+        )
+        .await,
+        // Secrets and workspace keys are not bearer keys.
+        app.raw(
+            "GET",
+            "/v1/user/",
+            &[(
+                "Authorization",
+                &format!("Bearer {}", app.test.workspace_secret),
+            )],
+        )
+        .await,
+        app.raw(
+            "GET",
+            "/v1/user/",
+            &[(
+                "Authorization",
+                &format!("Bearer {}", app.test.workspace_key),
+            )],
+        )
+        .await,
+        app.raw("GET", "/v1/user/", &[("Authorization", "Bearer ")])
+            .await,
+        // An API key is not a workspace key.
+        app.raw(
+            "GET",
+            "/v1/user/",
+            &[
+                ("Authorization", &format!("{}:c2ln", app.test.api_key)),
+                ("Date", &now),
+            ],
+        )
+        .await,
+        // Neither form.
+        app.raw("GET", "/v1/user/", &[("Authorization", "Basic dXNlcg")])
+            .await,
+        app.raw("GET", "/v1/user/", &[("Authorization", "")]).await,
+    ];
+    for (i, r) in wrong.into_iter().enumerate() {
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/json"),
+            "case {i}"
+        );
+        let e = r.expect_error(401, None);
+        assert_eq!(e["error_code"], "authentication_failed", "case {i}: {e}");
+        assert_eq!(e["type"], "AuthenticationError", "case {i}: {e}");
+        assert_eq!(e["field"], Value::Null, "case {i}: {e}");
+    }
+    // A live bearer key reaches live, with surrounding spaces trimmed.
+    app.call_in(Env::Live, "POST", "/v1/user/vip/", Some(json!({})))
+        .await
+        .expect(201);
+    let r = app
+        .raw(
+            "GET",
+            "/v1/user/vip/",
+            &[("Authorization", &format!("Bearer {}  ", app.live.api_key))],
+        )
+        .await
+        .expect(200);
+    assert_eq!(r["distinct_id"], "vip");
+}
+
+#[tokio::test]
+async fn every_authenticated_endpoint_refuses_bad_credentials_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"n": 1, "$email": ["ada@example.com"]})),
+    )
+    .await
+    .expect(201);
+    app.call("POST", "/v1/user/old/", Some(json!({"m": 1})))
+        .await
+        .expect(201);
+    let before = app.snapshot(Env::Test).await;
+    let event = json!({"distinct_id": "ada", "$user_operations": [{"$add": {"n": 1}}]});
+    let calls: Vec<(&str, &str, Value)> = vec![
+        ("GET", "/v1/user/", Value::Null),
+        ("GET", "/v1/user/ada/", Value::Null),
+        ("POST", "/v1/user/ada/", json!({"n": 5})),
+        ("POST", "/v1/user/ghost/", json!({"n": 5})),
+        (
+            "PATCH",
+            "/v1/user/ada/",
+            json!({"operations": [{"$add": {"n": 1}}]}),
+        ),
+        ("DELETE", "/v1/user/ada/", Value::Null),
+        (
+            "PATCH",
+            "/v1/user/ada/status/",
+            json!({"status": "disabled"}),
+        ),
+        (
+            "POST",
+            "/v1/user/ada/merge/",
+            json!({"from_user_id": "old"}),
+        ),
+        ("GET", "/v1/user/ada/history/", Value::Null),
+        ("GET", "/v1/user/ada/export/", Value::Null),
+        ("DELETE", "/v1/bulk/user/", json!({"distinct_ids": ["ada"]})),
+        ("POST", "/event/", event),
+    ];
+    let stale = rfc1123(Utc::now() - Duration::minutes(16));
+    for (method, path, body) in &calls {
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        let now = rfc1123(Utc::now());
+        let bad_sig = format!("{}:AAAA", app.test.workspace_key);
+        let good_but_stale = authorization(&app.test, method, path, body.as_bytes(), CT, &stale);
+        let attempts: Vec<Vec<(&str, &str)>> = vec![
+            vec![("Content-Type", CT)],
+            vec![
+                ("Content-Type", CT),
+                ("Authorization", "Bearer hb_test_unknown"),
+            ],
+            vec![
+                ("Content-Type", CT),
+                ("Authorization", &bad_sig),
+                ("Date", &now),
+            ],
+            vec![
+                ("Content-Type", CT),
+                ("Authorization", &good_but_stale),
+                ("Date", &stale),
+            ],
+        ];
+        for (i, headers) in attempts.iter().enumerate() {
+            let r = app.raw_body(method, path, headers, body.clone()).await;
+            assert_eq!(
+                r.content_type.as_deref(),
+                Some("application/json"),
+                "{method} {path} attempt {i}"
+            );
+            let e = r.expect_error(401, None);
+            assert_eq!(
+                e["error_code"], "authentication_failed",
+                "{method} {path} attempt {i}: {e}"
+            );
+        }
+    }
+    assert_eq!(app.snapshot(Env::Test).await, before);
+}
+
+#[tokio::test]
+async fn unknown_paths_and_methods_are_answered_before_credentials() {
+    let app = TestApp::spawn().await;
+    for headers in [vec![], vec![("Authorization", "Bearer hb_test_unknown")]] {
+        let e = app
+            .raw("GET", "/v1/nothing-here/", &headers)
+            .await
+            .expect_error(404, None);
+        assert_eq!(e["message"], "no such endpoint");
+        let e = app
+            .raw("PUT", "/v1/user/ada/", &headers)
+            .await
+            .expect_error(405, None);
+        assert_eq!(e["error_code"], "method_not_allowed");
+    }
+    // With valid credentials the answers are the same.
+    app.call("GET", "/v1/nothing-here/", None)
+        .await
+        .expect_error(404, None);
+    app.call("PUT", "/v1/user/ada/", Some(json!({})))
+        .await
+        .expect_error(405, None);
+    app.call("GET", "/v1/user/ada/", None)
+        .await
+        .expect_error(404, None);
+}
+
+#[tokio::test]
+async fn the_clock_skew_is_configurable_and_dates_parse_in_every_sdk_form() {
+    let app = TestApp::spawn_with(|c| c.auth.max_clock_skew_secs = 60).await;
+    let keys = &app.test;
+    let e = app
+        .send_signed(
+            keys,
+            &keys.workspace_secret,
+            &rfc1123(Utc::now() - Duration::seconds(120)),
+            "GET",
+            "/v1/user/",
+            "",
+        )
+        .await
+        .expect_error(401, None);
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("(at most 60s allowed)"),
+        "{e}"
+    );
+    let t = Utc::now() - Duration::seconds(30);
+    for date in [
+        rfc1123(t),
+        // RFC 2822 with a numeric zone, RFC 3339 as node's messages API sends it, and with an offset.
+        t.format("%a, %d %b %Y %H:%M:%S +0000").to_string(),
+        t.to_rfc3339_opts(SecondsFormat::Millis, true),
+        t.with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+            .to_rfc3339(),
+    ] {
+        app.send_signed(keys, &keys.workspace_secret, &date, "GET", "/v1/user/", "")
+            .await
+            .expect(200);
     }
 }

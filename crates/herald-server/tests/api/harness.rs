@@ -335,11 +335,6 @@ pub fn authorization(
     )
 }
 
-/// Now, as the SDKs write a `Date` header (RFC 1123).
-pub fn http_date() -> String {
-    Utc::now().format("%a, %d %b %Y %H:%M:%S GMT").to_string()
-}
-
 fn to_keys(new: herald_core::credentials::NewCredentials) -> Keys {
     Keys {
         workspace_key: new.credentials.workspace_key,
