@@ -30,7 +30,7 @@ where
 }
 
 fn auth_of(i: usize) -> Auth {
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         Auth::Bearer
     } else {
         Auth::Hmac
