@@ -384,3 +384,110 @@ async fn a_restart_keeps_histories_insert_ids_deletions_and_both_environments() 
         .await
         .expect(200);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn opposite_merges_racing_leave_one_profile_per_pair() {
+    let app = Arc::new(TestApp::spawn().await);
+    for p in 0..10 {
+        for side in ["x", "y"] {
+            app.call(
+                "POST",
+                &format!("/v1/user/{side}{p}/"),
+                Some(json!({ side: p })),
+            )
+            .await
+            .expect(201);
+        }
+    }
+    // x{p} absorbs y{p} while y{p} absorbs x{p}.
+    let results = parallel(&app, 20, |i| {
+        let p = i / 2;
+        let (into, from) = if i.is_multiple_of(2) {
+            ("x", "y")
+        } else {
+            ("y", "x")
+        };
+        (
+            auth_of(i),
+            "POST",
+            format!("/v1/user/{into}{p}/merge/"),
+            Some(json!({ "from_user_id": format!("{from}{p}") })),
+        )
+    })
+    .await;
+    // Both merges may succeed one after the other (the second creates its primary from the
+    // first's result, as documented); either way exactly one profile of each pair remains,
+    // holding both sides' properties, and no request fails otherwise.
+    for p in 0..10 {
+        let pair = [&results[2 * p], &results[2 * p + 1]];
+        assert!(
+            pair.iter().all(|(s, _)| *s == 201 || *s == 404) && pair.iter().any(|(s, _)| *s == 201),
+            "pair {p}: {pair:?}"
+        );
+        let x = app.call("GET", &format!("/v1/user/x{p}/"), None).await;
+        let y = app.call("GET", &format!("/v1/user/y{p}/"), None).await;
+        let mut statuses = [x.status, y.status];
+        statuses.sort();
+        assert_eq!(statuses, [200, 404], "pair {p}: x {} y {}", x.body, y.body);
+        let survivor = if x.status == 200 { x.body } else { y.body };
+        let props = survivor["properties"].as_object().unwrap();
+        assert_eq!(props.len(), 2, "{survivor}");
+        assert_eq!(
+            (props["x"].clone(), props["y"].clone()),
+            (json!(p), json!(p))
+        );
+    }
+    let list = app
+        .call("GET", "/v1/user/?with_count=true", None)
+        .await
+        .expect(200);
+    assert_eq!(list["meta"]["count"], 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn edits_racing_a_merge_are_kept_on_one_side_or_the_other() {
+    let app = Arc::new(TestApp::spawn().await);
+    app.call("POST", "/v1/user/main/", Some(json!({"name": "Main"})))
+        .await
+        .expect(201);
+    app.call("POST", "/v1/user/old/", Some(json!({})))
+        .await
+        .expect(201);
+    // 40 increments of old's n, with the merge of old into main among them.
+    let results = parallel(&app, 41, |i| {
+        if i == 20 {
+            (
+                Auth::Bearer,
+                "POST",
+                "/v1/user/main/merge/".into(),
+                Some(json!({"from_user_id": "old"})),
+            )
+        } else {
+            (
+                auth_of(i),
+                "PATCH",
+                "/v1/user/old/".into(),
+                Some(json!({"operations": [{"$add": {"n": 1}}]})),
+            )
+        }
+    })
+    .await;
+    assert_eq!(results[20].0, 201, "{:?}", results[20]);
+    assert!(
+        results
+            .iter()
+            .enumerate()
+            .all(|(i, (s, _))| i == 20 || *s == 202),
+        "{results:?}"
+    );
+    // Increments before the merge moved to main; those after it made a new `old`.
+    let main = app.user("main").await;
+    let moved = main["properties"]["n"].as_i64().unwrap_or(0);
+    let old = app.call("GET", "/v1/user/old/", None).await;
+    let after = if old.status == 404 {
+        0
+    } else {
+        old.body["properties"]["n"].as_i64().unwrap()
+    };
+    assert_eq!(moved + after, 40, "main has {moved}, old has {after}");
+}
