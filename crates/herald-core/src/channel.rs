@@ -79,6 +79,8 @@ impl Channel {
             Channel::Androidpush => Some("fcm"),
             Channel::Iospush => Some("apns"),
             Channel::Webpush => Some("vapid"),
+            // The wire's user object shows inbox identities with this provider (wire spec §2.2).
+            Channel::Inbox => Some("suprsend"),
             _ => None,
         }
     }
@@ -88,6 +90,7 @@ impl Channel {
             Channel::Androidpush => &["fcm", "xiaomi", "oppo"],
             Channel::Iospush => &["apns"],
             Channel::Webpush => &["vapid"],
+            Channel::Inbox => &["suprsend"],
             _ => &[],
         }
     }

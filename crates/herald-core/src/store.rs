@@ -56,10 +56,12 @@ pub type MergeFn = Arc<
 pub type TombstoneFn = Arc<dyn Fn(&Profile) -> HistoryEvent + Send + Sync>;
 
 #[derive(Debug, Clone)]
-pub struct EditOutcome {
-    /// The profile as stored after the edit.
-    pub profile: Profile,
-    pub changed: bool,
+pub enum EditOutcome {
+    /// The edit ran: the profile as stored after it (also when it changed nothing).
+    Applied(Box<Profile>),
+    /// An edit with the same idempotency key was already applied in this environment: nothing
+    /// ran, whether or not the profile still exists.
+    AlreadyApplied,
 }
 
 #[async_trait]
@@ -102,7 +104,8 @@ pub trait ProfileStore: Send + Sync {
 
     /// Runs `edit` on the current state of `id` inside one transaction and stores its result.
     /// With `once`, an idempotency key: if an edit with that key was already applied in this
-    /// environment (and not yet purged), nothing runs and the current profile is returned.
+    /// environment (and not yet purged), nothing runs and the answer is
+    /// [`EditOutcome::AlreadyApplied`].
     async fn edit_profile(
         &self,
         scope: EnvScope,

@@ -6,7 +6,7 @@ use crate::ids::DistinctId;
 use crate::listing::{Count, ListQuery, Page};
 use crate::ops::{self, Assign, Op};
 use crate::profile::{Profile, Status};
-use crate::store::{EditFn, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
+use crate::store::{EditFn, EditOutcome, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -99,11 +99,14 @@ pub async fn apply(
     request: Value,
     create: bool,
 ) -> Result<Profile, Error> {
-    apply_once(store, ctx, id, ops, request, create, None).await
+    let edit = edit_fn(ctx, id, ops, request, create);
+    stored(store.edit_profile(ctx.scope, id, edit, None).await?, id)
 }
 
 /// Like [`apply`], but an edit carrying an idempotency key (an event's `$insert_id`) is applied at
-/// most once: a client that retries after a lost reply does not apply it twice.
+/// most once: a client that retries after a lost reply does not apply it twice. `Ok(None)`: the
+/// key was already applied in this environment, so nothing ran — also when the profile has been
+/// deleted since or the key came with another user, so a retry is never a resurrection.
 pub async fn apply_once(
     store: &dyn Store,
     ctx: &Ctx,
@@ -112,10 +115,22 @@ pub async fn apply_once(
     request: Value,
     create: bool,
     once: Option<&str>,
-) -> Result<Profile, Error> {
+) -> Result<Option<Profile>, Error> {
     let edit = edit_fn(ctx, id, ops, request, create);
     match store.edit_profile(ctx.scope, id, edit, once).await? {
-        Ok(outcome) => Ok(outcome.profile),
+        Ok(EditOutcome::Applied(profile)) => Ok(Some(*profile)),
+        Ok(EditOutcome::AlreadyApplied) => Ok(None),
+        Err(refusal) => Err(Error::from_refusal(refusal, id)),
+    }
+}
+
+/// The profile an edit without an idempotency key stored.
+fn stored(outcome: Result<EditOutcome, Refusal>, id: &DistinctId) -> Result<Profile, Error> {
+    match outcome {
+        Ok(EditOutcome::Applied(profile)) => Ok(*profile),
+        Ok(EditOutcome::AlreadyApplied) => {
+            unreachable!("an edit without an idempotency key always runs")
+        }
         Err(refusal) => Err(Error::from_refusal(refusal, id)),
     }
 }
@@ -278,10 +293,7 @@ where
             request.clone(),
         )))
     });
-    match store.edit_profile(ctx.scope, id, edit, None).await? {
-        Ok(outcome) => Ok(outcome.profile),
-        Err(refusal) => Err(Error::from_refusal(refusal, id)),
-    }
+    stored(store.edit_profile(ctx.scope, id, edit, None).await?, id)
 }
 
 pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {

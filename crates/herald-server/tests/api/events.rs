@@ -503,28 +503,30 @@ async fn a_refused_event_keeps_its_insert_id_free_and_a_no_op_uses_it() {
 }
 
 #[tokio::test]
-async fn a_retry_for_a_deleted_user_is_a_404_not_a_resurrection() {
+async fn a_retry_for_a_deleted_user_is_acknowledged_not_a_resurrection() {
+    // The retry gets the answer the first delivery got, and the deleted profile stays deleted.
     let app = TestApp::spawn().await;
     let e = with_insert_id(event(&app, "ada", json!([{"$set": {"k": 1}}]), None), "d1");
     app.call("POST", "/event/", Some(e.clone()))
         .await
         .expect(202);
     app.call("DELETE", "/v1/user/ada/", None).await.expect(204);
+    let before = app.snapshot(herald_core::Env::Test).await;
     let r = app
         .call("POST", "/event/", Some(e.clone()))
         .await
-        .expect_error(404, None);
-    assert_eq!(r["error_code"], "not_found");
+        .expect(202);
+    assert_eq!(r, json!({"status": "success"}));
     let r = app
         .call("POST", "/event/", Some(json!([e])))
         .await
         .expect(202);
-    assert_eq!(r["status"], "fail");
-    assert_eq!(r["records"][0]["status_code"], 404);
-    assert_eq!(r["records"][0]["error"]["type"], "not_found");
+    assert_eq!(r["status"], "success");
+    assert_eq!(r["records"][0]["status_code"], 202);
     app.call("GET", "/v1/user/ada/", None)
         .await
         .expect_error(404, None);
+    assert_eq!(app.snapshot(herald_core::Env::Test).await, before);
 }
 
 #[tokio::test]

@@ -669,7 +669,10 @@ async fn the_user_object_has_the_documented_shape() {
         made["$discord"],
         json!([active(json!("https://discord.com/api/webhooks/123/abc"))])
     );
-    assert_eq!(made["$inbox"], json!([active(json!("inbox-ada"))]));
+    assert_eq!(
+        made["$inbox"],
+        json!([{"value": "inbox-ada", "id_provider": "suprsend", "status": "active", "perma_status": "active"}])
+    );
     // GET returns exactly what the write returned.
     assert_eq!(app.user("ada").await, made);
 }

@@ -377,10 +377,7 @@ async fn write_profile(
 
 fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
     existing
-        .map(|profile| EditOutcome {
-            profile,
-            changed: false,
-        })
+        .map(|p| EditOutcome::Applied(Box::new(p)))
         .ok_or(Refusal::Missing)
 }
 
@@ -565,7 +562,7 @@ impl ProfileStore for PostgresStore {
                         )
                         .await?;
                     if seen.is_some() {
-                        return Ok(unchanged(existing));
+                        return Ok(Ok(EditOutcome::AlreadyApplied));
                     }
                 }
                 match edit(existing.as_ref()) {
@@ -581,10 +578,7 @@ impl ProfileStore for PostgresStore {
                         if let Some(key) = &once {
                             record_key(tx, env, key).await?;
                         }
-                        Ok(Ok(EditOutcome {
-                            profile: w.profile,
-                            changed: true,
-                        }))
+                        Ok(Ok(EditOutcome::Applied(Box::new(w.profile))))
                     }
                 }
             })

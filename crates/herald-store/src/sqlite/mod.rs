@@ -283,10 +283,7 @@ fn write_profile(
 
 fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
     existing
-        .map(|profile| EditOutcome {
-            profile,
-            changed: false,
-        })
+        .map(|p| EditOutcome::Applied(Box::new(p)))
         .ok_or(Refusal::Missing)
 }
 
@@ -457,7 +454,7 @@ impl ProfileStore for SqliteStore {
                 let existing = select_profile(conn, env, &id)?;
                 if let Some(key) = &once {
                     if key_applied(conn, env, key)? {
-                        return Ok(unchanged(existing));
+                        return Ok(Ok(EditOutcome::AlreadyApplied));
                     }
                 }
                 match edit(existing.as_ref()) {
@@ -473,10 +470,7 @@ impl ProfileStore for SqliteStore {
                         if let Some(key) = &once {
                             record_key(conn, env, key)?;
                         }
-                        Ok(Ok(EditOutcome {
-                            profile: w.profile,
-                            changed: true,
-                        }))
+                        Ok(Ok(EditOutcome::Applied(Box::new(w.profile))))
                     }
                 }
             })

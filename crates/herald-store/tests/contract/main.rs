@@ -695,6 +695,17 @@ async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
                 )
                 .await
                 .unwrap()
+                .map(|p| p.properties["n"].clone())
+            }
+        };
+        let n = |env: Env| {
+            let store = b.store.clone();
+            async move {
+                store
+                    .get_profile(EnvScope::new(env), &id("retried"))
+                    .await
+                    .unwrap()
+                    .map(|p| p.properties["n"].clone())
             }
         };
         // Two nodes racing with the same key, then a retry: applied once.
@@ -703,24 +714,34 @@ async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
             once(b.store.clone(), Env::Test, "evt-1"),
             once(other.clone(), Env::Test, "evt-1")
         );
+        assert!(
+            matches!((&a, &c), (Some(n), None) | (None, Some(n)) if *n == json!(1)),
+            "{}: one node applies, the other is told it was applied: {a:?} {c:?}",
+            b.name
+        );
         assert_eq!(
-            (a.properties["n"].clone(), c.properties["n"].clone()),
-            (json!(1), json!(1)),
+            once(b.store.clone(), Env::Test, "evt-1").await,
+            None,
+            "{}: retry runs nothing",
+            b.name
+        );
+        assert_eq!(n(Env::Test).await, Some(json!(1)), "{}", b.name);
+        // Another key applies; the same key in the other environment is its own.
+        let next = once(b.store.clone(), Env::Test, "evt-2").await;
+        assert_eq!(next, Some(json!(2)), "{}", b.name);
+        let live = once(b.store.clone(), Env::Live, "evt-1").await;
+        assert_eq!(live, Some(json!(1)), "{}", b.name);
+        // An applied key is not run again even once its profile is gone: no resurrection.
+        profiles::delete(b.store.as_ref(), &ctx(Env::Live), &id("retried"))
+            .await
+            .unwrap();
+        assert_eq!(
+            once(b.store.clone(), Env::Live, "evt-1").await,
+            None,
             "{}",
             b.name
         );
-        let again = once(b.store.clone(), Env::Test, "evt-1").await;
-        assert_eq!(
-            again.properties["n"],
-            json!(1),
-            "{}: retry changes nothing",
-            b.name
-        );
-        // Another key applies; the same key in the other environment is its own.
-        let next = once(b.store.clone(), Env::Test, "evt-2").await;
-        assert_eq!(next.properties["n"], json!(2), "{}", b.name);
-        let live = once(b.store.clone(), Env::Live, "evt-1").await;
-        assert_eq!(live.properties["n"], json!(1), "{}", b.name);
+        assert_eq!(n(Env::Live).await, None, "{}", b.name);
         // Purging old keys forgets them: the key may then apply again.
         let purged = b
             .store
@@ -729,6 +750,6 @@ async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
             .unwrap();
         assert_eq!(purged, 3, "{}", b.name);
         let after = once(b.store.clone(), Env::Test, "evt-1").await;
-        assert_eq!(after.properties["n"], json!(3), "{}", b.name);
+        assert_eq!(after, Some(json!(3)), "{}", b.name);
     }
 }
