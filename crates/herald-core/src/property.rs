@@ -44,11 +44,12 @@ impl PropertyKind {
     }
 }
 
-/// General properties that are profile fields rather than keys in `properties`.
+/// General properties that are profile fields rather than keys in `properties`. Their keys start
+/// with `$`, which custom keys cannot, so a custom `created_at` is its own property.
 const BUILT_IN_FIELDS: [(&str, &str); 3] = [
     (STATUS_KEY, "Status"),
-    ("created_at", "Created at"),
-    ("updated_at", "Updated at"),
+    ("$created_at", "Created at"),
+    ("$updated_at", "Updated at"),
 ];
 
 /// What is stored about one property.
@@ -344,7 +345,7 @@ mod tests {
             ),
             (0, false)
         );
-        assert_eq!(find("created_at").profiles, 5);
+        assert_eq!(find("$created_at").profiles, 5);
         assert_eq!(find("$status").profiles, 5);
         assert_eq!(
             (find("plan").profiles, find("plan").record.show_in_table),

@@ -151,7 +151,7 @@ async fn the_registry_lists_counts_and_changes_properties() {
     assert_eq!(find(&list, "name")["show_in_table"], true);
     assert_eq!(find(&list, "$email")["profiles"], 2);
     assert_eq!(find(&list, "$sms")["kind"], "channel");
-    assert_eq!(find(&list, "created_at")["profiles"], 3);
+    assert_eq!(find(&list, "$created_at")["profiles"], 3);
     assert_eq!(find(&list, "country")["show_in_table"], false);
 
     // Declare, change, refuse while used, delete when unused.
@@ -236,13 +236,61 @@ async fn the_registry_lists_counts_and_changes_properties() {
         .expect(204);
     let now = app.call("GET", "/v1/property/", None).await.expect(200);
     assert_eq!(find(&now, "plan")["profiles"], 1);
-    assert_eq!(find(&now, "created_at")["profiles"], 2);
+    assert_eq!(find(&now, "$created_at")["profiles"], 2);
     let live = app
         .call_in(Env::Live, "GET", "/v1/property/", None)
         .await
         .expect(200);
     assert_eq!(find(&live, "plan"), Value::Null);
-    assert_eq!(find(&live, "created_at")["profiles"], 0);
+    assert_eq!(find(&live, "$created_at")["profiles"], 0);
+}
+
+#[tokio::test]
+async fn a_custom_created_at_is_its_own_property_beside_the_built_in_timestamp() {
+    // Apps often keep their own sign-up time as `created_at`; it must not hide behind Herald's.
+    let app = TestApp::spawn().await;
+    people(&app).await;
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$set": {"created_at": "2015-06-01T00:00:00Z"}}]})),
+    )
+    .await
+    .expect(202);
+    let one = |key: &str| {
+        let path = format!("/v1/property/{}/", key.replace('$', "%24"));
+        let app = &app;
+        async move { app.call("GET", &path, None).await.expect(200) }
+    };
+    let custom = one("created_at").await;
+    assert_eq!(
+        (
+            custom["kind"].clone(),
+            custom["profiles"].clone(),
+            custom["observed_types"].clone()
+        ),
+        (json!("custom"), json!(1), json!(["datetime"]))
+    );
+    let built_in = one("$created_at").await;
+    assert_eq!(
+        (built_in["kind"].clone(), built_in["profiles"].clone()),
+        (json!("general"), json!(3))
+    );
+    // The custom value filters as a property; the query parameter still means Herald's field.
+    let r = app
+        .call(
+            "GET",
+            "/v1/user/?prop.created_at=lt:2020-01-01T00:00:00Z",
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), vec!["ada"]);
+    let r = app
+        .call("GET", "/v1/user/?created_at=lt:2020-01-01T00:00:00Z", None)
+        .await
+        .expect(200);
+    assert_eq!(ids(&r), Vec::<String>::new());
 }
 
 #[tokio::test]

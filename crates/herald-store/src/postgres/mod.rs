@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0004_preferences.sql"),
     ),
     (5, "secrets", include_str!("migrations/0005_secrets.sql")),
+    (
+        6,
+        "timestamp_keys",
+        include_str!("migrations/0006_timestamp_keys.sql"),
+    ),
 ];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it

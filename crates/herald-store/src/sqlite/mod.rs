@@ -39,6 +39,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("migrations/0004_preferences.sql"),
     ),
     (5, "secrets", include_str!("migrations/0005_secrets.sql")),
+    (
+        6,
+        "timestamp_keys",
+        include_str!("migrations/0006_timestamp_keys.sql"),
+    ),
 ];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it
@@ -690,5 +695,27 @@ mod upgrade_tests {
         );
         drop(conn);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Labels given to the built-in timestamps under their old keys follow them to `$` keys.
+    #[test]
+    fn upgrading_moves_timestamp_overrides_to_their_dollar_keys() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate_to(&mut conn, 5).unwrap();
+        conn.execute(
+            "INSERT INTO properties (env, key, kind, label, description, show_in_table, declared_type, declared, types_seen, created_at)
+             VALUES ('live', 'created_at', 'general', 'Signed up', '', 0, NULL, 0, 0, 0)",
+            [],
+        )
+        .unwrap();
+        migrate(&mut conn).unwrap();
+        let label: String = conn
+            .query_row(
+                "SELECT label FROM properties WHERE env = 'live' AND key = '$created_at'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(label, "Signed up");
     }
 }

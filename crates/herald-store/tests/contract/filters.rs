@@ -282,7 +282,7 @@ async fn registry_counts_stay_exact_through_edits_merges_and_deletes() {
         assert_eq!(find("team").map(|p| p.profiles), Some(1), "{}", b.name);
         assert_eq!(find("$email").map(|p| p.profiles), Some(2), "{}", b.name);
         assert_eq!(
-            find("created_at").map(|p| p.profiles),
+            find("$created_at").map(|p| p.profiles),
             Some(3),
             "{}",
             b.name
