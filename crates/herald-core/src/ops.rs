@@ -78,25 +78,36 @@ pub const OPERATORS: [&str; 7] = [
 ];
 const META_KEYS: [&str; 3] = ["$id_provider", "$bundle_id", "$device_id"];
 
-/// Parses a list of operation objects (`[{"$set": {...}}, {"$unset": [...]}]`). Each object may hold
-/// several operators; they are applied in the order written.
-pub fn parse_operations(raw: &Value) -> Result<Vec<Op>, Invalid> {
+/// One parsed operator and where the request wrote it (`operations[2]`), so that an error found
+/// while applying it names the caller's own position even when one object holds several operators.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub op: Op,
+    /// The field path of the operation object; empty for an upsert body, whose keys stand alone.
+    pub at: String,
+}
+
+/// Parses a list of operation objects (`[{"$set": {...}}, {"$unset": [...]}]`) found at `path` in
+/// the request. Each object may hold several operators; they are applied in the order written.
+pub fn parse_operations(raw: &Value, path: &str) -> Result<Vec<Step>, Invalid> {
     let list = raw.as_array().ok_or_else(|| {
         Invalid::new(
-            "",
+            path,
             format!("must be a list of operations, got {}", type_name(raw)),
         )
     })?;
-    let mut ops = Vec::new();
+    let mut steps = Vec::new();
     for (i, item) in list.iter().enumerate() {
+        let at = format!("{path}[{i}]");
         let obj = item
             .as_object()
-            .ok_or_else(|| Invalid::new(format!("[{i}]"), "each operation must be an object"))?;
+            .ok_or_else(|| Invalid::new(&at, "each operation must be an object"))?;
         for (op, value) in obj {
-            ops.push(parse_op(op, value).map_err(|e| e.within(format!("[{i}]")))?);
+            let op = parse_op(op, value).map_err(|e| e.within(&at))?;
+            steps.push(Step { op, at: at.clone() });
         }
     }
-    Ok(ops)
+    Ok(steps)
 }
 
 fn parse_op(op: &str, value: &Value) -> Result<Op, Invalid> {
@@ -332,11 +343,14 @@ fn removals(obj: &Map<String, Value>) -> Result<Vec<Removal>, Invalid> {
     Ok(out)
 }
 
-/// Applies `ops` in order to a copy of `profile`. Any failure leaves the original untouched.
-pub fn apply(profile: &Profile, ops: &[Op]) -> Result<Profile, Invalid> {
+/// Applies `steps` in order to a copy of `profile`. Any failure leaves the original untouched.
+pub fn apply(profile: &Profile, steps: &[Step]) -> Result<Profile, Invalid> {
     let mut p = profile.clone();
-    for (i, op) in ops.iter().enumerate() {
-        apply_one(&mut p, op).map_err(|e| e.within(format!("operations[{i}]")))?;
+    for s in steps {
+        apply_one(&mut p, &s.op).map_err(|e| match s.at.as_str() {
+            "" => e,
+            at => e.within(at),
+        })?;
     }
     Ok(p)
 }
@@ -523,7 +537,7 @@ pub fn add_identity_if_absent(p: &mut Profile, id: Identity) {
 
 /// The operations an upsert body stands for: channel values are added to those held, `$status` and
 /// properties are set.
-pub fn upsert_operations(body: &Value) -> Result<Vec<Op>, Invalid> {
+pub fn upsert_operations(body: &Value) -> Result<Vec<Step>, Invalid> {
     let obj = body.as_object().ok_or_else(|| {
         Invalid::new(
             "",
@@ -549,5 +563,11 @@ pub fn upsert_operations(body: &Value) -> Result<Vec<Op>, Invalid> {
             sets.push(a)
         }
     }
-    Ok(vec![Op::Set(sets), Op::Append(appends)])
+    Ok([Op::Set(sets), Op::Append(appends)]
+        .into_iter()
+        .map(|op| Step {
+            op,
+            at: String::new(),
+        })
+        .collect())
 }

@@ -13,8 +13,8 @@ fn profile() -> Profile {
     Profile::new(DistinctId::parse("u1").unwrap(), Utc::now())
 }
 
-fn ops(raw: Value) -> Vec<Op> {
-    parse_operations(&raw).unwrap_or_else(|e| panic!("{raw} should parse: {e}"))
+fn ops(raw: Value) -> Vec<Step> {
+    parse_operations(&raw, "operations").unwrap_or_else(|e| panic!("{raw} should parse: {e}"))
 }
 
 /// Parses and applies `raw`, which must succeed.
@@ -31,7 +31,7 @@ fn run_err(p: &Profile, raw: Value) -> Invalid {
 }
 
 fn parse_err(raw: Value) -> Invalid {
-    parse_operations(&raw).expect_err(&format!("{raw} should not parse"))
+    parse_operations(&raw, "").expect_err(&format!("{raw} should not parse"))
 }
 
 fn values(p: &Profile, channel: Channel) -> Vec<Value> {
@@ -561,10 +561,10 @@ fn operators_in_one_object_apply_in_written_order() {
     let list = json!([{"$set": {"a": 1}, "$add": {"a": 2}, "$unset": ["b"], "$append": {"b": 9}}]);
     let parsed = ops(list.clone());
     assert_eq!(parsed.len(), 4);
-    assert!(matches!(parsed[0], Op::Set(_)));
-    assert!(matches!(parsed[1], Op::Add(_)));
-    assert!(matches!(parsed[2], Op::Unset(_)));
-    assert!(matches!(parsed[3], Op::Append(_)));
+    assert!(matches!(parsed[0].op, Op::Set(_)));
+    assert!(matches!(parsed[1].op, Op::Add(_)));
+    assert!(matches!(parsed[2].op, Op::Unset(_)));
+    assert!(matches!(parsed[3].op, Op::Append(_)));
     let p = run(&profile(), list);
     assert_eq!(p.properties["a"], json!(3));
     assert_eq!(p.properties["b"], json!([9]));
@@ -618,6 +618,21 @@ fn a_failing_operation_leaves_the_profile_unchanged() {
     assert_eq!(err.field, "operations[2].$append.n");
     let err = run_err(&p, json!([{"$remove": {"s": "t"}}, {"$set": {"x": 1}}]));
     assert_eq!(err.field, "operations[0].$remove.s");
+}
+
+#[test]
+fn an_error_names_the_operation_object_even_when_it_holds_several_operators() {
+    let p = run(&profile(), json!([{"$set": {"s": "text"}}]));
+    let err = run_err(
+        &p,
+        json!([{"$set": {"a": 1}, "$add": {"n": 1}, "$append": {"s": 1}}, {"$set": {"b": 2}}]),
+    );
+    assert_eq!(err.field, "operations[0].$append.s");
+    let err = run_err(
+        &p,
+        json!([{"$set": {"a": 1}}, {"$unset": ["x"], "$add": {"s": 1}}]),
+    );
+    assert_eq!(err.field, "operations[1].$add.s");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1168,7 +1183,7 @@ proptest! {
         }
 
         let raw = Value::Array(sequence.iter().map(Gen::to_json).collect());
-        let parsed = parse_operations(&raw);
+        let parsed = parse_operations(&raw, "operations");
         prop_assert!(parsed.is_ok(), "{raw} should parse: {:?}", parsed.err());
         let parsed = parsed.unwrap();
         prop_assert_eq!(parsed.len(), sequence.len());

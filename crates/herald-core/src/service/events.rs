@@ -4,13 +4,13 @@ use super::{profiles, Ctx, Error};
 use crate::channel::type_name;
 use crate::error::Invalid;
 use crate::ids::DistinctId;
-use crate::ops::{self, Op};
+use crate::ops::{self, Step};
 use serde_json::{json, Value};
 
 #[derive(Debug, Clone)]
 pub struct IdentityEvent {
     pub distinct_id: DistinctId,
-    pub ops: Vec<Op>,
+    pub ops: Vec<Step>,
     pub request: Value,
     /// `$insert_id`: a retried event with the same id is applied once.
     pub insert_id: Option<String>,
@@ -46,7 +46,7 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
         .and_then(Value::as_str)
         .ok_or_else(|| Invalid::new("distinct_id", "is required and must be a string"))?;
     let distinct_id = DistinctId::parse(id)?;
-    let ops = ops::parse_operations(operations).map_err(|e| e.within("$user_operations"))?;
+    let ops = ops::parse_operations(operations, "$user_operations")?;
     let insert_id = match obj.get("$insert_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => {
@@ -68,14 +68,15 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
     })
 }
 
-/// Applies parsed events in order; each event is all or nothing on its own.
+/// Applies parsed events in order; each event is all or nothing on its own. An error names the
+/// event's position in the call, as a refusal while parsing does: `[3].$user_operations[1]…`.
 pub async fn ingest(
     store: &dyn crate::store::Store,
     ctx: &Ctx,
     events: Vec<IdentityEvent>,
 ) -> Vec<Result<(), Error>> {
     let mut results = Vec::with_capacity(events.len());
-    for e in events {
+    for (i, e) in events.into_iter().enumerate() {
         results.push(
             profiles::apply_once(
                 store,
@@ -87,7 +88,11 @@ pub async fn ingest(
                 e.insert_id.as_deref(),
             )
             .await
-            .map(|_| ()),
+            .map(|_| ())
+            .map_err(|err| match err {
+                Error::Invalid(e) => Error::Invalid(e.within(format!("[{i}]"))),
+                other => other,
+            }),
         );
     }
     results

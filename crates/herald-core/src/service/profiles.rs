@@ -4,7 +4,7 @@ use super::{limits, Ctx, Error};
 use crate::history::{diff, Action, HistoryEvent};
 use crate::ids::DistinctId;
 use crate::listing::{Count, ListQuery, Page};
-use crate::ops::{self, Assign, Op};
+use crate::ops::{self, Assign, Op, Step};
 use crate::profile::{Profile, Status};
 use crate::store::{EditFn, EditOutcome, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
 use serde_json::{json, Value};
@@ -59,7 +59,7 @@ pub async fn edit(
     id: &DistinctId,
     operations: &Value,
 ) -> Result<Profile, Error> {
-    let ops = ops::parse_operations(operations).map_err(|e| e.within("operations"))?;
+    let ops = ops::parse_operations(operations, "operations")?;
     apply(
         store,
         ctx,
@@ -78,7 +78,10 @@ pub async fn set_status(
     id: &DistinctId,
     status: Status,
 ) -> Result<Profile, Error> {
-    let ops = vec![Op::Set(vec![Assign::Status(status)])];
+    let ops = vec![Step {
+        op: Op::Set(vec![Assign::Status(status)]),
+        at: "status".into(),
+    }];
     apply(
         store,
         ctx,
@@ -95,7 +98,7 @@ pub async fn apply(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
-    ops: Vec<Op>,
+    ops: Vec<Step>,
     request: Value,
     create: bool,
 ) -> Result<Profile, Error> {
@@ -111,7 +114,7 @@ pub async fn apply_once(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
-    ops: Vec<Op>,
+    ops: Vec<Step>,
     request: Value,
     create: bool,
     once: Option<&str>,
@@ -137,7 +140,7 @@ fn stored(outcome: Result<EditOutcome, Refusal>, id: &DistinctId) -> Result<Prof
 
 /// The rule of an edit: apply the operations to the current state, bump the version and record
 /// the change, or change nothing at all.
-pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Op>, request: Value, create: bool) -> EditFn {
+pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, create: bool) -> EditFn {
     let (ctx, id) = (ctx.clone(), id.clone());
     Arc::new(move |existing: Option<&Profile>| {
         let base = match existing {

@@ -191,7 +191,7 @@ async fn a_batch_applies_in_order_and_reports_each_event() {
         records[1]["error"]["message"]
             .as_str()
             .unwrap()
-            .starts_with("operations[1].$append.plan: cannot append"),
+            .starts_with("[1].$user_operations[1].$append.plan: cannot append"),
         "{r}"
     );
     let ada = app.user("ada").await;
@@ -234,7 +234,7 @@ async fn a_batch_applies_in_order_and_reports_each_event() {
             )),
         )
         .await
-        .expect_error(400, Some("operations[1].$append.plan"));
+        .expect_error(400, Some("[0].$user_operations[1].$append.plan"));
     assert_eq!(e["error_code"], "validation_error");
     assert_eq!(app.user("ada").await, ada, "nothing changed");
 }
@@ -481,7 +481,7 @@ async fn a_refused_event_keeps_its_insert_id_free_and_a_no_op_uses_it() {
     );
     app.call("POST", "/event/", Some(bad))
         .await
-        .expect_error(400, Some("operations[1].$append.plan"));
+        .expect_error(400, Some("[0].$user_operations[1].$append.plan"));
     let fixed = with_insert_id(event(&app, "ada", json!([{"$add": {"n": 1}}]), None), "r1");
     app.call("POST", "/event/", Some(fixed.clone()))
         .await

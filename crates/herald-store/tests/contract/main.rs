@@ -680,7 +680,9 @@ async fn racing_creates_of_one_new_id_make_one_profile() {
 #[tokio::test]
 async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
     for b in backends().await {
-        let add = || herald_core::ops::parse_operations(&json!([{"$add": {"n": 1}}])).unwrap();
+        let add = || {
+            herald_core::ops::parse_operations(&json!([{"$add": {"n": 1}}]), "operations").unwrap()
+        };
         let once = |store: Arc<dyn Store>, env: Env, key: &'static str| {
             let ops = add();
             async move {
