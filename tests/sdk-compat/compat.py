@@ -225,6 +225,9 @@ def list_with_cursor(supr, p):
     first = supr.users.list({"limit": 2})
     assert len(first["results"]) == 2, first
     assert first["meta"]["has_next"] is True, first
+    # The documented meta: {count, limit, has_prev, has_next, before, after}.
+    assert {"count", "limit", "has_prev", "has_next", "before", "after"} <= set(first["meta"]), first
+    assert isinstance(first["meta"]["count"], int) and first["meta"]["count"] >= 5, first
     seen = [u["distinct_id"] for u in first["results"]]
     after = first["meta"]["after"]
     while after:

@@ -29,7 +29,8 @@ pub async fn list(
     with_count: bool,
 ) -> Result<Listing, Error> {
     let rows = store.list_profiles(ctx.scope, query).await?;
-    let count = if with_count {
+    // Unfiltered, the count is a counter read, so it is always given, as SuprSend's listing does.
+    let count = if with_count || query.filter.is_empty() {
         Some(store.count_profiles(ctx.scope, &query.filter).await?)
     } else {
         None

@@ -96,6 +96,22 @@ async fn filters_select_and_count_over_http() {
         .expect(200);
     assert_eq!(ids(&second), ["grace"]);
     assert_eq!(second["meta"]["has_next"], false);
+    // A filtered page counts only when asked; an unfiltered one always carries its counter.
+    assert_eq!(
+        (
+            second["meta"]["count"].clone(),
+            second["meta"]["count_is_estimate"].clone()
+        ),
+        (Value::Null, Value::Null)
+    );
+    let all = app.call("GET", "/v1/user/?limit=1", None).await.expect(200);
+    assert_eq!(
+        (
+            all["meta"]["count"].clone(),
+            all["meta"]["count_is_estimate"].clone()
+        ),
+        (json!(3), json!(false))
+    );
     // The live environment sees none of it.
     let live = app
         .call_in(Env::Live, "GET", "/v1/user/?prop.plan=eq:pro", None)
