@@ -50,6 +50,7 @@ pub enum Command {
     /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos.
     /// Existing ids are skipped, so a second run with a larger --count tops up.
     Seed {
+        /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
         /// How many profiles.
@@ -68,6 +69,7 @@ pub enum Command {
 pub enum KeysCommand {
     /// Create a key set (workspace key, workspace secret, bearer API key) for one environment.
     Create {
+        /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
         /// Print {"env","workspace_key","workspace_secret","api_key"} as JSON.
@@ -86,6 +88,7 @@ pub enum UserCommand {
     /// Print a profile as JSON.
     Get {
         distinct_id: String,
+        /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
     },
@@ -94,12 +97,26 @@ pub enum UserCommand {
         distinct_id: String,
         /// e.g. '{"name": "Ada", "$email": ["ada@example.com"]}'
         properties: String,
+        /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
     },
     /// Delete a profile.
     Delete {
         distinct_id: String,
+        /// The environment: test or live.
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
+    /// Create or update profiles from NDJSON: one JSON object per line, `distinct_id` beside the
+    /// keys of an upsert body, e.g. {"distinct_id": "ada", "name": "Ada", "$email": ["ada@example.com"]}.
+    /// Refused lines are listed with their numbers and the rest kept; running the file again
+    /// leaves every profile as the file says, so an interrupted import is resumed by running it
+    /// again. Exits non-zero if any line was refused.
+    Import {
+        /// The NDJSON file, or - for standard input.
+        file: PathBuf,
+        /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
     },
@@ -217,6 +234,9 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
                 .map_err(|e| format!("properties are not valid JSON: {e}"))?;
             profiles::upsert(store.as_ref(), &ctx(env), &id(&distinct_id)?, &body).await
         }
+        UserCommand::Import { file, env } => {
+            return import_command(store, ctx(env), &file).await;
+        }
         UserCommand::Delete { distinct_id, env } => {
             profiles::delete(store.as_ref(), &ctx(env), &id(&distinct_id)?)
                 .await
@@ -231,6 +251,69 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
         serde_json::to_string_pretty(&profile.to_wire()).expect("profiles serialise")
     );
     Ok(())
+}
+
+async fn import_command(
+    store: std::sync::Arc<dyn herald_core::store::Store>,
+    ctx: Ctx,
+    file: &std::path::Path,
+) -> Result<(), String> {
+    use std::io::BufReader;
+    let bar = indicatif::ProgressBar::new(0);
+    let input: Box<dyn std::io::BufRead> = if file == std::path::Path::new("-") {
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})",
+            )
+            .expect("a valid template"),
+        );
+        Box::new(BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
+        bar.set_length(f.metadata().map(|m| m.len()).unwrap_or(0));
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta})",
+            )
+            .expect("a valid template"),
+        );
+        Box::new(BufReader::new(f))
+    };
+    let count = || {
+        let (store, scope) = (store.clone(), ctx.scope);
+        async move {
+            store
+                .count_profiles(scope, &herald_core::filter::Filter::default())
+                .await
+                .map(|c| c.value)
+                .map_err(|e| e.to_string())
+        }
+    };
+    let before = count().await?;
+    let started = std::time::Instant::now();
+    let summary = crate::import::run(store.clone(), &ctx, input, |n| bar.inc(n)).await?;
+    bar.finish_and_clear();
+    let after = count().await?;
+    eprintln!(
+        "applied {} lines to {} in {:.1}s; {} new profiles ({after} now)",
+        summary.applied,
+        ctx.scope.env(),
+        started.elapsed().as_secs_f64(),
+        after.saturating_sub(before),
+    );
+    const SHOWN: usize = 50;
+    for (line, reason) in summary.refused.iter().take(SHOWN) {
+        eprintln!("line {line}: {reason}");
+    }
+    match summary.refused.len() {
+        0 => Ok(()),
+        1 => Err("1 line was refused (listed above)".into()),
+        n if n > SHOWN => Err(format!(
+            "{n} lines were refused (the first {SHOWN} are listed above)"
+        )),
+        n => Err(format!("{n} lines were refused (listed above)")),
+    }
 }
 
 /// A database URL without its password, for messages.

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod keys;
 pub mod metrics;
 pub mod seed;

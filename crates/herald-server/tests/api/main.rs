@@ -7,6 +7,7 @@ mod envs;
 mod events;
 mod harness;
 mod history;
+mod import;
 mod limits;
 mod preferences;
 mod registry;

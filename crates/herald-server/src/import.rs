@@ -1,0 +1,99 @@
+//! `herald user import`: loads real profiles from NDJSON, one upsert per line, with the same rules,
+//! history and index as `POST /v1/user/{id}/`. A line that breaks a rule is reported with its
+//! number and skipped; the others are kept. Upserts set values and add identities, so running the
+//! same file again leaves every profile as the file says: an interrupted import is resumed by
+//! running it again.
+
+use herald_core::service::{profiles, Ctx};
+use herald_core::store::Store;
+use herald_core::DistinctId;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Lines read and applied at once: enough to keep the database's writer busy, few enough to keep
+/// memory small.
+const CHUNK: usize = 256;
+
+/// What an import did.
+#[derive(Debug, Default, PartialEq)]
+pub struct Summary {
+    /// Lines applied (a profile created, changed, or already as the line says).
+    pub applied: u64,
+    /// Refused lines: `(line number, reason)`, in line order.
+    pub refused: Vec<(u64, String)>,
+}
+
+/// Imports every line of `input`. `progress` is told the bytes consumed after each chunk. Lines
+/// run concurrently, except that lines for one distinct_id apply in file order.
+pub async fn run(
+    store: Arc<dyn Store>,
+    ctx: &Ctx,
+    input: impl BufRead,
+    progress: impl Fn(u64),
+) -> Result<Summary, String> {
+    let mut summary = Summary::default();
+    let mut lines = input.lines().enumerate();
+    loop {
+        let mut bytes = 0;
+        let mut by_id: Vec<(DistinctId, Vec<(u64, Value)>)> = Vec::new();
+        let mut position: HashMap<DistinctId, usize> = HashMap::new();
+        for (i, line) in lines.by_ref().take(CHUNK) {
+            let number = i as u64 + 1;
+            let line = line.map_err(|e| format!("line {number}: cannot read: {e}"))?;
+            bytes += line.len() as u64 + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_line(&line) {
+                Ok((id, body)) => {
+                    let at = *position.entry(id.clone()).or_insert_with(|| {
+                        by_id.push((id, Vec::new()));
+                        by_id.len() - 1
+                    });
+                    by_id[at].1.push((number, body));
+                }
+                Err(reason) => summary.refused.push((number, reason)),
+            }
+        }
+        if bytes == 0 {
+            break;
+        }
+        let mut tasks = JoinSet::new();
+        for (id, bodies) in by_id {
+            let (store, ctx) = (store.clone(), ctx.clone());
+            tasks.spawn(async move {
+                let mut results = Vec::with_capacity(bodies.len());
+                for (number, body) in bodies {
+                    let result = profiles::upsert(store.as_ref(), &ctx, &id, &body).await;
+                    results.push((number, result.map(|_| ()).map_err(|e| e.to_string())));
+                }
+                results
+            });
+        }
+        for (number, result) in tasks.join_all().await.into_iter().flatten() {
+            match result {
+                Ok(()) => summary.applied += 1,
+                Err(reason) => summary.refused.push((number, reason)),
+            }
+        }
+        summary.refused.sort_by_key(|(number, _)| *number);
+        progress(bytes);
+    }
+    Ok(summary)
+}
+
+/// One line: a JSON object with `distinct_id` beside the keys of an upsert body.
+fn parse_line(line: &str) -> Result<(DistinctId, Value), String> {
+    let mut body: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
+    let object = body
+        .as_object_mut()
+        .ok_or("must be a JSON object with distinct_id and the profile's properties")?;
+    let id = match object.shift_remove("distinct_id") {
+        Some(Value::String(id)) => DistinctId::parse(&id).map_err(|e| e.to_string())?,
+        _ => return Err("distinct_id: is required and must be a string".into()),
+    };
+    Ok((id, body))
+}

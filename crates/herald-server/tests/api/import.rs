@@ -1,0 +1,111 @@
+//! `herald user import`: NDJSON lines become profiles through the upsert rules; refused lines are
+//! named and skipped; a second run changes nothing; lines of one user keep their order.
+
+use crate::harness::TestApp;
+use chrono::Utc;
+use herald_core::history::Actor;
+use herald_core::service::Ctx;
+use herald_core::{Env, EnvScope};
+use herald_server::import;
+use serde_json::json;
+use std::cell::Cell;
+
+fn ctx(env: Env) -> Ctx {
+    Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now())
+}
+
+#[tokio::test]
+async fn lines_become_profiles_and_refused_lines_are_named() {
+    let app = TestApp::spawn().await;
+    let mut file = String::new();
+    for i in 0..600 {
+        file += &format!(
+            "{}\n",
+            json!({"distinct_id": format!("u{i}"), "name": format!("User {i}"), "plan": "pro", "$email": [format!("u{i}@example.com")]})
+        );
+    }
+    // The same user again further on: applied after the first line, adding to it.
+    file += "{\"distinct_id\": \"u7\", \"plan\": \"team\", \"$sms\": [\"+14155550123\"]}\n\n";
+    file += "{\"distinct_id\": \"bad-email\", \"$email\": [\"nope\"]}\n";
+    file += "{\"name\": \"no id\"}\n";
+    file += "not json\n";
+    file += "{\"distinct_id\": \"last\", \"country\": \"GBR\"}";
+    let read = Cell::new(0);
+    let summary = import::run(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |n| {
+        read.set(read.get() + n)
+    })
+    .await
+    .unwrap();
+    assert_eq!(summary.applied, 602);
+    let refused: Vec<(u64, &str)> = summary
+        .refused
+        .iter()
+        .map(|(n, r)| (*n, r.split(':').next().unwrap()))
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (603, "$email[0]"),
+            (604, "distinct_id"),
+            (605, "not valid JSON")
+        ],
+        "{:?}",
+        summary.refused
+    );
+    assert_eq!(
+        read.get(),
+        file.len() as u64 + 1,
+        "progress covers every byte"
+    );
+
+    let u7 = app.user("u7").await;
+    assert_eq!(u7["properties"]["plan"], "team");
+    assert_eq!(u7["$email"][0]["value"], "u7@example.com");
+    assert_eq!(u7["$sms"][0]["value"], "+14155550123");
+    assert_eq!(app.user("last").await["properties"]["country"], "GB");
+    app.call("GET", "/v1/user/bad-email/", None)
+        .await
+        .expect_error(404, None);
+    let list = app.call("GET", "/v1/user/?limit=1", None).await.expect(200);
+    assert_eq!(list["meta"]["count"], 601);
+    let history = app
+        .call("GET", "/v1/user/u1/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(history["results"][0]["actor"]["kind"], "cli");
+
+    // Running the same file again leaves every profile as it was. Only u7, on two lines with
+    // different plans, passes through its first line's value again (and its history says so).
+    let without_u7 = |snapshot: serde_json::Value| -> Vec<serde_json::Value> {
+        snapshot
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["profile"]["distinct_id"] != "u7")
+            .cloned()
+            .collect()
+    };
+    let before = without_u7(app.snapshot(Env::Test).await);
+    let again = import::run(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |_| ())
+        .await
+        .unwrap();
+    assert_eq!((again.applied, again.refused.len()), (602, 3));
+    assert!(
+        without_u7(app.snapshot(Env::Test).await) == before,
+        "a second run changed a profile"
+    );
+    let u7_again = app.user("u7").await;
+    assert_eq!(
+        (
+            &u7_again["properties"],
+            &u7_again["$email"],
+            &u7_again["$sms"]
+        ),
+        (&u7["properties"], &u7["$email"], &u7["$sms"])
+    );
+    let live = app
+        .call_in(Env::Live, "GET", "/v1/user/?limit=1", None)
+        .await
+        .expect(200);
+    assert_eq!(live["meta"]["count"], 0);
+}
