@@ -38,6 +38,22 @@ pub struct ProfileWrite {
     pub event: HistoryEvent,
 }
 
+/// A profile to load as it is, with its history, oldest event first (event ids are the store's).
+#[derive(Debug, Clone)]
+pub struct Imported {
+    pub profile: Profile,
+    pub history: Vec<HistoryEvent>,
+}
+
+impl From<ProfileWrite> for Imported {
+    fn from(w: ProfileWrite) -> Self {
+        Imported {
+            profile: w.profile,
+            history: vec![w.event],
+        }
+    }
+}
+
 /// Decides the next state of one profile from its current state (`None`: not stored yet).
 /// `Ok(None)` means nothing changes. The store calls it inside its write transaction, with the row
 /// locked, so concurrent edits of one profile apply one after the other and none is lost.
@@ -114,13 +130,13 @@ pub trait ProfileStore: Send + Sync {
         once: Option<&str>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
 
-    /// Bulk load: creates the profiles of `writes` that do not exist yet, each with its history
-    /// event, index rows and counters, in one transaction; existing ids are left untouched.
-    /// Returns how many were created.
+    /// Bulk load: creates the profiles of `items` that do not exist yet, each with its history,
+    /// index rows and counters, in one transaction; existing ids are left untouched (with their
+    /// history). Returns how many were created.
     async fn import_profiles(
         &self,
         scope: EnvScope,
-        writes: Vec<ProfileWrite>,
+        items: Vec<Imported>,
     ) -> Result<u64, StoreError>;
 
     /// Refreshes the query planner's statistics after a bulk load, so the first queries over the

@@ -47,6 +47,14 @@ pub enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Copy everything this database holds (keys, profiles with their history and preferences,
+    /// categories, property labels) into another, empty one: how to move from SQLite to
+    /// PostgreSQL. Stop the Herald nodes writing to the source first.
+    Copy {
+        /// The target database: postgres://... or sqlite://PATH. It is migrated first.
+        #[arg(long, value_name = "URL")]
+        to: String,
+    },
     /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos.
     /// Existing ids are skipped, so a second run with a larger --count tops up.
     Seed {
@@ -152,6 +160,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Keys { command } => keys_command(&config, command).await,
+        Command::Copy { to } => copy_command(&config, &to).await,
         Command::User { command } => user_command(&config, command).await,
         Command::Seed {
             env,
@@ -250,6 +259,52 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
         "{}",
         serde_json::to_string_pretty(&profile.to_wire()).expect("profiles serialise")
     );
+    Ok(())
+}
+
+async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
+    use herald_core::service::copy;
+    let from = open_store(config).await?;
+    let target = Config {
+        database_url: to.to_owned(),
+        ..config.clone()
+    };
+    let to_store = crate::open_store_with(&target, true).await?;
+    let total: u64 = copy::profile_counts(from.as_ref())
+        .await
+        .map_err(|e| e.to_string())?
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
+        )
+        .expect("a valid template"),
+    );
+    let started = std::time::Instant::now();
+    let report = copy::run(from.as_ref(), to_store.as_ref(), &|_, n| bar.inc(n))
+        .await
+        .map_err(|e| format!("copy refused: {e}"))?;
+    bar.finish_and_clear();
+    let kept = crate::api::hosted::copy_link_secret(from.as_ref(), to_store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "copied into {} in {:.1}s: {} key sets",
+        redact(to),
+        started.elapsed().as_secs_f64(),
+        report.credentials
+    );
+    for (env, r) in [(Env::Test, &report.test), (Env::Live, &report.live)] {
+        eprintln!(
+            "  {env}: {} profiles, {} history events, {} categories, {} property records",
+            r.profiles, r.history_events, r.categories, r.properties
+        );
+    }
+    if !kept {
+        eprintln!("the target had its own preference-link secret and keeps it: links sent before the move no longer open");
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! Use cases. The HTTP API, the CLI and (later) the dashboard call these; they hold the rules and
 //! reach storage only through the [`crate::store`] traits.
 
+pub mod copy;
 pub mod events;
 pub mod preferences;
 pub mod profiles;

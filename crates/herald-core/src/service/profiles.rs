@@ -374,28 +374,39 @@ pub async fn history(
     })
 }
 
-/// Events read per page when exporting a whole history.
-const EXPORT_PAGE: usize = 1000;
+/// Events read per query when reading a whole history.
+const HISTORY_PAGE: usize = 1000;
+
+/// Every history event of `id`, newest first.
+pub async fn whole_history(
+    store: &dyn Store,
+    scope: crate::EnvScope,
+    id: &DistinctId,
+) -> Result<Vec<HistoryEvent>, Error> {
+    let mut history = Vec::new();
+    let mut before = None;
+    loop {
+        let mut events = store.list_history(scope, id, before, HISTORY_PAGE).await?;
+        let more = events.len() > HISTORY_PAGE;
+        events.truncate(HISTORY_PAGE);
+        before = events.last().map(|e| e.id);
+        history.extend(events);
+        if !more {
+            return Ok(history);
+        }
+    }
+}
 
 /// `GET /v1/user/{id}/export/`: everything Herald holds on one user, as one document (the right
 /// of access): the profile, the user's preference choices and the whole history. Notifications
 /// join it when Herald sends them.
 pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Value, Error> {
     let profile = get(store, ctx, id).await?;
-    let mut history = Vec::new();
-    let mut before = None;
-    loop {
-        let mut events = store
-            .list_history(ctx.scope, id, before, EXPORT_PAGE)
-            .await?;
-        let more = events.len() > EXPORT_PAGE;
-        events.truncate(EXPORT_PAGE);
-        before = events.last().map(|e| e.id);
-        history.extend(events.iter().map(|e| e.to_wire()));
-        if !more {
-            break;
-        }
-    }
+    let history: Vec<Value> = whole_history(store, ctx.scope, id)
+        .await?
+        .iter()
+        .map(HistoryEvent::to_wire)
+        .collect();
     Ok(json!({
         "distinct_id": id,
         "environment": ctx.scope.env().as_str(),
@@ -418,7 +429,7 @@ pub async fn import(
         let ops = ops::upsert_operations(body).map_err(|e| e.within(id))?;
         let at_ctx = Ctx::new(ctx.scope, ctx.actor.clone(), *at);
         match edit_fn(&at_ctx, id, ops, body.clone(), true)(None) {
-            Ok(Some(w)) => writes.push(w),
+            Ok(Some(w)) => writes.push(w.into()),
             Ok(None) => {}
             Err(refusal) => return Err(Error::from_refusal(refusal, id)),
         }

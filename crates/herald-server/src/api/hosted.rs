@@ -28,14 +28,30 @@ const SECRET_NAME: &str = "preference_links";
 const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 365;
 
-async fn link_secret(app: &App) -> Result<Vec<u8>, ApiError> {
-    let candidate: String = rand::rngs::OsRng
+fn fresh_secret() -> String {
+    rand::rngs::OsRng
         .sample_iter(&Alphanumeric)
         .take(48)
         .map(char::from)
-        .collect();
-    let secret = app.store.server_secret(SECRET_NAME, &candidate).await?;
+        .collect()
+}
+
+async fn link_secret(app: &App) -> Result<Vec<u8>, ApiError> {
+    let secret = app
+        .store
+        .server_secret(SECRET_NAME, &fresh_secret())
+        .await?;
     Ok(secret.into_bytes())
+}
+
+/// Gives `to` the secret that signs `from`'s preference links, so links already sent keep
+/// opening after a move. `false`: `to` had a secret of its own, which it keeps.
+pub async fn copy_link_secret(
+    from: &dyn herald_core::store::Store,
+    to: &dyn herald_core::store::Store,
+) -> Result<bool, herald_core::store::StoreError> {
+    let secret = from.server_secret(SECRET_NAME, &fresh_secret()).await?;
+    Ok(to.server_secret(SECRET_NAME, &secret).await? == secret)
 }
 
 /// `POST /v1/user/{id}/preference/link/` with optional `{"expires_in_days": 1..=365}` (default 30).

@@ -3,7 +3,7 @@
 pub mod auth;
 pub mod error;
 mod events;
-mod hosted;
+pub mod hosted;
 mod meta;
 mod preferences;
 mod properties;

@@ -16,8 +16,8 @@ use herald_core::listing::{Count, ListQuery};
 use herald_core::preference::Preferences;
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
-    CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
-    TombstoneFn,
+    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, ProfileStore, ProfileWrite, Refusal,
+    StoreError, TombstoneFn,
 };
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
@@ -594,13 +594,13 @@ impl ProfileStore for PostgresStore {
     async fn import_profiles(
         &self,
         scope: EnvScope,
-        writes: Vec<ProfileWrite>,
+        items: Vec<Imported>,
     ) -> Result<u64, StoreError> {
         let env = scope.env();
-        let writes = std::sync::Arc::new(writes);
+        let items = std::sync::Arc::new(items);
         self.in_transaction(|tx| {
-            let writes = writes.clone();
-            Box::pin(async move { registry::import(tx, env, &writes).await })
+            let items = items.clone();
+            Box::pin(async move { registry::import(tx, env, &items).await })
         })
         .await
     }

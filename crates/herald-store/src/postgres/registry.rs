@@ -13,7 +13,7 @@ use herald_core::listing::{sample_ids, Count, ListQuery, COUNT_SAMPLE, EXACT_COU
 use herald_core::preference::Category;
 use herald_core::profile::{from_micros, micros, Profile};
 use herald_core::property::{self, PropertyKind, PropertyRecord};
-use herald_core::store::{CategoryStore, ProfileWrite, PropertyStore, StoreError};
+use herald_core::store::{CategoryStore, Imported, PropertyStore, StoreError};
 use std::collections::BTreeMap;
 use tokio_postgres::types::{Json, ToSql};
 use tokio_postgres::Row;
@@ -127,7 +127,7 @@ async fn apply_change(
 pub(super) async fn import(
     tx: &Transaction<'_>,
     env: Env,
-    writes: &[ProfileWrite],
+    writes: &[Imported],
 ) -> Result<u64, Attempt> {
     let e = env.as_str();
     let ids: Vec<&str> = writes
@@ -161,7 +161,7 @@ pub(super) async fn import(
         )
         .await?;
     let fresh: std::collections::HashSet<String> = rows.iter().map(|r| r.get(0)).collect();
-    let made: Vec<&ProfileWrite> = writes
+    let made: Vec<&Imported> = writes
         .iter()
         .filter(|w| fresh.contains(w.profile.distinct_id.as_str()))
         .collect();
@@ -173,13 +173,15 @@ pub(super) async fn import(
     let mut counts: BTreeMap<(String, i16), i64> = BTreeMap::new();
     let mut seen: BTreeMap<String, u8> = BTreeMap::new();
     for w in &made {
-        let (p, ev) = (&w.profile, &w.event);
-        h_ids.push(ev.distinct_id.as_str());
-        h_at.push(micros(ev.at));
-        h_actor.push(Json(&ev.actor));
-        h_action.push(ev.action.as_str());
-        h_request.push(Json(&ev.request));
-        h_changes.push(Json(&ev.changes));
+        let p = &w.profile;
+        for ev in &w.history {
+            h_ids.push(ev.distinct_id.as_str());
+            h_at.push(micros(ev.at));
+            h_actor.push(Json(&ev.actor));
+            h_action.push(ev.action.as_str());
+            h_request.push(Json(&ev.request));
+            h_changes.push(Json(&ev.changes));
+        }
         let change = Change::between(None, Some(p));
         for entry in change.added {
             v_ids.push(p.distinct_id.as_str());

@@ -13,8 +13,8 @@ use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
-    CredentialStore, EditFn, EditOutcome, MergeFn, ProfileStore, ProfileWrite, Refusal, StoreError,
-    TombstoneFn,
+    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, ProfileStore, ProfileWrite, Refusal,
+    StoreError, TombstoneFn,
 };
 use pool::{internal, open_connection, Readers, Writer};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -485,13 +485,13 @@ impl ProfileStore for SqliteStore {
     async fn import_profiles(
         &self,
         scope: EnvScope,
-        writes: Vec<ProfileWrite>,
+        items: Vec<Imported>,
     ) -> Result<u64, StoreError> {
         self.writer
             .write(move |conn| {
                 let env = scope.env();
                 let mut created = 0;
-                for w in &writes {
+                for w in &items {
                     let p = &w.profile;
                     let inserted = conn
                         .prepare_cached(
@@ -514,7 +514,9 @@ impl ProfileStore for SqliteStore {
                         .map_err(internal)?;
                     if inserted == 1 {
                         registry::sync(conn, env, None, Some(p))?;
-                        insert_event(conn, env, &w.event)?;
+                        for event in &w.history {
+                            insert_event(conn, env, event)?;
+                        }
                         created += 1;
                     }
                 }

@@ -1,0 +1,129 @@
+//! Copying everything one Herald database holds into another: how a team that outgrew embedded
+//! SQLite moves to PostgreSQL (or back) without losing a profile, a history event, a preference,
+//! a category, a property label or a key.
+
+use super::{profiles, Error};
+use crate::env::{Env, EnvScope};
+use crate::error::Invalid;
+use crate::filter::Filter;
+use crate::listing::{Cursor, ListQuery, PagePosition, Sort, SortField};
+use crate::store::{Imported, Store};
+
+/// Profiles read and written per transaction.
+const BATCH: usize = 500;
+
+/// What was copied into one environment.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct EnvReport {
+    pub profiles: u64,
+    pub history_events: u64,
+    pub categories: u64,
+    pub properties: u64,
+}
+
+/// What a copy did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Key sets copied (those the target did not hold already).
+    pub credentials: u64,
+    pub test: EnvReport,
+    pub live: EnvReport,
+}
+
+/// How many profiles each environment of `store` holds: the work a copy has ahead of it.
+pub async fn profile_counts(store: &dyn Store) -> Result<[(Env, u64); 2], Error> {
+    let mut out = [(Env::Test, 0), (Env::Live, 0)];
+    for (env, n) in &mut out {
+        *n = store
+            .count_profiles(EnvScope::new(*env), &Filter::default())
+            .await?
+            .value;
+    }
+    Ok(out)
+}
+
+/// Copies keys, then per environment the categories, the property registry's declared and
+/// labelled records, and every profile with its history (oldest first, times and actors kept).
+/// The target must hold no profiles, so nothing is merged by accident. `progress` hears of every
+/// batch of profiles copied. Profiles written to the source meanwhile may be missed: stop writers
+/// first. Idempotency keys (kept 24 hours) and the history of deleted profiles are not copied.
+pub async fn run(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: &(dyn Fn(Env, u64) + Sync),
+) -> Result<Report, Error> {
+    for (env, n) in profile_counts(to).await? {
+        if n > 0 {
+            return Err(Error::Conflict(Invalid::new(
+                "target",
+                format!("already holds {n} profiles in {env}; copy into an empty database"),
+            )));
+        }
+    }
+    let mut report = Report::default();
+    for c in from.list_credentials().await? {
+        if to
+            .credentials_by_workspace_key(&c.workspace_key)
+            .await?
+            .is_none()
+        {
+            to.insert_credentials(&c).await?;
+            report.credentials += 1;
+        }
+    }
+    report.test = copy_env(from, to, Env::Test, progress).await?;
+    report.live = copy_env(from, to, Env::Live, progress).await?;
+    to.refresh_statistics().await?;
+    Ok(report)
+}
+
+async fn copy_env(
+    from: &dyn Store,
+    to: &dyn Store,
+    env: Env,
+    progress: &(dyn Fn(Env, u64) + Sync),
+) -> Result<EnvReport, Error> {
+    let scope = EnvScope::new(env);
+    let mut report = EnvReport::default();
+    for category in from.list_categories(scope).await? {
+        to.put_category(scope, &category, true).await?;
+        report.categories += 1;
+    }
+    // Discovered records come back with the profiles that carry them; declared ones and every
+    // label, description and visibility choice are the operator's and are copied as they are.
+    for record in from.list_property_records(scope).await? {
+        if record.declared {
+            to.insert_property_record(scope, &record).await?;
+        }
+        to.put_property_record(scope, &record).await?;
+        report.properties += 1;
+    }
+    let sort = Sort {
+        field: SortField::DistinctId,
+        descending: false,
+    };
+    let mut position = PagePosition::First;
+    loop {
+        let query = ListQuery {
+            filter: Filter::default(),
+            sort,
+            limit: BATCH,
+            position,
+        };
+        let mut profiles = from.list_profiles(scope, &query).await?;
+        profiles.truncate(BATCH);
+        let Some(last) = profiles.last() else { break };
+        position = PagePosition::After(Cursor::of(last, sort));
+        let mut items = Vec::with_capacity(profiles.len());
+        for profile in profiles {
+            let mut history = profiles::whole_history(from, scope, &profile.distinct_id).await?;
+            history.reverse();
+            report.history_events += history.len() as u64;
+            items.push(Imported { profile, history });
+        }
+        let n = items.len() as u64;
+        report.profiles += to.import_profiles(scope, items).await?;
+        progress(env, n);
+    }
+    Ok(report)
+}
