@@ -29,6 +29,11 @@ pub enum Refusal {
     Invalid(Invalid),
     /// The profile does not exist and the edit may not create it.
     Missing,
+    /// The caller expected another version of the profile (`None`: it does not exist).
+    Stale {
+        expected: i64,
+        current: Option<i64>,
+    },
 }
 
 /// A profile to store, with the history event that explains the change.

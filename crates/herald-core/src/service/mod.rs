@@ -19,6 +19,9 @@ pub struct Ctx {
     pub scope: EnvScope,
     pub actor: Actor,
     pub now: DateTime<Utc>,
+    /// The caller's precondition (HTTP `If-Match`): an edit applies only to this version of the
+    /// profile, so two editors cannot silently overwrite each other.
+    pub if_version: Option<i64>,
 }
 
 impl Ctx {
@@ -27,7 +30,12 @@ impl Ctx {
             scope,
             actor,
             now: crate::profile::truncate(now),
+            if_version: None,
         }
+    }
+
+    pub fn expecting(self, if_version: Option<i64>) -> Self {
+        Self { if_version, ..self }
     }
 }
 
@@ -40,6 +48,9 @@ pub enum Error {
     /// A thing other than a user that does not exist: `property 'plan' not found`.
     #[error("{what} '{key}' not found")]
     Missing { what: &'static str, key: String },
+    /// The caller's `If-Match` version is not the profile's (412).
+    #[error("{}", stale_message(*.expected, *.current))]
+    Stale { expected: i64, current: Option<i64> },
     /// The request is well-formed but clashes with what is stored (409).
     #[error("{0}")]
     Conflict(Invalid),
@@ -65,7 +76,17 @@ impl Error {
         match r {
             Refusal::Invalid(e) => Error::Invalid(e),
             Refusal::Missing => Error::user_not_found(id),
+            Refusal::Stale { expected, current } => Error::Stale { expected, current },
         }
+    }
+}
+
+fn stale_message(expected: i64, current: Option<i64>) -> String {
+    match current {
+        Some(v) => format!(
+            "the profile is at version {v}, not {expected}: read it again, then retry with its ETag"
+        ),
+        None => format!("the profile does not exist, so it is not at version {expected}"),
     }
 }
 

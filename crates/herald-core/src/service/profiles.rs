@@ -144,6 +144,7 @@ fn stored(outcome: Result<EditOutcome, Refusal>, id: &DistinctId) -> Result<Prof
 pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, create: bool) -> EditFn {
     let (ctx, id) = (ctx.clone(), id.clone());
     Arc::new(move |existing: Option<&Profile>| {
+        precondition(&ctx, existing)?;
         let base = match existing {
             Some(p) => p.clone(),
             None if create => Profile::new(id.clone(), ctx.now),
@@ -160,6 +161,16 @@ pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, creat
         };
         Ok(Some(write(&ctx, existing, next, action, request.clone())))
     })
+}
+
+/// The caller's `If-Match`, checked under the store's lock against the version being edited.
+fn precondition(ctx: &Ctx, existing: Option<&Profile>) -> Result<(), Refusal> {
+    match (ctx.if_version, existing.map(|p| p.version)) {
+        (Some(expected), current) if current != Some(expected) => {
+            Err(Refusal::Stale { expected, current })
+        }
+        _ => Ok(()),
+    }
 }
 
 fn write(
@@ -281,6 +292,7 @@ where
 {
     let c = ctx.clone();
     let edit: EditFn = Arc::new(move |existing: Option<&Profile>| {
+        precondition(&c, existing)?;
         let Some(current) = existing else {
             return Err(Refusal::Missing);
         };

@@ -71,6 +71,7 @@ impl ApiError {
             "authentication_failed" => "AuthenticationError",
             "not_found" => "NotFound",
             "conflict" => "Conflict",
+            "precondition_failed" => "PreconditionFailed",
             "payload_too_large" => "PayloadTooLarge",
             "method_not_allowed" => "MethodNotAllowed",
             "service_unavailable" => "ServiceUnavailable",
@@ -104,6 +105,12 @@ impl From<service::Error> for ApiError {
             e @ (service::Error::NotFound { .. } | service::Error::Missing { .. }) => {
                 ApiError::not_found(e.to_string())
             }
+            e @ service::Error::Stale { .. } => ApiError {
+                status: StatusCode::PRECONDITION_FAILED,
+                code: "precondition_failed",
+                message: format!("If-Match: {e}"),
+                field: Some("If-Match".into()),
+            },
             service::Error::Conflict(invalid) => ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",

@@ -160,6 +160,37 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
     }
 }
 
+/// The `If-Match` header: the profile version (from an `ETag`) an edit expects. `"3"`, `W/"3"`
+/// and `3` are accepted; absent, the edit applies to whatever version is stored.
+pub struct IfMatch(pub Option<i64>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get(axum::http::header::IF_MATCH) else {
+            return Ok(IfMatch(None));
+        };
+        let refuse = || {
+            ApiError::bad_request(
+                "If-Match",
+                "must be a profile version as the ETag gives it, e.g. \"3\"",
+            )
+        };
+        let text = raw.to_str().map_err(|_| refuse())?.trim();
+        let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
+        match bare.parse::<i64>() {
+            Ok(v) if v >= 1 => Ok(IfMatch(Some(v))),
+            _ => Err(refuse()),
+        }
+    }
+}
+
+/// The `ETag` of a profile: its version, which `If-Match` names to make an edit conditional.
+pub fn etag(version: i64) -> [(axum::http::HeaderName, String); 1] {
+    [(axum::http::header::ETAG, format!("\"{version}\""))]
+}
+
 /// A JSON body, any shape; malformed JSON is a 400 that says where it broke.
 pub struct JsonBody(pub Value, pub usize);
 

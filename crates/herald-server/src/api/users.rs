@@ -1,7 +1,7 @@
 //! `/v1/user/…`: profiles by distinct_id.
 
 use super::error::ApiError;
-use super::{query_pairs, Caller, JsonBody, UserId};
+use super::{etag, query_pairs, Caller, IfMatch, JsonBody, UserId};
 use crate::App;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -17,27 +17,35 @@ pub async fn get(
     State(app): State<App>,
     caller: Caller,
     UserId(id): UserId,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    Ok(Json(profile.to_wire()))
+    Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }
 
 pub async fn upsert(
     State(app): State<App>,
     caller: Caller,
     UserId(id): UserId,
+    IfMatch(version): IfMatch,
     JsonBody(body, size): JsonBody,
 ) -> Result<Response, ApiError> {
     within_edit_limit(size)?;
     let body = if body.is_null() { json!({}) } else { body };
-    let profile = profiles::upsert(app.store.as_ref(), &caller.ctx(), &id, &body).await?;
-    Ok((StatusCode::CREATED, Json(profile.to_wire())).into_response())
+    let ctx = caller.ctx().expecting(version);
+    let profile = profiles::upsert(app.store.as_ref(), &ctx, &id, &body).await?;
+    Ok((
+        StatusCode::CREATED,
+        etag(profile.version),
+        Json(profile.to_wire()),
+    )
+        .into_response())
 }
 
 pub async fn edit(
     State(app): State<App>,
     caller: Caller,
     UserId(id): UserId,
+    IfMatch(version): IfMatch,
     JsonBody(body, size): JsonBody,
 ) -> Result<Response, ApiError> {
     within_edit_limit(size)?;
@@ -47,22 +55,30 @@ pub async fn edit(
             "is required: send {\"operations\": [{\"$set\": {...}}, ...]}",
         )
     })?;
-    let profile = profiles::edit(app.store.as_ref(), &caller.ctx(), &id, operations).await?;
-    Ok((StatusCode::ACCEPTED, Json(profile.to_wire())).into_response())
+    let ctx = caller.ctx().expecting(version);
+    let profile = profiles::edit(app.store.as_ref(), &ctx, &id, operations).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        etag(profile.version),
+        Json(profile.to_wire()),
+    )
+        .into_response())
 }
 
 pub async fn set_status(
     State(app): State<App>,
     caller: Caller,
     UserId(id): UserId,
+    IfMatch(version): IfMatch,
     JsonBody(body, _): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let raw = body.get("status").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request("status", "is required: \"enabled\" or \"disabled\"")
     })?;
     let status = Status::parse(raw).map_err(|rule| ApiError::bad_request("status", rule))?;
-    let profile = profiles::set_status(app.store.as_ref(), &caller.ctx(), &id, status).await?;
-    Ok(Json(profile.to_wire()))
+    let ctx = caller.ctx().expecting(version);
+    let profile = profiles::set_status(app.store.as_ref(), &ctx, &id, status).await?;
+    Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }
 
 pub async fn merge(

@@ -491,3 +491,45 @@ async fn edits_racing_a_merge_are_kept_on_one_side_or_the_other() {
     };
     assert_eq!(moved + after, 40, "main has {moved}, old has {after}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_conditional_edits_of_one_version_apply_exactly_once() {
+    let app = std::sync::Arc::new(TestApp::spawn().await);
+    app.call("POST", "/v1/user/ada/", Some(json!({"n": 0})))
+        .await
+        .expect(201);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let app = app.clone();
+        tasks.push(tokio::spawn(async move {
+            app.call_with(
+                "PATCH",
+                "/v1/user/ada/",
+                Some(json!({"operations": [{"$add": {"n": 1}}, {"$set": {"winner": i}}]})),
+                &[("If-Match", "\"1\"")],
+            )
+            .await
+            .status
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 412).count(),
+        19,
+        "{statuses:?}"
+    );
+    let ada = app.user("ada").await;
+    assert_eq!(
+        (ada["properties"]["n"].clone(), ada["version"].clone()),
+        (json!(1), json!(2))
+    );
+}

@@ -57,6 +57,8 @@ pub struct Response {
     pub body: Value,
     /// The `Content-Type` header, when there is one.
     pub content_type: Option<String>,
+    /// The `ETag` header, when there is one.
+    pub etag: Option<String>,
 }
 
 impl TestApp {
@@ -189,6 +191,21 @@ impl TestApp {
         Self::read(req.send().await.expect("request reaches the server")).await
     }
 
+    /// A test-environment call with the bearer key and these extra headers.
+    pub async fn call_with(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> Response {
+        let auth = format!("Bearer {}", self.test.api_key);
+        let mut all = vec![("Authorization", auth.as_str())];
+        all.extend_from_slice(headers);
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw_body(method, path, &all, body).await
+    }
+
     /// A request with exactly these headers (for authentication failures).
     pub async fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Response {
         let mut req = self.http.request(
@@ -230,6 +247,11 @@ impl TestApp {
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let text = resp.text().await.unwrap();
         let body = if text.is_empty() {
             Value::Null
@@ -240,6 +262,7 @@ impl TestApp {
             status,
             body,
             content_type,
+            etag,
         }
     }
 

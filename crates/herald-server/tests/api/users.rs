@@ -1627,3 +1627,100 @@ async fn operations_endpoints_are_public_and_say_real_things() {
     ));
     assert!(!text.contains("secret-ada"), "ids stay out of metrics");
 }
+
+#[tokio::test]
+async fn if_match_makes_an_edit_apply_only_to_the_version_read() {
+    let app = TestApp::spawn().await;
+    let created = app
+        .call_with("POST", "/v1/user/ada/", Some(json!({"plan": "free"})), &[])
+        .await;
+    assert_eq!(
+        (created.status, created.etag.as_deref()),
+        (201, Some("\"1\""))
+    );
+    let read = app.call_with("GET", "/v1/user/ada/", None, &[]).await;
+    assert_eq!(read.etag.as_deref(), Some("\"1\""));
+
+    // Two editors read version 1; the first edit wins, the second is refused, not applied.
+    let set = |plan: &str| json!({"operations": [{"$set": {"plan": plan}}]});
+    let first = app
+        .call_with(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(set("pro")),
+            &[("If-Match", "\"1\"")],
+        )
+        .await;
+    assert_eq!((first.status, first.etag.as_deref()), (202, Some("\"2\"")));
+    let before = app.snapshot(herald_core::Env::Test).await;
+    let second = app
+        .call_with(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(set("team")),
+            &[("If-Match", "\"1\"")],
+        )
+        .await
+        .expect_error(412, Some("If-Match"));
+    assert_eq!(second["error_code"], "precondition_failed");
+    assert!(
+        second["message"]
+            .as_str()
+            .unwrap()
+            .contains("the profile is at version 2, not 1"),
+        "{second}"
+    );
+    for (method, path, body) in [
+        ("POST", "/v1/user/ada/", json!({"plan": "team"})),
+        (
+            "PATCH",
+            "/v1/user/ada/status/",
+            json!({"status": "disabled"}),
+        ),
+    ] {
+        app.call_with(method, path, Some(body), &[("If-Match", "W/\"1\"")])
+            .await
+            .expect_error(412, Some("If-Match"));
+    }
+    // A profile that does not exist is at no version: nothing is created.
+    app.call_with(
+        "POST",
+        "/v1/user/bob/",
+        Some(json!({})),
+        &[("If-Match", "1")],
+    )
+    .await
+    .expect_error(412, Some("If-Match"));
+    for bad in ["*", "abc", "0", "\"-2\""] {
+        app.call_with(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(set("x")),
+            &[("If-Match", bad)],
+        )
+        .await
+        .expect_error(400, Some("If-Match"));
+    }
+    assert_eq!(app.snapshot(herald_core::Env::Test).await, before);
+
+    // The current version applies, for every conditional endpoint.
+    let r = app
+        .call_with(
+            "PATCH",
+            "/v1/user/ada/status/",
+            Some(json!({"status": "disabled"})),
+            &[("If-Match", "2")],
+        )
+        .await;
+    assert_eq!((r.status, r.etag.as_deref()), (200, Some("\"3\"")));
+    let r = app
+        .call_with(
+            "POST",
+            "/v1/user/ada/",
+            Some(json!({"plan": "team"})),
+            &[("If-Match", "\"3\"")],
+        )
+        .await;
+    assert_eq!((r.status, r.etag.as_deref()), (201, Some("\"4\"")));
+    assert_eq!(app.user("ada").await["properties"]["plan"], "team");
+}
