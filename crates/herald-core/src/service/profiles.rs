@@ -206,6 +206,34 @@ pub async fn merge(
     primary: &DistinctId,
     secondary: &DistinctId,
 ) -> Result<Profile, Error> {
+    let merge = merge_fn(ctx, primary, secondary)?;
+    match store
+        .merge_profiles(ctx.scope, primary, secondary, merge)
+        .await?
+    {
+        None => Err(Error::user_not_found(secondary)),
+        Some(Ok(p)) => Ok(p),
+        Some(Err(refusal)) => Err(Error::from_refusal(refusal, primary)),
+    }
+}
+
+/// `POST /v1/user/{id}/merge/?dry_run=true`: the primary as [`merge`] would leave it, computed by
+/// the same rule from the stored profiles; nothing is written.
+pub async fn merge_preview(
+    store: &dyn Store,
+    ctx: &Ctx,
+    primary: &DistinctId,
+    secondary: &DistinctId,
+) -> Result<Profile, Error> {
+    let merge = merge_fn(ctx, primary, secondary)?;
+    let from = get(store, ctx, secondary).await?;
+    let existing = store.get_profile(ctx.scope, primary).await?;
+    let (write, _tombstone) =
+        merge(existing.as_ref(), &from).map_err(|r| Error::from_refusal(r, primary))?;
+    Ok(write.profile)
+}
+
+fn merge_fn(ctx: &Ctx, primary: &DistinctId, secondary: &DistinctId) -> Result<MergeFn, Error> {
     if primary == secondary {
         return Err(Error::Invalid(crate::Invalid::new(
             "from_user_id",
@@ -243,14 +271,7 @@ pub async fn merge(
             Ok((primary_write, tombstone))
         })
     };
-    match store
-        .merge_profiles(ctx.scope, primary, secondary, merge)
-        .await?
-    {
-        None => Err(Error::user_not_found(secondary)),
-        Some(Ok(p)) => Ok(p),
-        Some(Err(refusal)) => Err(Error::from_refusal(refusal, primary)),
-    }
+    Ok(merge)
 }
 
 /// The merge rule, on its own: what the primary lacks, it takes from the secondary.

@@ -85,8 +85,21 @@ pub async fn merge(
     State(app): State<App>,
     caller: Caller,
     UserId(id): UserId,
+    uri: Uri,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
+    let mut dry_run = false;
+    for (k, v) in query_pairs(&uri) {
+        match k.as_str() {
+            "dry_run" => dry_run = parse_bool("dry_run", &v)?,
+            other => {
+                return Err(ApiError::bad_request(
+                    other,
+                    "is not a parameter of this endpoint (dry_run is)",
+                ))
+            }
+        }
+    }
     let from = body
         .get("from_user_id")
         .and_then(Value::as_str)
@@ -98,6 +111,11 @@ pub async fn merge(
         })?;
     let from =
         DistinctId::parse(from).map_err(|e| ApiError::bad_request("from_user_id", e.rule))?;
+    if dry_run {
+        let preview =
+            profiles::merge_preview(app.store.as_ref(), &caller.ctx(), &id, &from).await?;
+        return Ok(Json(preview.to_wire()).into_response());
+    }
     let profile = profiles::merge(app.store.as_ref(), &caller.ctx(), &id, &from).await?;
     Ok((StatusCode::CREATED, Json(profile.to_wire())).into_response())
 }

@@ -1724,3 +1724,67 @@ async fn if_match_makes_an_edit_apply_only_to_the_version_read() {
     assert_eq!((r.status, r.etag.as_deref()), (201, Some("\"4\"")));
     assert_eq!(app.user("ada").await["properties"]["plan"], "team");
 }
+
+#[tokio::test]
+async fn a_merge_dry_run_shows_the_result_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"name": "Ada", "plan": "pro", "$email": ["ada@example.com"]})),
+    )
+    .await
+    .expect(201);
+    app.call(
+        "POST",
+        "/v1/user/ada-old/",
+        Some(json!({"name": "A. L.", "city": "London", "$email": ["ada@old.example.com"]})),
+    )
+    .await
+    .expect(201);
+    let before = app.snapshot(herald_core::Env::Test).await;
+    let body = json!({"from_user_id": "ada-old"});
+    let preview = app
+        .call(
+            "POST",
+            "/v1/user/ada/merge/?dry_run=true",
+            Some(body.clone()),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        app.snapshot(herald_core::Env::Test).await,
+        before,
+        "a dry run writes nothing"
+    );
+    assert_eq!(
+        app.call(
+            "POST",
+            "/v1/user/ada/merge/?dry_run=maybe",
+            Some(body.clone())
+        )
+        .await
+        .expect_error(400, Some("dry_run"))["code"],
+        400
+    );
+    app.call(
+        "POST",
+        "/v1/user/ada/merge/?dry_run=true",
+        Some(json!({"from_user_id": "nobody"})),
+    )
+    .await
+    .expect_error(404, None);
+    // The real merge leaves exactly what the preview showed (but for the time it ran).
+    let merged = app
+        .call("POST", "/v1/user/ada/merge/", Some(body))
+        .await
+        .expect(201);
+    let without_time = |mut v: Value| {
+        v.as_object_mut().unwrap().remove("updated_at");
+        v
+    };
+    assert_eq!(without_time(preview.clone()), without_time(merged));
+    assert_eq!(preview["properties"]["city"], "London");
+    assert_eq!(preview["properties"]["name"], "Ada");
+    assert_eq!(preview["$email"].as_array().unwrap().len(), 2);
+}
