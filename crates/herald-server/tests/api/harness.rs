@@ -28,7 +28,7 @@ pub enum Auth {
 
 /// The backend the whole run uses: `HERALD_TEST_BACKEND=postgres` (with `HERALD_TEST_POSTGRES_URL`)
 /// or SQLite by default. `scripts/test` runs this suite once per backend.
-async fn scratch() -> Scratch {
+pub async fn scratch() -> Scratch {
     match std::env::var("HERALD_TEST_BACKEND").as_deref() {
         Ok("postgres") => {
             let base = postgres_url()

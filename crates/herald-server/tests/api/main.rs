@@ -3,6 +3,7 @@
 
 mod auth;
 mod concurrency;
+mod crash;
 mod envs;
 mod events;
 mod harness;
