@@ -28,7 +28,7 @@ async fn serve(url: &str, data: &std::path::Path) -> (Child, String) {
         .local_addr()
         .unwrap()
         .port();
-    let child = herald(url, data)
+    let mut child = herald(url, data)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
         .spawn()
@@ -46,6 +46,8 @@ async fn serve(url: &str, data: &std::path::Path) -> (Child, String) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("herald did not become ready at {base}");
 }
 
