@@ -14,6 +14,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
@@ -39,10 +40,14 @@ def browser():
 
 
 def submit(driver):
-    """Clicks Save and waits for the page the form post redirects to."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    """Clicks Save and waits for the page the form post redirects to: a new document, told apart
+    from the old one by a mark set on the old one's window (element staleness checks race with
+    the navigation in recent Chromium versions)."""
+    driver.execute_script("window.heraldOldPage = true;")
     driver.find_element(By.ID, "save").click()
-    WebDriverWait(driver, 10).until(EC.staleness_of(old))
+    new_page = "return !window.heraldOldPage && document.readyState === 'complete'"
+    WebDriverWait(driver, 10, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(new_page))
     WebDriverWait(driver, 10).until(EC.presence_of_element_located((By.ID, "saved")))
 
 
