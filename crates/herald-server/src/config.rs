@@ -48,6 +48,7 @@ pub struct AuthConfig {
 pub struct StoreConfig {
     pub pool_size: usize,
     pub migrate_on_start: bool,
+    pub sqlite_synchronous: herald_store::SqliteSynchronous,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -70,6 +71,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     ),
     ("HERALD_STORE_POOL_SIZE", "store.pool_size"),
     ("HERALD_STORE_MIGRATE_ON_START", "store.migrate_on_start"),
+    (
+        "HERALD_STORE_SQLITE_SYNCHRONOUS",
+        "store.sqlite_synchronous",
+    ),
     ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
 ];
 

@@ -33,6 +33,7 @@ pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn S
     let options = StoreOptions {
         pool_size: config.store.pool_size,
         migrate,
+        sqlite_synchronous: config.store.sqlite_synchronous,
     };
     herald_store::connect(&config.database_url, &options)
         .await

@@ -69,6 +69,8 @@ pub struct StoreOptions {
     pub pool_size: usize,
     /// Apply pending migrations on open; when off, opening fails unless the schema is current.
     pub migrate: bool,
+    /// How SQLite waits for the disk at each commit (PostgreSQL has its own settings).
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl Default for StoreOptions {
@@ -76,6 +78,29 @@ impl Default for StoreOptions {
         Self {
             pool_size: 4,
             migrate: true,
+            sqlite_synchronous: SqliteSynchronous::default(),
+        }
+    }
+}
+
+/// SQLite's `synchronous` setting for the writer (WAL mode either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SqliteSynchronous {
+    /// Every commit reaches the disk before it is acknowledged: nothing acknowledged is lost,
+    /// even to a power cut.
+    #[default]
+    Full,
+    /// Commits reach the OS before they are acknowledged and the disk at checkpoints: a process
+    /// crash loses nothing, a power cut may lose the last commits.
+    Normal,
+}
+
+impl SqliteSynchronous {
+    pub(crate) fn pragma(self) -> &'static str {
+        match self {
+            SqliteSynchronous::Full => "FULL",
+            SqliteSynchronous::Normal => "NORMAL",
         }
     }
 }

@@ -61,12 +61,13 @@ impl SqliteStore {
         let path = path.to_owned();
         let readers = options.pool_size.max(1);
         let migrate_now = options.migrate;
+        let synchronous = options.sqlite_synchronous.pragma();
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| StoreError::Unavailable(format!("{}: {e}", dir.display())))?;
             }
-            let mut conn = open_connection(&path, false)?;
+            let mut conn = open_connection(&path, false, synchronous)?;
             if migrate_now {
                 migrate(&mut conn)?;
             } else {
@@ -80,7 +81,7 @@ impl SqliteStore {
                 crate::check_schema_version(current, MIGRATIONS.len() as i64)?;
             }
             let readers = (0..readers)
-                .map(|_| open_connection(&path, true))
+                .map(|_| open_connection(&path, true, synchronous))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SqliteStore {
                 writer: Writer::start(conn),

@@ -15,16 +15,20 @@ const NOT_RUN: &str = "the SQLite writer could not run this write (see the serve
 type Reply = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 
-pub fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+pub fn open_connection(
+    path: &Path,
+    read_only: bool,
+    synchronous: &str,
+) -> Result<Connection, StoreError> {
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
-    conn.execute_batch(
+    conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
-         PRAGMA synchronous = NORMAL;
+         PRAGMA synchronous = {synchronous};
          PRAGMA busy_timeout = 5000;
          PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -16000;",
-    )
+         PRAGMA cache_size = -16000;"
+    ))
     .map_err(internal)?;
     if read_only {
         conn.execute_batch("PRAGMA query_only = ON;")
