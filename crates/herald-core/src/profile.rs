@@ -137,6 +137,47 @@ impl Profile {
     }
 
     /// Same content, ignoring bookkeeping (timestamps, version).
+    /// The profile as an upsert body (`POST /v1/user/{id}/`) that recreates its properties, status
+    /// and identities, in their order: the line format of `herald user export` and `import`. Push
+    /// tokens carry their provider, bundle and device in the object form. Not carried: history,
+    /// preferences, and the device and bundle ids of web push identities (the upsert body has no
+    /// per-identity place for them).
+    pub fn to_upsert_body(&self) -> Map<String, Value> {
+        let mut body = self.properties.clone();
+        body.insert(
+            STATUS_KEY.into(),
+            Value::String(self.status.as_str().into()),
+        );
+        let mut channels: Vec<(Channel, Vec<Value>)> = Vec::new();
+        for i in &self.identities {
+            let value = match i.channel {
+                Channel::Androidpush | Channel::Iospush => {
+                    let mut o = Map::new();
+                    o.insert("token".into(), i.value.clone());
+                    for (k, v) in [
+                        ("provider", &i.provider),
+                        ("bundle_id", &i.bundle_id),
+                        ("device_id", &i.device_id),
+                    ] {
+                        if let Some(v) = v {
+                            o.insert(k.into(), Value::String(v.clone()));
+                        }
+                    }
+                    Value::Object(o)
+                }
+                _ => i.value.clone(),
+            };
+            match channels.iter_mut().find(|(c, _)| *c == i.channel) {
+                Some((_, values)) => values.push(value),
+                None => channels.push((i.channel, vec![value])),
+            }
+        }
+        for (channel, values) in channels {
+            body.insert(channel.key().into(), Value::Array(values));
+        }
+        body
+    }
+
     pub fn same_content(&self, other: &Profile) -> bool {
         self.status == other.status
             && self.properties == other.properties

@@ -116,6 +116,17 @@ pub enum UserCommand {
         #[arg(long, value_parser = parse_env)]
         env: Env,
     },
+    /// Write every profile of an environment as NDJSON (the format `import` reads), in
+    /// distinct_id order: properties, status and identities; not history or preferences.
+    /// `herald user export --env test | herald user import --env live -` copies test users to live.
+    Export {
+        /// The file to write; standard output when absent.
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The environment: test or live.
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
     /// Create or update profiles from NDJSON: one JSON object per line, `distinct_id` beside the
     /// keys of an upsert body, e.g. {"distinct_id": "ada", "name": "Ada", "$email": ["ada@example.com"]}.
     /// Refused lines are listed with their numbers and the rest kept; running the file again
@@ -243,6 +254,9 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
                 .map_err(|e| format!("properties are not valid JSON: {e}"))?;
             profiles::upsert(store.as_ref(), &ctx(env), &id(&distinct_id)?, &body).await
         }
+        UserCommand::Export { output, env } => {
+            return export_command(store, ctx(env), output.as_deref()).await;
+        }
         UserCommand::Import { file, env } => {
             return import_command(store, ctx(env), &file).await;
         }
@@ -308,6 +322,37 @@ async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
     Ok(())
 }
 
+async fn export_command(
+    store: std::sync::Arc<dyn herald_core::store::Store>,
+    ctx: Ctx,
+    output: Option<&std::path::Path>,
+) -> Result<(), String> {
+    let total = store
+        .count_profiles(ctx.scope, &herald_core::filter::Filter::default())
+        .await
+        .map_err(|e| e.to_string())?
+        .value;
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
+        )
+        .expect("a valid template"),
+    );
+    let mut out: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let written =
+        crate::ndjson::export(store.as_ref(), ctx.scope, &mut out, |n| bar.inc(n)).await?;
+    out.flush().map_err(|e| format!("cannot write: {e}"))?;
+    bar.finish_and_clear();
+    eprintln!("exported {written} profiles from {}", ctx.scope.env());
+    Ok(())
+}
+
 async fn import_command(
     store: std::sync::Arc<dyn herald_core::store::Store>,
     ctx: Ctx,
@@ -347,7 +392,7 @@ async fn import_command(
     };
     let before = count().await?;
     let started = std::time::Instant::now();
-    let summary = crate::import::run(store.clone(), &ctx, input, |n| bar.inc(n)).await?;
+    let summary = crate::ndjson::import(store.clone(), &ctx, input, |n| bar.inc(n)).await?;
     bar.finish_and_clear();
     let after = count().await?;
     eprintln!(

@@ -4,9 +4,9 @@
 pub mod api;
 pub mod cli;
 pub mod config;
-pub mod import;
 pub mod keys;
 pub mod metrics;
+pub mod ndjson;
 pub mod seed;
 
 use config::{Config, LogFormat};

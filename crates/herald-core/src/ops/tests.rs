@@ -1238,3 +1238,38 @@ proptest! {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Export lines: a profile's upsert body recreates it
+
+#[test]
+fn an_upsert_body_recreates_the_profile_it_was_made_from() {
+    let p = run(
+        &profile(),
+        json!([
+            {"$append": {"$sms": "+447700900123"}},
+            {"$set": {"name": "Ada", "plan": "pro", "nested": {"a": [1, 2]}, "country": "GB", "$status": "disabled"}},
+            {"$append": {"$email": ["Ada@Example.com", "ada@work.example"]}},
+            {"$append": {"$androidpush": "fcm-1", "$id_provider": "xiaomi", "$bundle_id": "com.x", "$device_id": "d1"}},
+            {"$append": {"$iospush": "apns-1"}},
+            {"$append": {"$webpush": {"endpoint": "https://push.example/1", "keys": {"p256dh": "k", "auth": "a"}}}},
+            {"$append": {"$slack": {"email": "ada@example.com", "access_token": "xoxb-1"}}},
+            {"$append": {"$ms_teams": {"conversation_id": "19:abc"}}},
+            {"$append": {"$discord": "https://discord.com/api/webhooks/1/abc"}},
+            {"$append": {"$inbox": "inbox-ada"}},
+            {"$set": {"tags": ["a", "b"]}},
+        ]),
+    );
+    let body = Value::Object(p.to_upsert_body());
+    let again = apply(&profile(), &upsert_operations(&body).unwrap()).unwrap();
+    assert!(again.same_content(&p), "{body}\n{:?}\n{:?}", again, p);
+    assert_eq!(
+        again.properties.keys().collect::<Vec<_>>(),
+        p.properties.keys().collect::<Vec<_>>()
+    );
+    assert_eq!(body["$androidpush"][0]["provider"], "xiaomi");
+    // Applied to the profile itself, it changes nothing.
+    assert!(apply(&p, &upsert_operations(&body).unwrap())
+        .unwrap()
+        .same_content(&p));
+}

@@ -6,7 +6,6 @@ use super::{profiles, Error};
 use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
 use crate::filter::Filter;
-use crate::listing::{Cursor, ListQuery, PagePosition, Sort, SortField};
 use crate::store::{Imported, Store};
 
 /// Profiles read and written per transaction.
@@ -98,22 +97,12 @@ async fn copy_env(
         to.put_property_record(scope, &record).await?;
         report.properties += 1;
     }
-    let sort = Sort {
-        field: SortField::DistinctId,
-        descending: false,
-    };
-    let mut position = PagePosition::First;
+    let mut all = profiles::AllProfiles::new(scope);
     loop {
-        let query = ListQuery {
-            filter: Filter::default(),
-            sort,
-            limit: BATCH,
-            position,
-        };
-        let mut profiles = from.list_profiles(scope, &query).await?;
-        profiles.truncate(BATCH);
-        let Some(last) = profiles.last() else { break };
-        position = PagePosition::After(Cursor::of(last, sort));
+        let profiles = all.next_page(from, BATCH).await?;
+        if profiles.is_empty() {
+            break;
+        }
         let mut items = Vec::with_capacity(profiles.len());
         for profile in profiles {
             let mut history = profiles::whole_history(from, scope, &profile.distinct_id).await?;

@@ -3,7 +3,7 @@
 use super::{limits, Ctx, Error};
 use crate::history::{diff, Action, HistoryEvent};
 use crate::ids::DistinctId;
-use crate::listing::{Count, ListQuery, Page};
+use crate::listing::{Count, Cursor, ListQuery, Page, PagePosition, Sort, SortField};
 use crate::ops::{self, Assign, Op, Step};
 use crate::profile::{Profile, Status};
 use crate::store::{EditFn, EditOutcome, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
@@ -405,6 +405,52 @@ pub async fn history(
         has_next,
         after,
     })
+}
+
+/// Every profile of one environment in distinct_id order, a page at a time: for bulk reads
+/// (`herald copy`, `herald user export`) that must not hold a million profiles in memory.
+pub struct AllProfiles {
+    scope: crate::EnvScope,
+    position: Option<PagePosition>,
+}
+
+impl AllProfiles {
+    const SORT: Sort = Sort {
+        field: SortField::DistinctId,
+        descending: false,
+    };
+
+    pub fn new(scope: crate::EnvScope) -> Self {
+        Self {
+            scope,
+            position: Some(PagePosition::First),
+        }
+    }
+
+    /// The next page of up to `size` profiles; empty once all were read.
+    pub async fn next_page(
+        &mut self,
+        store: &dyn Store,
+        size: usize,
+    ) -> Result<Vec<Profile>, Error> {
+        let Some(position) = self.position.take() else {
+            return Ok(Vec::new());
+        };
+        let query = ListQuery {
+            filter: crate::filter::Filter::default(),
+            sort: Self::SORT,
+            limit: size,
+            position,
+        };
+        let mut page = store.list_profiles(self.scope, &query).await?;
+        if page.len() > size {
+            page.truncate(size);
+            self.position = page
+                .last()
+                .map(|last| PagePosition::After(Cursor::of(last, Self::SORT)));
+        }
+        Ok(page)
+    }
 }
 
 /// Events read per query when reading a whole history.

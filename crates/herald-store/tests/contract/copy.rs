@@ -95,27 +95,12 @@ async fn populate(store: &dyn Store) {
 async fn everything(store: &dyn Store, env: Env) -> Value {
     let c = ctx(env);
     let mut users = Vec::new();
-    let mut position = PagePosition::First;
-    let sort = Sort {
-        field: SortField::DistinctId,
-        descending: false,
-    };
+    let mut all = profiles::AllProfiles::new(EnvScope::new(env));
     loop {
-        let mut page = store
-            .list_profiles(
-                EnvScope::new(env),
-                &ListQuery {
-                    filter: Filter::default(),
-                    sort,
-                    limit: 1000,
-                    position,
-                },
-            )
-            .await
-            .unwrap();
-        page.truncate(1000);
-        let Some(last) = page.last() else { break };
-        position = PagePosition::After(Cursor::of(last, sort));
+        let page = all.next_page(store, 1000).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
         for p in page {
             let history: Vec<Value> =
                 profiles::whole_history(store, EnvScope::new(env), &p.distinct_id)

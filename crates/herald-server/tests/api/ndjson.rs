@@ -1,13 +1,14 @@
-//! `herald user import`: NDJSON lines become profiles through the upsert rules; refused lines are
-//! named and skipped; a second run changes nothing; lines of one user keep their order.
+//! `herald user import` and `export`: NDJSON lines become profiles through the upsert rules,
+//! refused lines are named and skipped, lines of one user keep their order; an export imported
+//! elsewhere recreates every profile.
 
 use crate::harness::TestApp;
 use chrono::Utc;
 use herald_core::history::Actor;
 use herald_core::service::Ctx;
 use herald_core::{Env, EnvScope};
-use herald_server::import;
-use serde_json::json;
+use herald_server::ndjson;
+use serde_json::{json, Value};
 use std::cell::Cell;
 
 fn ctx(env: Env) -> Ctx {
@@ -31,7 +32,7 @@ async fn lines_become_profiles_and_refused_lines_are_named() {
     file += "not json\n";
     file += "{\"distinct_id\": \"last\", \"country\": \"GBR\"}";
     let read = Cell::new(0);
-    let summary = import::run(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |n| {
+    let summary = ndjson::import(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |n| {
         read.set(read.get() + n)
     })
     .await
@@ -86,7 +87,7 @@ async fn lines_become_profiles_and_refused_lines_are_named() {
             .collect()
     };
     let before = without_u7(app.snapshot(Env::Test).await);
-    let again = import::run(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |_| ())
+    let again = ndjson::import(app.store.clone(), &ctx(Env::Test), file.as_bytes(), |_| ())
         .await
         .unwrap();
     assert_eq!((again.applied, again.refused.len()), (602, 3));
@@ -108,4 +109,63 @@ async fn lines_become_profiles_and_refused_lines_are_named() {
         .await
         .expect(200);
     assert_eq!(live["meta"]["count"], 0);
+}
+
+#[tokio::test]
+async fn an_export_imported_into_the_other_environment_recreates_every_profile() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({
+            "name": "Ada", "plan": "pro", "prefs": {"theme": "dark"}, "$status": "disabled",
+            "$email": ["ada@example.com", "ada@work.example"], "$sms": ["+447700900123"],
+            "$androidpush": [{"token": "fcm-1", "provider": "xiaomi", "bundle_id": "com.x", "device_id": "d1"}],
+            "$webpush": [{"endpoint": "https://push.example/1", "keys": {"p256dh": "k", "auth": "a"}}],
+            "$slack": [{"email": "ada@example.com", "access_token": "xoxb-1"}],
+            "$inbox": ["inbox-ada"]
+        })),
+    )
+    .await
+    .expect(201);
+    for i in 0..1500 {
+        app.call("POST", &format!("/v1/user/u{i:04}/"), Some(json!({"n": i})))
+            .await
+            .expect(201);
+    }
+    let mut file = Vec::new();
+    let pages = Cell::new(0);
+    let written = ndjson::export(
+        app.store.as_ref(),
+        EnvScope::new(Env::Test),
+        &mut file,
+        |_| pages.set(pages.get() + 1),
+    )
+    .await
+    .unwrap();
+    assert_eq!((written, pages.get()), (1501, 2));
+    let text = String::from_utf8(file).unwrap();
+    assert_eq!(text.lines().count(), 1501);
+    assert!(text
+        .lines()
+        .next()
+        .unwrap()
+        .starts_with("{\"distinct_id\":\"ada\""));
+
+    let summary = ndjson::import(app.store.clone(), &ctx(Env::Live), text.as_bytes(), |_| ())
+        .await
+        .unwrap();
+    assert_eq!((summary.applied, summary.refused.len()), (1501, 0));
+    let same = |mut v: Value| {
+        for k in ["created_at", "updated_at", "version"] {
+            v.as_object_mut().unwrap().remove(k);
+        }
+        v
+    };
+    for id in ["ada", "u0000", "u1499"] {
+        let path = format!("/v1/user/{id}/");
+        let test = app.call_in(Env::Test, "GET", &path, None).await.expect(200);
+        let live = app.call_in(Env::Live, "GET", &path, None).await.expect(200);
+        assert_eq!(same(live), same(test), "{id}");
+    }
 }

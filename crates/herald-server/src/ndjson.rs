@@ -1,15 +1,18 @@
-//! `herald user import`: loads real profiles from NDJSON, one upsert per line, with the same rules,
-//! history and index as `POST /v1/user/{id}/`. A line that breaks a rule is reported with its
+//! Profiles as NDJSON, one JSON object per line: `distinct_id` beside the keys of an upsert body.
+//!
+//! `herald user export` writes every profile of an environment so; `herald user import` loads such
+//! lines (or any the user wrote), one upsert per line, with the same rules, history and index as
+//! `POST /v1/user/{id}/`. A line that breaks a rule is reported with its
 //! number and skipped; the others are kept. Upserts set values and add identities, so running the
 //! same file again leaves every profile as the file says: an interrupted import is resumed by
 //! running it again.
 
 use herald_core::service::{profiles, Ctx};
 use herald_core::store::Store;
-use herald_core::DistinctId;
+use herald_core::{DistinctId, EnvScope};
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::BufRead;
+use std::io::{BufRead, Write};
 use std::sync::Arc;
 use tokio::task::JoinSet;
 
@@ -28,7 +31,7 @@ pub struct Summary {
 
 /// Imports every line of `input`. `progress` is told the bytes consumed after each chunk. Lines
 /// run concurrently, except that lines for one distinct_id apply in file order.
-pub async fn run(
+pub async fn import(
     store: Arc<dyn Store>,
     ctx: &Ctx,
     input: impl BufRead,
@@ -96,4 +99,43 @@ fn parse_line(line: &str) -> Result<(DistinctId, Value), String> {
         _ => return Err("distinct_id: is required and must be a string".into()),
     };
     Ok((id, body))
+}
+
+/// Profiles read per query while exporting.
+const EXPORT_PAGE: usize = 1000;
+
+/// Writes every profile of `scope` as one line (see [`Profile::to_upsert_body`]), in distinct_id
+/// order, and returns how many. `progress` hears of each page written.
+///
+/// [`Profile::to_upsert_body`]: herald_core::Profile::to_upsert_body
+pub async fn export(
+    store: &dyn Store,
+    scope: EnvScope,
+    out: &mut impl Write,
+    progress: impl Fn(u64),
+) -> Result<u64, String> {
+    let mut all = profiles::AllProfiles::new(scope);
+    let mut written = 0;
+    loop {
+        let page = all
+            .next_page(store, EXPORT_PAGE)
+            .await
+            .map_err(|e| e.to_string())?;
+        if page.is_empty() {
+            return Ok(written);
+        }
+        for p in &page {
+            let mut line = serde_json::Map::new();
+            line.insert(
+                "distinct_id".into(),
+                Value::String(p.distinct_id.to_string()),
+            );
+            line.extend(p.to_upsert_body());
+            serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
+            out.write_all(b"\n")
+                .map_err(|e| format!("cannot write: {e}"))?;
+        }
+        written += page.len() as u64;
+        progress(page.len() as u64);
+    }
 }
