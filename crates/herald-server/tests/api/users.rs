@@ -1626,6 +1626,24 @@ async fn operations_endpoints_are_public_and_say_real_things() {
         "herald_http_request_duration_seconds_count{method=\"GET\",route=\"/v1/user/{id}\",status=\"200\"} 1"
     ));
     assert!(!text.contains("secret-ada"), "ids stay out of metrics");
+    // Store gauges: profiles per environment from the counters, and that the database answered.
+    app.call_in(
+        herald_core::Env::Live,
+        "POST",
+        "/v1/user/bob/",
+        Some(json!({})),
+    )
+    .await
+    .expect(201);
+    let text = app.raw("GET", "/metrics", &[]).await.body;
+    let text = text.as_str().unwrap();
+    for line in [
+        "herald_store_up 1",
+        "herald_profiles{env=\"test\"} 1",
+        "herald_profiles{env=\"live\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} in {text}");
+    }
 }
 
 #[tokio::test]
