@@ -89,6 +89,9 @@ pub enum EditOutcome {
 pub trait CredentialStore: Send + Sync {
     async fn insert_credentials(&self, credentials: &Credentials) -> Result<(), StoreError>;
     async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError>;
+    /// Removes the key set with this workspace key (its secret and bearer key stop working on the
+    /// next request: nothing caches them). `false` when there was none.
+    async fn delete_credentials(&self, workspace_key: &str) -> Result<bool, StoreError>;
     async fn credentials_by_workspace_key(
         &self,
         workspace_key: &str,

@@ -89,6 +89,12 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Revoke a key set: its workspace secret and bearer key stop working at once, on every node.
+    /// Create the replacement first (`keys create`) if clients still need the environment.
+    Revoke {
+        /// The key set's workspace key (hk_test_… or hk_live_…), as `keys list` shows it.
+        workspace_key: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +213,28 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
                 println!("workspace_secret: {}", c.workspace_secret);
                 println!("api_key:          {}", new.api_key);
                 println!("\nThe API key is shown only now; store it safely.");
+            }
+        }
+        KeysCommand::Revoke { workspace_key } => {
+            let all = store.list_credentials().await.map_err(|e| e.to_string())?;
+            let Some(revoked) = all.iter().find(|c| c.workspace_key == workspace_key) else {
+                return Err(format!(
+                    "no key set has the workspace key '{workspace_key}'"
+                ));
+            };
+            store
+                .delete_credentials(&workspace_key)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("revoked {workspace_key} ({})", revoked.env);
+            if !all
+                .iter()
+                .any(|c| c.env == revoked.env && c.workspace_key != workspace_key)
+            {
+                eprintln!(
+                    "{} has no key set left; create one with: herald keys create --env {}",
+                    revoked.env, revoked.env
+                );
             }
         }
         KeysCommand::List { json } => {

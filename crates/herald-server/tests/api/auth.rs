@@ -634,3 +634,36 @@ async fn the_clock_skew_is_configurable_and_dates_parse_in_every_sdk_form() {
             .expect(200);
     }
 }
+
+#[tokio::test]
+async fn a_revoked_key_set_is_refused_on_the_next_request_in_both_forms() {
+    let app = TestApp::spawn().await;
+    for auth in [Auth::Bearer, Auth::Hmac] {
+        app.send(&app.test, auth, "GET", "/v1/user/", None)
+            .await
+            .expect(200);
+    }
+    assert!(app
+        .store
+        .delete_credentials(&app.test.workspace_key)
+        .await
+        .unwrap());
+    for auth in [Auth::Bearer, Auth::Hmac] {
+        let r = app
+            .send(&app.test, auth, "POST", "/v1/user/ada/", Some("{}"))
+            .await
+            .expect_error(401, None);
+        assert_eq!(r["error_code"], "authentication_failed");
+    }
+    let ada = herald_core::DistinctId::parse("ada").unwrap();
+    let stored = app
+        .store
+        .get_profile(herald_core::EnvScope::new(Env::Test), &ada)
+        .await
+        .unwrap();
+    assert!(stored.is_none(), "a refused request changes nothing");
+    // The other environment's keys are untouched.
+    app.send(&app.live, Auth::Bearer, "GET", "/v1/user/", None)
+        .await
+        .expect(200);
+}

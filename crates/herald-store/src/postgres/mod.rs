@@ -470,6 +470,18 @@ impl CredentialStore for PostgresStore {
         Ok(())
     }
 
+    async fn delete_credentials(&self, workspace_key: &str) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "DELETE FROM credentials WHERE workspace_key = $1",
+                &[&workspace_key],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n > 0)
+    }
+
     async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError> {
         let client = self.client().await?;
         let rows = client

@@ -351,6 +351,17 @@ impl CredentialStore for SqliteStore {
             .await
     }
 
+    async fn delete_credentials(&self, workspace_key: &str) -> Result<bool, StoreError> {
+        let key = workspace_key.to_owned();
+        self.writer
+            .write(move |conn| {
+                conn.execute("DELETE FROM credentials WHERE workspace_key = ?1", [key])
+                    .map(|n| n > 0)
+                    .map_err(internal)
+            })
+            .await
+    }
+
     async fn list_credentials(&self) -> Result<Vec<Credentials>, StoreError> {
         self.readers
             .read(|conn| {

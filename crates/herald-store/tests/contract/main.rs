@@ -144,6 +144,26 @@ async fn credentials_are_found_by_workspace_key_and_api_key_hash() {
             "{}",
             b.name
         );
+        // Revoked: found neither way, and revoking again says there was nothing.
+        let key = &new.credentials.workspace_key;
+        assert!(b.store.delete_credentials(key).await.unwrap(), "{}", b.name);
+        assert!(b
+            .store
+            .credentials_by_workspace_key(key)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(b
+            .store
+            .credentials_by_api_key_hash(&hash_api_key(&new.api_key))
+            .await
+            .unwrap()
+            .is_none());
+        assert!(
+            !b.store.delete_credentials(key).await.unwrap(),
+            "{}",
+            b.name
+        );
     }
 }
 
