@@ -34,19 +34,25 @@ pub struct Summary {
 pub async fn import(
     store: Arc<dyn Store>,
     ctx: &Ctx,
-    input: impl BufRead,
+    mut input: impl BufRead,
     progress: impl Fn(u64),
 ) -> Result<Summary, String> {
     let mut summary = Summary::default();
-    let mut lines = input.lines().enumerate();
+    let (mut number, mut line) = (0u64, String::new());
     loop {
         let mut bytes = 0;
         let mut by_id: Vec<(DistinctId, Vec<(u64, Value)>)> = Vec::new();
         let mut position: HashMap<DistinctId, usize> = HashMap::new();
-        for (i, line) in lines.by_ref().take(CHUNK) {
-            let number = i as u64 + 1;
-            let line = line.map_err(|e| format!("line {number}: cannot read: {e}"))?;
-            bytes += line.len() as u64 + 1;
+        for _ in 0..CHUNK {
+            line.clear();
+            let read = input
+                .read_line(&mut line)
+                .map_err(|e| format!("line {}: cannot read: {e}", number + 1))?;
+            if read == 0 {
+                break;
+            }
+            number += 1;
+            bytes += read as u64;
             if line.trim().is_empty() {
                 continue;
             }
@@ -90,6 +96,8 @@ pub async fn import(
 
 /// One line: a JSON object with `distinct_id` beside the keys of an upsert body.
 fn parse_line(line: &str) -> Result<(DistinctId, Value), String> {
+    // Files saved by spreadsheet tools may start with a byte-order mark.
+    let line = line.trim_start_matches('\u{feff}');
     let mut body: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
     let object = body
         .as_object_mut()
