@@ -22,6 +22,9 @@ pub struct Ctx {
     /// The caller's precondition (HTTP `If-Match`): an edit applies only to this version of the
     /// profile, so two editors cannot silently overwrite each other.
     pub if_version: Option<i64>,
+    /// The caller's `Idempotency-Key`: an edit carrying one applies at most once per environment
+    /// (keys share the 24-hour store of events' `$insert_id`s).
+    pub idempotency_key: Option<String>,
 }
 
 impl Ctx {
@@ -31,11 +34,19 @@ impl Ctx {
             actor,
             now: crate::profile::truncate(now),
             if_version: None,
+            idempotency_key: None,
         }
     }
 
     pub fn expecting(self, if_version: Option<i64>) -> Self {
         Self { if_version, ..self }
+    }
+
+    pub fn with_idempotency_key(self, idempotency_key: Option<String>) -> Self {
+        Self {
+            idempotency_key,
+            ..self
+        }
     }
 }
 

@@ -94,7 +94,9 @@ pub async fn set_status(
     .await
 }
 
-/// Applies parsed operations through the store's locked read-modify-write.
+/// Applies parsed operations through the store's locked read-modify-write, at most once for the
+/// caller's idempotency key: a retry that finds its key applied answers with the profile as it
+/// is now (404 if it has been deleted since) and changes nothing.
 pub async fn apply(
     store: &dyn Store,
     ctx: &Ctx,
@@ -103,8 +105,11 @@ pub async fn apply(
     request: Value,
     create: bool,
 ) -> Result<Profile, Error> {
-    let edit = edit_fn(ctx, id, ops, request, create);
-    stored(store.edit_profile(ctx.scope, id, edit, None).await?, id)
+    let key = ctx.idempotency_key.as_deref();
+    match apply_once(store, ctx, id, ops, request, create, key).await? {
+        Some(profile) => Ok(profile),
+        None => get(store, ctx, id).await,
+    }
 }
 
 /// Like [`apply`], but an edit carrying an idempotency key (an event's `$insert_id`) is applied at

@@ -186,6 +186,27 @@ impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
     }
 }
 
+/// The `Idempotency-Key` header: an edit sent again with the same key (a retry after a lost
+/// reply) is not applied again. 1–255 characters.
+pub struct IdempotencyKey(pub Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(raw) = parts.headers.get("idempotency-key") else {
+            return Ok(IdempotencyKey(None));
+        };
+        match raw.to_str().map(str::trim) {
+            Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(IdempotencyKey(Some(key.into()))),
+            _ => Err(ApiError::bad_request(
+                "Idempotency-Key",
+                "must be 1 to 255 visible ASCII characters",
+            )),
+        }
+    }
+}
+
 /// The `ETag` of a profile: its version, which `If-Match` names to make an edit conditional.
 pub fn etag(version: i64) -> [(axum::http::HeaderName, String); 1] {
     [(axum::http::header::ETAG, format!("\"{version}\""))]

@@ -1806,3 +1806,63 @@ async fn a_merge_dry_run_shows_the_result_and_changes_nothing() {
     assert_eq!(preview["properties"]["name"], "Ada");
     assert_eq!(preview["$email"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_edit_retried_with_its_idempotency_key_applies_once() {
+    let app = TestApp::spawn().await;
+    let add = json!({"operations": [{"$add": {"n": 1}}]});
+    let key = [("Idempotency-Key", "3f1c-retry-1")];
+    for _ in 0..3 {
+        let r = app
+            .call_with("PATCH", "/v1/user/ada/", Some(add.clone()), &key)
+            .await;
+        assert_eq!(r.status, 202);
+        assert_eq!(
+            (r.body["properties"]["n"].clone(), r.body["version"].clone()),
+            (json!(1), json!(1))
+        );
+    }
+    // The same key on an upsert or a status change of the same env is a retry too.
+    let r = app
+        .call_with("POST", "/v1/user/ada/", Some(json!({"n": 50})), &key)
+        .await;
+    assert_eq!(
+        (r.status, r.body["properties"]["n"].clone()),
+        (201, json!(1))
+    );
+    // Another key applies.
+    let r = app
+        .call_with(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(add.clone()),
+            &[("Idempotency-Key", "3f1c-retry-2")],
+        )
+        .await;
+    assert_eq!(r.body["properties"]["n"], 2);
+    let history = app
+        .call("GET", "/v1/user/ada/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(history["results"].as_array().unwrap().len(), 2);
+    // Refused keys name the header and change nothing.
+    let long = "k".repeat(256);
+    for bad in ["", long.as_str()] {
+        app.call_with(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(add.clone()),
+            &[("Idempotency-Key", bad)],
+        )
+        .await
+        .expect_error(400, Some("Idempotency-Key"));
+    }
+    // A retry after the user was deleted finds nothing to answer with, and creates nothing.
+    app.call("DELETE", "/v1/user/ada/", None).await.expect(204);
+    app.call_with("PATCH", "/v1/user/ada/", Some(add), &key)
+        .await
+        .expect_error(404, None);
+    app.call("GET", "/v1/user/ada/", None)
+        .await
+        .expect_error(404, None);
+}
