@@ -44,12 +44,13 @@ impl PropertyKind {
     }
 }
 
-/// General properties that are profile fields rather than keys in `properties`. Their keys start
-/// with `$`, which custom keys cannot, so a custom `created_at` is its own property.
-const BUILT_IN_FIELDS: [(&str, &str); 3] = [
-    (STATUS_KEY, "Status"),
-    ("$created_at", "Created at"),
-    ("$updated_at", "Updated at"),
+/// General properties that are profile fields rather than keys in `properties`, with their type.
+/// Their keys start with `$`, which custom keys cannot, so a custom `created_at` is its own
+/// property.
+const BUILT_IN_FIELDS: [(&str, &str, u8); 3] = [
+    (STATUS_KEY, "Status", types::STRING),
+    ("$created_at", "Created at", types::DATETIME),
+    ("$updated_at", "Updated at", types::DATETIME),
 ];
 
 /// What is stored about one property.
@@ -140,8 +141,8 @@ pub fn built_ins() -> Vec<PropertyRecord> {
     ] {
         all.push(built_in(key, label, General, false, s));
     }
-    for (key, label) in BUILT_IN_FIELDS {
-        all.push(built_in(key, label, General, true, s));
+    for (key, label, bits) in BUILT_IN_FIELDS {
+        all.push(built_in(key, label, General, true, bits));
     }
     all
 }

@@ -168,6 +168,8 @@ async fn the_registry_lists_counts_and_changes_properties() {
     assert_eq!(find(&list, "$email")["profiles"], 2);
     assert_eq!(find(&list, "$sms")["kind"], "channel");
     assert_eq!(find(&list, "$created_at")["profiles"], 3);
+    assert_eq!(find(&list, "$updated_at")["types"], json!(["datetime"]));
+    assert_eq!(find(&list, "$status")["types"], json!(["string"]));
     assert_eq!(find(&list, "country")["show_in_table"], false);
 
     // Declare, change, refuse while used, delete when unused.
