@@ -18,10 +18,13 @@ impl Invalid {
         }
     }
 
-    /// The same error, reported under a parent path: `operations[1]` + `$set.x`.
+    /// The same error, reported under a parent path: `operations[1]` + `$set.x`. An empty parent
+    /// (the top of the request) leaves it as it is.
     pub fn within(mut self, parent: impl fmt::Display) -> Self {
         let parent = parent.to_string();
-        self.field = if self.field.is_empty() {
+        self.field = if parent.is_empty() {
+            self.field
+        } else if self.field.is_empty() {
             parent
         } else if self.field.starts_with('[') {
             format!("{parent}{}", self.field)

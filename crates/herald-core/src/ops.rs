@@ -347,10 +347,7 @@ fn removals(obj: &Map<String, Value>) -> Result<Vec<Removal>, Invalid> {
 pub fn apply(profile: &Profile, steps: &[Step]) -> Result<Profile, Invalid> {
     let mut p = profile.clone();
     for s in steps {
-        apply_one(&mut p, &s.op).map_err(|e| match s.at.as_str() {
-            "" => e,
-            at => e.within(at),
-        })?;
+        apply_one(&mut p, &s.op).map_err(|e| e.within(&s.at))?;
     }
     Ok(p)
 }

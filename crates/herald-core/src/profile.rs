@@ -136,7 +136,6 @@ impl Profile {
         m
     }
 
-    /// Same content, ignoring bookkeeping (timestamps, version).
     /// The profile as an upsert body (`POST /v1/user/{id}/`) that recreates its properties, status
     /// and identities, in their order: the line format of `herald user export` and `import`. Push
     /// tokens carry their provider, bundle and device in the object form. Not carried: history,
@@ -178,6 +177,7 @@ impl Profile {
         body
     }
 
+    /// Same content, ignoring bookkeeping (timestamps, version).
     pub fn same_content(&self, other: &Profile) -> bool {
         self.status == other.status
             && self.properties == other.properties

@@ -216,21 +216,9 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
             }
         }
         KeysCommand::Revoke { workspace_key } => {
-            let all = store.list_credentials().await.map_err(|e| e.to_string())?;
-            let Some(revoked) = all.iter().find(|c| c.workspace_key == workspace_key) else {
-                return Err(format!(
-                    "no key set has the workspace key '{workspace_key}'"
-                ));
-            };
-            store
-                .delete_credentials(&workspace_key)
-                .await
-                .map_err(|e| e.to_string())?;
+            let revoked = keys::revoke(store.as_ref(), &workspace_key).await?;
             println!("revoked {workspace_key} ({})", revoked.env);
-            if !all
-                .iter()
-                .any(|c| c.env == revoked.env && c.workspace_key != workspace_key)
-            {
+            if revoked.was_last {
                 eprintln!(
                     "{} has no key set left; create one with: herald keys create --env {}",
                     revoked.env, revoked.env
@@ -312,18 +300,13 @@ async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
         ..config.clone()
     };
     let to_store = crate::open_store_with(&target, true).await?;
-    let total: u64 = copy::profile_counts(from.as_ref())
+    let total: u64 = profiles::counts_per_env(from.as_ref())
         .await
         .map_err(|e| e.to_string())?
         .iter()
         .map(|(_, n)| n)
         .sum();
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
-        )
-        .expect("a valid template"),
-    );
+    let bar = crate::profiles_bar(total);
     let started = std::time::Instant::now();
     let report = copy::run(from.as_ref(), to_store.as_ref(), &|_, n| bar.inc(n))
         .await
@@ -355,17 +338,10 @@ async fn export_command(
     ctx: Ctx,
     output: Option<&std::path::Path>,
 ) -> Result<(), String> {
-    let total = store
-        .count_profiles(ctx.scope, &herald_core::filter::Filter::default())
+    let total = profiles::count_all(store.as_ref(), ctx.scope)
         .await
-        .map_err(|e| e.to_string())?
-        .value;
-    let bar = indicatif::ProgressBar::new(total).with_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
-        )
-        .expect("a valid template"),
-    );
+        .map_err(|e| e.to_string())?;
+    let bar = crate::profiles_bar(total);
     let mut out: Box<dyn std::io::Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -408,15 +384,10 @@ async fn import_command(
         );
         Box::new(BufReader::new(f))
     };
-    let count = || {
-        let (store, scope) = (store.clone(), ctx.scope);
-        async move {
-            store
-                .count_profiles(scope, &herald_core::filter::Filter::default())
-                .await
-                .map(|c| c.value)
-                .map_err(|e| e.to_string())
-        }
+    let count = || async {
+        profiles::count_all(store.as_ref(), ctx.scope)
+            .await
+            .map_err(|e| e.to_string())
     };
     let before = count().await?;
     let started = std::time::Instant::now();

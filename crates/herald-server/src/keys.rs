@@ -9,7 +9,8 @@ use rand::Rng;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-fn random(len: usize) -> String {
+/// `len` random letters and digits from the OS's generator, for keys and secrets.
+pub(crate) fn random(len: usize) -> String {
     rand::rngs::OsRng
         .sample_iter(&Alphanumeric)
         .take(len)
@@ -25,6 +26,34 @@ pub async fn create(store: &dyn Store, env: Env) -> Result<NewCredentials, Strin
         .await
         .map_err(|e| e.to_string())?;
     Ok(new)
+}
+
+/// A revoked key set: its environment, and whether it was that environment's last one.
+pub struct Revoked {
+    pub env: Env,
+    pub was_last: bool,
+}
+
+/// Revokes the key set with this workspace key: refused from the next request on.
+pub async fn revoke(store: &dyn Store, workspace_key: &str) -> Result<Revoked, String> {
+    let all = store.list_credentials().await.map_err(|e| e.to_string())?;
+    let Some(env) = all
+        .iter()
+        .find(|c| c.workspace_key == workspace_key)
+        .map(|c| c.env)
+    else {
+        return Err(format!(
+            "no key set has the workspace key '{workspace_key}'"
+        ));
+    };
+    store
+        .delete_credentials(workspace_key)
+        .await
+        .map_err(|e| e.to_string())?;
+    let was_last = !all
+        .iter()
+        .any(|c| c.env == env && c.workspace_key != workspace_key);
+    Ok(Revoked { env, was_last })
 }
 
 /// The JSON `herald keys create --json` prints.

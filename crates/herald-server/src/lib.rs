@@ -24,6 +24,16 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
 }
 
+/// The progress bar of CLI work over profiles (seed, copy, export).
+pub fn profiles_bar(total: u64) -> indicatif::ProgressBar {
+    indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
+        )
+        .expect("a valid template"),
+    )
+}
+
 /// Opens the database the configuration names, migrating it if the configuration says so.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, String> {
     open_store_with(config, config.store.migrate_on_start).await

@@ -38,60 +38,87 @@ pub async fn import(
     progress: impl Fn(u64),
 ) -> Result<Summary, String> {
     let mut summary = Summary::default();
-    let (mut number, mut line) = (0u64, String::new());
+    let mut number = 0;
     loop {
-        let mut bytes = 0;
-        let mut by_id: Vec<(DistinctId, Vec<(u64, Value)>)> = Vec::new();
-        let mut position: HashMap<DistinctId, usize> = HashMap::new();
-        for _ in 0..CHUNK {
-            line.clear();
-            let read = input
-                .read_line(&mut line)
-                .map_err(|e| format!("line {}: cannot read: {e}", number + 1))?;
-            if read == 0 {
-                break;
-            }
-            number += 1;
-            bytes += read as u64;
-            if line.trim().is_empty() {
-                continue;
-            }
-            match parse_line(&line) {
-                Ok((id, body)) => {
-                    let at = *position.entry(id.clone()).or_insert_with(|| {
-                        by_id.push((id, Vec::new()));
-                        by_id.len() - 1
-                    });
-                    by_id[at].1.push((number, body));
-                }
-                Err(reason) => summary.refused.push((number, reason)),
-            }
+        let chunk = read_chunk(&mut input, &mut number)?;
+        if chunk.bytes == 0 {
+            return Ok(summary);
         }
-        if bytes == 0 {
-            break;
-        }
-        let mut tasks = JoinSet::new();
-        for (id, bodies) in by_id {
-            let (store, ctx) = (store.clone(), ctx.clone());
-            tasks.spawn(async move {
-                let mut results = Vec::with_capacity(bodies.len());
-                for (number, body) in bodies {
-                    let result = profiles::upsert(store.as_ref(), &ctx, &id, &body).await;
-                    results.push((number, result.map(|_| ()).map_err(|e| e.to_string())));
-                }
-                results
-            });
-        }
-        for (number, result) in tasks.join_all().await.into_iter().flatten() {
+        summary.refused.extend(chunk.refused);
+        for (number, result) in apply_chunk(&store, ctx, chunk.by_user).await {
             match result {
                 Ok(()) => summary.applied += 1,
                 Err(reason) => summary.refused.push((number, reason)),
             }
         }
         summary.refused.sort_by_key(|(number, _)| *number);
-        progress(bytes);
+        progress(chunk.bytes);
     }
-    Ok(summary)
+}
+
+/// Up to [`CHUNK`] lines: their bodies grouped by user (in file order within a user) and the lines
+/// refused while parsing.
+struct Chunk {
+    bytes: u64,
+    by_user: Vec<(DistinctId, Vec<(u64, Value)>)>,
+    refused: Vec<(u64, String)>,
+}
+
+/// Reads the next chunk; `number` is the number of the last line read, carried across chunks.
+fn read_chunk(input: &mut impl BufRead, number: &mut u64) -> Result<Chunk, String> {
+    let mut chunk = Chunk {
+        bytes: 0,
+        by_user: Vec::new(),
+        refused: Vec::new(),
+    };
+    let mut position: HashMap<DistinctId, usize> = HashMap::new();
+    let mut line = String::new();
+    for _ in 0..CHUNK {
+        line.clear();
+        let read = input
+            .read_line(&mut line)
+            .map_err(|e| format!("line {}: cannot read: {e}", *number + 1))?;
+        if read == 0 {
+            break;
+        }
+        *number += 1;
+        chunk.bytes += read as u64;
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_line(&line) {
+            Ok((id, body)) => {
+                let at = *position.entry(id.clone()).or_insert_with(|| {
+                    chunk.by_user.push((id, Vec::new()));
+                    chunk.by_user.len() - 1
+                });
+                chunk.by_user[at].1.push((*number, body));
+            }
+            Err(reason) => chunk.refused.push((*number, reason)),
+        }
+    }
+    Ok(chunk)
+}
+
+/// Upserts every user's lines, users concurrently, each user's lines in order.
+async fn apply_chunk(
+    store: &Arc<dyn Store>,
+    ctx: &Ctx,
+    by_user: Vec<(DistinctId, Vec<(u64, Value)>)>,
+) -> Vec<(u64, Result<(), String>)> {
+    let mut tasks = JoinSet::new();
+    for (id, bodies) in by_user {
+        let (store, ctx) = (store.clone(), ctx.clone());
+        tasks.spawn(async move {
+            let mut results = Vec::with_capacity(bodies.len());
+            for (number, body) in bodies {
+                let result = profiles::upsert(store.as_ref(), &ctx, &id, &body).await;
+                results.push((number, result.map(|_| ()).map_err(|e| e.to_string())));
+            }
+            results
+        });
+    }
+    tasks.join_all().await.into_iter().flatten().collect()
 }
 
 /// One line: a JSON object with `distinct_id` beside the keys of an upsert body.

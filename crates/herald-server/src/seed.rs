@@ -6,7 +6,6 @@ use chrono::{DateTime, Duration, Utc};
 use herald_core::service::{profiles, Ctx};
 use herald_core::store::Store;
 use herald_core::DistinctId;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
 
 const FIRST: [&str; 16] = [
@@ -87,13 +86,7 @@ pub async fn run(
     count: u64,
     batch: usize,
 ) -> Result<u64, String> {
-    let bar = ProgressBar::new(count);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} profiles ({per_sec}, ETA {eta})",
-        )
-        .expect("a valid template"),
-    );
+    let bar = crate::profiles_bar(count);
     let start: DateTime<Utc> = Utc::now() - Duration::seconds(count as i64);
     let mut created = 0;
     let mut i = from;

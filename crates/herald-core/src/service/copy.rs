@@ -5,7 +5,6 @@
 use super::{profiles, Error};
 use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
-use crate::filter::Filter;
 use crate::store::{Imported, Store};
 
 /// Profiles read and written per transaction.
@@ -29,18 +28,6 @@ pub struct Report {
     pub live: EnvReport,
 }
 
-/// How many profiles each environment of `store` holds: the work a copy has ahead of it.
-pub async fn profile_counts(store: &dyn Store) -> Result<[(Env, u64); 2], Error> {
-    let mut out = [(Env::Test, 0), (Env::Live, 0)];
-    for (env, n) in &mut out {
-        *n = store
-            .count_profiles(EnvScope::new(*env), &Filter::default())
-            .await?
-            .value;
-    }
-    Ok(out)
-}
-
 /// Copies keys, then per environment the categories, the property registry's declared and
 /// labelled records, and every profile with its history (oldest first, times and actors kept).
 /// The target must hold no profiles, so nothing is merged by accident. `progress` hears of every
@@ -51,7 +38,7 @@ pub async fn run(
     to: &dyn Store,
     progress: &(dyn Fn(Env, u64) + Sync),
 ) -> Result<Report, Error> {
-    for (env, n) in profile_counts(to).await? {
+    for (env, n) in profiles::counts_per_env(to).await? {
         if n > 0 {
             return Err(Error::Conflict(Invalid::new(
                 "target",
@@ -93,8 +80,9 @@ async fn copy_env(
     for record in from.list_property_records(scope).await? {
         if record.declared {
             to.insert_property_record(scope, &record).await?;
+        } else {
+            to.put_property_record(scope, &record).await?;
         }
-        to.put_property_record(scope, &record).await?;
         report.properties += 1;
     }
     let mut all = profiles::AllProfiles::new(scope);

@@ -105,11 +105,7 @@ pub async fn apply(
     request: Value,
     create: bool,
 ) -> Result<Profile, Error> {
-    let key = ctx.idempotency_key.as_deref();
-    match apply_once(store, ctx, id, ops, request, create, key).await? {
-        Some(profile) => Ok(profile),
-        None => get(store, ctx, id).await,
-    }
+    run(store, ctx, id, edit_fn(ctx, id, ops, request, create)).await
 }
 
 /// Like [`apply`], but an edit carrying an idempotency key (an event's `$insert_id`) is applied at
@@ -125,21 +121,33 @@ pub async fn apply_once(
     create: bool,
     once: Option<&str>,
 ) -> Result<Option<Profile>, Error> {
-    let edit = edit_fn(ctx, id, ops, request, create);
-    match store.edit_profile(ctx.scope, id, edit, once).await? {
-        Ok(EditOutcome::Applied(profile)) => Ok(Some(*profile)),
-        Ok(EditOutcome::AlreadyApplied) => Ok(None),
-        Err(refusal) => Err(Error::from_refusal(refusal, id)),
+    run_once(store, ctx, id, edit_fn(ctx, id, ops, request, create), once).await
+}
+
+/// Runs `edit` with the caller's idempotency key; a retry answers with the profile as it is now.
+async fn run(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    edit: EditFn,
+) -> Result<Profile, Error> {
+    match run_once(store, ctx, id, edit, ctx.idempotency_key.as_deref()).await? {
+        Some(profile) => Ok(profile),
+        None => get(store, ctx, id).await,
     }
 }
 
-/// The profile an edit without an idempotency key stored.
-fn stored(outcome: Result<EditOutcome, Refusal>, id: &DistinctId) -> Result<Profile, Error> {
-    match outcome {
-        Ok(EditOutcome::Applied(profile)) => Ok(*profile),
-        Ok(EditOutcome::AlreadyApplied) => {
-            unreachable!("an edit without an idempotency key always runs")
-        }
+/// Runs `edit` under the store's lock unless `once` was applied already (`Ok(None)`).
+async fn run_once(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    edit: EditFn,
+    once: Option<&str>,
+) -> Result<Option<Profile>, Error> {
+    match store.edit_profile(ctx.scope, id, edit, once).await? {
+        Ok(EditOutcome::Applied(profile)) => Ok(Some(*profile)),
+        Ok(EditOutcome::AlreadyApplied) => Ok(None),
         Err(refusal) => Err(Error::from_refusal(refusal, id)),
     }
 }
@@ -335,7 +343,7 @@ where
             request.clone(),
         )))
     });
-    stored(store.edit_profile(ctx.scope, id, edit, None).await?, id)
+    run(store, ctx, id, edit).await
 }
 
 pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
@@ -410,6 +418,23 @@ pub async fn history(
         has_next,
         after,
     })
+}
+
+/// How many profiles `scope` holds: a counter read, never a scan.
+pub async fn count_all(store: &dyn Store, scope: crate::EnvScope) -> Result<u64, Error> {
+    Ok(store
+        .count_profiles(scope, &crate::filter::Filter::default())
+        .await?
+        .value)
+}
+
+/// How many profiles each environment holds.
+pub async fn counts_per_env(store: &dyn Store) -> Result<[(crate::Env, u64); 2], Error> {
+    let mut out = crate::Env::ALL.map(|env| (env, 0));
+    for (env, n) in &mut out {
+        *n = count_all(store, crate::EnvScope::new(*env)).await?;
+    }
+    Ok(out)
 }
 
 /// Every profile of one environment in distinct_id order, a page at a time: for bulk reads

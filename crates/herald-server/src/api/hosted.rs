@@ -19,8 +19,6 @@ use herald_core::link::{self, LinkError};
 use herald_core::preference::{self, Category, Choice, DefaultPreference, PREFERENCE_CHANNELS};
 use herald_core::service::{preferences, profiles, Ctx};
 use herald_core::{DistinctId, EnvScope, Profile};
-use rand::distributions::Alphanumeric;
-use rand::Rng;
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 
@@ -29,11 +27,7 @@ const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 365;
 
 fn fresh_secret() -> String {
-    rand::rngs::OsRng
-        .sample_iter(&Alphanumeric)
-        .take(48)
-        .map(char::from)
-        .collect()
+    crate::keys::random(48)
 }
 
 async fn link_secret(app: &App) -> Result<Vec<u8>, ApiError> {

@@ -6,7 +6,7 @@ use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::filter::Filter;
+use herald_core::service::profiles;
 use herald_core::{Env, EnvScope};
 use serde_json::json;
 use std::time::Instant;
@@ -47,24 +47,13 @@ pub async fn metrics(State(app): State<App>) -> Response {
 /// Profiles per environment (the stores' own counters, not a scan) and whether the database
 /// answers, read at each scrape.
 async fn store_metrics(app: &App) -> String {
-    let mut counts = Vec::new();
-    for env in [Env::Test, Env::Live] {
-        match app
-            .store
-            .count_profiles(EnvScope::new(env), &Filter::default())
-            .await
-        {
-            Ok(c) => counts.push((env, c.value)),
-            Err(_) => break,
-        }
-    }
-    let up = u8::from(counts.len() == 2);
+    let counts = profiles::counts_per_env(app.store.as_ref()).await.ok();
     let mut out = String::from(
         "# HELP herald_store_up Whether the database answered this scrape.\n\
          # TYPE herald_store_up gauge\n",
     );
-    out.push_str(&format!("herald_store_up {up}\n"));
-    if up == 1 {
+    out.push_str(&format!("herald_store_up {}\n", u8::from(counts.is_some())));
+    if let Some(counts) = counts {
         out.push_str("# HELP herald_profiles Profiles stored, per environment.\n");
         out.push_str("# TYPE herald_profiles gauge\n");
         for (env, n) in counts {

@@ -160,50 +160,51 @@ impl<S: Send + Sync> FromRequestParts<S> for UserId {
     }
 }
 
-/// The `If-Match` header: the profile version (from an `ETag`) an edit expects. `"3"`, `W/"3"`
-/// and `3` are accepted; absent, the edit applies to whatever version is stored.
-pub struct IfMatch(pub Option<i64>);
+/// The context of a profile edit: the caller's, with the edit's preconditions from the headers.
+/// `If-Match` takes the profile version an `ETag` gave (`"3"`, `W/"3"` or `3`): the edit then
+/// applies only to that version. `Idempotency-Key` (1–255 characters): an edit sent again with
+/// the same key, a retry after a lost reply, is not applied again.
+pub struct EditCtx(pub Ctx);
 
-impl<S: Send + Sync> FromRequestParts<S> for IfMatch {
+impl<S: Send + Sync> FromRequestParts<S> for EditCtx {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(raw) = parts.headers.get(axum::http::header::IF_MATCH) else {
-            return Ok(IfMatch(None));
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let header = |name| {
+            parts
+                .headers
+                .get(name)
+                .map(|v| v.to_str().map(str::trim).ok())
         };
-        let refuse = || {
-            ApiError::bad_request(
-                "If-Match",
-                "must be a profile version as the ETag gives it, e.g. \"3\"",
-            )
-        };
-        let text = raw.to_str().map_err(|_| refuse())?.trim();
-        let bare = text.strip_prefix("W/").unwrap_or(text).trim_matches('"');
-        match bare.parse::<i64>() {
-            Ok(v) if v >= 1 => Ok(IfMatch(Some(v))),
-            _ => Err(refuse()),
-        }
-    }
-}
-
-/// The `Idempotency-Key` header: an edit sent again with the same key (a retry after a lost
-/// reply) is not applied again. 1–255 characters.
-pub struct IdempotencyKey(pub Option<String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let Some(raw) = parts.headers.get("idempotency-key") else {
-            return Ok(IdempotencyKey(None));
-        };
-        match raw.to_str().map(str::trim) {
-            Ok(key) if !key.is_empty() && key.len() <= 255 => Ok(IdempotencyKey(Some(key.into()))),
-            _ => Err(ApiError::bad_request(
-                "Idempotency-Key",
-                "must be 1 to 255 visible ASCII characters",
-            )),
-        }
+        let version = header("if-match")
+            .map(|raw| {
+                raw.map(|t| t.strip_prefix("W/").unwrap_or(t).trim_matches('"'))
+                    .and_then(|t| t.parse::<i64>().ok())
+                    .filter(|v| *v >= 1)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "If-Match",
+                            "must be a profile version as the ETag gives it, e.g. \"3\"",
+                        )
+                    })
+            })
+            .transpose()?;
+        let key = header("idempotency-key")
+            .map(|raw| {
+                raw.filter(|k| !k.is_empty() && k.len() <= 255)
+                    .map(str::to_owned)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            "Idempotency-Key",
+                            "must be 1 to 255 visible ASCII characters",
+                        )
+                    })
+            })
+            .transpose()?;
+        Ok(EditCtx(
+            caller.ctx().expecting(version).with_idempotency_key(key),
+        ))
     }
 }
 

@@ -1,7 +1,7 @@
 //! `/v1/user/…`: profiles by distinct_id.
 
 use super::error::ApiError;
-use super::{etag, query_pairs, Caller, IdempotencyKey, IfMatch, JsonBody, UserId};
+use super::{etag, query_pairs, Caller, EditCtx, JsonBody, UserId};
 use crate::App;
 use axum::extract::State;
 use axum::http::{StatusCode, Uri};
@@ -24,15 +24,12 @@ pub async fn get(
 
 pub async fn upsert(
     State(app): State<App>,
-    caller: Caller,
+    EditCtx(ctx): EditCtx,
     UserId(id): UserId,
-    IfMatch(version): IfMatch,
-    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body, size): JsonBody,
 ) -> Result<Response, ApiError> {
     within_edit_limit(size)?;
     let body = if body.is_null() { json!({}) } else { body };
-    let ctx = caller.ctx().expecting(version).with_idempotency_key(key);
     let profile = profiles::upsert(app.store.as_ref(), &ctx, &id, &body).await?;
     Ok((
         StatusCode::CREATED,
@@ -44,10 +41,8 @@ pub async fn upsert(
 
 pub async fn edit(
     State(app): State<App>,
-    caller: Caller,
+    EditCtx(ctx): EditCtx,
     UserId(id): UserId,
-    IfMatch(version): IfMatch,
-    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body, size): JsonBody,
 ) -> Result<Response, ApiError> {
     within_edit_limit(size)?;
@@ -57,7 +52,6 @@ pub async fn edit(
             "is required: send {\"operations\": [{\"$set\": {...}}, ...]}",
         )
     })?;
-    let ctx = caller.ctx().expecting(version).with_idempotency_key(key);
     let profile = profiles::edit(app.store.as_ref(), &ctx, &id, operations).await?;
     Ok((
         StatusCode::ACCEPTED,
@@ -69,17 +63,14 @@ pub async fn edit(
 
 pub async fn set_status(
     State(app): State<App>,
-    caller: Caller,
+    EditCtx(ctx): EditCtx,
     UserId(id): UserId,
-    IfMatch(version): IfMatch,
-    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
     let raw = body.get("status").and_then(Value::as_str).ok_or_else(|| {
         ApiError::bad_request("status", "is required: \"enabled\" or \"disabled\"")
     })?;
     let status = Status::parse(raw).map_err(|rule| ApiError::bad_request("status", rule))?;
-    let ctx = caller.ctx().expecting(version).with_idempotency_key(key);
     let profile = profiles::set_status(app.store.as_ref(), &ctx, &id, status).await?;
     Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }

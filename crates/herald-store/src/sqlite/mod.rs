@@ -61,7 +61,7 @@ impl SqliteStore {
         let path = path.to_owned();
         let readers = options.pool_size.max(1);
         let migrate_now = options.migrate;
-        let synchronous = options.sqlite_synchronous.pragma();
+        let synchronous = options.sqlite_synchronous;
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)

@@ -1,6 +1,7 @@
 //! SQLite connections: one writer thread that commits jobs in batches, and a few readers used
 //! from blocking tasks. The async runtime never waits on SQLite directly.
 
+use crate::SqliteSynchronous;
 use herald_core::store::StoreError;
 use rusqlite::Connection;
 use std::path::Path;
@@ -18,8 +19,9 @@ type Job = Box<dyn FnOnce(&Connection) -> (bool, Reply) + Send>;
 pub fn open_connection(
     path: &Path,
     read_only: bool,
-    synchronous: &str,
+    synchronous: SqliteSynchronous,
 ) -> Result<Connection, StoreError> {
+    let synchronous = synchronous.pragma();
     let conn = Connection::open(path)
         .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
     conn.execute_batch(&format!(
