@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod copy;
 mod filters;
+mod hardening;
 mod schema;
 
 struct Backend {
