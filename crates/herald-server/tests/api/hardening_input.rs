@@ -2,6 +2,7 @@
 
 #[allow(unused_imports)]
 use crate::harness::*;
+use herald_core::Env;
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -85,4 +86,154 @@ async fn hardening_template_loop_bombs_hit_a_limit_while_other_requests_answer()
         "{:?}",
         started.elapsed()
     );
+}
+
+// ---- Finding 2: custom values nest at most 32 deep ----
+
+fn nested(depth: usize) -> serde_json::Value {
+    (0..depth).fold(json!("x"), |v, _| json!([v]))
+}
+
+#[tokio::test]
+async fn hardening_values_deeper_than_32_are_refused_everywhere_and_32_reads_back() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    let before = app.snapshot(Env::Test).await;
+    let too_deep = nested(33);
+    let r = app
+        .call("POST", "/v1/user/ada/", Some(json!({"deep": too_deep})))
+        .await
+        .expect_error(400, Some("deep"));
+    assert!(r["message"].as_str().unwrap().contains("32"), "{r}");
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$set": {"deep": too_deep}}]})),
+    )
+    .await
+    .expect_error(400, Some("operations[0].$set.deep"));
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$append": {"list": [too_deep]}}]})),
+    )
+    .await
+    .expect_error(400, Some("operations[0].$append.list"));
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$remove": {"list": too_deep}}]})),
+    )
+    .await
+    .expect_error(400, Some("operations[0].$remove.list"));
+    app.call(
+        "POST",
+        "/event/",
+        Some(json!({"distinct_id": "ada", "$user_operations": [{"$set": {"deep": too_deep}}]})),
+    )
+    .await
+    .expect_error(400, Some("[0].$user_operations[0].$set.deep"));
+    assert_eq!(app.snapshot(Env::Test).await, before, "nothing changed");
+
+    // 32 deep is accepted, and the history and export that hold it read back.
+    let ok = nested(32);
+    app.call("POST", "/v1/user/ada/", Some(json!({"deep": ok})))
+        .await
+        .expect(201);
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$append": {"list": ok}}]})),
+    )
+    .await
+    .expect(202);
+    let history = app
+        .call("GET", "/v1/user/ada/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(history["results"].as_array().unwrap().len(), 3);
+    let export = app
+        .call("GET", "/v1/user/ada/export/", None)
+        .await
+        .expect(200);
+    assert_eq!(export["profile"]["properties"]["deep"], ok);
+}
+
+// ---- Finding 8: U+0000 is refused at the edge on every backend ----
+
+#[tokio::test]
+async fn hardening_nul_characters_are_a_400_naming_the_field_never_a_500() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    let before = app.snapshot(Env::Test).await;
+    for (method, path, body, field) in [
+        ("POST", "/v1/user/ada/", json!({"plan": "p\u{0}"}), "plan"),
+        (
+            "POST",
+            "/v1/user/ada/",
+            json!({"plan": {"tiers": ["a", "b\u{0}"]}}),
+            "plan.tiers[1]",
+        ),
+        (
+            "POST",
+            "/v1/user/ada/",
+            json!({"pl\u{0}an": 1}),
+            "pl\u{0}an",
+        ),
+        (
+            "POST",
+            "/v1/user/ada/",
+            json!({"plan": {"k\u{0}": 1}}),
+            "plan.k\u{0}",
+        ),
+        ("POST", "/v1/user/ada/", json!({"name": "A\u{0}"}), "name"),
+        (
+            "PATCH",
+            "/v1/user/ada/",
+            json!({"operations": [{"$set": {"x": "\u{0}"}}]}),
+            "operations[0].$set.x",
+        ),
+        (
+            "PATCH",
+            "/v1/user/ada/",
+            json!({"operations": [{"$append": {"$androidpush": "tok\u{0}en"}}]}),
+            "operations[0].$append.$androidpush",
+        ),
+        (
+            "POST",
+            "/event/",
+            json!([{"distinct_id": "ada", "$user_operations": [{"$set": {"x": "\u{0}"}}]}]),
+            "[0].$user_operations[0].$set.x",
+        ),
+        (
+            "POST",
+            "/event/",
+            json!({"distinct_id": "a\u{0}b", "$user_operations": [{"$set": {"x": 1}}]}),
+            "distinct_id",
+        ),
+        (
+            "POST",
+            "/v1/category/",
+            json!({"category": "news", "name": "N\u{0}"}),
+            "name",
+        ),
+        (
+            "POST",
+            "/v1/property/",
+            json!({"key": "plan", "type": "string", "label": "P\u{0}"}),
+            "label",
+        ),
+    ] {
+        app.call(method, path, Some(body.clone()))
+            .await
+            .expect_error(400, Some(field));
+    }
+    // A distinct_id in the path.
+    app.call("GET", "/v1/user/a%00b/", None)
+        .await
+        .expect_error(400, Some("distinct_id"));
+    app.call("POST", "/v1/user/a%00b/", Some(json!({"x": 1})))
+        .await
+        .expect_error(400, Some("distinct_id"));
+    assert_eq!(app.snapshot(Env::Test).await, before, "nothing changed");
 }
