@@ -313,8 +313,28 @@ pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
 }
 
 /// Applies `change` to an existing profile under the store's lock (404 if there is none),
-/// recorded in history like any edit; a change that changes nothing is not recorded.
+/// recorded in history like any edit; a change that changes nothing is not recorded. Only the
+/// kind of `request` is recorded (its top-level keys, each with `null`): what changed is in the
+/// entry's `changes`, so what a caller sent (a whole form) never grows history.
 pub async fn change_existing<F>(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    request: Value,
+    change: F,
+) -> Result<Profile, Error>
+where
+    F: Fn(&mut Profile) -> Result<(), crate::Invalid> + Send + Sync + 'static,
+{
+    let kind = match request {
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, _)| (k, Value::Null)).collect()),
+        _ => Value::Null,
+    };
+    change_recorded(store, ctx, id, kind, change).await
+}
+
+/// [`change_existing`], recording `request` as it is: for callers that build a small one.
+pub async fn change_recorded<F>(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,

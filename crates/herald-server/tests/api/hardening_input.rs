@@ -237,3 +237,111 @@ async fn hardening_nul_characters_are_a_400_naming_the_field_never_a_500() {
         .expect_error(400, Some("distinct_id"));
     assert_eq!(app.snapshot(Env::Test).await, before, "nothing changed");
 }
+
+// ---- Finding 3: preference edits are capped, strict, and history keeps only the change ----
+
+#[tokio::test]
+async fn hardening_preference_edits_refuse_unknown_fields_and_huge_bodies() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    app.call(
+        "POST",
+        "/v1/category/",
+        Some(json!({"category": "newsletter", "default_preference": "opt_in"})),
+    )
+    .await
+    .expect(201);
+    let before = app.snapshot(Env::Test).await;
+    let padding = "x".repeat(20_000);
+    for (path, body, field) in [
+        (
+            "/v1/user/ada/preference/category/newsletter/",
+            json!({"preference": "opt_out", "note": "hi"}),
+            "note",
+        ),
+        (
+            "/v1/user/ada/preference/category/newsletter/",
+            json!({"preference": "opt_out", "opt_in_channels": vec!["email"; 3000]}),
+            "body",
+        ),
+        (
+            "/v1/user/ada/preference/channel_preference/",
+            json!({"channel_preferences": [{"channel": "email", "is_restricted": true}], "junk": padding}),
+            "junk",
+        ),
+        (
+            "/v1/user/ada/preference/channel_preference/",
+            json!({"channel_preferences": [{"channel": "email", "is_restricted": true, "why": 1}]}),
+            "channel_preferences[0].why",
+        ),
+        (
+            "/v1/bulk/subscriber/preference/",
+            json!({"distinct_ids": ["ada"], "categories": [{"category": "newsletter", "preference": "opt_out", "x": 1}]}),
+            "categories[0].x",
+        ),
+        (
+            "/v1/bulk/subscriber/preference/",
+            json!({"distinct_ids": ["ada"], "categories": [{"category": "newsletter", "preference": "opt_out"}], "pad": padding}),
+            "pad",
+        ),
+        (
+            "/v1/bulk/subscriber/preference/reset/",
+            json!({"distinct_ids": ["ada"], "reset_categories": true, "extra": true}),
+            "extra",
+        ),
+    ] {
+        app.call("PATCH", path, Some(body))
+            .await
+            .expect_error(400, Some(field));
+    }
+    assert_eq!(app.snapshot(Env::Test).await, before, "nothing changed");
+}
+
+#[tokio::test]
+async fn hardening_preference_history_holds_the_change_not_the_request() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    app.call(
+        "POST",
+        "/v1/category/",
+        Some(json!({"category": "newsletter", "default_preference": "opt_in"})),
+    )
+    .await
+    .expect(201);
+    let channels: Vec<&str> = vec!["email"; 500];
+    app.call(
+        "PATCH",
+        "/v1/user/ada/preference/category/newsletter/",
+        Some(json!({"preference": "opt_in", "opt_out_channels": channels})),
+    )
+    .await
+    .expect(202);
+    app.call(
+        "PATCH",
+        "/v1/bulk/subscriber/preference/",
+        Some(json!({"distinct_ids": ["ada"], "categories": [{"category": "newsletter", "preference": "opt_out"}]})),
+    )
+    .await
+    .expect(202);
+    let history = app
+        .call("GET", "/v1/user/ada/history/?limit=2", None)
+        .await
+        .expect(200);
+    let events = history["results"].as_array().unwrap();
+    assert_eq!(
+        events[1]["request"],
+        json!({"preference": {"category": "newsletter"}})
+    );
+    assert_eq!(
+        events[1]["changes"],
+        json!([{"key": "$preferences", "after": {"categories": {"newsletter": {"preference": "opt_in", "opt_out_channels": ["email"]}}}}])
+    );
+    assert_eq!(
+        events[0]["request"],
+        json!({"bulk_preference": {"categories": ["newsletter"], "channel_preferences": false}})
+    );
+    for e in events {
+        let size = e.to_string().len();
+        assert!(size < 600, "{size} bytes: {e}");
+    }
+}
