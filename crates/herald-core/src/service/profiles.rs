@@ -167,6 +167,7 @@ pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, creat
         if existing.is_some() && next.same_content(&base) {
             return Ok(None);
         }
+        next.check_limits(existing).map_err(Refusal::Invalid)?;
         let action = if existing.is_some() {
             Action::Updated
         } else {
@@ -260,6 +261,7 @@ fn merge_fn(ctx: &Ctx, primary: &DistinctId, secondary: &DistinctId) -> Result<M
                 .cloned()
                 .unwrap_or_else(|| Profile::new(primary_id.clone(), from.created_at.min(ctx.now)));
             let merged = merge_into(&base, from);
+            merged.check_limits(existing).map_err(Refusal::Invalid)?;
             let action = if existing.is_some() {
                 Action::Merged
             } else {
@@ -355,6 +357,7 @@ where
         if next.same_content(current) {
             return Ok(None);
         }
+        next.check_limits(existing).map_err(Refusal::Invalid)?;
         Ok(Some(write(
             &c,
             existing,

@@ -345,3 +345,102 @@ async fn hardening_preference_history_holds_the_change_not_the_request() {
         assert!(size < 600, "{size} bytes: {e}");
     }
 }
+
+// ---- Finding 6: profiles are capped and history of list edits stays small ----
+
+#[tokio::test]
+async fn hardening_profile_caps_refuse_the_edit_that_crosses_them() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    // 500 custom keys fit; the 501st is refused whole.
+    let keys: serde_json::Map<String, serde_json::Value> =
+        (0..500).map(|i| (format!("k{i}"), json!(1))).collect();
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::Value::Object(keys)),
+    )
+    .await
+    .expect(201);
+    let before = app.snapshot(Env::Test).await;
+    let r = app
+        .call(
+            "POST",
+            "/v1/user/ada/",
+            Some(json!({"one_more": 1, "k0": 2})),
+        )
+        .await
+        .expect_error(400, Some("properties"));
+    assert!(r["message"].as_str().unwrap().contains("500"), "{r}");
+    assert_eq!(app.snapshot(Env::Test).await, before);
+    // Identities per channel.
+    let tokens: Vec<String> = (0..101).map(|i| format!("tok-{i}")).collect();
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$append": {"$androidpush": tokens}}]})),
+    )
+    .await
+    .expect_error(400, Some("$androidpush"));
+    // The serialized size: 9 KB at a time, refused once past 64 KiB.
+    with_user(&app, "bob").await;
+    let blob = "x".repeat(9000);
+    let mut refused = None;
+    for i in 0..10 {
+        let r = app
+            .call(
+                "POST",
+                "/v1/user/bob/",
+                Some(json!({ format!("blob{i}"): blob })),
+            )
+            .await;
+        if r.status != 201 {
+            refused = Some((i, r.expect_error(400, Some("profile"))));
+            break;
+        }
+    }
+    let (i, body) = refused.expect("the profile cap is reached");
+    assert_eq!(i, 7, "{body}");
+    let bob = app.user("bob").await;
+    assert!(bob["properties"].get("blob7").is_none());
+}
+
+#[tokio::test]
+async fn hardening_appending_to_a_list_keeps_history_entries_small() {
+    let app = TestApp::spawn().await;
+    with_user(&app, "ada").await;
+    for i in 0..200 {
+        app.call(
+            "PATCH",
+            "/v1/user/ada/",
+            Some(json!({"operations": [{"$append": {"list": format!("item-{i}")}}]})),
+        )
+        .await
+        .expect(202);
+    }
+    app.call(
+        "PATCH",
+        "/v1/user/ada/",
+        Some(json!({"operations": [{"$remove": {"list": ["item-3", "item-150"]}}]})),
+    )
+    .await
+    .expect(202);
+    let history = app
+        .call("GET", "/v1/user/ada/history/?limit=1000", None)
+        .await
+        .expect(200);
+    let events = history["results"].as_array().unwrap();
+    assert_eq!(events.len(), 202);
+    assert_eq!(
+        events[0]["changes"],
+        json!([{"key": "list", "removed": ["item-3", "item-150"]}])
+    );
+    assert_eq!(
+        events[1]["changes"],
+        json!([{"key": "list", "added": ["item-199"]}])
+    );
+    for e in events {
+        let size = e.to_string().len();
+        assert!(size < 400, "{size} bytes: {e}");
+    }
+}
