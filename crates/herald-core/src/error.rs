@@ -35,6 +35,18 @@ impl Invalid {
     }
 }
 
+impl Invalid {
+    /// The same error, reported under the `i`th item of a list: `[i]` + `.x` = `[i].x`.
+    pub fn within_index(mut self, i: usize) -> Self {
+        self.field = if self.field.is_empty() || self.field.starts_with('[') {
+            format!("[{i}]{}", self.field)
+        } else {
+            format!("[{i}].{}", self.field)
+        };
+        self
+    }
+}
+
 impl fmt::Display for Invalid {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.field.is_empty() {

@@ -64,13 +64,66 @@ impl Action {
     }
 }
 
+/// One changed key: its `before` and/or `after`; or, for a custom list that only grew at its
+/// end or only lost items, the items `added` or `removed` (so that appending to a long list
+/// keeps each history entry small instead of repeating the whole list twice).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Change {
     pub key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub added: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub removed: Option<Vec<Value>>,
+}
+
+impl Change {
+    fn new(key: &str, before: Option<&Value>, after: Option<&Value>) -> Change {
+        let mut c = Change {
+            key: key.to_owned(),
+            before: before.cloned(),
+            after: after.cloned(),
+            added: None,
+            removed: None,
+        };
+        // Channel lists are bounded per channel and shown whole; custom lists by what moved.
+        if key.starts_with('$') {
+            return c;
+        }
+        if let (Some(Value::Array(b)), Some(Value::Array(a))) = (before, after) {
+            if a.len() > b.len() && a.starts_with(b) {
+                c.added = Some(a[b.len()..].to_vec());
+            } else if let Some(removed) = removed_from(b, a) {
+                c.removed = Some(removed);
+            } else {
+                return c;
+            }
+            c.before = None;
+            c.after = None;
+        }
+        c
+    }
+}
+
+/// The items of `before` that are gone when `after` is `before` with some items taken out (in
+/// order); `None` otherwise.
+fn removed_from(before: &[Value], after: &[Value]) -> Option<Vec<Value>> {
+    if after.len() >= before.len() {
+        return None;
+    }
+    let mut rest = after.iter().peekable();
+    let mut removed = Vec::new();
+    for item in before {
+        if rest.peek() == Some(&item) {
+            rest.next();
+        } else {
+            removed.push(item.clone());
+        }
+    }
+    rest.peek().is_none().then_some(removed)
 }
 
 /// One entry of a profile's history. `id` is assigned by the store and orders events.
@@ -111,20 +164,12 @@ pub fn diff(before: Option<&Profile>, after: Option<&Profile>) -> Vec<Change> {
     for (k, old) in b {
         match a.get(k) {
             Some(new) if new == old => {}
-            new => changes.push(Change {
-                key: k.clone(),
-                before: Some(old.clone()),
-                after: new.cloned(),
-            }),
+            new => changes.push(Change::new(k, Some(old), new)),
         }
     }
     for (k, new) in a {
         if !b.contains_key(k) {
-            changes.push(Change {
-                key: k.clone(),
-                before: None,
-                after: Some(new.clone()),
-            });
+            changes.push(Change::new(k, None, Some(new)));
         }
     }
     changes

@@ -197,7 +197,9 @@ fn meta_of(obj: &Map<String, Value>) -> Result<IdentityMeta, Invalid> {
     let text = |k: &str| -> Result<Option<String>, Invalid> {
         match obj.get(k) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::String(s)) => validate::no_nul(s)
+                .map(|()| Some(s.clone()))
+                .map_err(|rule| Invalid::new(k, rule)),
             Some(other) => Err(Invalid::new(
                 k,
                 format!("must be a string, got {}", type_name(other)),
@@ -234,6 +236,8 @@ pub fn assign(
     appending: bool,
 ) -> Result<Assign, Invalid> {
     let whole = |rule: String| Invalid::new("", rule);
+    // Whatever is stored must nest boundedly and hold no U+0000 (see `validate::custom_value`).
+    validate::custom_value(v)?;
     match key {
         Key::Status => {
             if appending {
@@ -314,6 +318,8 @@ fn removals(obj: &Map<String, Value>) -> Result<Vec<Removal>, Invalid> {
         if META_KEYS.contains(&k.as_str()) {
             continue;
         }
+        // The values are kept in history with the request, so they obey the stored-value rules.
+        validate::custom_value(v).map_err(|e| e.within(k.trim()))?;
         match Key::parse(k).map_err(|rule| Invalid::new(k, rule))? {
             Key::Status => return Err(Invalid::new(k, "$status is set, not removed")),
             Key::Channel(channel) => {

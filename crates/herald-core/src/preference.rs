@@ -417,6 +417,7 @@ fn update_category(
             let s = v
                 .as_str()
                 .ok_or_else(|| Invalid::new(k.as_str(), "must be a string"))?;
+            crate::validate::no_nul(s).map_err(|rule| Invalid::new(k.as_str(), rule))?;
             if s.chars().count() > max {
                 return Err(Invalid::new(
                     k.as_str(),

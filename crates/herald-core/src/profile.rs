@@ -1,6 +1,7 @@
 //! The profile: one user in one environment, keyed by distinct_id.
 
 use crate::channel::{Channel, Identity};
+use crate::error::Invalid;
 use crate::ids::DistinctId;
 use crate::preference::Preferences;
 use chrono::{DateTime, SecondsFormat, TimeZone, Utc};
@@ -43,6 +44,17 @@ pub const GENERAL_KEYS: [&str; 5] = [
     "$preferred_language",
     "$locale",
 ];
+
+/// How big one profile may grow. Edits arrive 10 KB at a time but add up: without these, one
+/// profile (and every read, export and copy of it) grows without end.
+pub mod limits {
+    /// The profile's serialized size (its wire form plus preferences), in bytes: 64 KiB.
+    pub const MAX_PROFILE_BYTES: usize = 64 * 1024;
+    /// Custom property keys on one profile.
+    pub const MAX_CUSTOM_KEYS: usize = 500;
+    /// Identities on one channel of one profile (e.g. push tokens of many devices).
+    pub const MAX_IDENTITIES_PER_CHANNEL: usize = 100;
+}
 
 /// The key under which status is set and reported in operations and history.
 pub const STATUS_KEY: &str = "$status";
@@ -175,6 +187,59 @@ impl Profile {
             body.insert(channel.key().into(), Value::Array(values));
         }
         body
+    }
+
+    /// Refuses a profile over one of the [`limits`] that it crossed coming from `before` (a
+    /// profile stored over a limit before it existed may still be edited, if not grown on it).
+    pub fn check_limits(&self, before: Option<&Profile>) -> Result<(), Invalid> {
+        let custom = |p: &Profile| {
+            p.properties
+                .keys()
+                .filter(|k| !GENERAL_KEYS.contains(&k.as_str()))
+                .count()
+        };
+        let n = custom(self);
+        if n > limits::MAX_CUSTOM_KEYS && before.is_none_or(|b| n > custom(b)) {
+            return Err(Invalid::new(
+                "properties",
+                format!(
+                    "a profile may hold at most {} custom properties; this edit would make {n}",
+                    limits::MAX_CUSTOM_KEYS
+                ),
+            ));
+        }
+        for channel in Channel::ALL {
+            let n = self.identities_on(channel).count();
+            if n > limits::MAX_IDENTITIES_PER_CHANNEL
+                && before.is_none_or(|b| n > b.identities_on(channel).count())
+            {
+                return Err(Invalid::new(
+                    channel.key(),
+                    format!(
+                        "a profile may hold at most {} identities per channel; this edit would make {n}",
+                        limits::MAX_IDENTITIES_PER_CHANNEL
+                    ),
+                ));
+            }
+        }
+        let size = self.size();
+        if size > limits::MAX_PROFILE_BYTES && before.is_none_or(|b| size > b.size()) {
+            return Err(Invalid::new(
+                "profile",
+                format!(
+                    "a profile may take at most {} bytes; this edit would make it {size}",
+                    limits::MAX_PROFILE_BYTES
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The serialized size [`limits::MAX_PROFILE_BYTES`] bounds.
+    pub fn size(&self) -> usize {
+        let wire = serde_json::to_vec(&self.to_wire()).map_or(0, |b| b.len());
+        let prefs = serde_json::to_vec(&self.preferences).map_or(0, |b| b.len());
+        wire + prefs
     }
 
     /// Same content, ignoring bookkeeping (timestamps, version).

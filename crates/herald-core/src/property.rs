@@ -304,6 +304,7 @@ fn text(field: &str, v: &Value, max: usize) -> Result<String, Invalid> {
     let s = v
         .as_str()
         .ok_or_else(|| Invalid::new(field, "must be a string"))?;
+    crate::validate::no_nul(s).map_err(|rule| Invalid::new(field, rule))?;
     if s.chars().count() > max {
         return Err(Invalid::new(
             field,

@@ -1,7 +1,9 @@
 //! Validators for the general properties and channel addresses. Each one parses a raw value into
 //! its normal form or says which rule it breaks; the field name is added by the caller.
 
+use crate::error::Invalid;
 use isocountry::CountryCode;
+use serde_json::Value;
 
 /// Lower-cases the domain and checks a pragmatic address syntax (RFC 5321 lengths, one `@`, a dotted
 /// domain of letters, digits and hyphens). Deliverability is the provider's business.
@@ -174,6 +176,62 @@ pub fn custom_key(raw: &str) -> Result<String, String> {
     Ok(key.to_owned())
 }
 
+/// How deep a custom property value may nest (`[[1]]` is 2 deep, a scalar 0). A stored value is
+/// read back inside larger documents (history entries put it two levels deeper, exports and
+/// `herald copy` deeper still) whose parsers stop at 128 levels; 32 leaves ample room.
+pub const MAX_VALUE_DEPTH: usize = 32;
+
+/// U+0000 is refused in every stored string: PostgreSQL's text and jsonb cannot hold it, so
+/// refusing it everywhere keeps both backends (and a copy between them) alike.
+pub fn no_nul(s: &str) -> Result<(), String> {
+    if s.contains('\0') {
+        return Err("must not contain the NUL character (U+0000)".into());
+    }
+    Ok(())
+}
+
+/// Checks any JSON value bound for storage: no U+0000 in a string or key, at any depth. The
+/// error's field is the path inside `v` (`a.b[2]`), empty for `v` itself.
+pub fn no_nul_in(v: &Value) -> Result<(), Invalid> {
+    match v {
+        Value::String(s) => no_nul(s).map_err(|rule| Invalid::new("", rule)),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| no_nul_in(item).map_err(|e| e.within_index(i))),
+        Value::Object(map) => map.iter().try_for_each(|(k, item)| {
+            no_nul(k).map_err(|rule| Invalid::new(k.as_str(), format!("keys {rule}")))?;
+            no_nul_in(item).map_err(|e| e.within(k))
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Checks a custom property value: nested at most [`MAX_VALUE_DEPTH`] deep (reported on the
+/// value itself: empty field), and no U+0000 in any string or key (see [`no_nul_in`]).
+pub fn custom_value(v: &Value) -> Result<(), Invalid> {
+    if nesting(v, MAX_VALUE_DEPTH + 1) > MAX_VALUE_DEPTH {
+        return Err(Invalid::new(
+            "",
+            format!("nests deeper than the limit of {MAX_VALUE_DEPTH} levels"),
+        ));
+    }
+    no_nul_in(v)
+}
+
+/// How deep `v` nests, counted no further than `cap`.
+fn nesting(v: &Value, cap: usize) -> usize {
+    if cap == 0 {
+        return 0;
+    }
+    let children: Box<dyn Iterator<Item = &Value>> = match v {
+        Value::Array(items) => Box::new(items.iter()),
+        Value::Object(map) => Box::new(map.values()),
+        _ => return 0,
+    };
+    1 + children.map(|c| nesting(c, cap - 1)).max().unwrap_or(0)
+}
+
 /// An http(s) URL, optionally required to start with `prefix`.
 pub fn url(raw: &str, prefixes: &[&str]) -> Result<String, String> {
     let value = raw.trim();
@@ -269,6 +327,28 @@ mod tests {
         assert_eq!(locale("fr").unwrap(), "fr");
         assert!(locale("en_ZZ").is_err());
         assert!(locale("english").is_err());
+    }
+
+    #[test]
+    fn custom_values_are_bounded_in_depth_and_refuse_nul() {
+        use serde_json::json;
+        let nest = |n: usize| (0..n).fold(json!(1), |v, _| json!([v]));
+        assert!(custom_value(&nest(MAX_VALUE_DEPTH)).is_ok());
+        let e = custom_value(&nest(MAX_VALUE_DEPTH + 1)).unwrap_err();
+        assert!(e.rule.contains("32 levels") && e.field.is_empty(), "{e}");
+        let deep_obj = (0..40).fold(json!(1), |v, _| json!({ "a": v }));
+        assert!(custom_value(&deep_obj).is_err());
+        assert!(no_nul_in(&deep_obj).is_ok());
+        assert_eq!(
+            custom_value(&json!({"a": [1, "x\0"]})).unwrap_err().field,
+            "a[1]"
+        );
+        assert_eq!(
+            custom_value(&json!({"a": {"k\0": 1}})).unwrap_err().field,
+            "a.k\0"
+        );
+        assert!(custom_value(&json!("\0")).unwrap_err().field.is_empty());
+        assert!(custom_key("a\0b").is_err());
     }
 
     #[test]

@@ -49,13 +49,15 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
     let ops = ops::parse_operations(operations, "$user_operations")?;
     let insert_id = match obj.get("$insert_id") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if !s.trim().is_empty() && s.len() <= 255 => {
+        Some(Value::String(s))
+            if !s.trim().is_empty() && s.len() <= 255 && crate::validate::no_nul(s).is_ok() =>
+        {
             Some(s.trim().to_owned())
         }
         Some(_) => {
             return Err(Invalid::new(
                 "$insert_id",
-                "must be a non-empty string of at most 255 characters",
+                "must be a non-empty string of at most 255 characters, without U+0000",
             ))
         }
     };

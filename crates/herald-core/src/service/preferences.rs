@@ -11,6 +11,63 @@ use std::collections::BTreeMap;
 /// Users one bulk preference call may change.
 pub const MAX_BULK_USERS: usize = 1000;
 
+/// What one preference change may carry, as compact JSON (the body; for bulk calls the body
+/// without its `distinct_ids`): as the 10 KB of a profile edit. A real change names a few
+/// categories and channels, far below it.
+pub const MAX_PREFERENCE_EDIT_BYTES: usize = 10 * 1024;
+
+/// Refuses a change over [`MAX_PREFERENCE_EDIT_BYTES`] and any key of `obj` not in `allowed`.
+fn checked<'a>(
+    field: &str,
+    v: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a serde_json::Map<String, Value>, Invalid> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Invalid::new(field, "must be a JSON object"))?;
+    let at = |k: &str| {
+        if field.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{field}.{k}")
+        }
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Invalid::new(
+            at(k),
+            format!("is not a field of this request ({})", allowed.join(", ")),
+        ));
+    }
+    let size = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "distinct_ids")
+        .map(|(k, v)| k.len() + serde_json::to_vec(v).map_or(0, |b| b.len()))
+        .sum::<usize>();
+    if size > MAX_PREFERENCE_EDIT_BYTES {
+        return Err(Invalid::new(
+            if field.is_empty() { "body" } else { field },
+            format!("a preference change may carry at most {MAX_PREFERENCE_EDIT_BYTES} bytes, this one has {size}"),
+        ));
+    }
+    Ok(obj)
+}
+
+const CHOICE_FIELDS: [&str; 3] = ["preference", "opt_out_channels", "opt_in_channels"];
+
+/// Refuses unknown fields in `channel_preferences` items.
+fn channel_items(list: Option<&Value>) -> Result<(), Invalid> {
+    if let Some(Value::Array(items)) = list {
+        for (i, item) in items.iter().enumerate() {
+            checked(
+                &format!("channel_preferences[{i}]"),
+                item,
+                &["channel", "is_restricted"],
+            )?;
+        }
+    }
+    Ok(())
+}
+
 fn missing_category(slug: &str) -> Error {
     Error::Missing {
         what: "category",
@@ -173,12 +230,14 @@ pub async fn choose(
     slug: &str,
     body: &Value,
 ) -> Result<Value, Error> {
+    checked("", body, &CHOICE_FIELDS)?;
     let c = get_category(store, ctx, slug).await?;
     // Validate before taking the lock, so a bad body answers 400 even for a missing user.
     preference::choose_category(&mut Preferences::default(), &c, body)?;
     let (cat, b) = (c.clone(), body.clone());
-    let request = json!({"preference": {"category": slug, "set": body}});
-    let profile = profiles::change_existing(store, ctx, id, request, move |p| {
+    // History keeps what changed (`$preferences`), not the body: the request only names it.
+    let request = json!({"preference": {"category": c.slug}});
+    let profile = profiles::change_recorded(store, ctx, id, request, move |p| {
         preference::choose_category(&mut p.preferences, &cat, &b)
     })
     .await?;
@@ -192,10 +251,12 @@ pub async fn restrict(
     id: &DistinctId,
     body: &Value,
 ) -> Result<Value, Error> {
+    let obj = checked("", body, &["channel_preferences"])?;
+    channel_items(obj.get("channel_preferences"))?;
     preference::restrict_channels(&mut Preferences::default(), body)?;
     let b = body.clone();
-    let request = json!({"preference": {"channels": body}});
-    let profile = profiles::change_existing(store, ctx, id, request, move |p| {
+    let request = json!({"preference": {"channel_preferences": true}});
+    let profile = profiles::change_recorded(store, ctx, id, request, move |p| {
         preference::restrict_channels(&mut p.preferences, &b)
     })
     .await?;
@@ -243,7 +304,7 @@ where
     let mut failed = 0;
     for id in ids {
         let outcome =
-            profiles::change_existing(store, ctx, &id, request.clone(), change.clone()).await;
+            profiles::change_recorded(store, ctx, &id, request.clone(), change.clone()).await;
         results.push(match outcome {
             Ok(_) => json!({"distinct_id": id, "status": "success"}),
             Err(e) => {
@@ -258,6 +319,12 @@ where
 /// `PATCH /v1/bulk/subscriber/preference/`:
 /// `{distinct_ids, channel_preferences?, categories?: [{category, preference, opt_out_channels?}]}`.
 pub async fn bulk_update(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Value, Error> {
+    let obj = checked(
+        "",
+        body,
+        &["distinct_ids", "categories", "channel_preferences"],
+    )?;
+    channel_items(obj.get("channel_preferences"))?;
     let ids = bulk_ids(body)?;
     let mut choices = Vec::new();
     if let Some(list) = body.get("categories") {
@@ -265,6 +332,9 @@ pub async fn bulk_update(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<V
             .as_array()
             .ok_or_else(|| Invalid::new("categories", "must be a list"))?;
         for (i, item) in list.iter().enumerate() {
+            let mut fields = CHOICE_FIELDS.to_vec();
+            fields.push("category");
+            checked(&format!("categories[{i}]"), item, &fields)?;
             let slug = item
                 .get("category")
                 .and_then(Value::as_str)
@@ -287,7 +357,10 @@ pub async fn bulk_update(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<V
             "nothing to change: send categories and/or channel_preferences",
         )));
     }
-    let request = json!({"bulk_preference": body});
+    let request = json!({"bulk_preference": {
+        "categories": choices.iter().map(|(c, _)| c.slug.clone()).collect::<Vec<_>>(),
+        "channel_preferences": channels.is_some(),
+    }});
     Ok(per_user(store, ctx, ids, request, move |p| {
         for (c, item) in &choices {
             preference::choose_category(&mut p.preferences, c, item)?;
@@ -303,6 +376,15 @@ pub async fn bulk_update(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<V
 /// `PATCH /v1/bulk/subscriber/preference/reset/`:
 /// `{distinct_ids, reset_channel_preferences, reset_categories}`.
 pub async fn bulk_reset(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Value, Error> {
+    checked(
+        "",
+        body,
+        &[
+            "distinct_ids",
+            "reset_channel_preferences",
+            "reset_categories",
+        ],
+    )?;
     let ids = bulk_ids(body)?;
     let flag = |k: &str| -> Result<bool, Invalid> {
         match body.get(k) {
@@ -321,7 +403,10 @@ pub async fn bulk_reset(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Va
             "nothing to reset: set reset_categories and/or reset_channel_preferences",
         )));
     }
-    let request = json!({"bulk_preference_reset": body});
+    let request = json!({"bulk_preference_reset": {
+        "reset_categories": categories,
+        "reset_channel_preferences": channels,
+    }});
     Ok(per_user(store, ctx, ids, request, move |p| {
         if channels {
             p.preferences.restricted_channels.clear();

@@ -167,6 +167,7 @@ pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, creat
         if existing.is_some() && next.same_content(&base) {
             return Ok(None);
         }
+        next.check_limits(existing).map_err(Refusal::Invalid)?;
         let action = if existing.is_some() {
             Action::Updated
         } else {
@@ -260,6 +261,7 @@ fn merge_fn(ctx: &Ctx, primary: &DistinctId, secondary: &DistinctId) -> Result<M
                 .cloned()
                 .unwrap_or_else(|| Profile::new(primary_id.clone(), from.created_at.min(ctx.now)));
             let merged = merge_into(&base, from);
+            merged.check_limits(existing).map_err(Refusal::Invalid)?;
             let action = if existing.is_some() {
                 Action::Merged
             } else {
@@ -313,8 +315,28 @@ pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
 }
 
 /// Applies `change` to an existing profile under the store's lock (404 if there is none),
-/// recorded in history like any edit; a change that changes nothing is not recorded.
+/// recorded in history like any edit; a change that changes nothing is not recorded. Only the
+/// kind of `request` is recorded (its top-level keys, each with `null`): what changed is in the
+/// entry's `changes`, so what a caller sent (a whole form) never grows history.
 pub async fn change_existing<F>(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+    request: Value,
+    change: F,
+) -> Result<Profile, Error>
+where
+    F: Fn(&mut Profile) -> Result<(), crate::Invalid> + Send + Sync + 'static,
+{
+    let kind = match request {
+        Value::Object(o) => Value::Object(o.into_iter().map(|(k, _)| (k, Value::Null)).collect()),
+        _ => Value::Null,
+    };
+    change_recorded(store, ctx, id, kind, change).await
+}
+
+/// [`change_existing`], recording `request` as it is: for callers that build a small one.
+pub async fn change_recorded<F>(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
@@ -335,6 +357,7 @@ where
         if next.same_content(current) {
             return Ok(None);
         }
+        next.check_limits(existing).map_err(Refusal::Invalid)?;
         Ok(Some(write(
             &c,
             existing,

@@ -228,6 +228,15 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         }
         let value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::bad_request("body", format!("is not valid JSON: {e}")))?;
+        // No stored string may hold U+0000 (PostgreSQL cannot): refused here for every body,
+        // naming where it is; core checks again where values are parsed (imports, the CLI).
+        herald_core::validate::no_nul_in(&value).map_err(|e| {
+            ApiError::invalid(if e.field.is_empty() {
+                e.within("body")
+            } else {
+                e
+            })
+        })?;
         Ok(JsonBody(value, bytes.len()))
     }
 }

@@ -15,6 +15,10 @@ use serde_json::{json, Value};
 /// Templates larger than this are refused.
 const MAX_TEMPLATE_BYTES: usize = 100 * 1024;
 
+/// Renders running at once; more wait their turn, so previews cannot take every CPU.
+const MAX_CONCURRENT_RENDERS: usize = 4;
+static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_RENDERS);
+
 pub async fn preview(
     State(app): State<App>,
     caller: Caller,
@@ -33,10 +37,21 @@ pub async fn preview(
             format!("must be at most {MAX_TEMPLATE_BYTES} bytes"),
         ));
     }
+    // Refuse a template that can never render (recursive partials, …) before any lookup.
+    template::check("template", source)?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
     let link = preference_link(&app, caller.scope.env(), &id, TEMPLATE_LINK_DAYS).await?;
     let vars = template::variables(&profile, &link.url, &data)?;
-    let rendered = template::render("template", source, &vars)?;
+    // Rendering is CPU-bound (bounded by `template::limits`): keep it off the async workers.
+    let source = source.to_owned();
+    let _turn = RENDERS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal(format!("the render queue is closed: {e}")))?;
+    let rendered =
+        tokio::task::spawn_blocking(move || template::render("template", &source, &vars))
+            .await
+            .map_err(|e| ApiError::internal(format!("the template render task failed: {e}")))??;
     Ok(Json(json!({ "rendered": rendered })))
 }
