@@ -55,6 +55,15 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    /// The request took longer than `server.request_timeout_secs` (a slow body or a slow store).
+    pub fn timeout(secs: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("the request took longer than the server's limit of {secs}s; retry it"),
+        )
+    }
+
     /// A fault of Herald's own: the detail goes to the log, the caller gets a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");

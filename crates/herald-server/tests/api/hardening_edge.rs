@@ -2,3 +2,162 @@
 
 #[allow(unused_imports)]
 use crate::harness::*;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Connects to the test server with a raw socket.
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(app.base.trim_start_matches("http://"))
+        .await
+        .unwrap()
+}
+
+/// Reads until the server closes the connection (or `within` passes): what it sent, and whether
+/// it closed.
+async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool) {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (String::from_utf8_lossy(&got).into_owned(), true),
+            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
+            Err(_) => return (String::from_utf8_lossy(&got).into_owned(), false),
+        }
+    }
+}
+
+#[tokio::test]
+async fn hardening_a_bad_bearer_key_is_refused_before_its_body_is_read() {
+    let app = TestApp::spawn().await;
+    // Announce 100 MiB, send a few bytes, and never finish: the refusal must not wait for it.
+    let mut s = connect(&app).await;
+    let head = "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hb_test_nope\r\n\
+                Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{\"a\":";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // A signed request with an unknown key is refused as soon as its key is looked up too.
+    let mut s = connect(&app).await;
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let head = format!(
+        "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: hk_nope:c2ln\r\nDate: {date}\r\n\
+         Content-Length: 104857600\r\n\r\n{{\"a\":"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+}
+
+#[tokio::test]
+async fn hardening_a_stale_or_missing_date_is_refused_before_the_body_is_read() {
+    let app = TestApp::spawn().await;
+    let mut s = connect(&app).await;
+    let head = format!(
+        "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: {}:c2ln\r\n\
+         Content-Length: 104857600\r\n\r\n{{\"a\":",
+        app.test.workspace_key
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(reply.starts_with("HTTP/1.1 401"), "{reply}");
+}
+
+#[tokio::test]
+async fn hardening_a_half_sent_request_line_is_disconnected_after_the_header_timeout() {
+    let app = TestApp::spawn_with(|c| c.server.header_read_timeout_secs = 1).await;
+    let mut s = connect(&app).await;
+    s.write_all(b"GET /heal").await.unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(closed, "the connection is still open after 5s");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(4),
+        "{took:?}"
+    );
+    // An idle kept-alive connection is closed after the same time.
+    let mut s = connect(&app).await;
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (reply, closed) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(closed, "an idle connection is still open after 5s");
+}
+
+#[tokio::test]
+async fn hardening_a_body_that_never_arrives_times_out_with_the_envelope() {
+    let app = TestApp::spawn_with(|c| c.server.request_timeout_secs = 1).await;
+    let mut s = connect(&app).await;
+    let head = format!(
+        "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"a\":",
+        app.test.api_key
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let started = Instant::now();
+    let (reply, _) = read_until_closed(&mut s, Duration::from_secs(5)).await;
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(
+        reply.contains("\"code\":503") || reply.contains("service_unavailable"),
+        "{reply}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn hardening_metrics_labels_are_bounded() {
+    let app = TestApp::spawn().await;
+    for i in 0..5 {
+        let m = format!("MADEUP{i}");
+        app.raw(&m, "/healthz", &[]).await;
+        app.raw(&m, &format!("/no/such/path-{i}"), &[]).await;
+        app.raw("GET", &format!("/no/such/path-{i}"), &[]).await;
+    }
+    let text = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!text.contains("MADEUP"), "{text}");
+    assert!(!text.contains("path-"), "{text}");
+    assert!(text.contains("method=\"other\""), "{text}");
+    assert!(text.contains("route=\"unmatched\""), "{text}");
+    assert!(text.contains("route=\"/healthz\""), "{text}");
+}
+
+#[tokio::test]
+async fn hardening_an_unknown_workspace_key_and_a_wrong_signature_answer_alike() {
+    let app = TestApp::spawn().await;
+    let date = chrono::Utc::now()
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string();
+    let unknown_keys = Keys {
+        workspace_key: "hk_test_not_a_key_at_all_0000".into(),
+        ..app.test.clone()
+    };
+    let unknown = app
+        .send_signed(&unknown_keys, "whatever", &date, "GET", "/v1/user/", "")
+        .await;
+    let wrong = app
+        .send_signed(&app.test, "not-the-secret", &date, "GET", "/v1/user/", "")
+        .await;
+    assert_eq!(unknown.status, 401);
+    assert_eq!(unknown.status, wrong.status);
+    assert_eq!(unknown.body, wrong.body, "the two refusals differ");
+    assert!(unknown.body["message"]
+        .as_str()
+        .unwrap()
+        .starts_with("signature mismatch"));
+}
