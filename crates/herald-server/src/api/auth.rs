@@ -21,6 +21,10 @@ use herald_core::EnvScope;
 #[derive(Debug, Clone)]
 pub struct RawTarget(pub String);
 
+/// The digest of the request (method, raw target, body) an `Idempotency-Key` is bound to.
+#[derive(Debug, Clone)]
+pub struct Fingerprint(pub String);
+
 /// Who is calling: the environment their key belongs to, and how history should name them.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -70,6 +74,19 @@ pub async fn authenticate(State(app): State<App>, request: Request, next: Next) 
         }
     };
     parts.extensions.insert(caller);
+    if parts.headers.contains_key("idempotency-key") {
+        let target = parts
+            .extensions
+            .get::<RawTarget>()
+            .map_or_else(|| parts.uri.to_string(), |t| t.0.clone());
+        parts
+            .extensions
+            .insert(Fingerprint(herald_core::service::request_fingerprint(
+                parts.method.as_str(),
+                &target,
+                &bytes,
+            )));
+    }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }

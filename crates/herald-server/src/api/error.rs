@@ -76,7 +76,7 @@ impl ApiError {
 
     fn type_name(&self) -> &'static str {
         match self.code {
-            "validation_error" => "ValidationError",
+            "validation_error" | "idempotency_key_reused" => "ValidationError",
             "authentication_failed" => "AuthenticationError",
             "not_found" => "NotFound",
             "conflict" => "Conflict",
@@ -124,6 +124,12 @@ impl From<service::Error> for ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",
                 ..ApiError::invalid(invalid)
+            },
+            e @ service::Error::KeyReused => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: e.to_string(),
+                field: Some("Idempotency-Key".into()),
             },
             service::Error::Store(s) => s.into(),
         }

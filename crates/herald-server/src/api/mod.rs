@@ -190,10 +190,17 @@ impl<S: Send + Sync> FromRequestParts<S> for EditCtx {
                     })
             })
             .transpose()?;
+        let fingerprint = parts
+            .extensions
+            .get::<auth::Fingerprint>()
+            .map(|f| f.0.clone());
         let key = header("idempotency-key")
             .map(|raw| {
                 raw.filter(|k| !k.is_empty() && k.len() <= 255)
-                    .map(str::to_owned)
+                    .map(|k| herald_core::store::OnceKey {
+                        key: k.to_owned(),
+                        fingerprint: fingerprint.clone(),
+                    })
                     .ok_or_else(|| {
                         ApiError::bad_request(
                             "Idempotency-Key",

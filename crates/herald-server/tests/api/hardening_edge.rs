@@ -161,3 +161,59 @@ async fn hardening_an_unknown_workspace_key_and_a_wrong_signature_answer_alike()
         .unwrap()
         .starts_with("signature mismatch"));
 }
+
+#[tokio::test]
+async fn hardening_an_idempotency_key_is_bound_to_its_request() {
+    let app = TestApp::spawn().await;
+    let key = [("Idempotency-Key", "bound-1")];
+    let add = |n: i64| Some(serde_json::json!({"operations": [{"$add": {"n": n}}]}));
+    let first = app.call_with("PATCH", "/v1/user/ada/", add(1), &key).await;
+    assert_eq!(first.status, 202);
+    // The same request again: a retry, answered with the profile, applied once.
+    let retry = app.call_with("PATCH", "/v1/user/ada/", add(1), &key).await;
+    assert_eq!(
+        (retry.status, retry.body["properties"]["n"].clone()),
+        (202, 1.into())
+    );
+    // Another body, another user or another method with the key: 422 naming the header.
+    let e = app
+        .call_with("PATCH", "/v1/user/ada/", add(5), &key)
+        .await
+        .expect_error(422, Some("Idempotency-Key"));
+    assert!(
+        e["message"].as_str().unwrap().contains("Idempotency-Key"),
+        "{e}"
+    );
+    app.call_with("PATCH", "/v1/user/bob/", add(1), &key)
+        .await
+        .expect_error(422, Some("Idempotency-Key"));
+    app.call_with(
+        "PATCH",
+        "/v1/user/ada/status/",
+        Some(serde_json::json!({"status": "disabled"})),
+        &key,
+    )
+    .await
+    .expect_error(422, Some("Idempotency-Key"));
+    // Nothing of them was applied.
+    let ada = app.user("ada").await;
+    assert_eq!(
+        (ada["properties"]["n"].clone(), ada["status"].clone()),
+        (1.into(), "enabled".into())
+    );
+    app.call("GET", "/v1/user/bob/", None)
+        .await
+        .expect_error(404, None);
+    // An event's $insert_id stays unbound: a retry with another body is still "already applied".
+    let event = |n: i64| {
+        serde_json::json!({"distinct_id": "ada", "$insert_id": "ins-1", "env": app.test.workspace_key,
+            "$user_operations": [{"$add": {"n": n}}]})
+    };
+    app.call("POST", "/event/", Some(event(10)))
+        .await
+        .expect(202);
+    app.call("POST", "/event/", Some(event(20)))
+        .await
+        .expect(202);
+    assert_eq!(app.user("ada").await["properties"]["n"], 11);
+}
