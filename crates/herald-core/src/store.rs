@@ -122,6 +122,15 @@ pub trait CredentialStore: Send + Sync {
     /// The shared secret called `name`, storing `candidate` as it if there is none yet; every node
     /// gets the same value, whichever asked first.
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Sets the secret called `name` to `new` if it is still `expected` (compare and set, so two
+    /// rotations cannot lose each other's key). `false`: it had changed, nothing written.
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]

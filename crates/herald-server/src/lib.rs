@@ -22,6 +22,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The preference-link keys, cached (see [`api::hosted::LinkKeys`]).
+    pub links: Arc<api::hosted::LinkKeys>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -62,6 +64,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             store,
             config: Arc::new(config),
             metrics: Arc::default(),
+            links: Arc::default(),
         },
         listener,
     )

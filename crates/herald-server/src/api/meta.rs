@@ -303,6 +303,7 @@ mod tests {
             store,
             config: Arc::new(config),
             metrics: Arc::default(),
+            links: Arc::default(),
         };
         let doc = doc();
         for ((method, route), needs_key) in documented(&doc) {

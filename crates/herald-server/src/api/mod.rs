@@ -62,7 +62,10 @@ pub fn router(app: App) -> Router {
             "/v1/user/{id}/preference/channel_preference",
             get(preferences::channels).patch(preferences::restrict_channels),
         )
-        .route("/v1/user/{id}/preference/link", post(hosted::mint))
+        .route(
+            "/v1/user/{id}/preference/link",
+            post(hosted::mint).delete(hosted::revoke),
+        )
         .route("/v1/user/{id}/preview", post(templates::preview))
         .route(
             "/v1/bulk/subscriber/preference",

@@ -35,7 +35,7 @@ pub async fn preview(
     }
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    let link = preference_link(&app, caller.scope.env(), &id, TEMPLATE_LINK_DAYS).await?;
+    let link = preference_link(&app, caller.scope.env(), &profile, TEMPLATE_LINK_DAYS).await?;
     let vars = template::variables(&profile, &link.url, &data)?;
     let rendered = template::render("template", source, &vars)?;
     Ok(Json(json!({ "rendered": rendered })))

@@ -217,3 +217,141 @@ async fn hardening_an_idempotency_key_is_bound_to_its_request() {
         .expect(202);
     assert_eq!(app.user("ada").await["properties"]["n"], 11);
 }
+
+/// Mints a preference link for `id` (test env) and returns its token.
+async fn link_token(app: &TestApp, id: &str) -> String {
+    let r = app
+        .call("POST", &format!("/v1/user/{id}/preference/link/"), None)
+        .await
+        .expect(201);
+    r["token"].as_str().unwrap().to_owned()
+}
+
+async fn page_status(app: &TestApp, token: &str) -> u16 {
+    app.http
+        .get(format!("{}/preferences/{token}", app.base))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn hardening_a_link_stops_opening_when_its_user_is_deleted_and_re_created() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::json!({"name": "Ada"})),
+    )
+    .await
+    .expect(201);
+    let token = link_token(&app, "ada").await;
+    assert_eq!(page_status(&app, &token).await, 200);
+    app.call("DELETE", "/v1/user/ada/", None).await.expect(204);
+    assert_eq!(page_status(&app, &token).await, 404);
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::json!({"name": "Ada 2"})),
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        page_status(&app, &token).await,
+        404,
+        "a re-created user is another user"
+    );
+    let post = app
+        .http
+        .post(format!("{}/preferences/{token}", app.base))
+        .body("restrict:email=on")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 404);
+    // A link minted for the new profile opens.
+    assert_eq!(page_status(&app, &link_token(&app, "ada").await).await, 200);
+}
+
+#[tokio::test]
+async fn hardening_revoking_a_users_links_closes_every_earlier_link() {
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::json!({"name": "Ada"})),
+    )
+    .await
+    .expect(201);
+    let (one, two) = (link_token(&app, "ada").await, link_token(&app, "ada").await);
+    assert_eq!(page_status(&app, &one).await, 200);
+    app.call("DELETE", "/v1/user/ada/preference/link/", None)
+        .await
+        .expect(204);
+    assert_eq!(page_status(&app, &one).await, 404);
+    assert_eq!(page_status(&app, &two).await, 404);
+    let before = app.user("ada").await;
+    let post = app
+        .http
+        .post(format!("{}/preferences/{one}", app.base))
+        .body("restrict:email=on")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status().as_u16(), 404);
+    assert_eq!(
+        app.user("ada").await,
+        before,
+        "a revoked link changes nothing"
+    );
+    assert_eq!(page_status(&app, &link_token(&app, "ada").await).await, 200);
+    // Revoking a user that does not exist is a 404 in the envelope.
+    app.call("DELETE", "/v1/user/ghost/preference/link/", None)
+        .await
+        .expect_error(404, None);
+}
+
+#[tokio::test]
+async fn hardening_link_secrets_rotate_and_retire() {
+    use herald_server::api::hosted::{retire_old_link_secrets, rotate_link_secret};
+    let app = TestApp::spawn().await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::json!({"name": "Ada"})),
+    )
+    .await
+    .expect(201);
+    let old = link_token(&app, "ada").await;
+    let (kid, retired) = rotate_link_secret(app.store.as_ref(), false).await.unwrap();
+    assert_eq!((kid.as_str(), retired), ("2", 0));
+    // A node that read the keys before the rotation keeps them for a while (no store read per
+    // link): the old link opens. After a restart the new key signs, and the old still opens.
+    assert_eq!(page_status(&app, &old).await, 200);
+    let app = app.restart().await;
+    let new = link_token(&app, "ada").await;
+    assert_ne!(new.split('.').next(), old.split('.').next());
+    assert_eq!(
+        page_status(&app, &old).await,
+        200,
+        "kept through a rotation"
+    );
+    assert_eq!(page_status(&app, &new).await, 200);
+    assert_eq!(
+        retire_old_link_secrets(app.store.as_ref()).await.unwrap(),
+        1
+    );
+    let app = app.restart().await;
+    assert_eq!(
+        page_status(&app, &old).await,
+        404,
+        "signed with a retired secret"
+    );
+    assert_eq!(page_status(&app, &new).await, 200);
+    // Rotating with --retire-old closes every link at once.
+    rotate_link_secret(app.store.as_ref(), true).await.unwrap();
+    let app = app.restart().await;
+    assert_eq!(page_status(&app, &new).await, 404);
+}

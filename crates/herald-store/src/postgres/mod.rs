@@ -525,6 +525,23 @@ impl CredentialStore for PostgresStore {
             .map_err(db)?;
         Ok(row.get(0))
     }
+
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2",
+                &[&name, &expected, &new],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait]

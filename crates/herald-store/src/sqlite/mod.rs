@@ -454,6 +454,25 @@ impl CredentialStore for SqliteStore {
             })
             .await
     }
+
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let (name, expected, new) = (name.to_owned(), expected.to_owned(), new.to_owned());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE server_secrets SET value = ?3 WHERE name = ?1 AND value = ?2",
+                    params![name, expected, new],
+                )
+                .map(|n| n == 1)
+                .map_err(internal)
+            })
+            .await
+    }
 }
 
 #[async_trait]
