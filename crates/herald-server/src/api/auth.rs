@@ -53,16 +53,19 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 /// after the read.
 pub async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
+    let limit = app.config.limits.max_body_bytes;
+    // A declared length over the limit is refused from the headers alone, before credentials.
+    let declared = header_str(&parts.headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
+    }
     let pending = match identify(&app, &parts).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
-    let limit = app.config.limits.max_body_bytes;
     let Ok(bytes) = to_bytes(body, limit).await else {
-        return ApiError::too_large(format!(
-            "the request body is larger than the limit of {limit} bytes"
-        ))
-        .into_response();
+        return too_large(limit);
     };
     let caller = match pending {
         Pending::Known(caller) => caller,
@@ -89,6 +92,13 @@ pub async fn authenticate(State(app): State<App>, request: Request, next: Next) 
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+fn too_large(limit: usize) -> Response {
+    ApiError::too_large(format!(
+        "the request body is larger than the limit of {limit} bytes"
+    ))
+    .into_response()
 }
 
 /// What the headers alone establish: a caller (bearer), or the key set a signature must match.

@@ -32,10 +32,11 @@ async fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String,
 #[tokio::test]
 async fn hardening_a_bad_bearer_key_is_refused_before_its_body_is_read() {
     let app = TestApp::spawn().await;
-    // Announce 100 MiB, send a few bytes, and never finish: the refusal must not wait for it.
+    // Announce 2 MB (within the limit), send a few bytes and never finish: the refusal must not
+    // wait for the body.
     let mut s = connect(&app).await;
     let head = "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer hb_test_nope\r\n\
-                Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n{\"a\":";
+                Content-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{\"a\":";
     s.write_all(head.as_bytes()).await.unwrap();
     let started = Instant::now();
     let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
@@ -48,7 +49,7 @@ async fn hardening_a_bad_bearer_key_is_refused_before_its_body_is_read() {
         .to_string();
     let head = format!(
         "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: hk_nope:c2ln\r\nDate: {date}\r\n\
-         Content-Length: 104857600\r\n\r\n{{\"a\":"
+         Content-Length: 2000000\r\n\r\n{{\"a\":"
     );
     s.write_all(head.as_bytes()).await.unwrap();
     let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
@@ -61,7 +62,7 @@ async fn hardening_a_stale_or_missing_date_is_refused_before_the_body_is_read() 
     let mut s = connect(&app).await;
     let head = format!(
         "POST /event/ HTTP/1.1\r\nHost: x\r\nAuthorization: {}:c2ln\r\n\
-         Content-Length: 104857600\r\n\r\n{{\"a\":",
+         Content-Length: 2000000\r\n\r\n{{\"a\":",
         app.test.workspace_key
     );
     s.write_all(head.as_bytes()).await.unwrap();
