@@ -127,11 +127,19 @@ pub struct Preferences {
         with = "channel_names"
     )]
     pub restricted_channels: BTreeSet<Channel>,
+    /// Bumped to revoke every preference link sent so far (a link names the epoch it was minted
+    /// in). Kept here so it is locked, versioned, copied and exported with the profile.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub link_epoch: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Preferences {
     pub fn is_empty(&self) -> bool {
-        self.categories.is_empty() && self.restricted_channels.is_empty()
+        self.categories.is_empty() && self.restricted_channels.is_empty() && self.link_epoch == 0
     }
 }
 

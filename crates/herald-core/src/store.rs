@@ -76,6 +76,22 @@ pub type MergeFn = Arc<
 /// The history event left behind by a deleted profile. Its earlier history is erased with it.
 pub type TombstoneFn = Arc<dyn Fn(&Profile) -> HistoryEvent + Send + Sync>;
 
+/// An idempotency key with what it was sent with: `fingerprint` (a digest of the request) binds
+/// an `Idempotency-Key` header to its request, so the key cannot be reused for another edit;
+/// `None` (events' `$insert_id`) means any retry with the key counts as the same edit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OnceKey {
+    pub key: String,
+    pub fingerprint: Option<String>,
+}
+
+impl OnceKey {
+    /// Whether a stored key was applied for another request than this one.
+    pub fn reused_by(&self, stored_fingerprint: Option<&str>) -> bool {
+        matches!((stored_fingerprint, self.fingerprint.as_deref()), (Some(a), Some(b)) if a != b)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum EditOutcome {
     /// The edit ran: the profile as stored after it (also when it changed nothing).
@@ -83,6 +99,8 @@ pub enum EditOutcome {
     /// An edit with the same idempotency key was already applied in this environment: nothing
     /// ran, whether or not the profile still exists.
     AlreadyApplied,
+    /// The key was applied for a different request (another fingerprint): nothing ran.
+    KeyReused,
 }
 
 #[async_trait]
@@ -104,6 +122,15 @@ pub trait CredentialStore: Send + Sync {
     /// The shared secret called `name`, storing `candidate` as it if there is none yet; every node
     /// gets the same value, whichever asked first.
     async fn server_secret(&self, name: &str, candidate: &str) -> Result<String, StoreError>;
+
+    /// Sets the secret called `name` to `new` if it is still `expected` (compare and set, so two
+    /// rotations cannot lose each other's key). `false`: it had changed, nothing written.
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError>;
 }
 
 #[async_trait]
@@ -135,7 +162,7 @@ pub trait ProfileStore: Send + Sync {
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
-        once: Option<&str>,
+        once: Option<&OnceKey>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
 
     /// Bulk load: creates the profiles of `items` that do not exist yet, each with its history,

@@ -42,6 +42,11 @@ pub enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Manage the secrets that sign hosted preference page links.
+    Links {
+        #[command(subcommand)]
+        command: LinksCommand,
+    },
     /// Read and change profiles from scripts.
     User {
         #[command(subcommand)]
@@ -95,6 +100,21 @@ pub enum KeysCommand {
         /// The key set's workspace key (hk_test_… or hk_live_…), as `keys list` shows it.
         workspace_key: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LinksCommand {
+    /// Mint a new current link secret (with a new key id): links are signed with it from now on
+    /// (running nodes pick it up within a minute). Links signed earlier keep opening until their
+    /// secret is retired.
+    Rotate {
+        /// Also retire every older secret: every link minted before stops opening at once (after
+        /// a leak). Without it, run `herald links retire` once the old links may lapse.
+        #[arg(long)]
+        retire_old: bool,
+    },
+    /// Retire every secret but the current one: links they signed stop opening.
+    Retire,
 }
 
 #[derive(Debug, Subcommand)]
@@ -178,6 +198,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Keys { command } => keys_command(&config, command).await,
         Command::Copy { to } => copy_command(&config, &to).await,
+        Command::Links { command } => links_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
         Command::Seed {
             env,
@@ -415,16 +436,32 @@ async fn import_command(
     }
 }
 
-/// A database URL without its password, for messages.
-fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..s + 3], &url[at..]),
-                None => url.to_owned(),
+async fn links_command(config: &Config, command: LinksCommand) -> Result<(), String> {
+    use crate::api::hosted::{retire_old_link_secrets, rotate_link_secret};
+    let store = open_store(config).await?;
+    match command {
+        LinksCommand::Rotate { retire_old } => {
+            let (kid, retired) = rotate_link_secret(store.as_ref(), retire_old)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("preference links are now signed with key {kid}");
+            if retire_old {
+                println!("retired {retired} older key(s): links they signed no longer open");
+            } else {
+                println!("older keys still verify; `herald links retire` retires them");
             }
         }
-        _ => url.to_owned(),
+        LinksCommand::Retire => {
+            let retired = retire_old_link_secrets(store.as_ref())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("retired {retired} older key(s): links they signed no longer open");
+        }
     }
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    herald_store::redact_url(url)
 }

@@ -17,6 +17,7 @@ pub struct Config {
     pub auth: AuthConfig,
     pub store: StoreConfig,
     pub limits: LimitsConfig,
+    pub server: ServerConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -57,6 +58,18 @@ pub struct LimitsConfig {
     pub max_body_bytes: usize,
 }
 
+/// How long a connection may take over each part of its work, so slow or idle clients cannot
+/// hold connections (and their memory) open.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// To send a request head (line and headers); also how long a kept-alive connection may wait
+    /// idle for its next request.
+    pub header_read_timeout_secs: u64,
+    /// From the head's arrival to the response, body read included: past it a 503.
+    pub request_timeout_secs: u64,
+}
+
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
@@ -76,6 +89,14 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "store.sqlite_synchronous",
     ),
     ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    (
+        "HERALD_SERVER_HEADER_READ_TIMEOUT_SECS",
+        "server.header_read_timeout_secs",
+    ),
+    (
+        "HERALD_SERVER_REQUEST_TIMEOUT_SECS",
+        "server.request_timeout_secs",
+    ),
 ];
 
 impl Config {

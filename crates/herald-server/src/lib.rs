@@ -22,6 +22,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::Metrics>,
+    /// The preference-link keys, cached (see [`api::hosted::LinkKeys`]).
+    pub links: Arc<api::hosted::LinkKeys>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -62,6 +64,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             store,
             config: Arc::new(config),
             metrics: Arc::default(),
+            links: Arc::default(),
         },
         listener,
     )
@@ -92,18 +95,64 @@ pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<()
     Ok(())
 }
 
+/// Serves HTTP/1.1 on `listener` until ctrl-c / SIGTERM, then lets requests in flight finish.
+/// Served with hyper directly (not `axum::serve`) because only hyper's own builder can bound how
+/// long a client may take to send its request head (`server.header_read_timeout_secs`).
 pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let housekeeping = tokio::spawn(forget_old_idempotency_keys(app.store.clone()));
+    let limits = app.config.server.clone();
     let router = api::router(app);
-    let service = tower::service_fn(move |req: axum::extract::Request| {
-        router.clone().oneshot(api::normalize(req))
+    let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
+    let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let handled = router
+            .clone()
+            .oneshot(api::normalize(req.map(axum::body::Body::new)));
+        async move {
+            use axum::response::IntoResponse;
+            match tokio::time::timeout(request_timeout, handled).await {
+                Ok(response) => response,
+                Err(_) => {
+                    Ok(api::error::ApiError::timeout(request_timeout.as_secs()).into_response())
+                }
+            }
+        }
     });
+    let service = hyper_util::service::TowerToHyperService::new(service);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(std::time::Duration::from_secs(
+            limits.header_read_timeout_secs,
+        ))
+        .keep_alive(true);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown_signal());
     tracing::info!(%addr, "herald listening");
-    axum::serve(listener, tower::make::Shared::new(service))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())?;
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     housekeeping.abort();
     Ok(())
 }

@@ -50,16 +50,61 @@ impl DatabaseUrl {
         // Anything else with a scheme is a mistake, never a file name.
         if let Some((scheme, _)) = raw.split_once("://") {
             if !scheme.is_empty() {
-                return Err(ConnectError::UnknownScheme(raw.to_owned()));
+                return Err(ConnectError::UnknownScheme(redact_url(raw)));
             }
         }
         if raw.split_once(':').is_some_and(|(s, _)| {
             s.len() > 1 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '+')
         }) {
-            return Err(ConnectError::UnknownScheme(raw.to_owned()));
+            return Err(ConnectError::UnknownScheme(redact_url(raw)));
         }
         Ok(DatabaseUrl::Sqlite(PathBuf::from(raw)))
     }
+}
+
+/// The URL as it may be shown: the password after `user:` in the authority and any `password=`
+/// parameter become `***`. Every message that names a database URL shows it through this.
+pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_owned();
+    if let Some(s) = out.find("://") {
+        let rest_start = s + 3;
+        let authority_end = out[rest_start..]
+            .find(['/', '?', '#'])
+            .map_or(out.len(), |i| rest_start + i);
+        if let Some(at) = out[rest_start..authority_end].rfind('@') {
+            let userinfo = &out[rest_start..rest_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(rest_start + colon + 1..rest_start + at, "***");
+            }
+        }
+    }
+    let mut from = 0;
+    while let Some(i) = out[from..].to_ascii_lowercase().find("password=") {
+        let start = from + i + "password=".len();
+        let end = out[start..]
+            .find(['&', ' ', '#'])
+            .map_or(out.len(), |j| start + j);
+        out.replace_range(start..end, "***");
+        from = start + 3;
+    }
+    out
+}
+
+/// `message` with the URL's password (if it has one) masked, for errors that may quote it.
+fn scrub(message: String, url: &str) -> String {
+    let redacted = redact_url(url);
+    let mut message = message.replace(url, &redacted);
+    let password = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, p)| p)
+        .filter(|p| p.len() >= 3);
+    if let Some(p) = password {
+        message = message.replace(p, "***");
+    }
+    message
 }
 
 /// Settings for opening a store.
@@ -128,7 +173,7 @@ pub async fn connect(url: &str, options: &StoreOptions) -> Result<Arc<dyn Store>
         DatabaseUrl::Postgres(url) => {
             let store = postgres::PostgresStore::open(&url, options)
                 .await
-                .map_err(|e| ConnectError::Open(e.to_string()))?;
+                .map_err(|e| ConnectError::Open(scrub(e.to_string(), &url)))?;
             Ok(Arc::new(store))
         }
     }
@@ -165,5 +210,27 @@ mod tests {
             Err(ConnectError::UnknownScheme(_))
         ));
         assert!(matches!(DatabaseUrl::parse(" "), Err(ConnectError::Empty)));
+    }
+
+    #[test]
+    fn a_mistyped_scheme_never_shows_the_password() {
+        for url in [
+            "postgress://herald:s3cr3t-pw@db.internal:5432/herald",
+            "mysql://herald:s3cr3t-pw@db/herald?sslmode=require",
+            "postgress://herald@db/herald?password=s3cr3t-pw&sslmode=require",
+        ] {
+            let e = DatabaseUrl::parse(url).unwrap_err().to_string();
+            assert!(!e.contains("s3cr3t-pw"), "{e}");
+            assert!(e.contains("***") && e.contains("unknown scheme"), "{e}");
+        }
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h:1/db"),
+            "postgres://u:***@h:1/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            scrub("no route to u:pw123@h".into(), "postgres://u:pw123@h/db"),
+            "no route to u:***@h"
+        );
     }
 }

@@ -23,8 +23,9 @@ pub struct Ctx {
     /// profile, so two editors cannot silently overwrite each other.
     pub if_version: Option<i64>,
     /// The caller's `Idempotency-Key`: an edit carrying one applies at most once per environment
-    /// (keys share the 24-hour store of events' `$insert_id`s).
-    pub idempotency_key: Option<String>,
+    /// (keys share the 24-hour store of events' `$insert_id`s), and only for the request it came
+    /// with (its fingerprint).
+    pub idempotency_key: Option<crate::store::OnceKey>,
 }
 
 impl Ctx {
@@ -42,7 +43,7 @@ impl Ctx {
         Self { if_version, ..self }
     }
 
-    pub fn with_idempotency_key(self, idempotency_key: Option<String>) -> Self {
+    pub fn with_idempotency_key(self, idempotency_key: Option<crate::store::OnceKey>) -> Self {
         Self {
             idempotency_key,
             ..self
@@ -65,8 +66,23 @@ pub enum Error {
     /// The request is well-formed but clashes with what is stored (409).
     #[error("{0}")]
     Conflict(Invalid),
+    /// The `Idempotency-Key` was already used for a different request (422); nothing applied.
+    #[error("Idempotency-Key: this key was already used with a different request (method, path or body); send a new key for a new request")]
+    KeyReused,
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// The fingerprint an `Idempotency-Key` is bound to: SHA-256 (hex) over the method, the request
+/// target and the body, each length-prefixed so no two requests share one by concatenation.
+pub fn request_fingerprint(method: &str, target: &str, body: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for part in [method.as_bytes(), target.as_bytes(), body] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl From<Invalid> for Error {

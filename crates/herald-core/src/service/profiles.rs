@@ -6,7 +6,9 @@ use crate::ids::DistinctId;
 use crate::listing::{Count, Cursor, ListQuery, Page, PagePosition, Sort, SortField};
 use crate::ops::{self, Assign, Op, Step};
 use crate::profile::{Profile, Status};
-use crate::store::{EditFn, EditOutcome, MergeFn, ProfileWrite, Refusal, Store, TombstoneFn};
+use crate::store::{
+    EditFn, EditOutcome, MergeFn, OnceKey, ProfileWrite, Refusal, Store, TombstoneFn,
+};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -121,7 +123,19 @@ pub async fn apply_once(
     create: bool,
     once: Option<&str>,
 ) -> Result<Option<Profile>, Error> {
-    run_once(store, ctx, id, edit_fn(ctx, id, ops, request, create), once).await
+    // `$insert_id` is not bound to its event (the wire spec): a retry with the id is the same event.
+    let once = once.map(|key| OnceKey {
+        key: key.to_owned(),
+        fingerprint: None,
+    });
+    run_once(
+        store,
+        ctx,
+        id,
+        edit_fn(ctx, id, ops, request, create),
+        once.as_ref(),
+    )
+    .await
 }
 
 /// Runs `edit` with the caller's idempotency key; a retry answers with the profile as it is now.
@@ -131,7 +145,7 @@ async fn run(
     id: &DistinctId,
     edit: EditFn,
 ) -> Result<Profile, Error> {
-    match run_once(store, ctx, id, edit, ctx.idempotency_key.as_deref()).await? {
+    match run_once(store, ctx, id, edit, ctx.idempotency_key.as_ref()).await? {
         Some(profile) => Ok(profile),
         None => get(store, ctx, id).await,
     }
@@ -143,11 +157,12 @@ async fn run_once(
     ctx: &Ctx,
     id: &DistinctId,
     edit: EditFn,
-    once: Option<&str>,
+    once: Option<&OnceKey>,
 ) -> Result<Option<Profile>, Error> {
     match store.edit_profile(ctx.scope, id, edit, once).await? {
         Ok(EditOutcome::Applied(profile)) => Ok(Some(*profile)),
         Ok(EditOutcome::AlreadyApplied) => Ok(None),
+        Ok(EditOutcome::KeyReused) => Err(Error::KeyReused),
         Err(refusal) => Err(Error::from_refusal(refusal, id)),
     }
 }

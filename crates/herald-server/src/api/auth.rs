@@ -21,6 +21,10 @@ use herald_core::EnvScope;
 #[derive(Debug, Clone)]
 pub struct RawTarget(pub String);
 
+/// The digest of the request (method, raw target, body) an `Idempotency-Key` is bound to.
+#[derive(Debug, Clone)]
+pub struct Fingerprint(pub String);
+
 /// Who is calling: the environment their key belongs to, and how history should name them.
 #[derive(Debug, Clone)]
 pub struct Caller {
@@ -42,28 +46,77 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// Middleware: reads the body (up to the limit), verifies the caller and hands the request on with
-/// a [`Caller`] attached.
+/// Middleware: verifies the caller, then reads the body (up to the limit) and hands the request on
+/// with a [`Caller`] attached. The key is checked before the body is read, so a caller without a
+/// valid key cannot make Herald buffer a body: a bearer key is checked whole; a signed request has
+/// its key, `Date` and clock skew checked first and only its signature (which covers the body)
+/// after the read.
 pub async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let limit = app.config.limits.max_body_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        return ApiError::too_large(format!(
-            "the request body is larger than the limit of {limit} bytes"
-        ))
-        .into_response();
-    };
-    match verify(&app, &parts, &bytes).await {
-        Ok(caller) => {
-            parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, Body::from(bytes)))
-                .await
-        }
-        Err(e) => e.into_response(),
+    // A declared length over the limit is refused from the headers alone, before credentials.
+    let declared = header_str(&parts.headers, header::CONTENT_LENGTH.as_str())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return too_large(limit);
     }
+    let pending = match identify(&app, &parts).await {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let Ok(bytes) = to_bytes(body, limit).await else {
+        return too_large(limit);
+    };
+    let caller = match pending {
+        Pending::Known(caller) => caller,
+        Pending::Signed { creds, sig, date } => {
+            match verify_signature(&parts, &bytes, creds, &sig, &date) {
+                Ok(caller) => caller,
+                Err(e) => return e.into_response(),
+            }
+        }
+    };
+    parts.extensions.insert(caller);
+    if parts.headers.contains_key("idempotency-key") {
+        let target = parts
+            .extensions
+            .get::<RawTarget>()
+            .map_or_else(|| parts.uri.to_string(), |t| t.0.clone());
+        parts
+            .extensions
+            .insert(Fingerprint(herald_core::service::request_fingerprint(
+                parts.method.as_str(),
+                &target,
+                &bytes,
+            )));
+    }
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
-async fn verify(app: &App, parts: &Parts, body: &[u8]) -> Result<Caller, ApiError> {
+fn too_large(limit: usize) -> Response {
+    ApiError::too_large(format!(
+        "the request body is larger than the limit of {limit} bytes"
+    ))
+    .into_response()
+}
+
+/// What the headers alone establish: a caller (bearer), or the key set a signature must match.
+enum Pending {
+    Known(Caller),
+    Signed {
+        creds: Credentials,
+        sig: String,
+        date: String,
+    },
+}
+
+/// The answer to every signed request whose signature does not hold, whether the workspace key
+/// is unknown or the signature wrong: the two are not told apart, so keys cannot be enumerated.
+pub const SIGNATURE_MISMATCH: &str =
+    "signature mismatch: check the workspace key and secret, and that the body is sent as signed";
+
+async fn identify(app: &App, parts: &Parts) -> Result<Pending, ApiError> {
     let headers = &parts.headers;
     let authorization = header_str(headers, header::AUTHORIZATION.as_str())
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header: send 'Bearer <api_key>' or a signed '<workspace_key>:<signature>'"))?;
@@ -74,7 +127,7 @@ async fn verify(app: &App, parts: &Parts, body: &[u8]) -> Result<Caller, ApiErro
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
         let prefix = creds.api_key_prefix.clone();
-        return Ok(caller(creds, Actor::new("api_key", prefix)));
+        return Ok(Pending::Known(caller(creds, Actor::new("api_key", prefix))));
     }
     let (key, sig) = authorization.split_once(':').ok_or_else(|| {
         ApiError::unauthorized(
@@ -93,26 +146,50 @@ async fn verify(app: &App, parts: &Parts, body: &[u8]) -> Result<Caller, ApiErro
             app.config.auth.max_clock_skew_secs
         )));
     }
-    let creds = app
-        .store
-        .credentials_by_workspace_key(key.trim())
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("unknown workspace key"))?;
-    let target = parts
-        .extensions
-        .get::<RawTarget>()
-        .map_or_else(|| parts.uri.to_string(), |t| t.0.clone());
-    let content_type = header_str(headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
-    let to_sign =
-        signature::string_to_sign(parts.method.as_str(), body, content_type, date, &target);
-    if !signature::verify(&creds.workspace_secret, &to_sign, sig) {
-        return Err(ApiError::unauthorized(
-            "signature mismatch: check the workspace secret and that the body is sent as signed",
-        ));
+    let Some(creds) = app.store.credentials_by_workspace_key(key.trim()).await? else {
+        // Refused like a wrong signature, after a signature check of the same cost (over the
+        // headers: the body is not read for a key that cannot be genuine).
+        let to_sign = string_to_sign(parts, b"", date);
+        let _ = signature::verify(UNKNOWN_KEY_SECRET, &to_sign, sig);
+        return Err(ApiError::unauthorized(SIGNATURE_MISMATCH));
+    };
+    Ok(Pending::Signed {
+        creds,
+        sig: sig.to_owned(),
+        date: date.to_owned(),
+    })
+}
+
+fn verify_signature(
+    parts: &Parts,
+    body: &[u8],
+    creds: Credentials,
+    sig: &str,
+    date: &str,
+) -> Result<Caller, ApiError> {
+    if !signature::verify(
+        &creds.workspace_secret,
+        &string_to_sign(parts, body, date),
+        sig,
+    ) {
+        return Err(ApiError::unauthorized(SIGNATURE_MISMATCH));
     }
     let key = creds.workspace_key.clone();
     Ok(caller(creds, Actor::new("workspace_key", key)))
 }
+
+fn string_to_sign(parts: &Parts, body: &[u8], date: &str) -> String {
+    let target = parts
+        .extensions
+        .get::<RawTarget>()
+        .map_or_else(|| parts.uri.to_string(), |t| t.0.clone());
+    let content_type = header_str(&parts.headers, header::CONTENT_TYPE.as_str()).unwrap_or("");
+    signature::string_to_sign(parts.method.as_str(), body, content_type, date, &target)
+}
+
+/// The secret an unknown workspace key's signature is checked against. The result is ignored: the
+/// check only makes the refusal cost what a real one does.
+const UNKNOWN_KEY_SECRET: &str = "herald-unknown-workspace-key-0000000000000000000000";
 
 fn caller(creds: Credentials, actor: Actor) -> Caller {
     Caller {

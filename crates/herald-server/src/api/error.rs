@@ -55,6 +55,15 @@ impl ApiError {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", message)
     }
 
+    /// The request took longer than `server.request_timeout_secs` (a slow body or a slow store).
+    pub fn timeout(secs: u64) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service_unavailable",
+            format!("the request took longer than the server's limit of {secs}s; retry it"),
+        )
+    }
+
     /// A fault of Herald's own: the detail goes to the log, the caller gets a generic message.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(error = %detail, "internal error");
@@ -67,7 +76,7 @@ impl ApiError {
 
     fn type_name(&self) -> &'static str {
         match self.code {
-            "validation_error" => "ValidationError",
+            "validation_error" | "idempotency_key_reused" => "ValidationError",
             "authentication_failed" => "AuthenticationError",
             "not_found" => "NotFound",
             "conflict" => "Conflict",
@@ -115,6 +124,12 @@ impl From<service::Error> for ApiError {
                 status: StatusCode::CONFLICT,
                 code: "conflict",
                 ..ApiError::invalid(invalid)
+            },
+            e @ service::Error::KeyReused => ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: e.to_string(),
+                field: Some("Idempotency-Key".into()),
             },
             service::Error::Store(s) => s.into(),
         }

@@ -15,27 +15,90 @@ use axum::Json;
 use chrono::{Duration, Utc};
 use herald_core::channel::Channel;
 use herald_core::history::Actor;
-use herald_core::link::{self, LinkError};
+use herald_core::link::{self, Keyring, LinkError, LinkSubject};
 use herald_core::preference::{self, Category, Choice, DefaultPreference, PREFERENCE_CHANNELS};
 use herald_core::service::{preferences, profiles, Ctx};
+use herald_core::store::{Store, StoreError};
 use herald_core::{DistinctId, EnvScope, Profile};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 const SECRET_NAME: &str = "preference_links";
 const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 365;
+/// How long a node uses the link keyring it loaded before reading it again, so a rotation
+/// (`herald links rotate`) reaches every running node within this time.
+pub const LINK_KEYS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
 
 fn fresh_secret() -> String {
     crate::keys::random(48)
 }
 
-async fn link_secret(app: &App) -> Result<Vec<u8>, ApiError> {
-    let secret = app
-        .store
-        .server_secret(SECRET_NAME, &fresh_secret())
-        .await?;
-    Ok(secret.into_bytes())
+/// The secrets that sign preference links, loaded from the store on first use and kept for
+/// [`LINK_KEYS_REFRESH`]: opening a link checks its signature without touching the store.
+#[derive(Default)]
+pub struct LinkKeys(tokio::sync::Mutex<Option<(std::time::Instant, Arc<Keyring>)>>);
+
+impl LinkKeys {
+    pub async fn get(&self, store: &dyn Store) -> Result<Arc<Keyring>, StoreError> {
+        let mut cached = self.0.lock().await;
+        if let Some((at, ring)) = cached.as_ref() {
+            if at.elapsed() < LINK_KEYS_REFRESH {
+                return Ok(ring.clone());
+            }
+        }
+        let ring = Arc::new(load_keyring(store).await?);
+        *cached = Some((std::time::Instant::now(), ring.clone()));
+        Ok(ring)
+    }
+}
+
+/// The stored keyring, created (one fresh secret) by whichever node needs it first.
+async fn load_keyring(store: &dyn Store) -> Result<Keyring, StoreError> {
+    let candidate = Keyring::new(fresh_secret()).to_stored();
+    Ok(Keyring::parse(
+        &store.server_secret(SECRET_NAME, &candidate).await?,
+    ))
+}
+
+/// `herald links rotate`: a new current secret signs links from now on (running nodes pick it
+/// up within [`LINK_KEYS_REFRESH`]). Older secrets keep verifying unless `retire_old`, which
+/// makes every link signed with them stop opening. Returns the new key id and how many were retired.
+pub async fn rotate_link_secret(
+    store: &dyn Store,
+    retire_old: bool,
+) -> Result<(String, usize), StoreError> {
+    change_keyring(store, |ring| {
+        let kid = ring.rotate(fresh_secret());
+        let retired = if retire_old { ring.retire_old() } else { 0 };
+        (kid, retired)
+    })
+    .await
+}
+
+/// `herald links retire`: forgets every secret but the current one. Returns how many.
+pub async fn retire_old_link_secrets(store: &dyn Store) -> Result<usize, StoreError> {
+    change_keyring(store, Keyring::retire_old).await
+}
+
+/// Applies `change` to the stored keyring, again if another process changed it meanwhile.
+async fn change_keyring<T>(
+    store: &dyn Store,
+    change: impl Fn(&mut Keyring) -> T,
+) -> Result<T, StoreError> {
+    loop {
+        let candidate = Keyring::new(fresh_secret()).to_stored();
+        let stored = store.server_secret(SECRET_NAME, &candidate).await?;
+        let mut ring = Keyring::parse(&stored);
+        let out = change(&mut ring);
+        if store
+            .replace_server_secret(SECRET_NAME, &stored, &ring.to_stored())
+            .await?
+        {
+            return Ok(out);
+        }
+    }
 }
 
 /// Gives `to` the secret that signs `from`'s preference links, so links already sent keep
@@ -67,8 +130,8 @@ pub async fn mint(
                 )
             })?,
     };
-    profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    let link = preference_link(&app, caller.scope.env(), &id, days).await?;
+    let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
+    let link = preference_link(&app, caller.scope.env(), &profile, days).await?;
     let body =
         json!({"url": link.url, "token": link.token, "expires_at": link.expires_at.to_rfc3339()});
     Ok((StatusCode::CREATED, Json(body)).into_response())
@@ -81,15 +144,17 @@ pub struct PreferenceLink {
     pub expires_at: chrono::DateTime<Utc>,
 }
 
-/// Mints a link valid for `days`; also what templates get as `$hosted_preference_url`.
+/// Mints a link to `profile`'s page valid for `days` (or until revoked, or the profile is
+/// deleted); also what templates get as `$hosted_preference_url`.
 pub async fn preference_link(
     app: &App,
     env: herald_core::Env,
-    id: &DistinctId,
+    profile: &Profile,
     days: i64,
 ) -> Result<PreferenceLink, ApiError> {
     let expires_at = Utc::now() + Duration::days(days);
-    let token = link::mint(&link_secret(app).await?, env, id, expires_at);
+    let ring = app.links.get(app.store.as_ref()).await?;
+    let token = link::mint(&ring, &LinkSubject::of(env, profile), expires_at);
     let url = format!("{}/preferences/{token}", app.config.public_base());
     Ok(PreferenceLink {
         url,
@@ -160,12 +225,41 @@ fn refused(e: LinkError) -> Response {
     )
 }
 
-/// Opens a token: the user it speaks for and a context acting as them.
+/// `DELETE /v1/user/{id}/preference/link/`: every preference link minted for the user so far
+/// stops opening (the profile's link epoch is bumped). Links minted afterwards work.
+pub async fn revoke(
+    State(app): State<App>,
+    caller: Caller,
+    UserId(id): UserId,
+) -> Result<StatusCode, ApiError> {
+    let request = json!({"revoke_preference_links": true});
+    profiles::change_existing(app.store.as_ref(), &caller.ctx(), &id, request, |p| {
+        p.preferences.link_epoch += 1;
+        Ok(())
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Opens a token: the user it speaks for and a context acting as them. The signature is checked
+/// (with the cached keys) before the store is read; then the link must still speak for the
+/// stored profile: the same one (its `created_at`) and not revoked (its link epoch).
 async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId), Response> {
-    let secret = link_secret(app)
+    let ring = app
+        .links
+        .get(app.store.as_ref())
         .await
-        .map_err(IntoResponse::into_response)?;
-    let (env, id) = link::open(&secret, token, Utc::now()).map_err(refused)?;
+        .map_err(|e| ApiError::from(e).into_response())?;
+    let subject = link::open(&ring, token, Utc::now()).map_err(refused)?;
+    let (env, id) = (subject.env, subject.distinct_id.clone());
+    let current = app
+        .store
+        .get_profile(EnvScope::new(env), &id)
+        .await
+        .map_err(|e| ApiError::from(e).into_response())?;
+    if !current.is_some_and(|p| subject.still_matches(&p)) {
+        return Err(refused(LinkError::Invalid));
+    }
     let ctx = Ctx::new(
         EnvScope::new(env),
         Actor::new("preference_page", id.as_str()),

@@ -78,12 +78,12 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
-    let method = request.method().clone();
+    // Fixed labels only: the route template (or `unmatched`) and a known method (or `other`).
+    let method = crate::metrics::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let (status, elapsed) = (response.status().as_u16(), started.elapsed());
-    app.metrics
-        .observe_request(method.as_str(), &route, status, elapsed);
+    app.metrics.observe_request(method, &route, status, elapsed);
     // The route template, never the path: ids and tokens stay out of the log.
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
@@ -303,6 +303,7 @@ mod tests {
             store,
             config: Arc::new(config),
             metrics: Arc::default(),
+            links: Arc::default(),
         };
         let doc = doc();
         for ((method, route), needs_key) in documented(&doc) {

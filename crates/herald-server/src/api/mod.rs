@@ -62,7 +62,10 @@ pub fn router(app: App) -> Router {
             "/v1/user/{id}/preference/channel_preference",
             get(preferences::channels).patch(preferences::restrict_channels),
         )
-        .route("/v1/user/{id}/preference/link", post(hosted::mint))
+        .route(
+            "/v1/user/{id}/preference/link",
+            post(hosted::mint).delete(hosted::revoke),
+        )
         .route("/v1/user/{id}/preview", post(templates::preview))
         .route(
             "/v1/bulk/subscriber/preference",
@@ -190,10 +193,17 @@ impl<S: Send + Sync> FromRequestParts<S> for EditCtx {
                     })
             })
             .transpose()?;
+        let fingerprint = parts
+            .extensions
+            .get::<auth::Fingerprint>()
+            .map(|f| f.0.clone());
         let key = header("idempotency-key")
             .map(|raw| {
                 raw.filter(|k| !k.is_empty() && k.len() <= 255)
-                    .map(str::to_owned)
+                    .map(|k| herald_core::store::OnceKey {
+                        key: k.to_owned(),
+                        fingerprint: fingerprint.clone(),
+                    })
                     .ok_or_else(|| {
                         ApiError::bad_request(
                             "Idempotency-Key",

@@ -41,7 +41,7 @@ pub async fn preview(
     template::check("template", source)?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    let link = preference_link(&app, caller.scope.env(), &id, TEMPLATE_LINK_DAYS).await?;
+    let link = preference_link(&app, caller.scope.env(), &profile, TEMPLATE_LINK_DAYS).await?;
     let vars = template::variables(&profile, &link.url, &data)?;
     // Rendering is CPU-bound (bounded by `template::limits`): keep it off the async workers.
     let source = source.to_owned();

@@ -95,6 +95,7 @@ impl TestApp {
             store: store.clone(),
             config: Arc::new(config.clone()),
             metrics: Arc::default(),
+            links: Arc::default(),
         };
         let server = tokio::spawn(async move {
             herald_server::serve(app, listener)

@@ -584,14 +584,22 @@ async fn an_expired_link_shows_a_clear_page_and_no_data() {
     app.call("POST", "/v1/user/ada/preference/link/", Some(json!({})))
         .await
         .expect(201);
-    let secret = app
-        .store
-        .server_secret("preference_links", "unused")
-        .await
-        .unwrap();
+    let ring = herald_core::link::Keyring::parse(
+        &app.store
+            .server_secret("preference_links", "unused")
+            .await
+            .unwrap(),
+    );
     let id = herald_core::DistinctId::parse("ada").unwrap();
+    let profile = app
+        .store
+        .get_profile(herald_core::EnvScope::new(Env::Test), &id)
+        .await
+        .unwrap()
+        .unwrap();
     let past = chrono::Utc::now() - chrono::Duration::minutes(1);
-    let token = herald_core::link::mint(secret.as_bytes(), Env::Test, &id, past);
+    let subject = herald_core::link::LinkSubject::of(Env::Test, &profile);
+    let token = herald_core::link::mint(&ring, &subject, past);
     let page = app
         .http
         .get(format!("{}/preferences/{token}", app.base))
@@ -618,12 +626,7 @@ async fn an_expired_link_shows_a_clear_page_and_no_data() {
         .expect(200);
     assert_eq!(chans["channel_preferences"][0]["is_restricted"], false);
     // The same token, still valid, opens the page: only the expiry was at fault.
-    let fresh = herald_core::link::mint(
-        secret.as_bytes(),
-        Env::Test,
-        &id,
-        past + chrono::Duration::days(1),
-    );
+    let fresh = herald_core::link::mint(&ring, &subject, past + chrono::Duration::days(1));
     let ok = app
         .http
         .get(format!("{}/preferences/{fresh}", app.base))

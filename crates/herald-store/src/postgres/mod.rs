@@ -16,8 +16,8 @@ use herald_core::listing::{Count, ListQuery};
 use herald_core::preference::Preferences;
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
-    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, ProfileStore, ProfileWrite, Refusal,
-    StoreError, TombstoneFn,
+    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, OnceKey, ProfileStore, ProfileWrite,
+    Refusal, StoreError, TombstoneFn,
 };
 use serde_json::Value;
 use tokio_postgres::error::SqlState;
@@ -47,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "timestamp_keys",
         include_str!("migrations/0006_timestamp_keys.sql"),
+    ),
+    (
+        7,
+        "idempotency_fingerprint",
+        include_str!("migrations/0007_idempotency_fingerprint.sql"),
     ),
 ];
 
@@ -388,11 +393,11 @@ fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
 
 /// Records an applied idempotency key. Another transaction that committed the same key first
 /// makes this one a lost race: it is retried, and then sees the key.
-async fn record_key(tx: &Transaction<'_>, env: Env, key: &str) -> Result<(), Attempt> {
+async fn record_key(tx: &Transaction<'_>, env: Env, once: &OnceKey) -> Result<(), Attempt> {
     let inserted = tx
         .execute(
-            "INSERT INTO applied_keys (env, key, applied_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            &[&env.as_str(), &key, &micros(chrono::Utc::now())],
+            "INSERT INTO applied_keys (env, key, applied_at, fingerprint) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            &[&env.as_str(), &once.key, &micros(chrono::Utc::now()), &once.fingerprint],
         )
         .await?;
     if inserted == 1 {
@@ -520,6 +525,23 @@ impl CredentialStore for PostgresStore {
             .map_err(db)?;
         Ok(row.get(0))
     }
+
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE server_secrets SET value = $3 WHERE name = $1 AND value = $2",
+                &[&name, &expected, &new],
+            )
+            .await
+            .map_err(db)?;
+        Ok(n == 1)
+    }
 }
 
 #[async_trait]
@@ -564,9 +586,9 @@ impl ProfileStore for PostgresStore {
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
-        once: Option<&str>,
+        once: Option<&OnceKey>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
-        let (env, id, once) = (scope.env(), id.to_string(), once.map(str::to_owned));
+        let (env, id, once) = (scope.env(), id.to_string(), once.cloned());
         self.in_transaction(|tx| {
             let (edit, id, once) = (edit.clone(), id.clone(), once.clone());
             Box::pin(async move {
@@ -574,12 +596,17 @@ impl ProfileStore for PostgresStore {
                 if let Some(key) = &once {
                     let seen = tx
                         .query_opt(
-                            "SELECT 1 FROM applied_keys WHERE env = $1 AND key = $2",
-                            &[&env.as_str(), key],
+                            "SELECT fingerprint FROM applied_keys WHERE env = $1 AND key = $2",
+                            &[&env.as_str(), &key.key],
                         )
                         .await?;
-                    if seen.is_some() {
-                        return Ok(Ok(EditOutcome::AlreadyApplied));
+                    if let Some(row) = seen {
+                        let stored: Option<String> = row.get(0);
+                        return Ok(Ok(if key.reused_by(stored.as_deref()) {
+                            EditOutcome::KeyReused
+                        } else {
+                            EditOutcome::AlreadyApplied
+                        }));
                     }
                 }
                 match edit(existing.as_ref()) {

@@ -13,8 +13,8 @@ use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{from_micros, micros, Profile, Status};
 use herald_core::store::{
-    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, ProfileStore, ProfileWrite, Refusal,
-    StoreError, TombstoneFn,
+    CredentialStore, EditFn, EditOutcome, Imported, MergeFn, OnceKey, ProfileStore, ProfileWrite,
+    Refusal, StoreError, TombstoneFn,
 };
 use pool::{internal, open_connection, Readers, Writer};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -43,6 +43,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "timestamp_keys",
         include_str!("migrations/0006_timestamp_keys.sql"),
+    ),
+    (
+        7,
+        "idempotency_fingerprint",
+        include_str!("migrations/0007_idempotency_fingerprint.sql"),
     ),
 ];
 
@@ -293,16 +298,41 @@ fn unchanged(existing: Option<Profile>) -> Result<EditOutcome, Refusal> {
         .ok_or(Refusal::Missing)
 }
 
-fn key_applied(conn: &Connection, env: Env, key: &str) -> Result<bool, StoreError> {
-    conn.prepare_cached("SELECT 1 FROM applied_keys WHERE env = ?1 AND key = ?2")
-        .and_then(|mut s| s.exists(params![env.as_str(), key]))
-        .map_err(internal)
+/// What an applied key says about this edit: `None` if the key is new.
+fn key_applied(
+    conn: &Connection,
+    env: Env,
+    once: &OnceKey,
+) -> Result<Option<EditOutcome>, StoreError> {
+    let stored: Option<Option<String>> = conn
+        .prepare_cached("SELECT fingerprint FROM applied_keys WHERE env = ?1 AND key = ?2")
+        .and_then(|mut s| {
+            s.query_row(params![env.as_str(), once.key], |r| r.get(0))
+                .optional()
+        })
+        .map_err(internal)?;
+    Ok(stored.map(|f| {
+        if once.reused_by(f.as_deref()) {
+            EditOutcome::KeyReused
+        } else {
+            EditOutcome::AlreadyApplied
+        }
+    }))
 }
 
-fn record_key(conn: &Connection, env: Env, key: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("INSERT INTO applied_keys (env, key, applied_at) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![env.as_str(), key, micros(chrono::Utc::now())]))
-        .map_err(internal)?;
+fn record_key(conn: &Connection, env: Env, once: &OnceKey) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "INSERT INTO applied_keys (env, key, applied_at, fingerprint) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            env.as_str(),
+            once.key,
+            micros(chrono::Utc::now()),
+            once.fingerprint
+        ])
+    })
+    .map_err(internal)?;
     Ok(())
 }
 
@@ -424,6 +454,25 @@ impl CredentialStore for SqliteStore {
             })
             .await
     }
+
+    async fn replace_server_secret(
+        &self,
+        name: &str,
+        expected: &str,
+        new: &str,
+    ) -> Result<bool, StoreError> {
+        let (name, expected, new) = (name.to_owned(), expected.to_owned(), new.to_owned());
+        self.writer
+            .write(move |conn| {
+                conn.execute(
+                    "UPDATE server_secrets SET value = ?3 WHERE name = ?1 AND value = ?2",
+                    params![name, expected, new],
+                )
+                .map(|n| n == 1)
+                .map_err(internal)
+            })
+            .await
+    }
 }
 
 #[async_trait]
@@ -462,16 +511,16 @@ impl ProfileStore for SqliteStore {
         scope: EnvScope,
         id: &DistinctId,
         edit: EditFn,
-        once: Option<&str>,
+        once: Option<&OnceKey>,
     ) -> Result<Result<EditOutcome, Refusal>, StoreError> {
-        let (id, once) = (id.to_string(), once.map(str::to_owned));
+        let (id, once) = (id.to_string(), once.cloned());
         self.writer
             .write(move |conn| {
                 let env = scope.env();
                 let existing = select_profile(conn, env, &id)?;
                 if let Some(key) = &once {
-                    if key_applied(conn, env, key)? {
-                        return Ok(Ok(EditOutcome::AlreadyApplied));
+                    if let Some(outcome) = key_applied(conn, env, key)? {
+                        return Ok(Ok(outcome));
                     }
                 }
                 match edit(existing.as_ref()) {
