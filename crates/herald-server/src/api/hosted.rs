@@ -7,7 +7,6 @@
 use super::error::ApiError;
 use super::{Caller, JsonBody, UserId};
 use crate::App;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -27,6 +26,11 @@ use std::sync::Arc;
 const SECRET_NAME: &str = "preference_links";
 const DEFAULT_DAYS: i64 = 30;
 const MAX_DAYS: i64 = 365;
+/// The largest form the page accepts: a checkbox name per category and channel, far below it.
+/// Smaller than the API's body limit because the page needs no key.
+pub const MAX_FORM_BYTES: usize = 64 * 1024;
+/// The field a save's in-lock link check refuses with (never shown: the page says the link is dead).
+const LINK_FIELD: &str = "$preference_link";
 /// How long a node uses the link keyring it loaded before reading it again, so a rotation
 /// (`herald links rotate`) reaches every running node within this time.
 pub const LINK_KEYS_REFRESH: std::time::Duration = std::time::Duration::from_secs(60);
@@ -244,7 +248,7 @@ pub async fn revoke(
 /// Opens a token: the user it speaks for and a context acting as them. The signature is checked
 /// (with the cached keys) before the store is read; then the link must still speak for the
 /// stored profile: the same one (its `created_at`) and not revoked (its link epoch).
-async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId), Response> {
+async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId, link::LinkSubject), Response> {
     let ring = app
         .links
         .get(app.store.as_ref())
@@ -265,7 +269,7 @@ async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId), Response> {
         Actor::new("preference_page", id.as_str()),
         Utc::now(),
     );
-    Ok((ctx, id))
+    Ok((ctx, id, subject))
 }
 
 /// The channels the page offers: those the user has an address on (all, if none).
@@ -369,7 +373,7 @@ pub async fn view(
     Path(token): Path<String>,
     uri: axum::http::Uri,
 ) -> Response {
-    let (ctx, id) = match open(&app, &token).await {
+    let (ctx, id, _) = match open(&app, &token).await {
         Ok(x) => x,
         Err(r) => return r,
     };
@@ -382,10 +386,22 @@ pub async fn view(
 /// `POST /preferences/{token}`: the form. Unticked boxes are absent from a form post, so the whole
 /// state is derived from what is present: every visible, non-mandatory category and every offered
 /// channel is set. Then back to the page (post/redirect/get).
-pub async fn save(State(app): State<App>, Path(token): Path<String>, body: Bytes) -> Response {
-    let (ctx, id) = match open(&app, &token).await {
+pub async fn save(
+    State(app): State<App>,
+    Path(token): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let (ctx, id, subject) = match open(&app, &token).await {
         Ok(x) => x,
         Err(r) => return r,
+    };
+    // Read only once the link is known good, and no more than a form of checkboxes needs.
+    let Ok(body) = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES).await else {
+        return page(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "Preferences",
+            &format!("<h1>Preferences</h1><p>That form is larger than {MAX_FORM_BYTES} bytes.</p>"),
+        );
     };
     let form: HashMap<String, String> = form_urlencoded::parse(&body).into_owned().collect();
     let store = app.store.as_ref();
@@ -437,6 +453,13 @@ pub async fn save(State(app): State<App>, Path(token): Path<String>, body: Bytes
     let offered = channels.clone();
     let request = json!({"preference_page": form});
     let outcome = profiles::change_existing(store, &ctx, &id, request, move |p| {
+        // Checked again under the row lock: a revoke or re-creation racing this save wins.
+        if !subject.still_matches(p) {
+            return Err(herald_core::Invalid::new(
+                LINK_FIELD,
+                "the link was revoked",
+            ));
+        }
         for (c, body) in &choices {
             preference::choose_category(&mut p.preferences, c, body)?;
         }
@@ -461,6 +484,9 @@ pub async fn save(State(app): State<App>, Path(token): Path<String>, body: Bytes
             r.headers_mut()
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             r
+        }
+        Err(herald_core::service::Error::Invalid(e)) if e.field == LINK_FIELD => {
+            refused(LinkError::Invalid)
         }
         Err(herald_core::service::Error::Invalid(e)) => page(
             StatusCode::BAD_REQUEST,

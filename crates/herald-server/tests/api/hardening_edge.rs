@@ -356,3 +356,48 @@ async fn hardening_link_secrets_rotate_and_retire() {
     let app = app.restart().await;
     assert_eq!(page_status(&app, &new).await, 404);
 }
+
+#[tokio::test]
+async fn hardening_the_preference_page_checks_its_link_before_reading_a_form() {
+    let app = TestApp::spawn().await;
+    // A made-up token with a form announced at 2 MB that never arrives: refused at once.
+    let mut s = connect(&app).await;
+    let head = "POST /preferences/bm9wZQ.bm9wZQ HTTP/1.1\r\nHost: x\r\n\
+                Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 2000000\r\n\r\nrestrict:";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (reply, _) = read_until_closed(&mut s, Duration::from_secs(3)).await;
+    assert!(reply.starts_with("HTTP/1.1 404"), "{reply}");
+
+    // A real link with a form larger than any page makes: refused, nothing changes.
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(serde_json::json!({"$email": ["ada@example.com"]})),
+    )
+    .await
+    .expect(201);
+    let token = link_token(&app, "ada").await;
+    let before = app.user("ada").await;
+    let form = format!("restrict:email=on&{}", "x=y&".repeat(20_000));
+    let r = app
+        .http
+        .post(format!("{}/preferences/{token}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(app.user("ada").await, before);
+    // The same choice in a form of normal size is saved.
+    let r = app
+        .http
+        .post(format!("{}/preferences/{token}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("restrict:email=on")
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success() || r.status().is_redirection());
+    assert_ne!(app.user("ada").await, before);
+}
