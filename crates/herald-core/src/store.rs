@@ -21,6 +21,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Internal(String),
+    /// Too much work waiting (e.g. a full write queue) or a query over its time limit: the
+    /// request may succeed if retried later.
+    #[error("the database is busy: {0}")]
+    Busy(String),
 }
 
 /// Why an edit closure declined to write.
@@ -108,6 +112,10 @@ pub trait CredentialStore: Send + Sync {
 
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
+    /// `Ok` when the store can serve reads and writes now (e.g. its writer is running and the
+    /// database answers); used by readiness probes.
+    async fn ready(&self) -> Result<(), StoreError>;
+
     async fn get_profile(
         &self,
         scope: EnvScope,

@@ -524,6 +524,15 @@ impl CredentialStore for PostgresStore {
 
 #[async_trait]
 impl ProfileStore for PostgresStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(db)
+    }
+
     async fn get_profile(
         &self,
         scope: EnvScope,

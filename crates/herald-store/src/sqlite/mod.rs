@@ -428,6 +428,10 @@ impl CredentialStore for SqliteStore {
 
 #[async_trait]
 impl ProfileStore for SqliteStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.writer.check_alive()
+    }
+
     async fn get_profile(
         &self,
         scope: EnvScope,
