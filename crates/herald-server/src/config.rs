@@ -49,6 +49,8 @@ pub struct StoreConfig {
     pub pool_size: usize,
     pub migrate_on_start: bool,
     pub sqlite_synchronous: herald_store::SqliteSynchronous,
+    /// Longest a listing or count query may run, in milliseconds.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +78,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "store.sqlite_synchronous",
     ),
     ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    (
+        "HERALD_STORE_STATEMENT_TIMEOUT_MS",
+        "store.statement_timeout_ms",
+    ),
 ];
 
 impl Config {

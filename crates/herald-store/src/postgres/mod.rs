@@ -4,6 +4,7 @@
 
 mod registry;
 
+use crate::limits::{self, EnvSlots};
 use crate::StoreOptions;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
@@ -62,6 +63,9 @@ const MAX_ATTEMPTS: usize = 20;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Listings per environment (see [`EnvSlots`]).
+    listing: EnvSlots,
+    statement_timeout: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -82,7 +86,11 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            listing: EnvSlots::new(options.pool_size.max(1)),
+            statement_timeout: options.statement_timeout,
+        };
         if options.migrate {
             store.migrate().await?;
         } else {
@@ -95,6 +103,40 @@ impl PostgresStore {
             crate::check_schema_version(current.unwrap_or(0), MIGRATIONS.len() as i64)?;
         }
         Ok(store)
+    }
+
+    /// Runs a listing or count of `env` within the environment's share of the pool, in a
+    /// read-only transaction whose statements stop at the statement timeout. A request that goes
+    /// away leaves its statement running on the server until then at most.
+    async fn listing<T>(
+        &self,
+        env: Env,
+        run: impl for<'t> FnOnce(
+            &'t Transaction<'t>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>,
+        >,
+    ) -> Result<T, StoreError> {
+        let _slot = self.listing.acquire(env).await?;
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            self.statement_timeout.as_millis().max(1)
+        ))
+        .await
+        .map_err(db)?;
+        let result = run(&tx).await.map_err(|e| match e {
+            StoreError::Busy(_) => limits::timed_out(self.statement_timeout),
+            e => e,
+        })?;
+        tx.commit().await.map_err(db)?;
+        Ok(result)
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -212,6 +254,10 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 fn db(e: tokio_postgres::Error) -> StoreError {
+    // `statement_timeout` (or an operator's cancel): the caller may retry, it is no fault.
+    if e.code() == Some(&SqlState::QUERY_CANCELED) {
+        return StoreError::Busy(e.to_string());
+    }
     if e.is_closed() || e.code().is_none() && e.as_db_error().is_none() {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -559,13 +605,21 @@ impl ProfileStore for PostgresStore {
         scope: EnvScope,
         query: &ListQuery,
     ) -> Result<Vec<Profile>, StoreError> {
-        let client = self.client().await?;
-        registry::list(&client, scope.env(), query).await
+        let env = scope.env();
+        let query = query.clone();
+        self.listing(env, move |tx| {
+            Box::pin(async move { registry::list(tx, env, &query).await })
+        })
+        .await
     }
 
     async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
-        let client = self.client().await?;
-        registry::count(&client, scope.env(), filter).await
+        let env = scope.env();
+        let filter = filter.clone();
+        self.listing(env, move |tx| {
+            Box::pin(async move { registry::count(tx, env, &filter).await })
+        })
+        .await
     }
 
     async fn edit_profile(

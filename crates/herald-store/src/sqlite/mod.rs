@@ -62,6 +62,7 @@ impl SqliteStore {
         let readers = options.pool_size.max(1);
         let migrate_now = options.migrate;
         let synchronous = options.sqlite_synchronous;
+        let statement_timeout = options.statement_timeout;
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -85,7 +86,7 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SqliteStore {
                 writer: Writer::start(conn),
-                readers: Readers::new(readers),
+                readers: Readers::new(readers, statement_timeout),
             })
         })
         .await
@@ -450,14 +451,18 @@ impl ProfileStore for SqliteStore {
     ) -> Result<Vec<Profile>, StoreError> {
         let query = query.clone();
         self.readers
-            .read(move |conn| registry::list(conn, scope.env(), &query))
+            .read_listing(scope.env(), move |conn| {
+                registry::list(conn, scope.env(), &query)
+            })
             .await
     }
 
     async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
         let filter = filter.clone();
         self.readers
-            .read(move |conn| registry::count(conn, scope.env(), &filter))
+            .read_listing(scope.env(), move |conn| {
+                registry::count(conn, scope.env(), &filter)
+            })
             .await
     }
 

@@ -1,13 +1,16 @@
 //! SQLite connections: one writer thread that commits jobs in batches, and a few readers used
 //! from blocking tasks. The async runtime never waits on SQLite directly.
 
+use crate::limits::{self, EnvSlots};
 use crate::SqliteSynchronous;
+use herald_core::env::Env;
 use herald_core::store::StoreError;
-use rusqlite::Connection;
+use rusqlite::{Connection, InterruptHandle};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{oneshot, Semaphore};
 
 /// Jobs taken in one transaction at most. A burst of writes shares one commit.
@@ -214,15 +217,94 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Vec<Reply>, Result<(), Stor
 pub struct Readers {
     conns: Arc<Mutex<Vec<Connection>>>,
     permits: Arc<Semaphore>,
+    /// Listings per environment (see [`EnvSlots`]).
+    listing: EnvSlots,
+    statement_timeout: Duration,
+}
+
+/// Interrupts the query running on a reader unless it has finished: on a timeout, and when the
+/// request waiting for it goes away (its future is dropped).
+struct Interrupter {
+    handle: InterruptHandle,
+    /// True while the connection runs this listing; checked under the lock so an interrupt never
+    /// reaches the connection's next user.
+    running: Arc<Mutex<bool>>,
+}
+
+impl Interrupter {
+    fn interrupt(&self) {
+        if *self.running.lock().unwrap_or_else(|p| p.into_inner()) {
+            self.handle.interrupt();
+        }
+    }
+}
+
+impl Drop for Interrupter {
+    fn drop(&mut self) {
+        self.interrupt();
+    }
 }
 
 impl Readers {
-    pub fn new(conns: Vec<Connection>) -> Readers {
+    pub fn new(conns: Vec<Connection>, statement_timeout: Duration) -> Readers {
         let n = conns.len();
         Readers {
             conns: Arc::new(Mutex::new(conns)),
             permits: Arc::new(Semaphore::new(n)),
+            listing: EnvSlots::new(n),
+            statement_timeout,
         }
+    }
+
+    /// A listing or count of `env`: like [`read`](Self::read), but within the environment's
+    /// share of the readers, stopped at the statement timeout (a [`StoreError::Busy`]) and when
+    /// the caller stops waiting.
+    pub async fn read_listing<T, F>(&self, env: Env, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let slot = self.listing.acquire(env).await?;
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+        let conn = self
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop()
+            .expect("a permit guarantees a free connection");
+        let running = Arc::new(Mutex::new(true));
+        let interrupter = Interrupter {
+            handle: conn.get_interrupt_handle(),
+            running: running.clone(),
+        };
+        let conns = self.conns.clone();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|panic| {
+                Err(StoreError::Internal(format!(
+                    "a read panicked: {}",
+                    panic_message(panic.as_ref())
+                )))
+            });
+            *running.lock().unwrap_or_else(|p| p.into_inner()) = false;
+            conns.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            drop((permit, slot));
+            result
+        });
+        let joined = match tokio::time::timeout(self.statement_timeout, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                interrupter.interrupt();
+                // An interrupted statement returns at once; its connection goes back to the pool.
+                let _ = task.await;
+                return Err(limits::timed_out(self.statement_timeout));
+            }
+        };
+        joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
     }
 
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
