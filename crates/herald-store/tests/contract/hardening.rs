@@ -86,3 +86,114 @@ mod typed_index {
         }
     }
 }
+
+mod registry_races {
+    //! Finding 15: deleting a property record cannot race a write that starts using the key, and a
+    //! malformed stored category is an error, not a panic.
+    use super::*;
+
+    async fn raw_postgres(url: &str) -> tokio_postgres::Client {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+    }
+
+    #[tokio::test]
+    async fn a_record_is_not_deleted_under_a_write_that_starts_using_it() {
+        for b in backends().await {
+            let store = b.store.clone();
+            let scope = EnvScope::new(Env::Test);
+            // The key was used once and is unused now: its record may be deleted.
+            edit(
+                store.as_ref(),
+                Env::Test,
+                "ada",
+                json!([{"$set": {"k": 1}}]),
+            )
+            .await
+            .unwrap();
+            edit(store.as_ref(), Env::Test, "ada", json!([{"$unset": ["k"]}]))
+                .await
+                .unwrap();
+            let mut held = None;
+            if b.scratch.is_postgres() {
+                // Stall the next write of "k" on its counter row, mid-transaction.
+                let raw = raw_postgres(&b.scratch.url).await;
+                raw.batch_execute(
+                    "BEGIN; SELECT * FROM property_counts WHERE env = 'test' AND key = 'k' FOR UPDATE",
+                )
+                .await
+                .unwrap();
+                held = Some(raw);
+            }
+            let write = tokio::spawn({
+                let store = store.clone();
+                async move {
+                    edit(
+                        store.as_ref(),
+                        Env::Test,
+                        "ada",
+                        json!([{"$set": {"k": 2}}]),
+                    )
+                    .await
+                    .unwrap();
+                }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let delete = tokio::spawn({
+                let store = store.clone();
+                async move { store.delete_property_record(scope, "k").await.unwrap() }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            if let Some(raw) = held {
+                raw.batch_execute("COMMIT").await.unwrap();
+            }
+            write.await.unwrap();
+            let deleted = delete.await.unwrap();
+            let counts = store.property_counts(scope).await.unwrap();
+            assert_eq!(counts.get("k"), Some(&1), "{}", b.name);
+            assert_eq!(
+                deleted,
+                Err(1),
+                "{}: the record of a used key was deleted",
+                b.name
+            );
+            let records = store.list_property_records(scope).await.unwrap();
+            assert!(
+                records.iter().any(|r| r.key == "k"),
+                "{}: a used property lost its record",
+                b.name
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_malformed_stored_category_is_an_error() {
+        for b in backends().await {
+            let malformed = "INSERT INTO categories (env, slug, doc, created_at, updated_at) \
+                             VALUES ('test', 'broken', '{\"nope\": 1}', 0, 0)";
+            if b.scratch.is_postgres() {
+                raw_postgres(&b.scratch.url)
+                    .await
+                    .batch_execute(malformed)
+                    .await
+                    .unwrap();
+            } else {
+                let path = b.scratch.url.strip_prefix("sqlite://").unwrap();
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(malformed)
+                    .unwrap();
+            }
+            let scope = EnvScope::new(Env::Test);
+            assert!(b.store.list_categories(scope).await.is_err(), "{}", b.name);
+            assert!(
+                b.store.get_category(scope, "broken").await.is_err(),
+                "{}",
+                b.name
+            );
+        }
+    }
+}
