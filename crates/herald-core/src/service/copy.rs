@@ -4,6 +4,7 @@
 
 use super::{profiles, Error};
 use crate::env::{Env, EnvScope};
+use crate::erasure;
 use crate::error::Invalid;
 use crate::store::{Imported, Store};
 
@@ -45,6 +46,17 @@ pub async fn run(
                 format!("already holds {n} profiles in {env}; copy into an empty database"),
             )));
         }
+    }
+    // Tombstones are filed under a hash keyed with this secret: the target needs the same one to
+    // find them.
+    let secret = from
+        .server_secret(erasure::SECRET_NAME, &erasure::fresh_secret())
+        .await?;
+    if to.server_secret(erasure::SECRET_NAME, &secret).await? != secret {
+        return Err(Error::Conflict(Invalid::new(
+            "target",
+            "holds an erasure secret of its own; copy into an empty database",
+        )));
     }
     let mut report = Report::default();
     for c in from.list_credentials().await? {

@@ -197,3 +197,166 @@ mod registry_races {
         }
     }
 }
+
+mod erasure {
+    //! Finding 14: a deleted (or merged-away) profile's tombstone keeps no raw id; it is filed
+    //! under a keyed hash and still listed for the id.
+    use super::*;
+
+    /// Every value of every table, as text.
+    async fn all_text(b: &Backend) -> Vec<String> {
+        let mut out = Vec::new();
+        if b.scratch.is_postgres() {
+            let (client, conn) = tokio_postgres::connect(&b.scratch.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            let tables = client
+                .query(
+                    "SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()",
+                    &[],
+                )
+                .await
+                .unwrap();
+            assert!(tables.len() > 5);
+            for t in tables {
+                let name: String = t.get(0);
+                for row in client
+                    .query(&format!("SELECT x::text FROM \"{name}\" x"), &[])
+                    .await
+                    .unwrap()
+                {
+                    out.push(format!("{name}: {}", row.get::<_, String>(0)));
+                }
+            }
+        } else {
+            let path = b.scratch.url.strip_prefix("sqlite://").unwrap();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            let tables: Vec<String> = conn
+                .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .unwrap()
+                .query_map([], |r| r.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(tables.len() > 5);
+            for name in tables {
+                let mut s = conn.prepare(&format!("SELECT * FROM \"{name}\"")).unwrap();
+                let n = s.column_count();
+                let mut rows = s.query([]).unwrap();
+                while let Some(row) = rows.next().unwrap() {
+                    let mut line = format!("{name}:");
+                    for i in 0..n {
+                        let v: rusqlite::types::Value = row.get(i).unwrap();
+                        line.push_str(&format!(" {v:?}"));
+                    }
+                    out.push(line);
+                }
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn a_tombstone_keeps_no_raw_id_and_is_still_listed() {
+        for b in backends().await {
+            let s = b.store.as_ref();
+            let gone = "erase.me@example.com";
+            edit(
+                s,
+                Env::Test,
+                gone,
+                json!([{"$set": {"name": "Erase Me", "$email": "erase.me@example.com"}}]),
+            )
+            .await
+            .unwrap();
+            edit(s, Env::Test, gone, json!([{"$set": {"plan": "pro"}}]))
+                .await
+                .unwrap();
+            edit(s, Env::Test, "keeper", json!([{"$set": {"a": 1}}]))
+                .await
+                .unwrap();
+            edit(
+                s,
+                Env::Test,
+                "merged.away@example.com",
+                json!([{"$set": {"b": 2}}]),
+            )
+            .await
+            .unwrap();
+            profiles::merge(
+                s,
+                &ctx(Env::Test),
+                &id("keeper"),
+                &id("merged.away@example.com"),
+            )
+            .await
+            .unwrap();
+            profiles::delete(s, &ctx(Env::Test), &id(gone))
+                .await
+                .unwrap();
+
+            let text = all_text(&b).await;
+            let leaks: Vec<&String> = text.iter().filter(|l| l.contains("erase.me")).collect();
+            assert!(leaks.is_empty(), "{}: the raw id stayed: {leaks:?}", b.name);
+            // The merged-away id is named by the keeper's own `merged` event only; no event is
+            // filed under it.
+            let filed: Vec<&String> = text
+                .iter()
+                .filter(|l| {
+                    l.starts_with("history")
+                        && l.contains("merged.away")
+                        && !l.contains("from_user_id")
+                })
+                .collect();
+            assert!(filed.is_empty(), "{}: {filed:?}", b.name);
+
+            for (who, action) in [
+                (gone, Action::Deleted),
+                ("merged.away@example.com", Action::MergedInto),
+            ] {
+                let page = profiles::history(s, &ctx(Env::Test), &id(who), None, 10)
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    page.events.iter().map(|e| e.action).collect::<Vec<_>>(),
+                    [action],
+                    "{}: {who}",
+                    b.name
+                );
+                assert_eq!(page.events[0].distinct_id, id(who), "{}", b.name);
+            }
+            // Deleted twice: one tombstone, still found.
+            edit(s, Env::Test, gone, json!([{"$set": {"c": 3}}]))
+                .await
+                .unwrap();
+            let page = profiles::history(s, &ctx(Env::Test), &id(gone), None, 10)
+                .await
+                .unwrap();
+            assert_eq!(
+                page.events.iter().map(|e| e.action).collect::<Vec<_>>(),
+                [Action::Created, Action::Deleted],
+                "{}",
+                b.name
+            );
+            profiles::delete(s, &ctx(Env::Test), &id(gone))
+                .await
+                .unwrap();
+            let page = profiles::history(s, &ctx(Env::Test), &id(gone), None, 10)
+                .await
+                .unwrap();
+            assert_eq!(
+                page.events.iter().map(|e| e.action).collect::<Vec<_>>(),
+                [Action::Deleted],
+                "{}",
+                b.name
+            );
+            // Another id is not taken for the deleted one.
+            assert!(
+                profiles::history(s, &ctx(Env::Test), &id("never"), None, 10)
+                    .await
+                    .is_err()
+            );
+        }
+    }
+}
