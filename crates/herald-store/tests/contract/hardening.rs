@@ -360,3 +360,132 @@ mod erasure {
         }
     }
 }
+
+mod copy_resume {
+    //! Finding 12: a copy interrupted half way completes on a second run, everything exactly once.
+    use super::*;
+    use herald_core::service::copy;
+
+    async fn populate(store: &dyn Store) {
+        let c = ctx(Env::Test);
+        let items: Vec<_> = (0..700)
+            .map(|i| {
+                (
+                    id(&format!("u{i:04}")),
+                    json!({"n": i, "$email": format!("u{i}@example.com")}),
+                    Utc::now(),
+                )
+            })
+            .collect();
+        profiles::import(store, &c, &items).await.unwrap();
+        edit(
+            store,
+            Env::Test,
+            "u0001",
+            json!([{"$set": {"plan": "pro"}}]),
+        )
+        .await
+        .unwrap();
+        profiles::merge(store, &c, &id("u0002"), &id("u0003"))
+            .await
+            .unwrap();
+        // Deleted, then back: its tombstone is part of its history.
+        profiles::delete(store, &c, &id("u0650")).await.unwrap();
+        edit(store, Env::Test, "u0650", json!([{"$set": {"back": true}}]))
+            .await
+            .unwrap();
+    }
+
+    /// Every profile of the test environment with its whole history (event ids left out).
+    async fn everything(store: &dyn Store) -> Vec<Value> {
+        let scope = EnvScope::new(Env::Test);
+        let mut all = profiles::AllProfiles::new(scope);
+        let mut out = Vec::new();
+        loop {
+            let page = all.next_page(store, 1000).await.unwrap();
+            if page.is_empty() {
+                return out;
+            }
+            for p in page {
+                let history: Vec<Value> = profiles::whole_history(store, scope, &p.distinct_id)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|e| {
+                        let mut w = e.to_wire();
+                        w.as_object_mut().unwrap().remove("id");
+                        w
+                    })
+                    .collect();
+                out.push(json!({"profile": p.to_wire(), "history": history}));
+            }
+        }
+    }
+
+    use serde_json::Value;
+
+    #[tokio::test]
+    async fn an_interrupted_copy_resumes_with_everything_exactly_once() {
+        for source in backends().await {
+            populate(source.store.as_ref()).await;
+            let want = everything(source.store.as_ref()).await;
+            assert_eq!(want.len(), 699);
+            for target in backends().await {
+                let name = format!("{} -> {}", source.name, target.name);
+                // Interrupted after the first batch of profiles (as a killed process would be).
+                let (from, to) = (source.store.clone(), target.store.clone());
+                let interrupted = tokio::spawn(async move {
+                    copy::run(from.as_ref(), to.as_ref(), &|_, _| panic!("interrupted")).await
+                })
+                .await;
+                assert!(interrupted.is_err(), "{name}");
+                let part = profiles::count_all(target.store.as_ref(), EnvScope::new(Env::Test))
+                    .await
+                    .unwrap();
+                assert!(
+                    part > 0 && part < 699,
+                    "{name}: {part} copied before the stop"
+                );
+                // A plain copy still refuses a non-empty target.
+                assert!(matches!(
+                    copy::run(source.store.as_ref(), target.store.as_ref(), &|_, _| {}).await,
+                    Err(Error::Conflict(_))
+                ));
+                let report = copy::resume(source.store.as_ref(), target.store.as_ref(), &|_, _| {})
+                    .await
+                    .unwrap();
+                assert_eq!(report.test.skipped, part, "{name}");
+                assert_eq!(report.test.profiles + part, 699, "{name}");
+                assert!(
+                    everything(target.store.as_ref()).await == want,
+                    "{name}: the copy differs"
+                );
+                // The tombstone of u0650 came along and is found on the target.
+                let page = profiles::history(
+                    target.store.as_ref(),
+                    &ctx(Env::Test),
+                    &id("u0650"),
+                    None,
+                    10,
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    page.events.iter().map(|e| e.action).collect::<Vec<_>>(),
+                    [Action::Created, Action::Deleted],
+                    "{name}"
+                );
+                // Resuming a finished copy changes nothing.
+                let again = copy::resume(source.store.as_ref(), target.store.as_ref(), &|_, _| {})
+                    .await
+                    .unwrap();
+                assert_eq!(
+                    (again.test.profiles, again.test.skipped),
+                    (0, 699),
+                    "{name}"
+                );
+                assert!(everything(target.store.as_ref()).await == want, "{name}");
+            }
+        }
+    }
+}
