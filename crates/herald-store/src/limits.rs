@@ -47,3 +47,29 @@ pub(crate) fn timed_out(limit: Duration) -> StoreError {
         limit.as_millis()
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_environment_leaves_the_other_a_slot() {
+        let slots = EnvSlots::new(4);
+        let held: Vec<_> = acquire_n(&slots, Env::Test, 3).await;
+        assert!(
+            slots.test.clone().try_acquire_owned().is_err(),
+            "test holds its share: pool_size - 1"
+        );
+        assert!(slots.live.clone().try_acquire_owned().is_ok());
+        drop(held);
+        assert_eq!(EnvSlots::new(1).test.available_permits(), 1);
+    }
+
+    async fn acquire_n(slots: &EnvSlots, env: Env, n: usize) -> Vec<OwnedSemaphorePermit> {
+        let mut out = Vec::new();
+        for _ in 0..n {
+            out.push(slots.acquire(env).await.unwrap());
+        }
+        out
+    }
+}

@@ -460,6 +460,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_stopped_writer_is_reported() {
+        let (jobs, rx) = mpsc::sync_channel::<Job>(1);
+        let alive = Arc::new(AtomicBool::new(true));
+        let guard = AliveGuard(alive.clone());
+        // However the thread ends (here: at once), the guard marks the writer dead.
+        std::thread::spawn(move || {
+            let _guard = guard;
+            drop(rx);
+        })
+        .join()
+        .unwrap();
+        let w = Writer { jobs, alive };
+        assert!(matches!(w.check_alive(), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            insert(&w, 1).await,
+            Err(StoreError::Unavailable(_))
+        ));
+    }
+
+    #[tokio::test]
     async fn a_full_queue_is_busy() {
         let (w, _dir) = writer(2);
         let w = Arc::new(w);
