@@ -104,12 +104,31 @@ pub struct Filter {
 
 const OPERATORS: &str = "eq, ne, in, exists, contains, gt, gte, lt, lte";
 
+/// Conditions (`prop.*`, `created_at`, `updated_at`, `has_channel`, `lacks_channel`) one listing
+/// may combine: each is a join or subquery, so an unbounded number makes one request as costly
+/// as the caller likes.
+pub const MAX_FILTERS: usize = 20;
+
+/// Values one `in:` may list (each is a probe of the value index).
+pub const MAX_IN_VALUES: usize = 100;
+
 impl Filter {
     /// Takes the filter parameters out of a query string's pairs; other parameters are not its
     /// business and are left to the caller.
     pub fn parse(pairs: &[(String, String)]) -> Result<Filter, Invalid> {
         let mut f = Filter::default();
         for (name, raw) in pairs {
+            let conditions = f.channels.len() + f.props.len() + f.times.len();
+            let is_condition = matches!(
+                name.as_str(),
+                "has_channel" | "lacks_channel" | "created_at" | "updated_at"
+            ) || name.starts_with("prop.");
+            if is_condition && conditions == MAX_FILTERS {
+                return Err(Invalid::new(
+                    name.as_str(),
+                    format!("a listing takes at most {MAX_FILTERS} filters (prop.*, created_at, updated_at, has_channel, lacks_channel)"),
+                ));
+            }
             match name.as_str() {
                 "status" => {
                     f.status = Some(Status::parse(raw).map_err(|e| Invalid::new("status", e))?)
@@ -220,7 +239,15 @@ impl PropFilter {
         let op = match op {
             "eq" => PropOp::OneOf(index::operand_texts(value)),
             "ne" => PropOp::NoneOf(index::operand_texts(value)),
-            "in" => PropOp::OneOf(value.split(',').flat_map(index::operand_texts).collect()),
+            "in" => {
+                if value.split(',').count() > MAX_IN_VALUES {
+                    return Err(Invalid::new(
+                        field,
+                        format!("in takes at most {MAX_IN_VALUES} values"),
+                    ));
+                }
+                PropOp::OneOf(value.split(',').flat_map(index::operand_texts).collect())
+            }
             "exists" => PropOp::Exists(match value {
                 "true" => true,
                 "false" => false,
@@ -306,6 +333,28 @@ mod tests {
 
     fn error(q: &str) -> Invalid {
         Filter::parse(&pairs(q)).unwrap_err()
+    }
+
+    #[test]
+    fn filters_and_in_values_are_limited() {
+        let many = |n: usize| {
+            (0..n)
+                .map(|i| format!("prop.k{i}=eq:1"))
+                .collect::<Vec<_>>()
+                .join("&")
+        };
+        assert!(Filter::parse(&pairs(&many(MAX_FILTERS))).is_ok());
+        let e = error(&format!(
+            "{}&created_at=gt:2026-01-01T00:00:00Z",
+            many(MAX_FILTERS)
+        ));
+        assert_eq!(e.field, "created_at");
+        assert!(e.to_string().contains("at most 20 filters"), "{e}");
+        let values = |n: usize| (0..n).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        assert!(Filter::parse(&pairs(&format!("prop.a=in:{}", values(MAX_IN_VALUES)))).is_ok());
+        let e = error(&format!("prop.a=in:{}", values(MAX_IN_VALUES + 1)));
+        assert_eq!(e.field, "prop.a");
+        assert!(e.to_string().contains("at most 100 values"), "{e}");
     }
 
     fn ada() -> Profile {

@@ -54,6 +54,12 @@ impl Entry {
     fn identity(&self) -> (&str, EntryKind, &str) {
         (&self.key, self.kind, &self.text)
     }
+
+    /// Whether both carry the same typed value: the number 30 and the string "30" share a text
+    /// (and a row identity) but not `num`, which range filters read.
+    fn same_value(&self, other: &Entry) -> bool {
+        self.num.map(f64::to_bits) == other.num.map(f64::to_bits) && self.time == other.time
+    }
 }
 
 impl PartialEq for Entry {
@@ -362,6 +368,12 @@ fn sorted_difference(a: &[Entry], b: &[Entry]) -> (Vec<Entry>, Vec<Entry>) {
                     j += 1;
                 }
                 Ordering::Equal => {
+                    // Same row, another type (30 -> "30"): the row is replaced, or range filters
+                    // would keep reading the old number.
+                    if !x.same_value(y) {
+                        only_a.push(x.clone());
+                        only_b.push(y.clone());
+                    }
                     i += 1;
                     j += 1;
                 }
@@ -392,6 +404,24 @@ mod tests {
         let mut p = Profile::new(DistinctId::parse("Ada-1").unwrap(), Utc::now());
         p.properties = props.as_object().unwrap().clone();
         p
+    }
+
+    #[test]
+    fn a_value_switching_between_number_and_string_replaces_its_entry() {
+        let number = profile(json!({"age": 30}));
+        let string = profile(json!({"age": "30"}));
+        let change = Change::between(Some(&number), Some(&string));
+        assert_eq!(change.removed.len(), 1, "{change:?}");
+        assert_eq!(change.removed[0].num, Some(30.0));
+        assert_eq!(change.added.len(), 1, "{change:?}");
+        assert_eq!(change.added[0].num, None);
+        assert!(
+            change.counts.is_empty(),
+            "the key stays present: {change:?}"
+        );
+        let back = Change::between(Some(&string), Some(&number));
+        assert_eq!(back.added[0].num, Some(30.0));
+        assert!(Change::between(Some(&number), Some(&number)).is_empty());
     }
 
     fn texts(p: &Profile, key: &str) -> Vec<(EntryKind, String)> {

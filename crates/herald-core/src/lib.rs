@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod credentials;
 pub mod env;
+pub mod erasure;
 pub mod error;
 pub mod filter;
 pub mod history;

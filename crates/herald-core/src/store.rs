@@ -21,6 +21,10 @@ pub enum StoreError {
     Unavailable(String),
     #[error("database error: {0}")]
     Internal(String),
+    /// Too much work waiting (e.g. a full write queue) or a query over its time limit: the
+    /// request may succeed if retried later.
+    #[error("the database is busy: {0}")]
+    Busy(String),
 }
 
 /// Why an edit closure declined to write.
@@ -135,6 +139,10 @@ pub trait CredentialStore: Send + Sync {
 
 #[async_trait]
 pub trait ProfileStore: Send + Sync {
+    /// `Ok` when the store can serve reads and writes now (e.g. its writer is running and the
+    /// database answers); used by readiness probes.
+    async fn ready(&self) -> Result<(), StoreError>;
+
     async fn get_profile(
         &self,
         scope: EnvScope,
@@ -184,8 +192,9 @@ pub trait ProfileStore: Send + Sync {
         before: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
 
-    /// Merges `secondary` into `primary` and removes `secondary`, atomically. `Ok(None)` when the
-    /// secondary does not exist.
+    /// Merges `secondary` into `primary` and removes `secondary`, atomically; the secondary's
+    /// tombstone is filed as [`delete_profiles`](Self::delete_profiles) files one. `Ok(None)` when
+    /// the secondary does not exist.
     async fn merge_profiles(
         &self,
         scope: EnvScope,
@@ -194,8 +203,9 @@ pub trait ProfileStore: Send + Sync {
         merge: MergeFn,
     ) -> Result<Option<Result<Profile, Refusal>>, StoreError>;
 
-    /// Deletes the profiles that exist, erasing their history and leaving one tombstone event each.
-    /// Returns the ids that were deleted.
+    /// Deletes the profiles that exist, erasing their history and leaving one tombstone event each,
+    /// filed under [`crate::erasure::tombstone_id`] (keyed with the server secret
+    /// [`crate::erasure::SECRET_NAME`]) so the raw id stays nowhere. Returns the ids deleted.
     async fn delete_profiles(
         &self,
         scope: EnvScope,
@@ -204,6 +214,7 @@ pub trait ProfileStore: Send + Sync {
     ) -> Result<Vec<DistinctId>, StoreError>;
 
     /// History of `id`, newest first, starting below event id `before_id`; up to `limit + 1` events.
+    /// Includes its tombstone, whose `distinct_id` is the hash it is filed under.
     async fn list_history(
         &self,
         scope: EnvScope,

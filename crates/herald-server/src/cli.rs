@@ -59,6 +59,10 @@ pub enum Command {
         /// The target database: postgres://... or sqlite://PATH. It is migrated first.
         #[arg(long, value_name = "URL")]
         to: String,
+        /// Finish an interrupted copy into the same target: profiles it holds already are
+        /// skipped, the rest are copied.
+        #[arg(long)]
+        resume: bool,
     },
     /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos.
     /// Existing ids are skipped, so a second run with a larger --count tops up.
@@ -197,7 +201,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Keys { command } => keys_command(&config, command).await,
-        Command::Copy { to } => copy_command(&config, &to).await,
+        Command::Copy { to, resume } => copy_command(&config, &to, resume).await,
         Command::Links { command } => links_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
         Command::Seed {
@@ -313,7 +317,7 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
     Ok(())
 }
 
-async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
+async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), String> {
     use herald_core::service::copy;
     let from = open_store(config).await?;
     let target = Config {
@@ -329,9 +333,13 @@ async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
         .sum();
     let bar = crate::profiles_bar(total);
     let started = std::time::Instant::now();
-    let report = copy::run(from.as_ref(), to_store.as_ref(), &|_, n| bar.inc(n))
-        .await
-        .map_err(|e| format!("copy refused: {e}"))?;
+    let progress = |_, n| bar.inc(n);
+    let report = if resume {
+        copy::resume(from.as_ref(), to_store.as_ref(), &progress).await
+    } else {
+        copy::run(from.as_ref(), to_store.as_ref(), &progress).await
+    }
+    .map_err(|e| format!("copy refused: {e}"))?;
     bar.finish_and_clear();
     let kept = crate::api::hosted::copy_link_secret(from.as_ref(), to_store.as_ref())
         .await
@@ -344,8 +352,8 @@ async fn copy_command(config: &Config, to: &str) -> Result<(), String> {
     );
     for (env, r) in [(Env::Test, &report.test), (Env::Live, &report.live)] {
         eprintln!(
-            "  {env}: {} profiles, {} history events, {} categories, {} property records",
-            r.profiles, r.history_events, r.categories, r.properties
+            "  {env}: {} profiles ({} already there), {} history events, {} categories, {} property records",
+            r.profiles, r.skipped, r.history_events, r.categories, r.properties
         );
     }
     if !kept {

@@ -50,6 +50,8 @@ pub struct StoreConfig {
     pub pool_size: usize,
     pub migrate_on_start: bool,
     pub sqlite_synchronous: herald_store::SqliteSynchronous,
+    /// Longest a listing or count query may run, in milliseconds.
+    pub statement_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -96,6 +98,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_SERVER_REQUEST_TIMEOUT_SECS",
         "server.request_timeout_secs",
+    ),
+    (
+        "HERALD_STORE_STATEMENT_TIMEOUT_MS",
+        "store.statement_timeout_ms",
     ),
 ];
 

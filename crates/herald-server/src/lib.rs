@@ -46,6 +46,7 @@ pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn S
         pool_size: config.store.pool_size,
         migrate,
         sqlite_synchronous: config.store.sqlite_synchronous,
+        statement_timeout: std::time::Duration::from_millis(config.store.statement_timeout_ms),
     };
     herald_store::connect(&config.database_url, &options)
         .await

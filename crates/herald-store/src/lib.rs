@@ -1,6 +1,8 @@
 //! Storage adapters for Herald. Each backend implements `herald_core::store::Store`; [`connect`]
 //! picks one from the database URL.
 
+mod limits;
+pub use limits::DEFAULT_STATEMENT_TIMEOUT;
 pub mod postgres;
 mod query;
 pub use query::NARROW_SEARCH;
@@ -116,6 +118,9 @@ pub struct StoreOptions {
     pub migrate: bool,
     /// How SQLite waits for the disk at each commit (PostgreSQL has its own settings).
     pub sqlite_synchronous: SqliteSynchronous,
+    /// How long one listing or count query may run (SQLite interrupt, PostgreSQL
+    /// `statement_timeout`); past it the query stops with [`StoreError::Busy`](herald_core::store::StoreError::Busy).
+    pub statement_timeout: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -124,6 +129,7 @@ impl Default for StoreOptions {
             pool_size: 4,
             migrate: true,
             sqlite_synchronous: SqliteSynchronous::default(),
+            statement_timeout: DEFAULT_STATEMENT_TIMEOUT,
         }
     }
 }

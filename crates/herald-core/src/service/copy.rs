@@ -4,6 +4,7 @@
 
 use super::{profiles, Error};
 use crate::env::{Env, EnvScope};
+use crate::erasure;
 use crate::error::Invalid;
 use crate::store::{Imported, Store};
 
@@ -14,6 +15,8 @@ const BATCH: usize = 500;
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct EnvReport {
     pub profiles: u64,
+    /// Profiles the target held already and kept untouched (a resumed copy).
+    pub skipped: u64,
     pub history_events: u64,
     pub categories: u64,
     pub properties: u64,
@@ -30,9 +33,10 @@ pub struct Report {
 
 /// Copies keys, then per environment the categories, the property registry's declared and
 /// labelled records, and every profile with its history (oldest first, times and actors kept).
-/// The target must hold no profiles, so nothing is merged by accident. `progress` hears of every
-/// batch of profiles copied. Profiles written to the source meanwhile may be missed: stop writers
-/// first. Idempotency keys (kept 24 hours) and the history of deleted profiles are not copied.
+/// The target must hold no profiles, so nothing is merged by accident (see [`resume`] for a copy
+/// that was interrupted). `progress` hears of every batch of profiles copied. Profiles written to
+/// the source meanwhile may be missed: stop writers first. Idempotency keys (kept 24 hours) and
+/// the tombstones of profiles that no longer exist are not copied.
 pub async fn run(
     from: &dyn Store,
     to: &dyn Store,
@@ -42,9 +46,43 @@ pub async fn run(
         if n > 0 {
             return Err(Error::Conflict(Invalid::new(
                 "target",
-                format!("already holds {n} profiles in {env}; copy into an empty database"),
+                format!("already holds {n} profiles in {env}; copy into an empty database, or resume an interrupted copy"),
             )));
         }
+    }
+    copy(from, to, false, progress).await
+}
+
+/// Finishes a copy that was interrupted: the same as [`run`] into a target that already holds
+/// part of the source. Every step is idempotent: profiles go over in batches of one transaction
+/// each, in distinct_id order, and those the target holds already (with their history) are
+/// skipped, so each arrives exactly once; keys, categories and registry records are upserted.
+/// A profile the target holds is kept as it is there, so resume only into the target of the
+/// interrupted copy.
+pub async fn resume(
+    from: &dyn Store,
+    to: &dyn Store,
+    progress: &(dyn Fn(Env, u64) + Sync),
+) -> Result<Report, Error> {
+    copy(from, to, true, progress).await
+}
+
+async fn copy(
+    from: &dyn Store,
+    to: &dyn Store,
+    resume: bool,
+    progress: &(dyn Fn(Env, u64) + Sync),
+) -> Result<Report, Error> {
+    // Tombstones are filed under a hash keyed with this secret: the target needs the same one to
+    // find them.
+    let secret = from
+        .server_secret(erasure::SECRET_NAME, &erasure::fresh_secret())
+        .await?;
+    if to.server_secret(erasure::SECRET_NAME, &secret).await? != secret {
+        return Err(Error::Conflict(Invalid::new(
+            "target",
+            "holds an erasure secret of its own; copy into an empty database",
+        )));
     }
     let mut report = Report::default();
     for c in from.list_credentials().await? {
@@ -57,8 +95,8 @@ pub async fn run(
             report.credentials += 1;
         }
     }
-    report.test = copy_env(from, to, Env::Test, progress).await?;
-    report.live = copy_env(from, to, Env::Live, progress).await?;
+    report.test = copy_env(from, to, Env::Test, resume, progress).await?;
+    report.live = copy_env(from, to, Env::Live, resume, progress).await?;
     to.refresh_statistics().await?;
     Ok(report)
 }
@@ -67,6 +105,7 @@ async fn copy_env(
     from: &dyn Store,
     to: &dyn Store,
     env: Env,
+    resume: bool,
     progress: &(dyn Fn(Env, u64) + Sync),
 ) -> Result<EnvReport, Error> {
     let scope = EnvScope::new(env);
@@ -91,15 +130,21 @@ async fn copy_env(
         if profiles.is_empty() {
             break;
         }
+        let n = profiles.len() as u64;
         let mut items = Vec::with_capacity(profiles.len());
         for profile in profiles {
+            if resume && to.get_profile(scope, &profile.distinct_id).await?.is_some() {
+                report.skipped += 1;
+                continue;
+            }
             let mut history = profiles::whole_history(from, scope, &profile.distinct_id).await?;
             history.reverse();
             report.history_events += history.len() as u64;
             items.push(Imported { profile, history });
         }
-        let n = items.len() as u64;
-        report.profiles += to.import_profiles(scope, items).await?;
+        if !items.is_empty() {
+            report.profiles += to.import_profiles(scope, items).await?;
+        }
         progress(env, n);
     }
     Ok(report)

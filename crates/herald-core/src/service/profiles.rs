@@ -445,6 +445,10 @@ pub async fn history(
     limit: usize,
 ) -> Result<HistoryPage, Error> {
     let mut events = store.list_history(ctx.scope, id, after, limit).await?;
+    // A tombstone is filed under a hash of the id; the caller asked by the id itself.
+    for e in &mut events {
+        e.distinct_id = id.clone();
+    }
     if events.is_empty() && after.is_none() {
         return Err(Error::user_not_found(id));
     }
@@ -551,8 +555,11 @@ pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Val
     let profile = get(store, ctx, id).await?;
     let history: Vec<Value> = whole_history(store, ctx.scope, id)
         .await?
-        .iter()
-        .map(HistoryEvent::to_wire)
+        .into_iter()
+        .map(|mut e| {
+            e.distinct_id = id.clone();
+            e.to_wire()
+        })
         .collect();
     Ok(json!({
         "distinct_id": id,

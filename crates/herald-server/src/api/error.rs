@@ -2,7 +2,7 @@
 //! all SuprSend SDKs can read (`message` for py and node, `error.message` for events, `detail` for go):
 //! `{"code", "error_code", "type", "message", "detail", "field", "error": {"type", "message"}}`.
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::service;
@@ -101,9 +101,19 @@ impl ApiError {
     }
 }
 
+/// Seconds a client is asked to wait before retrying a 503 (a full write queue, a query over its
+/// time limit, the database away): short, since these clear as soon as the load drops.
+pub const RETRY_AFTER_SECS: u32 = 1;
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(self.body())).into_response()
+        let mut response = (self.status, Json(self.body())).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
     }
 }
 
@@ -148,6 +158,14 @@ impl From<StoreError> for ApiError {
                 )
             }
             StoreError::Internal(detail) => ApiError::internal(detail),
+            StoreError::Busy(detail) => {
+                tracing::warn!(error = %detail, "store busy");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "service_unavailable",
+                    format!("the database is busy ({detail}); try again shortly"),
+                )
+            }
         }
     }
 }

@@ -19,13 +19,17 @@ fn readiness_probe() -> herald_core::DistinctId {
     herald_core::DistinctId::parse("herald-readiness-probe").expect("a valid id")
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers a read and the store can write (its writer is running).
 pub async fn readyz(State(app): State<App>) -> Response {
-    match app
-        .store
-        .get_profile(EnvScope::new(Env::Test), &readiness_probe())
-        .await
-    {
+    let probe = match app.store.ready().await {
+        Ok(()) => app
+            .store
+            .get_profile(EnvScope::new(Env::Test), &readiness_probe())
+            .await
+            .map(drop),
+        Err(e) => Err(e),
+    };
+    match probe {
         Ok(_) => Json(json!({ "status": "ready" })).into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");

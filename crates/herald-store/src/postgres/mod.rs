@@ -4,11 +4,13 @@
 
 mod registry;
 
+use crate::limits::{self, EnvSlots};
 use crate::StoreOptions;
 use async_trait::async_trait;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime, Transaction};
 use herald_core::credentials::Credentials;
 use herald_core::env::{Env, EnvScope};
+use herald_core::erasure;
 use herald_core::filter::Filter;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
@@ -67,6 +69,9 @@ const MAX_ATTEMPTS: usize = 20;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// Listings per environment (see [`EnvSlots`]).
+    listing: EnvSlots,
+    statement_timeout: std::time::Duration,
 }
 
 impl PostgresStore {
@@ -87,7 +92,11 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Unavailable(e.to_string()))?;
-        let store = PostgresStore { pool };
+        let store = PostgresStore {
+            pool,
+            listing: EnvSlots::new(options.pool_size.max(1)),
+            statement_timeout: options.statement_timeout,
+        };
         if options.migrate {
             store.migrate().await?;
         } else {
@@ -100,6 +109,46 @@ impl PostgresStore {
             crate::check_schema_version(current.unwrap_or(0), MIGRATIONS.len() as i64)?;
         }
         Ok(store)
+    }
+
+    /// Runs a listing or count of `env` within the environment's share of the pool, in a
+    /// read-only transaction whose statements stop at the statement timeout. A request that goes
+    /// away leaves its statement running on the server until then at most.
+    async fn listing<T>(
+        &self,
+        env: Env,
+        run: impl for<'t> FnOnce(
+            &'t Transaction<'t>,
+        ) -> std::pin::Pin<
+            Box<dyn std::future::Future<Output = Result<T, StoreError>> + Send + 't>,
+        >,
+    ) -> Result<T, StoreError> {
+        let _slot = self.listing.acquire(env).await?;
+        let mut client = self.client().await?;
+        let tx = client
+            .build_transaction()
+            .read_only(true)
+            .start()
+            .await
+            .map_err(db)?;
+        tx.batch_execute(&format!(
+            "SET LOCAL statement_timeout = {}",
+            self.statement_timeout.as_millis().max(1)
+        ))
+        .await
+        .map_err(db)?;
+        let result = run(&tx).await.map_err(|e| match e {
+            StoreError::Busy(_) => limits::timed_out(self.statement_timeout),
+            e => e,
+        })?;
+        tx.commit().await.map_err(db)?;
+        Ok(result)
+    }
+
+    /// The erasure secret, stored first if there is none (see `herald_core::erasure`).
+    async fn erasure_secret(&self) -> Result<String, StoreError> {
+        self.server_secret(erasure::SECRET_NAME, &erasure::fresh_secret())
+            .await
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
@@ -217,6 +266,10 @@ fn retryable(e: &tokio_postgres::Error) -> bool {
 }
 
 fn db(e: tokio_postgres::Error) -> StoreError {
+    // `statement_timeout` (or an operator's cancel): the caller may retry, it is no fault.
+    if e.code() == Some(&SqlState::QUERY_CANCELED) {
+        return StoreError::Busy(e.to_string());
+    }
     if e.is_closed() || e.code().is_none() && e.as_db_error().is_none() {
         StoreError::Unavailable(e.to_string())
     } else {
@@ -407,8 +460,17 @@ async fn record_key(tx: &Transaction<'_>, env: Env, once: &OnceKey) -> Result<()
     }
 }
 
-async fn remove_profile(tx: &Transaction<'_>, env: Env, p: &Profile) -> Result<(), Attempt> {
+/// Removes `p` with its history (and an earlier tombstone of its id), then files `tombstone`
+/// under the keyed hash of the id: the raw id stays nowhere (see `herald_core::erasure`).
+async fn remove_profile(
+    tx: &Transaction<'_>,
+    env: Env,
+    p: &Profile,
+    secret: &str,
+    mut tombstone: HistoryEvent,
+) -> Result<(), Attempt> {
     let id = p.distinct_id.as_str();
+    let erased = erasure::tombstone_id(secret, &p.distinct_id);
     registry::sync(tx, env, Some(p), None).await?;
     tx.execute(
         "DELETE FROM profiles WHERE env = $1 AND distinct_id = $2",
@@ -416,10 +478,12 @@ async fn remove_profile(tx: &Transaction<'_>, env: Env, p: &Profile) -> Result<(
     )
     .await?;
     tx.execute(
-        "DELETE FROM history WHERE env = $1 AND distinct_id = $2",
-        &[&env.as_str(), &id],
+        "DELETE FROM history WHERE env = $1 AND distinct_id IN ($2, $3)",
+        &[&env.as_str(), &id, &erased.as_str()],
     )
     .await?;
+    tombstone.distinct_id = erased;
+    insert_event(tx, env, &tombstone).await?;
     Ok(())
 }
 
@@ -546,6 +610,15 @@ impl CredentialStore for PostgresStore {
 
 #[async_trait]
 impl ProfileStore for PostgresStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.client()
+            .await?
+            .simple_query("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(db)
+    }
+
     async fn get_profile(
         &self,
         scope: EnvScope,
@@ -572,13 +645,21 @@ impl ProfileStore for PostgresStore {
         scope: EnvScope,
         query: &ListQuery,
     ) -> Result<Vec<Profile>, StoreError> {
-        let client = self.client().await?;
-        registry::list(&client, scope.env(), query).await
+        let env = scope.env();
+        let query = query.clone();
+        self.listing(env, move |tx| {
+            Box::pin(async move { registry::list(tx, env, &query).await })
+        })
+        .await
     }
 
     async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
-        let client = self.client().await?;
-        registry::count(&client, scope.env(), filter).await
+        let env = scope.env();
+        let filter = filter.clone();
+        self.listing(env, move |tx| {
+            Box::pin(async move { registry::count(tx, env, &filter).await })
+        })
+        .await
     }
 
     async fn edit_profile(
@@ -678,8 +759,10 @@ impl ProfileStore for PostgresStore {
         merge: MergeFn,
     ) -> Result<Option<Result<Profile, Refusal>>, StoreError> {
         let (env, primary, secondary) = (scope.env(), primary.to_string(), secondary.to_string());
+        let secret = self.erasure_secret().await?;
         self.in_transaction(|tx| {
             let (merge, primary, secondary) = (merge.clone(), primary.clone(), secondary.clone());
+            let secret = secret.clone();
             Box::pin(async move {
                 let (primary, secondary) = (primary.as_str(), secondary.as_str());
                 // Lock both rows in one order on every node, so two crossed merges cannot deadlock.
@@ -698,8 +781,7 @@ impl ProfileStore for PostgresStore {
                     Err(refusal) => Ok(Some(Err(refusal))),
                     Ok((w, tombstone)) => {
                         write_profile(tx, env, existing.as_ref(), &w).await?;
-                        remove_profile(tx, env, &from).await?;
-                        insert_event(tx, env, &tombstone).await?;
+                        remove_profile(tx, env, &from, &secret, tombstone).await?;
                         Ok(Some(Ok(w.profile)))
                     }
                 }
@@ -717,8 +799,10 @@ impl ProfileStore for PostgresStore {
         let env = scope.env();
         let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         let asked = ids.to_vec();
+        let secret = self.erasure_secret().await?;
         self.in_transaction(|tx| {
             let (names, tombstone, asked) = (names.clone(), tombstone.clone(), asked.clone());
+            let secret = secret.clone();
             Box::pin(async move {
                 let rows = tx
                     .query(
@@ -728,10 +812,16 @@ impl ProfileStore for PostgresStore {
                     .await?;
                 let deleted: Vec<Profile> = rows.iter().map(profile_from_row).collect::<Result<_, _>>()?;
                 let gone: Vec<String> = deleted.iter().map(|p| p.distinct_id.to_string()).collect();
-                tx.execute("DELETE FROM history WHERE env = $1 AND distinct_id = ANY($2)", &[&env.as_str(), &gone]).await?;
-                for p in &deleted {
+                // Their history, an earlier tombstone of the same id, then the new tombstones,
+                // filed under the keyed hash of the id (see `herald_core::erasure`).
+                let erased: Vec<DistinctId> = deleted.iter().map(|p| erasure::tombstone_id(&secret, &p.distinct_id)).collect();
+                let filed: Vec<&str> = gone.iter().map(String::as_str).chain(erased.iter().map(DistinctId::as_str)).collect();
+                tx.execute("DELETE FROM history WHERE env = $1 AND distinct_id = ANY($2)", &[&env.as_str(), &filed]).await?;
+                for (p, erased) in deleted.iter().zip(erased) {
                     registry::sync(tx, env, Some(p), None).await?;
-                    insert_event(tx, env, &tombstone(p)).await?;
+                    let mut event = tombstone(p);
+                    event.distinct_id = erased;
+                    insert_event(tx, env, &event).await?;
                 }
                 // Report in the order asked, as the SQLite store does.
                 Ok(asked.into_iter().filter(|i| gone.iter().any(|g| g == i.as_str())).collect())
@@ -748,10 +838,19 @@ impl ProfileStore for PostgresStore {
         limit: usize,
     ) -> Result<Vec<HistoryEvent>, StoreError> {
         let client = self.client().await?;
+        // Its own events, and its tombstone (filed under the keyed hash of the id).
+        let erased = client
+            .query_opt(
+                "SELECT value FROM server_secrets WHERE name = $1",
+                &[&erasure::SECRET_NAME],
+            )
+            .await
+            .map_err(db)?
+            .map_or_else(|| id.clone(), |row| erasure::tombstone_id(row.get(0), id));
         let stmt = client
             .prepare_cached(
-                "SELECT id, at, actor, action, request, changes FROM history
-                 WHERE env = $1 AND distinct_id = $2 AND id < $3 ORDER BY id DESC LIMIT $4",
+                "SELECT id, at, actor, action, request, changes, distinct_id FROM history
+                 WHERE env = $1 AND distinct_id IN ($2, $5) AND id < $3 ORDER BY id DESC LIMIT $4",
             )
             .await
             .map_err(db)?;
@@ -763,6 +862,7 @@ impl ProfileStore for PostgresStore {
                     &id.as_str(),
                     &before_id.unwrap_or(i64::MAX),
                     &((limit + 1) as i64),
+                    &erased.as_str(),
                 ],
             )
             .await
@@ -774,9 +874,14 @@ impl ProfileStore for PostgresStore {
                     StoreError::Internal(format!("history event {event_id}: unreadable {what}"))
                 };
                 let action: String = row.get(3);
+                let filed_under: &str = row.get(6);
                 Ok(HistoryEvent {
                     id: event_id,
-                    distinct_id: id.clone(),
+                    distinct_id: if filed_under == erased.as_str() {
+                        erased.clone()
+                    } else {
+                        id.clone()
+                    },
                     at: from_micros(row.get(1)),
                     actor: row.try_get::<_, Json<_>>(2).map_err(|_| bad("actor"))?.0,
                     action: Action::parse(&action).ok_or_else(|| bad("action"))?,

@@ -72,6 +72,7 @@ async fn apply_change(
     let c_deltas: Vec<i64> = change.counts.iter().map(|(_, d)| *d).collect();
     let s_keys: Vec<&str> = change.seen.iter().map(|(k, _)| k.as_str()).collect();
     let s_bits: Vec<i16> = change.seen.iter().map(|(_, b)| *b as i16).collect();
+    lock_records(tx, env, &s_keys).await?;
     let stmt = tx
         .prepare_cached(
             "WITH removed AS (
@@ -119,6 +120,21 @@ async fn apply_change(
         ],
     )
     .await?;
+    Ok(())
+}
+
+/// Holds the registry records of `keys` (those that exist) in `FOR KEY SHARE` until the write
+/// commits: writers do not wait on each other, but [`PropertyStore::delete_property_record`]
+/// (which locks its record `FOR UPDATE`) waits for them, then sees their counters. Without it a
+/// record could be deleted between a writer finding it present and committing its first use.
+async fn lock_records(tx: &Transaction<'_>, env: Env, keys: &[&str]) -> Result<(), Attempt> {
+    if !keys.is_empty() {
+        tx.execute(
+            "SELECT 1 FROM properties WHERE env = $1 AND key = ANY($2::text[]) ORDER BY key FOR KEY SHARE",
+            &[&env.as_str(), &keys],
+        )
+        .await?;
+    }
     Ok(())
 }
 
@@ -213,6 +229,8 @@ pub(super) async fn import(
         &[&e, &v_ids, &v_keys, &v_kinds, &v_texts, &v_nums, &v_times, &v_created],
     )
     .await?;
+    let s_keys: Vec<&str> = seen.keys().map(String::as_str).collect();
+    lock_records(tx, env, &s_keys).await?;
     let c_keys: Vec<&str> = counts.keys().map(|(k, _)| k.as_str()).collect();
     let c_shards: Vec<i16> = counts.keys().map(|(_, s)| *s).collect();
     let c_deltas: Vec<i64> = counts.values().copied().collect();
@@ -270,6 +288,13 @@ async fn insert_record(
     r: &PropertyRecord,
 ) -> Result<u64, tokio_postgres::Error> {
     write_record(client, env, r, "DO NOTHING").await
+}
+
+/// A stored category document; a malformed one is an error, never a panic.
+fn category_from_row(row: &Row) -> Result<Category, StoreError> {
+    row.try_get::<_, Json<Category>>(0)
+        .map(|doc| doc.0)
+        .map_err(|e| StoreError::Internal(format!("a stored category is malformed: {e}")))
 }
 
 fn record_from_row(row: &Row) -> PropertyRecord {
@@ -468,18 +493,29 @@ impl PropertyStore for PostgresStore {
         scope: EnvScope,
         key: &str,
     ) -> Result<Result<bool, u64>, StoreError> {
-        let client = self.client().await?;
-        let carried = counter(&client, scope.env(), key).await?;
+        // One transaction: the record is locked first, so writers about to use the key (they hold
+        // it `FOR KEY SHARE`, see `lock_records`) commit before the counter is read.
+        let env = scope.env().as_str();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await.map_err(db)?;
+        tx.execute(
+            "SELECT 1 FROM properties WHERE env = $1 AND key = $2 FOR UPDATE",
+            &[&env, &key],
+        )
+        .await
+        .map_err(db)?;
+        let carried = counter(&tx, scope.env(), key).await?;
         if carried > 0 {
             return Ok(Err(carried));
         }
-        let n = client
+        let n = tx
             .execute(
                 "DELETE FROM properties WHERE env = $1 AND key = $2",
-                &[&scope.env().as_str(), &key],
+                &[&env, &key],
             )
             .await
             .map_err(db)?;
+        tx.commit().await.map_err(db)?;
         Ok(Ok(n == 1))
     }
 }
@@ -495,10 +531,7 @@ impl CategoryStore for PostgresStore {
             )
             .await
             .map_err(db)?;
-        Ok(rows
-            .iter()
-            .map(|r| r.get::<_, Json<Category>>(0).0)
-            .collect())
+        rows.iter().map(category_from_row).collect()
     }
 
     async fn get_category(
@@ -514,7 +547,7 @@ impl CategoryStore for PostgresStore {
             )
             .await
             .map_err(db)?;
-        Ok(row.map(|r| r.get::<_, Json<Category>>(0).0))
+        row.as_ref().map(category_from_row).transpose()
     }
 
     async fn put_category(

@@ -7,6 +7,7 @@ use crate::StoreOptions;
 use async_trait::async_trait;
 use herald_core::credentials::Credentials;
 use herald_core::env::{Env, EnvScope};
+use herald_core::erasure;
 use herald_core::filter::Filter;
 use herald_core::history::{Action, Actor, HistoryEvent};
 use herald_core::ids::DistinctId;
@@ -67,6 +68,7 @@ impl SqliteStore {
         let readers = options.pool_size.max(1);
         let migrate_now = options.migrate;
         let synchronous = options.sqlite_synchronous;
+        let statement_timeout = options.statement_timeout;
         tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
@@ -90,7 +92,7 @@ impl SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(SqliteStore {
                 writer: Writer::start(conn),
-                readers: Readers::new(readers),
+                readers: Readers::new(readers, statement_timeout),
             })
         })
         .await
@@ -336,16 +338,41 @@ fn record_key(conn: &Connection, env: Env, once: &OnceKey) -> Result<(), StoreEr
     Ok(())
 }
 
-fn remove_profile(conn: &Connection, env: Env, p: &Profile) -> Result<(), StoreError> {
+/// Removes `p` with its history (and an earlier tombstone of its id), then files `tombstone`
+/// under the keyed hash of the id: the raw id stays nowhere (see `herald_core::erasure`).
+fn remove_profile(
+    conn: &Connection,
+    env: Env,
+    p: &Profile,
+    mut tombstone: HistoryEvent,
+) -> Result<(), StoreError> {
     let id = p.distinct_id.as_str();
+    let erased = erasure_secret(conn, true)?
+        .map(|secret| erasure::tombstone_id(&secret, &p.distinct_id))
+        .expect("the secret was just stored");
     registry::sync(conn, env, Some(p), None)?;
     conn.prepare_cached("DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2")
         .and_then(|mut s| s.execute(params![env.as_str(), id]))
         .map_err(internal)?;
-    conn.prepare_cached("DELETE FROM history WHERE env = ?1 AND distinct_id = ?2")
-        .and_then(|mut s| s.execute(params![env.as_str(), id]))
+    conn.prepare_cached("DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)")
+        .and_then(|mut s| s.execute(params![env.as_str(), id, erased.as_str()]))
         .map_err(internal)?;
-    Ok(())
+    tombstone.distinct_id = erased;
+    insert_event(conn, env, &tombstone)
+}
+
+/// The erasure secret; with `create`, one is stored first if there is none.
+fn erasure_secret(conn: &Connection, create: bool) -> Result<Option<String>, StoreError> {
+    if create {
+        conn.prepare_cached(
+            "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
+        )
+        .and_then(|mut s| s.execute(params![erasure::SECRET_NAME, erasure::fresh_secret()]))
+        .map_err(internal)?;
+    }
+    conn.prepare_cached("SELECT value FROM server_secrets WHERE name = ?1")
+        .and_then(|mut s| s.query_row([erasure::SECRET_NAME], |r| r.get(0)).optional())
+        .map_err(internal)
 }
 
 fn credentials_from_row(row: &Row<'_>) -> rusqlite::Result<Credentials> {
@@ -477,6 +504,10 @@ impl CredentialStore for SqliteStore {
 
 #[async_trait]
 impl ProfileStore for SqliteStore {
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.writer.check_alive()
+    }
+
     async fn get_profile(
         &self,
         scope: EnvScope,
@@ -495,14 +526,18 @@ impl ProfileStore for SqliteStore {
     ) -> Result<Vec<Profile>, StoreError> {
         let query = query.clone();
         self.readers
-            .read(move |conn| registry::list(conn, scope.env(), &query))
+            .read_listing(scope.env(), move |conn| {
+                registry::list(conn, scope.env(), &query)
+            })
             .await
     }
 
     async fn count_profiles(&self, scope: EnvScope, filter: &Filter) -> Result<Count, StoreError> {
         let filter = filter.clone();
         self.readers
-            .read(move |conn| registry::count(conn, scope.env(), &filter))
+            .read_listing(scope.env(), move |conn| {
+                registry::count(conn, scope.env(), &filter)
+            })
             .await
     }
 
@@ -625,8 +660,7 @@ impl ProfileStore for SqliteStore {
                     Err(refusal) => Ok(Some(Err(refusal))),
                     Ok((w, tombstone)) => {
                         write_profile(conn, env, existing.as_ref(), &w)?;
-                        remove_profile(conn, env, &from)?;
-                        insert_event(conn, env, &tombstone)?;
+                        remove_profile(conn, env, &from, tombstone)?;
                         Ok(Some(Ok(w.profile)))
                     }
                 }
@@ -647,8 +681,7 @@ impl ProfileStore for SqliteStore {
                 let mut deleted = Vec::new();
                 for id in ids {
                     if let Some(p) = select_profile(conn, env, id.as_str())? {
-                        remove_profile(conn, env, &p)?;
-                        insert_event(conn, env, &tombstone(&p))?;
+                        remove_profile(conn, env, &p, tombstone(&p))?;
                         deleted.push(id);
                     }
                 }
@@ -667,10 +700,13 @@ impl ProfileStore for SqliteStore {
         let id = id.clone();
         self.readers
             .read(move |conn| {
+                // Its own events, and its tombstone (filed under the keyed hash of the id).
+                let erased = erasure_secret(conn, false)?
+                    .map_or_else(|| id.clone(), |secret| erasure::tombstone_id(&secret, &id));
                 let mut s = conn
                     .prepare_cached(
-                        "SELECT id, at, actor, action, request, changes FROM history
-                         WHERE env = ?1 AND distinct_id = ?2 AND id < ?3 ORDER BY id DESC LIMIT ?4",
+                        "SELECT id, at, actor, action, request, changes, distinct_id FROM history
+                         WHERE env = ?1 AND distinct_id IN (?2, ?5) AND id < ?3 ORDER BY id DESC LIMIT ?4",
                     )
                     .map_err(internal)?;
                 let rows = s
@@ -679,13 +715,15 @@ impl ProfileStore for SqliteStore {
                             scope.env().as_str(),
                             id.as_str(),
                             before_id.unwrap_or(i64::MAX),
-                            (limit + 1) as i64
+                            (limit + 1) as i64,
+                            erased.as_str()
                         ],
                         |row| {
                             let actor: String = row.get(2)?;
                             let action: String = row.get(3)?;
                             let request: String = row.get(4)?;
                             let changes: String = row.get(5)?;
+                            let filed_under: String = row.get(6)?;
                             Ok((
                                 row.get::<_, i64>(0)?,
                                 row.get::<_, i64>(1)?,
@@ -693,19 +731,25 @@ impl ProfileStore for SqliteStore {
                                 action,
                                 request,
                                 changes,
+                                filed_under,
                             ))
                         },
                     )
                     .map_err(internal)?;
                 let mut events = Vec::new();
                 for row in rows {
-                    let (event_id, at, actor, action, request, changes) = row.map_err(internal)?;
+                    let (event_id, at, actor, action, request, changes, filed_under) =
+                        row.map_err(internal)?;
                     let bad = |what: &str| {
                         StoreError::Internal(format!("history event {event_id}: unreadable {what}"))
                     };
                     events.push(HistoryEvent {
                         id: event_id,
-                        distinct_id: id.clone(),
+                        distinct_id: if filed_under == erased.as_str() {
+                            erased.clone()
+                        } else {
+                            id.clone()
+                        },
                         at: from_micros(at),
                         actor: serde_json::from_str::<Actor>(&actor).map_err(|_| bad("actor"))?,
                         action: Action::parse(&action).ok_or_else(|| bad("action"))?,
