@@ -6,7 +6,7 @@ use crate::error::Invalid;
 use crate::profile::{Profile, Status};
 use crate::IdentityStatus;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a category does for users who have not chosen.
@@ -27,6 +27,16 @@ impl DefaultPreference {
             DefaultPreference::Mandatory => "mandatory",
         }
     }
+
+    /// `opt_in`, `opt_out`, or `mandatory` (also spelt `cant_unsubscribe`).
+    pub fn from_name(name: &str) -> Option<DefaultPreference> {
+        match name {
+            "opt_in" => Some(DefaultPreference::OptIn),
+            "opt_out" => Some(DefaultPreference::OptOut),
+            "mandatory" | "cant_unsubscribe" => Some(DefaultPreference::Mandatory),
+            _ => None,
+        }
+    }
 }
 
 /// A user's choice for a category or a channel of it.
@@ -45,14 +55,12 @@ impl Choice {
         }
     }
 
-    fn parse(field: &str, v: &Value) -> Result<Choice, Invalid> {
-        match v.as_str() {
-            Some("opt_in") => Ok(Choice::OptIn),
-            Some("opt_out") => Ok(Choice::OptOut),
-            _ => Err(Invalid::new(
-                field,
-                format!("must be opt_in or opt_out, got {v}"),
-            )),
+    /// `opt_in` or `opt_out`.
+    pub fn from_name(name: &str) -> Option<Choice> {
+        match name {
+            "opt_in" => Some(Choice::OptIn),
+            "opt_out" => Some(Choice::OptOut),
+            _ => None,
         }
     }
 }
@@ -213,263 +221,394 @@ pub fn decide(profile: &Profile, category: &Category, channel: Channel) -> Resul
 /// The channels preferences speak of, in the wire order: all of them.
 pub const PREFERENCE_CHANNELS: [Channel; 10] = Channel::ALL;
 
-fn channel(field: &str, v: &Value) -> Result<Channel, Invalid> {
-    v.as_str().and_then(Channel::from_name).ok_or_else(|| {
-        Invalid::new(
-            field,
-            format!(
-                "{v} is not a channel ({})",
-                PREFERENCE_CHANNELS.map(Channel::as_str).join(", ")
-            ),
-        )
-    })
+/// The refusal for something that is not a preference channel; `shown` is what the caller sent.
+pub fn not_a_channel(field: impl Into<String>, shown: impl std::fmt::Display) -> Invalid {
+    Invalid::new(
+        field,
+        format!(
+            "{shown} is not a channel ({})",
+            PREFERENCE_CHANNELS.map(Channel::as_str).join(", ")
+        ),
+    )
 }
 
-fn channels(field: &str, v: Option<&Value>) -> Result<BTreeSet<Channel>, Invalid> {
-    match v {
-        None | Some(Value::Null) => Ok(BTreeSet::new()),
-        Some(Value::Array(items)) => items
+/// A channel by its preference name (`email`, `ms_teams`).
+pub fn channel_named(field: &str, name: &str) -> Result<Channel, Invalid> {
+    Channel::from_name(name).ok_or_else(|| not_a_channel(field, Value::from(name)))
+}
+
+// ---- What a user sees -------------------------------------------------------------------------
+
+/// One channel of a category as a user sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CategoryChannelView {
+    pub channel: Channel,
+    pub preference: Choice,
+    /// False for a channel the category locks (or every channel of a mandatory category).
+    pub is_editable: bool,
+}
+
+/// A category's effective state for one user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryView {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub section: Option<String>,
+    /// The category's default (the wire's `original_preference`).
+    pub default_preference: DefaultPreference,
+    /// The user's effective choice: theirs, else the default; always opt-in when mandatory.
+    pub preference: Choice,
+    pub is_editable: bool,
+    /// In [`PREFERENCE_CHANNELS`] order; channels turned off are left out unless asked for.
+    pub channels: Vec<CategoryChannelView>,
+}
+
+impl CategoryView {
+    pub fn of(category: &Category, prefs: &Preferences, show_opt_out_channels: bool) -> Self {
+        let mandatory = category.default_preference == DefaultPreference::Mandatory;
+        let choice = prefs.categories.get(&category.slug);
+        let preference = match (mandatory, choice) {
+            (true, _) => Choice::OptIn,
+            (false, Some(c)) => c.preference,
+            (false, None) if category.default_preference == DefaultPreference::OptIn => {
+                Choice::OptIn
+            }
+            (false, None) => Choice::OptOut,
+        };
+        let channels = PREFERENCE_CHANNELS
             .iter()
-            .enumerate()
-            .map(|(i, c)| channel(&format!("{field}[{i}]"), c))
-            .collect(),
-        Some(other) => Err(Invalid::new(
-            field,
-            format!("must be a list of channels, got {other}"),
-        )),
+            .filter_map(|&c| {
+                let locked = mandatory || category.locked_channels.contains(&c);
+                let off = !locked
+                    && (preference == Choice::OptOut
+                        || choice.is_some_and(|x| x.opt_out_channels.contains(&c)));
+                if off && !show_opt_out_channels {
+                    return None;
+                }
+                Some(CategoryChannelView {
+                    channel: c,
+                    preference: if off { Choice::OptOut } else { Choice::OptIn },
+                    is_editable: !locked,
+                })
+            })
+            .collect();
+        CategoryView {
+            slug: category.slug.clone(),
+            name: category.name.clone(),
+            description: category.description.clone(),
+            section: category.section.clone(),
+            default_preference: category.default_preference,
+            preference,
+            is_editable: !mandatory,
+            channels,
+        }
     }
 }
 
-/// A category's effective state for one user, as the wire's Category object.
+/// One channel of a user's global channel preferences.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelView {
+    pub channel: Channel,
+    /// Only notifications that cannot be opted out of are sent on it.
+    pub is_restricted: bool,
+}
+
+/// The global channel preferences, every channel in [`PREFERENCE_CHANNELS`] order.
+pub fn channel_views(prefs: &Preferences) -> Vec<ChannelView> {
+    PREFERENCE_CHANNELS
+        .iter()
+        .map(|&channel| ChannelView {
+            channel,
+            is_restricted: prefs.restricted_channels.contains(&channel),
+        })
+        .collect()
+}
+
+/// Visible categories of one section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Section {
+    pub name: Option<String>,
+    pub categories: Vec<CategoryView>,
+}
+
+/// Everything a user's preference page shows: visible categories by section, and the channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    /// Ordered by section name, the unnamed section first.
+    pub sections: Vec<Section>,
+    pub channels: Vec<ChannelView>,
+}
+
+impl UserView {
+    pub fn of(categories: &[Category], prefs: &Preferences, show_opt_out_channels: bool) -> Self {
+        let mut sections: BTreeMap<Option<String>, Vec<CategoryView>> = BTreeMap::new();
+        for c in categories.iter().filter(|c| c.visible) {
+            sections
+                .entry(c.section.clone())
+                .or_default()
+                .push(CategoryView::of(c, prefs, show_opt_out_channels));
+        }
+        UserView {
+            sections: sections
+                .into_iter()
+                .map(|(name, categories)| Section { name, categories })
+                .collect(),
+            channels: channel_views(prefs),
+        }
+    }
+}
+
+// ---- What a user asks for ---------------------------------------------------------------------
+
+/// A user's choice for one category, as asked (`PATCH …/preference/category/{slug}/`, an item of
+/// a bulk call): any channel names are already channels. Checked against the category by
+/// [`ChoiceRequest::for_category`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChoiceRequest {
+    pub preference: Choice,
+    /// Replaces the channels turned off for the category, when given.
+    pub opt_out_channels: Option<BTreeSet<Channel>>,
+    /// Turned back on (after `opt_out_channels`).
+    pub opt_in_channels: BTreeSet<Channel>,
+}
+
+impl ChoiceRequest {
+    pub fn new(preference: Choice) -> Self {
+        ChoiceRequest {
+            preference,
+            opt_out_channels: None,
+            opt_in_channels: BTreeSet::new(),
+        }
+    }
+
+    /// The request made for `category`: refused if it opts out of a mandatory category or turns
+    /// off a channel the category locks.
+    pub fn for_category(self, category: &Category) -> Result<CategoryChange, Invalid> {
+        let change = CategoryChange {
+            category: category.clone(),
+            request: self,
+        };
+        change.apply(&mut Preferences::default())?;
+        Ok(change)
+    }
+}
+
+/// A [`ChoiceRequest`] that holds for its category. Applying it can still be refused if the
+/// user's stored channel opt-outs include a channel the category has locked since.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CategoryChange {
+    category: Category,
+    request: ChoiceRequest,
+}
+
+impl CategoryChange {
+    pub fn category(&self) -> &Category {
+        &self.category
+    }
+
+    /// Sets the choice on `prefs`; on refusal `prefs` is unchanged.
+    pub fn apply(&self, prefs: &mut Preferences) -> Result<(), Invalid> {
+        let (category, request) = (&self.category, &self.request);
+        if category.default_preference == DefaultPreference::Mandatory
+            && request.preference == Choice::OptOut
+        {
+            return Err(Invalid::new(
+                "preference",
+                format!(
+                    "'{}' is mandatory: users cannot opt out of it",
+                    category.slug
+                ),
+            ));
+        }
+        let mut off = match &request.opt_out_channels {
+            Some(set) => set.clone(),
+            None => prefs
+                .categories
+                .get(&category.slug)
+                .map(|c| c.opt_out_channels.clone())
+                .unwrap_or_default(),
+        };
+        for c in &request.opt_in_channels {
+            off.remove(c);
+        }
+        if let Some(locked) = off.iter().find(|c| category.locked_channels.contains(c)) {
+            return Err(Invalid::new(
+                "opt_out_channels",
+                format!(
+                    "{} cannot be turned off for '{}'",
+                    locked.as_str(),
+                    category.slug
+                ),
+            ));
+        }
+        prefs.categories.insert(
+            category.slug.clone(),
+            CategoryChoice {
+                preference: request.preference,
+                opt_out_channels: off,
+            },
+        );
+        Ok(())
+    }
+}
+
+/// One line of `PATCH …/preference/channel_preference/`: restrict a channel to notifications
+/// that cannot be opted out of, or lift that.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelRestriction {
+    pub channel: Channel,
+    pub restricted: bool,
+}
+
+/// Applies restrictions in order (a later line for a channel wins).
+pub fn restrict(prefs: &mut Preferences, restrictions: &[ChannelRestriction]) {
+    for r in restrictions {
+        if r.restricted {
+            prefs.restricted_channels.insert(r.channel);
+        } else {
+            prefs.restricted_channels.remove(&r.channel);
+        }
+    }
+}
+
+// ---- Declaring categories ---------------------------------------------------------------------
+
+/// Attributes of a category a caller sets (`POST /v1/category/`, `PATCH /v1/category/{slug}/`,
+/// the configuration file); `None` leaves one as it is. Texts are checked and trimmed by
+/// [`Category::declare`] and [`Category::patched`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CategoryAttributes {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// `Some(None)` clears the section.
+    pub section: Option<Option<String>>,
+    pub default_preference: Option<DefaultPreference>,
+    pub locked_channels: Option<BTreeSet<Channel>>,
+    pub visible: Option<bool>,
+}
+
+/// A category text: no U+0000, at most `max` characters, trimmed.
+fn category_text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
+    crate::validate::no_nul(s).map_err(|rule| Invalid::new(field, rule))?;
+    if s.chars().count() > max {
+        return Err(Invalid::new(
+            field,
+            format!("must be at most {max} characters"),
+        ));
+    }
+    Ok(s.trim().to_owned())
+}
+
+impl Category {
+    /// A new category: `slug` per [`parse_slug`]; the name defaults to the slug, the default
+    /// preference to opt-in.
+    pub fn declare(slug: &str, attributes: CategoryAttributes) -> Result<Category, Invalid> {
+        let slug = parse_slug(slug)?;
+        Category {
+            name: slug.clone(),
+            slug,
+            description: String::new(),
+            section: None,
+            default_preference: DefaultPreference::OptIn,
+            locked_channels: BTreeSet::new(),
+            visible: true,
+        }
+        .patched(attributes)
+    }
+
+    /// This category with `attributes` applied: names at most 100 characters, descriptions 1000,
+    /// an empty section is none, an empty name is the slug.
+    pub fn patched(mut self, attributes: CategoryAttributes) -> Result<Category, Invalid> {
+        let CategoryAttributes {
+            name,
+            description,
+            section,
+            default_preference,
+            locked_channels,
+            visible,
+        } = attributes;
+        if let Some(n) = name {
+            self.name = category_text("name", &n, 100)?;
+        }
+        if let Some(d) = description {
+            self.description = category_text("description", &d, 1000)?;
+        }
+        if let Some(s) = section {
+            self.section = match s {
+                None => None,
+                Some(s) => Some(category_text("section", &s, 100)?).filter(|s| !s.is_empty()),
+            };
+        }
+        if let Some(d) = default_preference {
+            self.default_preference = d;
+        }
+        if let Some(l) = locked_channels {
+            self.locked_channels = l;
+        }
+        if let Some(v) = visible {
+            self.visible = v;
+        }
+        if self.name.is_empty() {
+            self.name = self.slug.clone();
+        }
+        Ok(self)
+    }
+}
+
+// ---- Compatibility for the hosted page (api/hosted.rs) ----------------------------------------
+// The hosted preference page still speaks JSON to core; it moves to the typed views next, and
+// these two go then. Nothing else may use them.
+
+/// Compatibility: a category's state for one user as the wire's Category object. Prefer
+/// [`CategoryView::of`]; the HTTP API renders views itself.
+#[doc(hidden)]
 pub fn category_wire(
     category: &Category,
     prefs: &Preferences,
     show_opt_out_channels: bool,
 ) -> Value {
-    let mandatory = category.default_preference == DefaultPreference::Mandatory;
-    let choice = prefs.categories.get(&category.slug);
-    let preference = match (mandatory, choice) {
-        (true, _) => Choice::OptIn,
-        (false, Some(c)) => c.preference,
-        (false, None) if category.default_preference == DefaultPreference::OptIn => Choice::OptIn,
-        (false, None) => Choice::OptOut,
-    };
-    let channels: Vec<Value> = PREFERENCE_CHANNELS
-        .iter()
-        .filter_map(|&c| {
-            let locked = mandatory || category.locked_channels.contains(&c);
-            let off = !locked
-                && (preference == Choice::OptOut
-                    || choice.is_some_and(|x| x.opt_out_channels.contains(&c)));
-            if off && !show_opt_out_channels {
-                return None;
-            }
-            let p = if off { Choice::OptOut } else { Choice::OptIn };
-            Some(json!({"channel": c.as_str(), "preference": p.as_str(), "is_editable": !locked}))
-        })
-        .collect();
+    let v = CategoryView::of(category, prefs, show_opt_out_channels);
     json!({
-        "name": category.name,
-        "category": category.slug,
-        "description": category.description,
-        "section": category.section,
-        "original_preference": category.default_preference.as_str(),
-        "preference": preference.as_str(),
-        "is_editable": !mandatory,
-        "channels": channels,
+        "name": v.name,
+        "category": v.slug,
+        "description": v.description,
+        "section": v.section,
+        "original_preference": v.default_preference.as_str(),
+        "preference": v.preference.as_str(),
+        "is_editable": v.is_editable,
+        "channels": v.channels.iter().map(|c| json!({
+            "channel": c.channel.as_str(),
+            "preference": c.preference.as_str(),
+            "is_editable": c.is_editable,
+        })).collect::<Vec<_>>(),
     })
 }
 
-/// The global channel preferences, as `[{channel, is_restricted}]`.
-pub fn channels_wire(prefs: &Preferences) -> Value {
-    Value::Array(
-        PREFERENCE_CHANNELS
-            .iter()
-            .map(|c| json!({"channel": c.as_str(), "is_restricted": prefs.restricted_channels.contains(c)}))
-            .collect(),
-    )
-}
-
-/// Applies `PATCH …/preference/category/{slug}/`:
-/// `{"preference": "opt_in"|"opt_out", "opt_out_channels": [..]|null, "opt_in_channels": [..]?}`.
+/// Compatibility: applies `{"preference", "opt_out_channels"?}` as built by the hosted page's
+/// form. Prefer [`ChoiceRequest::for_category`] and [`CategoryChange::apply`].
+#[doc(hidden)]
 pub fn choose_category(
     prefs: &mut Preferences,
     category: &Category,
     body: &Value,
 ) -> Result<(), Invalid> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))?;
-    let preference = Choice::parse(
-        "preference",
-        obj.get("preference")
-            .ok_or_else(|| Invalid::new("preference", "is required: opt_in or opt_out"))?,
-    )?;
-    if category.default_preference == DefaultPreference::Mandatory && preference == Choice::OptOut {
-        return Err(Invalid::new(
-            "preference",
-            format!(
-                "'{}' is mandatory: users cannot opt out of it",
-                category.slug
-            ),
-        ));
-    }
-    let mut current = prefs
-        .categories
-        .get(&category.slug)
-        .map(|c| c.opt_out_channels.clone())
-        .unwrap_or_default();
-    if let Some(v) = obj.get("opt_out_channels") {
-        current = channels("opt_out_channels", Some(v))?;
-    }
-    for c in channels("opt_in_channels", obj.get("opt_in_channels"))? {
-        current.remove(&c);
-    }
-    if let Some(locked) = current
-        .iter()
-        .find(|c| category.locked_channels.contains(c))
-    {
-        return Err(Invalid::new(
-            "opt_out_channels",
-            format!(
-                "{} cannot be turned off for '{}'",
-                locked.as_str(),
-                category.slug
-            ),
-        ));
-    }
-    prefs.categories.insert(
-        category.slug.clone(),
-        CategoryChoice {
-            preference,
-            opt_out_channels: current,
-        },
-    );
-    Ok(())
-}
-
-/// Applies `PATCH …/preference/channel_preference/`:
-/// `{"channel_preferences": [{"channel": "email", "is_restricted": true}]}`.
-pub fn restrict_channels(prefs: &mut Preferences, body: &Value) -> Result<(), Invalid> {
-    let list = body
-        .get("channel_preferences")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            Invalid::new(
-                "channel_preferences",
-                "is required: a list of {\"channel\", \"is_restricted\"}",
-            )
-        })?;
-    let mut next = prefs.restricted_channels.clone();
-    for (i, item) in list.iter().enumerate() {
-        let field = format!("channel_preferences[{i}]");
-        let c = channel(
-            &format!("{field}.channel"),
-            item.get("channel").unwrap_or(&Value::Null),
-        )?;
-        match item.get("is_restricted").and_then(Value::as_bool) {
-            Some(true) => next.insert(c),
-            Some(false) => next.remove(&c),
-            None => {
-                return Err(Invalid::new(
-                    format!("{field}.is_restricted"),
-                    "must be true or false",
-                ))
-            }
-        };
-    }
-    prefs.restricted_channels = next;
-    Ok(())
-}
-
-/// `POST /v1/category/` and the config file: `{category | slug, name, description?, section?,
-/// default_preference, locked_channels?, visible?}`.
-pub fn parse_category(body: &Value) -> Result<Category, Invalid> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))?;
-    let slug = obj
-        .get("category")
-        .or_else(|| obj.get("slug"))
+    let preference = body
+        .get("preference")
         .and_then(Value::as_str)
-        .ok_or_else(|| Invalid::new("category", "is required: the category's slug"))?;
-    let slug = parse_slug(slug)?;
-    let mut category = Category {
-        name: slug.clone(),
-        slug,
-        description: String::new(),
-        section: None,
-        default_preference: DefaultPreference::OptIn,
-        locked_channels: BTreeSet::new(),
-        visible: true,
-    };
-    update_category(&mut category, obj, false)?;
-    Ok(category)
-}
-
-/// `PATCH /v1/category/{slug}/`.
-pub fn patch_category(category: &mut Category, body: &Value) -> Result<(), Invalid> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))?;
-    update_category(category, obj, true)
-}
-
-fn update_category(
-    c: &mut Category,
-    obj: &Map<String, Value>,
-    patching: bool,
-) -> Result<(), Invalid> {
-    for (k, v) in obj {
-        let text = |max: usize| -> Result<String, Invalid> {
-            let s = v
-                .as_str()
-                .ok_or_else(|| Invalid::new(k.as_str(), "must be a string"))?;
-            crate::validate::no_nul(s).map_err(|rule| Invalid::new(k.as_str(), rule))?;
-            if s.chars().count() > max {
-                return Err(Invalid::new(
-                    k.as_str(),
-                    format!("must be at most {max} characters"),
-                ));
-            }
-            Ok(s.trim().to_owned())
-        };
-        match k.as_str() {
-            "category" | "slug" if !patching => {}
-            "name" => c.name = text(100)?,
-            "description" => c.description = text(1000)?,
-            "section" => {
-                c.section = match v {
-                    Value::Null => None,
-                    _ => Some(text(100)?).filter(|s| !s.is_empty()),
-                }
-            }
-            "default_preference" => {
-                c.default_preference = match v.as_str() {
-                    Some("opt_in") => DefaultPreference::OptIn,
-                    Some("opt_out") => DefaultPreference::OptOut,
-                    Some("mandatory") | Some("cant_unsubscribe") => DefaultPreference::Mandatory,
-                    _ => {
-                        return Err(Invalid::new(
-                            k.as_str(),
-                            format!("must be opt_in, opt_out or mandatory, got {v}"),
-                        ))
-                    }
-                }
-            }
-            "locked_channels" => c.locked_channels = channels(k, Some(v))?,
-            "visible" => {
-                c.visible = v
-                    .as_bool()
-                    .ok_or_else(|| Invalid::new(k.as_str(), "must be true or false"))?
-            }
-            _ => return Err(Invalid::new(k.as_str(), "is not a category attribute")),
+        .and_then(Choice::from_name)
+        .ok_or_else(|| Invalid::new("preference", "must be opt_in or opt_out"))?;
+    let mut request = ChoiceRequest::new(preference);
+    if let Some(list) = body.get("opt_out_channels").and_then(Value::as_array) {
+        let mut set = BTreeSet::new();
+        for (i, v) in list.iter().enumerate() {
+            let field = format!("opt_out_channels[{i}]");
+            let name = v.as_str().ok_or_else(|| not_a_channel(&field, v))?;
+            set.insert(channel_named(&field, name)?);
         }
+        request.opt_out_channels = Some(set);
     }
-    if c.name.is_empty() {
-        c.name = c.slug.clone();
-    }
-    Ok(())
+    request.for_category(category)?.apply(prefs)
 }
 
 /// A category slug: 1–64 of `a-z 0-9 - _`.

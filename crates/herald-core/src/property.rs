@@ -13,7 +13,7 @@ use crate::profile::{GENERAL_KEYS, STATUS_KEY};
 use crate::validate;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -79,27 +79,22 @@ pub struct Property {
 }
 
 impl Property {
-    pub fn to_wire(&self) -> Value {
+    /// Every type it has: the declared one first (if profiles have not shown it yet), then those
+    /// seen on profiles.
+    pub fn types(&self) -> Vec<&str> {
         let r = &self.record;
-        let mut types = types::names(r.types_seen);
-        if let Some(t) = &r.declared_type {
-            if !types.contains(&t.as_str()) {
+        let mut types: Vec<&str> = types::names(r.types_seen);
+        if let Some(t) = r.declared_type.as_deref() {
+            if !types.contains(&t) {
                 types.insert(0, t);
             }
         }
-        json!({
-            "key": r.key,
-            "kind": r.kind,
-            "label": r.label,
-            "description": r.description,
-            "show_in_table": r.show_in_table,
-            "type": r.declared_type,
-            "observed_types": types::names(r.types_seen),
-            "types": types,
-            "declared": r.declared,
-            "created_at": r.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "profiles": self.profiles,
-        })
+        types
+    }
+
+    /// The types seen on profiles.
+    pub fn observed_types(&self) -> Vec<&'static str> {
+        types::names(self.record.types_seen)
     }
 }
 
@@ -219,91 +214,80 @@ pub fn discovered(key: &str, bits: u8, now: DateTime<Utc>) -> PropertyRecord {
     }
 }
 
-const DECLARABLE_TYPES: [&str; 6] = ["string", "number", "boolean", "object", "array", "datetime"];
+/// The types a property may be declared with.
+pub const DECLARABLE_TYPES: [&str; 6] =
+    ["string", "number", "boolean", "object", "array", "datetime"];
 
-/// `POST /v1/property/`: `{key, type?, label?, description?, show_in_table?}`.
-pub fn parse_declaration(body: &Value, now: DateTime<Utc>) -> Result<PropertyRecord, Invalid> {
-    let obj = object(body)?;
-    let key = obj
-        .get("key")
-        .and_then(Value::as_str)
-        .ok_or_else(|| Invalid::new("key", "is required: the property's key, a string"))?;
-    let key = validate::custom_key(key).map_err(|e| Invalid::new("key", e))?;
-    if PropertyKind::of(&key) != PropertyKind::Custom {
-        return Err(Invalid::new(
-            "key",
-            format!("'{key}' is a built-in property; change its label or visibility with PATCH"),
-        ));
-    }
-    let mut record = discovered(&key, 0, now);
-    record.declared = true;
-    record.declared_type = match obj.get("type") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(t)) if DECLARABLE_TYPES.contains(&t.as_str()) => Some(t.clone()),
-        Some(other) => {
+/// The refusal for a type that cannot be declared; `shown` is what the caller sent.
+pub fn not_a_type(shown: impl std::fmt::Display) -> Invalid {
+    Invalid::new(
+        "type",
+        format!("{shown} is not a type ({})", DECLARABLE_TYPES.join(", ")),
+    )
+}
+
+/// What a caller may set on a property (`PATCH /v1/property/{key}/`, and with a declaration);
+/// `None` leaves one as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertyAttributes {
+    pub label: Option<String>,
+    pub description: Option<String>,
+    pub show_in_table: Option<bool>,
+}
+
+/// `POST /v1/property/`: a custom property declared before any profile carries it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PropertyDeclaration {
+    pub key: String,
+    /// One of [`DECLARABLE_TYPES`].
+    pub declared_type: Option<String>,
+    pub attributes: PropertyAttributes,
+}
+
+impl PropertyDeclaration {
+    /// The record it makes: a custom key (not `$…`, `ss_…` or a built-in), a declarable type,
+    /// label at most 100 characters (the key when empty), description 1000.
+    pub fn into_record(self, now: DateTime<Utc>) -> Result<PropertyRecord, Invalid> {
+        let key = validate::custom_key(&self.key).map_err(|e| Invalid::new("key", e))?;
+        if PropertyKind::of(&key) != PropertyKind::Custom {
             return Err(Invalid::new(
-                "type",
-                format!("{other} is not a type ({})", DECLARABLE_TYPES.join(", ")),
-            ))
+                "key",
+                format!(
+                    "'{key}' is a built-in property; change its label or visibility with PATCH"
+                ),
+            ));
         }
-    };
-    if let Some(unknown) = obj
-        .keys()
-        .find(|k| !["key", "type", "label", "description", "show_in_table"].contains(&k.as_str()))
-    {
-        return Err(Invalid::new(
-            unknown.as_str(),
-            "is not a property attribute",
-        ));
+        let mut record = discovered(&key, 0, now);
+        record.declared = true;
+        record.declared_type = match self.declared_type {
+            None => None,
+            Some(t) if DECLARABLE_TYPES.contains(&t.as_str()) => Some(t),
+            Some(t) => return Err(not_a_type(Value::from(t))),
+        };
+        record.patched(self.attributes)
     }
-    apply_patch(&mut record, obj, false)?;
-    Ok(record)
 }
 
-/// `PATCH /v1/property/{key}/`: any of `label`, `description`, `show_in_table`.
-pub fn patch(record: &mut PropertyRecord, body: &Value) -> Result<(), Invalid> {
-    let obj = object(body)?;
-    apply_patch(record, obj, true)
-}
-
-fn apply_patch(
-    record: &mut PropertyRecord,
-    obj: &Map<String, Value>,
-    strict: bool,
-) -> Result<(), Invalid> {
-    for (k, v) in obj {
-        match k.as_str() {
-            "label" => record.label = text(k, v, 100)?,
-            "description" => record.description = text(k, v, 1000)?,
-            "show_in_table" => {
-                record.show_in_table = v
-                    .as_bool()
-                    .ok_or_else(|| Invalid::new(k.as_str(), "must be true or false"))?
-            }
-            _ if strict => {
-                return Err(Invalid::new(
-                    k.as_str(),
-                    "cannot be changed (label, description and show_in_table can)",
-                ))
-            }
-            _ => {}
+impl PropertyRecord {
+    /// This record with `attributes` applied.
+    pub fn patched(mut self, attributes: PropertyAttributes) -> Result<PropertyRecord, Invalid> {
+        if let Some(l) = attributes.label {
+            self.label = text("label", &l, 100)?;
         }
+        if let Some(d) = attributes.description {
+            self.description = text("description", &d, 1000)?;
+        }
+        if let Some(s) = attributes.show_in_table {
+            self.show_in_table = s;
+        }
+        if self.label.trim().is_empty() {
+            self.label = self.key.clone();
+        }
+        Ok(self)
     }
-    if record.label.trim().is_empty() {
-        record.label = record.key.clone();
-    }
-    Ok(())
 }
 
-fn object(body: &Value) -> Result<&Map<String, Value>, Invalid> {
-    body.as_object()
-        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))
-}
-
-fn text(field: &str, v: &Value, max: usize) -> Result<String, Invalid> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| Invalid::new(field, "must be a string"))?;
+fn text(field: &str, s: &str, max: usize) -> Result<String, Invalid> {
     crate::validate::no_nul(s).map_err(|rule| Invalid::new(field, rule))?;
     if s.chars().count() > max {
         return Err(Invalid::new(
@@ -361,11 +345,17 @@ mod tests {
 
     #[test]
     fn stored_overrides_apply_to_built_ins() {
-        let mut r = built_ins()
+        let r = built_ins()
             .into_iter()
             .find(|r| r.key == "country")
             .unwrap();
-        patch(&mut r, &json!({"show_in_table": true, "label": "Land"})).unwrap();
+        let r = r
+            .patched(PropertyAttributes {
+                show_in_table: Some(true),
+                label: Some("Land".into()),
+                description: None,
+            })
+            .unwrap();
         let all = assemble(vec![r], &BTreeMap::new());
         let country = all.iter().find(|p| p.record.key == "country").unwrap();
         assert_eq!(
@@ -375,13 +365,20 @@ mod tests {
         assert_eq!(country.record.kind, PropertyKind::General);
     }
 
+    fn declaration(key: &str, declared_type: Option<&str>) -> PropertyDeclaration {
+        PropertyDeclaration {
+            key: key.into(),
+            declared_type: declared_type.map(str::to_owned),
+            attributes: PropertyAttributes::default(),
+        }
+    }
+
     #[test]
     fn declarations_are_validated() {
-        let ok = parse_declaration(
-            &json!({"key": "plan", "type": "string", "label": "Plan", "show_in_table": true}),
-            now(),
-        )
-        .unwrap();
+        let mut plan = declaration("plan", Some("string"));
+        plan.attributes.label = Some(" Plan ".into());
+        plan.attributes.show_in_table = Some(true);
+        let ok = plan.into_record(now()).unwrap();
         assert_eq!(
             (
                 ok.declared,
@@ -392,35 +389,52 @@ mod tests {
             (true, Some("string"), true, "Plan")
         );
         assert_eq!(
-            parse_declaration(&json!({"key": "x"}), now())
-                .unwrap()
-                .label,
+            declaration("x", None).into_record(now()).unwrap().label,
             "x"
         );
-        for (body, field) in [
-            (json!({"type": "string"}), "key"),
-            (json!({"key": "$plan"}), "key"),
-            (json!({"key": "ss_plan"}), "key"),
-            (json!({"key": "name"}), "key"),
-            (json!({"key": "plan", "type": "date"}), "type"),
-            (
-                json!({"key": "plan", "show_in_table": "yes"}),
-                "show_in_table",
-            ),
-            (json!({"key": "plan", "label": "x".repeat(101)}), "label"),
-            (json!({"key": "plan", "colour": "red"}), "colour"),
-            (json!(["plan"]), ""),
+        let long = |field: &str| {
+            let mut d = declaration("plan", None);
+            match field {
+                "label" => d.attributes.label = Some("x".repeat(101)),
+                "description" => d.attributes.description = Some("x".repeat(1001)),
+                _ => d.attributes.label = Some("a\0b".into()),
+            }
+            d
+        };
+        for (d, field) in [
+            (declaration("$plan", None), "key"),
+            (declaration("ss_plan", None), "key"),
+            (declaration("name", None), "key"),
+            (declaration("", None), "key"),
+            (declaration("plan", Some("date")), "type"),
+            (long("label"), "label"),
+            (long("description"), "description"),
+            (long("nul"), "label"),
         ] {
             assert_eq!(
-                parse_declaration(&body, now()).unwrap_err().field,
+                d.clone().into_record(now()).unwrap_err().field,
                 field,
-                "{body}"
+                "{d:?}"
             );
         }
-        let mut r = discovered("plan", 0, now());
         assert_eq!(
-            patch(&mut r, &json!({"key": "other"})).unwrap_err().field,
-            "key"
+            declaration("plan", Some("date"))
+                .into_record(now())
+                .unwrap_err()
+                .rule,
+            "\"date\" is not a type (string, number, boolean, object, array, datetime)"
+        );
+        // An empty label falls back to the key; texts are trimmed.
+        let r = discovered("plan", 0, now())
+            .patched(PropertyAttributes {
+                label: Some("  ".into()),
+                description: Some(" Billing ".into()),
+                show_in_table: None,
+            })
+            .unwrap();
+        assert_eq!(
+            (r.label.as_str(), r.description.as_str()),
+            ("plan", "Billing")
         );
     }
 }

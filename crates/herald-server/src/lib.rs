@@ -84,7 +84,7 @@ pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<()
                 .map_err(|err| format!("categories[{i}].env: {err}"))?],
             Some(other) => return Err(format!("categories[{i}].env: {other} is not test or live")),
         };
-        let category = herald_core::preference::parse_category(&body)
+        let category = api::preferences::parse_category(&body)
             .map_err(|e| format!("configuration categories[{i}]: {e}"))?;
         for env in envs {
             let ctx = service::Ctx::new(EnvScope::new(env), Actor::cli(), chrono::Utc::now());

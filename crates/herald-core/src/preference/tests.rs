@@ -199,22 +199,29 @@ fn the_rules_in_words() {
     );
 }
 
+fn request(preference: Choice, off: Option<&[Channel]>, on: &[Channel]) -> ChoiceRequest {
+    ChoiceRequest {
+        preference,
+        opt_out_channels: off.map(|l| l.iter().copied().collect()),
+        opt_in_channels: on.iter().copied().collect(),
+    }
+}
+
 #[test]
 fn category_choices_are_validated() {
     let news = category(DefaultPreference::OptIn, &[Channel::Inbox]);
     let mut prefs = Preferences::default();
-    choose_category(
-        &mut prefs,
-        &news,
-        &json!({"preference": "opt_in", "opt_out_channels": ["email", "sms"]}),
-    )
-    .unwrap();
-    choose_category(
-        &mut prefs,
-        &news,
-        &json!({"preference": "opt_in", "opt_in_channels": ["sms"]}),
-    )
-    .unwrap();
+    request(Choice::OptIn, Some(&[Channel::Email, Channel::Sms]), &[])
+        .for_category(&news)
+        .unwrap()
+        .apply(&mut prefs)
+        .unwrap();
+    // Without opt_out_channels the stored ones are kept, less those turned back on.
+    request(Choice::OptIn, None, &[Channel::Sms])
+        .for_category(&news)
+        .unwrap()
+        .apply(&mut prefs)
+        .unwrap();
     let c = &prefs.categories["news"];
     assert_eq!(
         (
@@ -223,74 +230,158 @@ fn category_choices_are_validated() {
         ),
         (Choice::OptIn, vec![Channel::Email])
     );
-    for (body, field) in [
-        (json!({"preference": "maybe"}), "preference"),
-        (json!({}), "preference"),
-        (
-            json!({"preference": "opt_in", "opt_out_channels": ["pigeon"]}),
-            "opt_out_channels[0]",
-        ),
-        (
-            json!({"preference": "opt_in", "opt_out_channels": ["inbox"]}),
-            "opt_out_channels",
-        ),
-        (
-            json!({"preference": "opt_in", "opt_out_channels": "email"}),
-            "opt_out_channels",
-        ),
-    ] {
-        let before = prefs.clone();
-        assert_eq!(
-            choose_category(&mut prefs, &news, &body).unwrap_err().field,
-            field,
-            "{body}"
-        );
-        assert_eq!(prefs, before, "a refused choice changes nothing");
-    }
-    let err = choose_category(
-        &mut prefs,
-        &category(DefaultPreference::Mandatory, &[]),
-        &json!({"preference": "opt_out"}),
-    )
-    .unwrap_err();
+    // A locked channel cannot be turned off, unless turned back on in the same request.
+    let err = request(Choice::OptIn, Some(&[Channel::Inbox]), &[])
+        .for_category(&news)
+        .unwrap_err();
+    assert_eq!(err.field, "opt_out_channels");
+    assert!(
+        err.rule.contains("inbox cannot be turned off for 'news'"),
+        "{}",
+        err.rule
+    );
+    request(Choice::OptIn, Some(&[Channel::Inbox]), &[Channel::Inbox])
+        .for_category(&news)
+        .unwrap();
+    let err = request(Choice::OptOut, None, &[])
+        .for_category(&category(DefaultPreference::Mandatory, &[]))
+        .unwrap_err();
+    assert_eq!(err.field, "preference");
     assert!(err.rule.contains("mandatory"), "{}", err.rule);
+    // A channel the category locked after the user turned it off: applying refuses, unchanged.
+    let change = request(Choice::OptIn, None, &[])
+        .for_category(&category(DefaultPreference::OptIn, &[Channel::Email]))
+        .unwrap();
+    let before = prefs.clone();
+    assert_eq!(
+        change.apply(&mut prefs).unwrap_err().field,
+        "opt_out_channels"
+    );
+    assert_eq!(prefs, before, "a refused choice changes nothing");
+    // Vocabulary.
+    assert_eq!(Choice::from_name("opt_out"), Some(Choice::OptOut));
+    assert_eq!(Choice::from_name("maybe"), None);
+    assert_eq!(
+        DefaultPreference::from_name("cant_unsubscribe"),
+        Some(DefaultPreference::Mandatory)
+    );
+    assert_eq!(DefaultPreference::from_name("sometimes"), None);
+    assert_eq!(channel_named("x", "ms_teams").unwrap(), Channel::MsTeams);
+    let err = channel_named("opt_out_channels[0]", "pigeon").unwrap_err();
+    assert_eq!(err.field, "opt_out_channels[0]");
+    assert!(
+        err.rule
+            .starts_with("\"pigeon\" is not a channel (email, sms,"),
+        "{}",
+        err.rule
+    );
 }
 
 #[test]
-fn channel_restrictions_and_wire_shapes() {
+fn channel_restrictions_and_views() {
     let mut prefs = Preferences::default();
-    restrict_channels(&mut prefs, &json!({"channel_preferences": [{"channel": "sms", "is_restricted": true}, {"channel": "email", "is_restricted": false}]})).unwrap();
-    assert!(prefs.restricted_channels.contains(&Channel::Sms));
-    assert_eq!(
-        restrict_channels(
-            &mut prefs,
-            &json!({"channel_preferences": [{"channel": "sms"}]})
-        )
-        .unwrap_err()
-        .field,
-        "channel_preferences[0].is_restricted"
-    );
-    let wire = channels_wire(&prefs);
-    assert_eq!(wire[1], json!({"channel": "sms", "is_restricted": true}));
-    let news = category(DefaultPreference::OptIn, &[]);
-    choose_category(
+    restrict(
         &mut prefs,
-        &news,
-        &json!({"preference": "opt_in", "opt_out_channels": ["email"]}),
-    )
-    .unwrap();
-    let cat = category_wire(&news, &prefs, true);
-    assert_eq!(cat["preference"], "opt_in");
-    assert_eq!(
-        cat["channels"][0],
-        json!({"channel": "email", "preference": "opt_out", "is_editable": true})
+        &[
+            ChannelRestriction {
+                channel: Channel::Sms,
+                restricted: true,
+            },
+            ChannelRestriction {
+                channel: Channel::Email,
+                restricted: true,
+            },
+            ChannelRestriction {
+                channel: Channel::Email,
+                restricted: false,
+            },
+        ],
     );
-    let hidden = category_wire(&news, &prefs, false);
-    assert!(hidden["channels"]
-        .as_array()
+    assert_eq!(
+        prefs
+            .restricted_channels
+            .iter()
+            .copied()
+            .collect::<Vec<_>>(),
+        vec![Channel::Sms]
+    );
+    let views = channel_views(&prefs);
+    assert_eq!(views.len(), PREFERENCE_CHANNELS.len());
+    assert_eq!(
+        views[1],
+        ChannelView {
+            channel: Channel::Sms,
+            is_restricted: true
+        }
+    );
+    let news = category(DefaultPreference::OptIn, &[]);
+    request(Choice::OptIn, Some(&[Channel::Email]), &[])
+        .for_category(&news)
         .unwrap()
+        .apply(&mut prefs)
+        .unwrap();
+    let cat = CategoryView::of(&news, &prefs, true);
+    assert_eq!((cat.preference, cat.is_editable), (Choice::OptIn, true));
+    assert_eq!(
+        cat.channels[0],
+        CategoryChannelView {
+            channel: Channel::Email,
+            preference: Choice::OptOut,
+            is_editable: true
+        }
+    );
+    let hidden = CategoryView::of(&news, &prefs, false);
+    assert!(hidden.channels.iter().all(|c| c.channel != Channel::Email));
+    // Mandatory: opted in whatever the user chose, nothing editable; opt-out default: all off.
+    let all = CategoryView::of(
+        &category(DefaultPreference::Mandatory, &[]),
+        &Preferences::default(),
+        false,
+    );
+    assert_eq!((all.preference, all.is_editable), (Choice::OptIn, false));
+    assert!(all
+        .channels
         .iter()
-        .all(|c| c["channel"] != "email"));
+        .all(|c| !c.is_editable && c.preference == Choice::OptIn));
+    let off = CategoryView::of(
+        &category(DefaultPreference::OptOut, &[Channel::Inbox]),
+        &Preferences::default(),
+        true,
+    );
+    assert_eq!(off.preference, Choice::OptOut);
+    assert!(off
+        .channels
+        .iter()
+        .all(|c| (c.preference == Choice::OptIn) == (c.channel == Channel::Inbox)));
+    // The page: visible categories only, by section, the unnamed section first.
+    let mut billing = category(DefaultPreference::OptIn, &[]);
+    billing.slug = "billing".into();
+    billing.section = Some("Account".into());
+    let mut hidden_cat = category(DefaultPreference::OptIn, &[]);
+    hidden_cat.slug = "internal".into();
+    hidden_cat.visible = false;
+    let page = UserView::of(&[billing, news, hidden_cat], &prefs, true);
+    let names: Vec<_> = page
+        .sections
+        .iter()
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.categories
+                    .iter()
+                    .map(|c| c.slug.clone())
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (None, vec!["news".to_owned()]),
+            (Some("Account".to_owned()), vec!["billing".to_owned()])
+        ]
+    );
+    assert_eq!(page.channels, views);
     // Stored form round-trips with wire channel names.
     let stored = serde_json::to_value(&prefs).unwrap();
     assert_eq!(stored["restricted_channels"], json!(["sms"]));
@@ -301,45 +392,98 @@ fn channel_restrictions_and_wire_shapes() {
 }
 
 #[test]
-fn categories_are_parsed_and_patched() {
-    let c = parse_category(&json!({"category": "product-updates", "name": "Product updates", "section": "Marketing", "default_preference": "opt_out", "locked_channels": ["inbox"]})).unwrap();
+fn categories_are_declared_and_patched() {
+    let c = Category::declare(
+        "product-updates",
+        CategoryAttributes {
+            name: Some(" Product updates ".into()),
+            section: Some(Some("Marketing".into())),
+            default_preference: Some(DefaultPreference::OptOut),
+            locked_channels: Some([Channel::Inbox].into()),
+            ..CategoryAttributes::default()
+        },
+    )
+    .unwrap();
     assert_eq!(
-        (c.slug.as_str(), c.default_preference, c.section.as_deref()),
+        (
+            c.slug.as_str(),
+            c.name.as_str(),
+            c.default_preference,
+            c.section.as_deref()
+        ),
         (
             "product-updates",
+            "Product updates",
             DefaultPreference::OptOut,
             Some("Marketing")
         )
     );
-    for (body, field) in [
-        (json!({"name": "x"}), "category"),
-        (json!({"category": "Bad Slug"}), "category"),
-        (
-            json!({"category": "a", "default_preference": "sometimes"}),
-            "default_preference",
-        ),
-        (
-            json!({"category": "a", "locked_channels": ["fax"]}),
-            "locked_channels[0]",
-        ),
-        (json!({"category": "a", "colour": "red"}), "colour"),
-    ] {
-        assert_eq!(parse_category(&body).unwrap_err().field, field, "{body}");
-    }
-    let mut c = c;
-    patch_category(
-        &mut c,
-        &json!({"default_preference": "mandatory", "visible": false}),
-    )
-    .unwrap();
+    let bare = Category::declare(" a ", CategoryAttributes::default()).unwrap();
     assert_eq!(
-        (c.default_preference, c.visible),
-        (DefaultPreference::Mandatory, false)
+        (
+            bare.slug.as_str(),
+            bare.name.as_str(),
+            bare.default_preference,
+            bare.visible
+        ),
+        ("a", "a", DefaultPreference::OptIn, true)
     );
+    for slug in ["Bad Slug", "", &"x".repeat(65)] {
+        assert_eq!(
+            Category::declare(slug, CategoryAttributes::default())
+                .unwrap_err()
+                .field,
+            "category"
+        );
+    }
+    for (attributes, field) in [
+        (
+            CategoryAttributes {
+                name: Some("x".repeat(101)),
+                ..Default::default()
+            },
+            "name",
+        ),
+        (
+            CategoryAttributes {
+                description: Some("x".repeat(1001)),
+                ..Default::default()
+            },
+            "description",
+        ),
+        (
+            CategoryAttributes {
+                section: Some(Some("x".repeat(101))),
+                ..Default::default()
+            },
+            "section",
+        ),
+        (
+            CategoryAttributes {
+                name: Some("a\0b".into()),
+                ..Default::default()
+            },
+            "name",
+        ),
+    ] {
+        assert_eq!(Category::declare("a", attributes).unwrap_err().field, field);
+    }
+    let c = c
+        .patched(CategoryAttributes {
+            default_preference: Some(DefaultPreference::Mandatory),
+            visible: Some(false),
+            section: Some(Some("  ".into())),
+            name: Some(String::new()),
+            ..Default::default()
+        })
+        .unwrap();
     assert_eq!(
-        patch_category(&mut c, &json!({"category": "other"}))
-            .unwrap_err()
-            .field,
-        "category"
+        (
+            c.default_preference,
+            c.visible,
+            c.section.as_deref(),
+            c.name.as_str()
+        ),
+        (DefaultPreference::Mandatory, false, None, "product-updates")
     );
 }

@@ -3,70 +3,20 @@
 use super::{profiles, Ctx, Error};
 use crate::error::Invalid;
 use crate::ids::DistinctId;
-use crate::preference::{self, Category, Preferences};
+use crate::preference::{
+    self, Category, CategoryAttributes, CategoryChange, CategoryView, ChannelRestriction,
+    ChannelView, ChoiceRequest, UserView,
+};
 use crate::store::Store;
 use serde_json::{json, Value};
-use std::collections::BTreeMap;
 
 /// Users one bulk preference call may change.
 pub const MAX_BULK_USERS: usize = 1000;
 
 /// What one preference change may carry, as compact JSON (the body; for bulk calls the body
 /// without its `distinct_ids`): as the 10 KB of a profile edit. A real change names a few
-/// categories and channels, far below it.
+/// categories and channels, far below it. The API measures it on the bytes it received.
 pub const MAX_PREFERENCE_EDIT_BYTES: usize = 10 * 1024;
-
-/// Refuses a change over [`MAX_PREFERENCE_EDIT_BYTES`] and any key of `obj` not in `allowed`.
-fn checked<'a>(
-    field: &str,
-    v: &'a Value,
-    allowed: &[&str],
-) -> Result<&'a serde_json::Map<String, Value>, Invalid> {
-    let obj = v
-        .as_object()
-        .ok_or_else(|| Invalid::new(field, "must be a JSON object"))?;
-    let at = |k: &str| {
-        if field.is_empty() {
-            k.to_owned()
-        } else {
-            format!("{field}.{k}")
-        }
-    };
-    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(Invalid::new(
-            at(k),
-            format!("is not a field of this request ({})", allowed.join(", ")),
-        ));
-    }
-    let size = obj
-        .iter()
-        .filter(|(k, _)| k.as_str() != "distinct_ids")
-        .map(|(k, v)| k.len() + serde_json::to_vec(v).map_or(0, |b| b.len()))
-        .sum::<usize>();
-    if size > MAX_PREFERENCE_EDIT_BYTES {
-        return Err(Invalid::new(
-            if field.is_empty() { "body" } else { field },
-            format!("a preference change may carry at most {MAX_PREFERENCE_EDIT_BYTES} bytes, this one has {size}"),
-        ));
-    }
-    Ok(obj)
-}
-
-const CHOICE_FIELDS: [&str; 3] = ["preference", "opt_out_channels", "opt_in_channels"];
-
-/// Refuses unknown fields in `channel_preferences` items.
-fn channel_items(list: Option<&Value>) -> Result<(), Invalid> {
-    if let Some(Value::Array(items)) = list {
-        for (i, item) in items.iter().enumerate() {
-            checked(
-                &format!("channel_preferences[{i}]"),
-                item,
-                &["channel", "is_restricted"],
-            )?;
-        }
-    }
-    Ok(())
-}
 
 fn missing_category(slug: &str) -> Error {
     Error::Missing {
@@ -86,13 +36,12 @@ pub async fn get_category(store: &dyn Store, ctx: &Ctx, slug: &str) -> Result<Ca
         .ok_or_else(|| missing_category(slug))
 }
 
-/// `POST /v1/category/`.
+/// `POST /v1/category/`: `category` is built by [`Category::declare`].
 pub async fn create_category(
     store: &dyn Store,
     ctx: &Ctx,
-    body: &Value,
+    category: Category,
 ) -> Result<Category, Error> {
-    let category = preference::parse_category(body)?;
     if !store.put_category(ctx.scope, &category, false).await? {
         return Err(Error::Conflict(Invalid::new(
             "category",
@@ -110,10 +59,9 @@ pub async fn update_category(
     store: &dyn Store,
     ctx: &Ctx,
     slug: &str,
-    body: &Value,
+    attributes: CategoryAttributes,
 ) -> Result<Category, Error> {
-    let mut category = get_category(store, ctx, slug).await?;
-    preference::patch_category(&mut category, body)?;
+    let category = get_category(store, ctx, slug).await?.patched(attributes)?;
     store.put_category(ctx.scope, &category, true).await?;
     Ok(category)
 }
@@ -146,32 +94,22 @@ pub async fn full(
     ctx: &Ctx,
     id: &DistinctId,
     show_opt_out_channels: bool,
-) -> Result<Value, Error> {
+) -> Result<UserView, Error> {
     let profile = profiles::get(store, ctx, id).await?;
-    let mut sections: BTreeMap<Option<String>, Vec<Value>> = BTreeMap::new();
-    for c in store
-        .list_categories(ctx.scope)
-        .await?
-        .iter()
-        .filter(|c| c.visible)
-    {
-        sections
-            .entry(c.section.clone())
-            .or_default()
-            .push(preference::category_wire(
-                c,
-                &profile.preferences,
-                show_opt_out_channels,
-            ));
-    }
-    let sections: Vec<Value> = sections
-        .into_iter()
-        .map(|(name, subcategories)| json!({"name": name, "subcategories": subcategories}))
-        .collect();
-    Ok(json!({
-        "sections": sections,
-        "channel_preferences": preference::channels_wire(&profile.preferences),
-    }))
+    let categories = store.list_categories(ctx.scope).await?;
+    Ok(UserView::of(
+        &categories,
+        &profile.preferences,
+        show_opt_out_channels,
+    ))
+}
+
+/// One page of a user's visible categories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CategoryPage {
+    /// Visible categories in all.
+    pub count: usize,
+    pub categories: Vec<CategoryView>,
 }
 
 /// `GET /v1/user/{id}/preference/category/`: visible categories, paged by offset.
@@ -182,7 +120,7 @@ pub async fn categories(
     show_opt_out_channels: bool,
     limit: usize,
     offset: usize,
-) -> Result<Value, Error> {
+) -> Result<CategoryPage, Error> {
     let profile = profiles::get(store, ctx, id).await?;
     let all: Vec<Category> = store
         .list_categories(ctx.scope)
@@ -190,13 +128,15 @@ pub async fn categories(
         .into_iter()
         .filter(|c| c.visible)
         .collect();
-    let results: Vec<Value> = all
-        .iter()
-        .skip(offset)
-        .take(limit)
-        .map(|c| preference::category_wire(c, &profile.preferences, show_opt_out_channels))
-        .collect();
-    Ok(json!({"meta": {"count": all.len(), "limit": limit, "offset": offset}, "results": results}))
+    Ok(CategoryPage {
+        count: all.len(),
+        categories: all
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|c| CategoryView::of(c, &profile.preferences, show_opt_out_channels))
+            .collect(),
+    })
 }
 
 /// `GET /v1/user/{id}/preference/category/{slug}/`.
@@ -206,10 +146,10 @@ pub async fn category(
     id: &DistinctId,
     slug: &str,
     show_opt_out_channels: bool,
-) -> Result<Value, Error> {
+) -> Result<CategoryView, Error> {
     let profile = profiles::get(store, ctx, id).await?;
     let c = get_category(store, ctx, slug).await?;
-    Ok(preference::category_wire(
+    Ok(CategoryView::of(
         &c,
         &profile.preferences,
         show_opt_out_channels,
@@ -217,31 +157,34 @@ pub async fn category(
 }
 
 /// `GET /v1/user/{id}/preference/channel_preference/`.
-pub async fn channels(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Value, Error> {
+pub async fn channels(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &DistinctId,
+) -> Result<Vec<ChannelView>, Error> {
     let profile = profiles::get(store, ctx, id).await?;
-    Ok(json!({"channel_preferences": preference::channels_wire(&profile.preferences)}))
+    Ok(preference::channel_views(&profile.preferences))
 }
 
-/// `PATCH /v1/user/{id}/preference/category/{slug}/`.
+/// `PATCH /v1/user/{id}/preference/category/{slug}/`. Answers the category as the user now sees
+/// it, opted-out channels included.
 pub async fn choose(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
     slug: &str,
-    body: &Value,
-) -> Result<Value, Error> {
-    checked("", body, &CHOICE_FIELDS)?;
+    request: ChoiceRequest,
+) -> Result<CategoryView, Error> {
     let c = get_category(store, ctx, slug).await?;
-    // Validate before taking the lock, so a bad body answers 400 even for a missing user.
-    preference::choose_category(&mut Preferences::default(), &c, body)?;
-    let (cat, b) = (c.clone(), body.clone());
-    // History keeps what changed (`$preferences`), not the body: the request only names it.
-    let request = json!({"preference": {"category": c.slug}});
-    let profile = profiles::change_recorded(store, ctx, id, request, move |p| {
-        preference::choose_category(&mut p.preferences, &cat, &b)
+    // Checked before taking the lock, so a refused choice answers 400 even for a missing user.
+    let change = request.for_category(&c)?;
+    // History keeps what changed (`$preferences`), not the request: it only names it.
+    let history = json!({"preference": {"category": c.slug}});
+    let profile = profiles::change_recorded(store, ctx, id, history, move |p| {
+        change.apply(&mut p.preferences)
     })
     .await?;
-    Ok(preference::category_wire(&c, &profile.preferences, true))
+    Ok(CategoryView::of(&c, &profile.preferences, true))
 }
 
 /// `PATCH /v1/user/{id}/preference/channel_preference/`.
@@ -249,165 +192,199 @@ pub async fn restrict(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
-    body: &Value,
-) -> Result<Value, Error> {
-    let obj = checked("", body, &["channel_preferences"])?;
-    channel_items(obj.get("channel_preferences"))?;
-    preference::restrict_channels(&mut Preferences::default(), body)?;
-    let b = body.clone();
-    let request = json!({"preference": {"channel_preferences": true}});
-    let profile = profiles::change_recorded(store, ctx, id, request, move |p| {
-        preference::restrict_channels(&mut p.preferences, &b)
+    restrictions: Vec<ChannelRestriction>,
+) -> Result<Vec<ChannelView>, Error> {
+    let history = json!({"preference": {"channel_preferences": true}});
+    let profile = profiles::change_recorded(store, ctx, id, history, move |p| {
+        preference::restrict(&mut p.preferences, &restrictions);
+        Ok(())
     })
     .await?;
-    Ok(json!({"channel_preferences": preference::channels_wire(&profile.preferences)}))
+    Ok(preference::channel_views(&profile.preferences))
 }
 
-fn bulk_ids(body: &Value) -> Result<Vec<DistinctId>, Invalid> {
-    let list = body
-        .get("distinct_ids")
-        .and_then(Value::as_array)
-        .ok_or_else(|| Invalid::new("distinct_ids", "is required: a list of distinct_ids"))?;
-    if list.is_empty() || list.len() > MAX_BULK_USERS {
-        return Err(Invalid::new(
-            "distinct_ids",
-            format!(
-                "must hold 1 to {MAX_BULK_USERS} distinct_ids, got {}",
-                list.len()
-            ),
-        ));
+/// The users of one bulk call: 1 to [`MAX_BULK_USERS`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkUsers(Vec<DistinctId>);
+
+impl BulkUsers {
+    /// Refuses a list of `len` users, before its items are parsed.
+    pub fn check_len(len: usize) -> Result<(), Invalid> {
+        if len == 0 || len > MAX_BULK_USERS {
+            return Err(Invalid::new(
+                "distinct_ids",
+                format!("must hold 1 to {MAX_BULK_USERS} distinct_ids, got {len}"),
+            ));
+        }
+        Ok(())
     }
-    list.iter()
-        .enumerate()
-        .map(|(i, v)| {
-            let field = format!("distinct_ids[{i}]");
-            let raw = v
-                .as_str()
-                .ok_or_else(|| Invalid::new(&field, "must be a string"))?;
-            DistinctId::parse(raw).map_err(|e| Invalid::new(&field, e.rule))
+
+    pub fn new(ids: Vec<DistinctId>) -> Result<Self, Invalid> {
+        Self::check_len(ids.len())?;
+        Ok(BulkUsers(ids))
+    }
+
+    pub fn ids(&self) -> &[DistinctId] {
+        &self.0
+    }
+}
+
+/// `PATCH /v1/bulk/subscriber/preference/`: category choices (by slug) and/or channel
+/// restrictions for each of the users.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BulkChange {
+    users: BulkUsers,
+    categories: Vec<(String, ChoiceRequest)>,
+    channels: Option<Vec<ChannelRestriction>>,
+}
+
+impl BulkChange {
+    /// Refused when it changes nothing (no categories, no channel list).
+    pub fn new(
+        users: BulkUsers,
+        categories: Vec<(String, ChoiceRequest)>,
+        channels: Option<Vec<ChannelRestriction>>,
+    ) -> Result<Self, Invalid> {
+        if categories.is_empty() && channels.is_none() {
+            return Err(Invalid::new(
+                "categories",
+                "nothing to change: send categories and/or channel_preferences",
+            ));
+        }
+        Ok(BulkChange {
+            users,
+            categories,
+            channels,
         })
-        .collect()
+    }
+}
+
+/// `PATCH /v1/bulk/subscriber/preference/reset/`: forget the users' category choices and/or
+/// channel restrictions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BulkReset {
+    users: BulkUsers,
+    channels: bool,
+    categories: bool,
+}
+
+impl BulkReset {
+    /// Refused when it resets nothing.
+    pub fn new(users: BulkUsers, channels: bool, categories: bool) -> Result<Self, Invalid> {
+        if !channels && !categories {
+            return Err(Invalid::new(
+                "reset_categories",
+                "nothing to reset: set reset_categories and/or reset_channel_preferences",
+            ));
+        }
+        Ok(BulkReset {
+            users,
+            channels,
+            categories,
+        })
+    }
+}
+
+/// Why a bulk call left one user unchanged.
+#[derive(Debug)]
+pub enum UserFailure {
+    /// The caller's to fix (an unknown user, a choice the user's stored state refuses): the
+    /// message is theirs to read.
+    Refused(String),
+    /// Herald's own fault (storage): callers get a generic message, the log the detail.
+    Internal(Error),
+}
+
+/// What a bulk call did to each user, in the order given.
+#[derive(Debug)]
+pub struct BulkOutcome {
+    pub results: Vec<(DistinctId, Result<(), UserFailure>)>,
+}
+
+impl BulkOutcome {
+    pub fn failed(&self) -> usize {
+        self.results.iter().filter(|(_, r)| r.is_err()).count()
+    }
 }
 
 /// Runs `change` on each user, each all or nothing; one result per user.
 async fn per_user<F>(
     store: &dyn Store,
     ctx: &Ctx,
-    ids: Vec<DistinctId>,
-    request: Value,
+    users: BulkUsers,
+    history: Value,
     change: F,
-) -> Value
+) -> BulkOutcome
 where
     F: Fn(&mut crate::Profile) -> Result<(), Invalid> + Clone + Send + Sync + 'static,
 {
-    let mut results = Vec::with_capacity(ids.len());
-    let mut failed = 0;
-    for id in ids {
+    let mut results = Vec::with_capacity(users.0.len());
+    for id in users.0 {
         let outcome =
-            profiles::change_recorded(store, ctx, &id, request.clone(), change.clone()).await;
-        results.push(match outcome {
-            Ok(_) => json!({"distinct_id": id, "status": "success"}),
-            Err(e) => {
-                failed += 1;
-                json!({"distinct_id": id, "status": "error", "error": e.to_string()})
-            }
-        });
+            profiles::change_recorded(store, ctx, &id, history.clone(), change.clone()).await;
+        let result = match outcome {
+            Ok(_) => Ok(()),
+            Err(e @ Error::Store(_)) => Err(UserFailure::Internal(e)),
+            Err(e) => Err(UserFailure::Refused(e.to_string())),
+        };
+        results.push((id, result));
     }
-    json!({"success": failed == 0, "failed": failed, "results": results})
+    BulkOutcome { results }
 }
 
-/// `PATCH /v1/bulk/subscriber/preference/`:
-/// `{distinct_ids, channel_preferences?, categories?: [{category, preference, opt_out_channels?}]}`.
-pub async fn bulk_update(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Value, Error> {
-    let obj = checked(
-        "",
-        body,
-        &["distinct_ids", "categories", "channel_preferences"],
-    )?;
-    channel_items(obj.get("channel_preferences"))?;
-    let ids = bulk_ids(body)?;
-    let mut choices = Vec::new();
-    if let Some(list) = body.get("categories") {
-        let list = list
-            .as_array()
-            .ok_or_else(|| Invalid::new("categories", "must be a list"))?;
-        for (i, item) in list.iter().enumerate() {
-            let mut fields = CHOICE_FIELDS.to_vec();
-            fields.push("category");
-            checked(&format!("categories[{i}]"), item, &fields)?;
-            let slug = item
-                .get("category")
-                .and_then(Value::as_str)
-                .ok_or_else(|| Invalid::new(format!("categories[{i}].category"), "is required"))?;
-            let c = get_category(store, ctx, slug).await?;
-            preference::choose_category(&mut Preferences::default(), &c, item)
-                .map_err(|e| e.within(format!("categories[{i}]")))?;
-            choices.push((c, item.clone()));
-        }
+/// `PATCH /v1/bulk/subscriber/preference/`. A category that does not exist refuses the call
+/// (404); a choice its category refuses is a 400 naming `categories[i]`.
+pub async fn bulk_update(
+    store: &dyn Store,
+    ctx: &Ctx,
+    change: BulkChange,
+) -> Result<BulkOutcome, Error> {
+    let BulkChange {
+        users,
+        categories,
+        channels,
+    } = change;
+    let mut changes: Vec<CategoryChange> = Vec::with_capacity(categories.len());
+    for (i, (slug, request)) in categories.into_iter().enumerate() {
+        let c = get_category(store, ctx, &slug).await?;
+        changes.push(
+            request
+                .for_category(&c)
+                .map_err(|e| e.within(format!("categories[{i}]")))?,
+        );
     }
-    let channels = body
-        .get("channel_preferences")
-        .map(|c| json!({"channel_preferences": c}));
-    if let Some(c) = &channels {
-        preference::restrict_channels(&mut Preferences::default(), c)?;
-    }
-    if choices.is_empty() && channels.is_none() {
-        return Err(Error::Invalid(Invalid::new(
-            "categories",
-            "nothing to change: send categories and/or channel_preferences",
-        )));
-    }
-    let request = json!({"bulk_preference": {
-        "categories": choices.iter().map(|(c, _)| c.slug.clone()).collect::<Vec<_>>(),
+    let history = json!({"bulk_preference": {
+        "categories": changes.iter().map(|c| c.category().slug.clone()).collect::<Vec<_>>(),
         "channel_preferences": channels.is_some(),
     }});
-    Ok(per_user(store, ctx, ids, request, move |p| {
-        for (c, item) in &choices {
-            preference::choose_category(&mut p.preferences, c, item)?;
+    Ok(per_user(store, ctx, users, history, move |p| {
+        for c in &changes {
+            c.apply(&mut p.preferences)?;
         }
-        if let Some(c) = &channels {
-            preference::restrict_channels(&mut p.preferences, c)?;
+        if let Some(list) = &channels {
+            preference::restrict(&mut p.preferences, list);
         }
         Ok(())
     })
     .await)
 }
 
-/// `PATCH /v1/bulk/subscriber/preference/reset/`:
-/// `{distinct_ids, reset_channel_preferences, reset_categories}`.
-pub async fn bulk_reset(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Value, Error> {
-    checked(
-        "",
-        body,
-        &[
-            "distinct_ids",
-            "reset_channel_preferences",
-            "reset_categories",
-        ],
-    )?;
-    let ids = bulk_ids(body)?;
-    let flag = |k: &str| -> Result<bool, Invalid> {
-        match body.get(k) {
-            None | Some(Value::Null) => Ok(false),
-            Some(Value::Bool(b)) => Ok(*b),
-            Some(_) => Err(Invalid::new(k, "must be true or false")),
-        }
-    };
-    let (channels, categories) = (
-        flag("reset_channel_preferences")?,
-        flag("reset_categories")?,
-    );
-    if !channels && !categories {
-        return Err(Error::Invalid(Invalid::new(
-            "reset_categories",
-            "nothing to reset: set reset_categories and/or reset_channel_preferences",
-        )));
-    }
-    let request = json!({"bulk_preference_reset": {
+/// `PATCH /v1/bulk/subscriber/preference/reset/`.
+pub async fn bulk_reset(
+    store: &dyn Store,
+    ctx: &Ctx,
+    reset: BulkReset,
+) -> Result<BulkOutcome, Error> {
+    let BulkReset {
+        users,
+        channels,
+        categories,
+    } = reset;
+    let history = json!({"bulk_preference_reset": {
         "reset_categories": categories,
         "reset_channel_preferences": channels,
     }});
-    Ok(per_user(store, ctx, ids, request, move |p| {
+    Ok(per_user(store, ctx, users, history, move |p| {
         if channels {
             p.preferences.restricted_channels.clear();
         }

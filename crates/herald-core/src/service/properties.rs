@@ -2,9 +2,8 @@
 
 use super::{Ctx, Error};
 use crate::error::Invalid;
-use crate::property::{self, Property, PropertyKind, PropertyRecord};
+use crate::property::{self, Property, PropertyAttributes, PropertyDeclaration, PropertyKind};
 use crate::store::Store;
-use serde_json::Value;
 
 pub async fn list(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Property>, Error> {
     let records = store.list_property_records(ctx.scope).await?;
@@ -24,8 +23,12 @@ pub async fn get(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<Property, Er
 }
 
 /// `POST /v1/property/`: declares a custom property before any profile carries it.
-pub async fn declare(store: &dyn Store, ctx: &Ctx, body: &Value) -> Result<Property, Error> {
-    let record = property::parse_declaration(body, ctx.now)?;
+pub async fn declare(
+    store: &dyn Store,
+    ctx: &Ctx,
+    declaration: PropertyDeclaration,
+) -> Result<Property, Error> {
+    let record = declaration.into_record(ctx.now)?;
     if !store.insert_property_record(ctx.scope, &record).await? {
         return Err(Error::Conflict(Invalid::new(
             "key",
@@ -43,10 +46,9 @@ pub async fn update(
     store: &dyn Store,
     ctx: &Ctx,
     key: &str,
-    body: &Value,
+    attributes: PropertyAttributes,
 ) -> Result<Property, Error> {
-    let mut record: PropertyRecord = get(store, ctx, key).await?.record;
-    property::patch(&mut record, body)?;
+    let record = get(store, ctx, key).await?.record.patched(attributes)?;
     store.put_property_record(ctx.scope, &record).await?;
     get(store, ctx, key).await
 }

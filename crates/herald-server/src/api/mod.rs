@@ -5,7 +5,7 @@ pub mod error;
 mod events;
 pub mod hosted;
 mod meta;
-mod preferences;
+pub(crate) mod preferences;
 mod properties;
 mod templates;
 mod users;

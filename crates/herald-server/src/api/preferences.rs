@@ -8,10 +8,21 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::preference::Category;
-use herald_core::service::preferences;
-use serde_json::{json, Value};
-use std::collections::HashMap;
+use herald_core::channel::Channel;
+use herald_core::ids::DistinctId;
+use herald_core::preference::{
+    self, Category, CategoryAttributes, CategoryView, ChannelRestriction, ChannelView, Choice,
+    ChoiceRequest, DefaultPreference, UserView,
+};
+use herald_core::service::preferences::{
+    self, BulkChange, BulkOutcome, BulkReset, BulkUsers, CategoryPage, UserFailure,
+    MAX_PREFERENCE_EDIT_BYTES,
+};
+use herald_core::Invalid;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap};
+
+// ---- The wire, rendered ----------------------------------------------------------------------
 
 fn category_json(c: &Category) -> Value {
     json!({
@@ -24,6 +35,366 @@ fn category_json(c: &Category) -> Value {
         "visible": c.visible,
     })
 }
+
+/// A category as one user sees it: the wire's Category object.
+fn view_json(v: &CategoryView) -> Value {
+    let channels: Vec<Value> = v
+        .channels
+        .iter()
+        .map(|c| {
+            json!({
+                "channel": c.channel.as_str(),
+                "preference": c.preference.as_str(),
+                "is_editable": c.is_editable,
+            })
+        })
+        .collect();
+    json!({
+        "name": v.name,
+        "category": v.slug,
+        "description": v.description,
+        "section": v.section,
+        "original_preference": v.default_preference.as_str(),
+        "preference": v.preference.as_str(),
+        "is_editable": v.is_editable,
+        "channels": channels,
+    })
+}
+
+/// The global channel preferences, as `[{channel, is_restricted}]`.
+fn channels_json(channels: &[ChannelView]) -> Value {
+    Value::Array(
+        channels
+            .iter()
+            .map(|c| json!({"channel": c.channel.as_str(), "is_restricted": c.is_restricted}))
+            .collect(),
+    )
+}
+
+fn user_view_json(v: &UserView) -> Value {
+    let sections: Vec<Value> = v
+        .sections
+        .iter()
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "subcategories": s.categories.iter().map(view_json).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    json!({
+        "sections": sections,
+        "channel_preferences": channels_json(&v.channels),
+    })
+}
+
+fn page_json(page: &CategoryPage, limit: usize, offset: usize) -> Value {
+    json!({
+        "meta": {"count": page.count, "limit": limit, "offset": offset},
+        "results": page.categories.iter().map(view_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One result per user. A storage fault for a user is logged and reported as `internal error`:
+/// its text is Herald's, not the caller's.
+fn bulk_json(outcome: &BulkOutcome) -> Value {
+    let results: Vec<Value> = outcome
+        .results
+        .iter()
+        .map(|(id, r)| match r {
+            Ok(()) => json!({"distinct_id": id, "status": "success"}),
+            Err(UserFailure::Refused(message)) => {
+                json!({"distinct_id": id, "status": "error", "error": message})
+            }
+            Err(UserFailure::Internal(e)) => {
+                tracing::error!(distinct_id = %id, error = %e, "bulk preference change failed");
+                json!({"distinct_id": id, "status": "error", "error": "internal error"})
+            }
+        })
+        .collect();
+    let failed = outcome.failed();
+    json!({"success": failed == 0, "failed": failed, "results": results})
+}
+
+// ---- The wire, parsed ------------------------------------------------------------------------
+
+/// Refuses a change over [`MAX_PREFERENCE_EDIT_BYTES`] and any key of `obj` not in `allowed`.
+fn checked<'a>(
+    field: &str,
+    v: &'a Value,
+    allowed: &[&str],
+) -> Result<&'a Map<String, Value>, Invalid> {
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Invalid::new(field, "must be a JSON object"))?;
+    let at = |k: &str| {
+        if field.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{field}.{k}")
+        }
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(Invalid::new(
+            at(k),
+            format!("is not a field of this request ({})", allowed.join(", ")),
+        ));
+    }
+    let size = obj
+        .iter()
+        .filter(|(k, _)| k.as_str() != "distinct_ids")
+        .map(|(k, v)| k.len() + serde_json::to_vec(v).map_or(0, |b| b.len()))
+        .sum::<usize>();
+    if size > MAX_PREFERENCE_EDIT_BYTES {
+        return Err(Invalid::new(
+            if field.is_empty() { "body" } else { field },
+            format!("a preference change may carry at most {MAX_PREFERENCE_EDIT_BYTES} bytes, this one has {size}"),
+        ));
+    }
+    Ok(obj)
+}
+
+const CHOICE_FIELDS: [&str; 3] = ["preference", "opt_out_channels", "opt_in_channels"];
+
+fn channel(field: &str, v: &Value) -> Result<Channel, Invalid> {
+    match v.as_str() {
+        Some(name) => preference::channel_named(field, name),
+        None => Err(preference::not_a_channel(field, v)),
+    }
+}
+
+/// A list of channels; absent or `null` is none.
+fn channel_list(field: &str, v: Option<&Value>) -> Result<BTreeSet<Channel>, Invalid> {
+    match v {
+        None | Some(Value::Null) => Ok(BTreeSet::new()),
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(i, c)| channel(&format!("{field}[{i}]"), c))
+            .collect(),
+        Some(other) => Err(Invalid::new(
+            field,
+            format!("must be a list of channels, got {other}"),
+        )),
+    }
+}
+
+/// `{"preference": "opt_in"|"opt_out", "opt_out_channels": [..]|null, "opt_in_channels": [..]?}`.
+fn choice_request(obj: &Map<String, Value>) -> Result<ChoiceRequest, Invalid> {
+    let v = obj
+        .get("preference")
+        .ok_or_else(|| Invalid::new("preference", "is required: opt_in or opt_out"))?;
+    let preference = v
+        .as_str()
+        .and_then(Choice::from_name)
+        .ok_or_else(|| Invalid::new("preference", format!("must be opt_in or opt_out, got {v}")))?;
+    Ok(ChoiceRequest {
+        preference,
+        opt_out_channels: obj
+            .get("opt_out_channels")
+            .map(|v| channel_list("opt_out_channels", Some(v)))
+            .transpose()?,
+        opt_in_channels: channel_list("opt_in_channels", obj.get("opt_in_channels"))?,
+    })
+}
+
+/// Refuses unknown fields in `channel_preferences` items.
+fn channel_items(list: Option<&Value>) -> Result<(), Invalid> {
+    if let Some(Value::Array(items)) = list {
+        for (i, item) in items.iter().enumerate() {
+            checked(
+                &format!("channel_preferences[{i}]"),
+                item,
+                &["channel", "is_restricted"],
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// `channel_preferences`: `[{"channel": "email", "is_restricted": true}]`.
+fn restrictions(list: Option<&Value>) -> Result<Vec<ChannelRestriction>, Invalid> {
+    let list = list.and_then(Value::as_array).ok_or_else(|| {
+        Invalid::new(
+            "channel_preferences",
+            "is required: a list of {\"channel\", \"is_restricted\"}",
+        )
+    })?;
+    list.iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let field = format!("channel_preferences[{i}]");
+            let channel = channel(
+                &format!("{field}.channel"),
+                item.get("channel").unwrap_or(&Value::Null),
+            )?;
+            let restricted = item
+                .get("is_restricted")
+                .and_then(Value::as_bool)
+                .ok_or_else(|| {
+                    Invalid::new(format!("{field}.is_restricted"), "must be true or false")
+                })?;
+            Ok(ChannelRestriction {
+                channel,
+                restricted,
+            })
+        })
+        .collect()
+}
+
+/// `distinct_ids` of a bulk call.
+fn bulk_users(body: &Map<String, Value>) -> Result<BulkUsers, Invalid> {
+    let list = body
+        .get("distinct_ids")
+        .and_then(Value::as_array)
+        .ok_or_else(|| Invalid::new("distinct_ids", "is required: a list of distinct_ids"))?;
+    BulkUsers::check_len(list.len())?;
+    let ids = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let field = format!("distinct_ids[{i}]");
+            let raw = v
+                .as_str()
+                .ok_or_else(|| Invalid::new(&field, "must be a string"))?;
+            DistinctId::parse(raw).map_err(|e| Invalid::new(&field, e.rule))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    BulkUsers::new(ids)
+}
+
+/// `{distinct_ids, channel_preferences?, categories?: [{category, preference, opt_out_channels?,
+/// opt_in_channels?}]}`.
+fn bulk_change(body: &Value) -> Result<BulkChange, Invalid> {
+    let obj = checked(
+        "",
+        body,
+        &["distinct_ids", "categories", "channel_preferences"],
+    )?;
+    channel_items(obj.get("channel_preferences"))?;
+    let users = bulk_users(obj)?;
+    let mut categories = Vec::new();
+    if let Some(list) = obj.get("categories") {
+        let list = list
+            .as_array()
+            .ok_or_else(|| Invalid::new("categories", "must be a list"))?;
+        for (i, item) in list.iter().enumerate() {
+            let at = format!("categories[{i}]");
+            let mut fields = CHOICE_FIELDS.to_vec();
+            fields.push("category");
+            let item = checked(&at, item, &fields)?;
+            let slug = item
+                .get("category")
+                .and_then(Value::as_str)
+                .ok_or_else(|| Invalid::new(format!("{at}.category"), "is required"))?;
+            let request = choice_request(item).map_err(|e| e.within(&at))?;
+            categories.push((slug.to_owned(), request));
+        }
+    }
+    let channels = obj
+        .get("channel_preferences")
+        .map(|c| restrictions(Some(c)))
+        .transpose()?;
+    BulkChange::new(users, categories, channels)
+}
+
+/// `{distinct_ids, reset_channel_preferences, reset_categories}`.
+fn bulk_reset_request(body: &Value) -> Result<BulkReset, Invalid> {
+    let obj = checked(
+        "",
+        body,
+        &[
+            "distinct_ids",
+            "reset_channel_preferences",
+            "reset_categories",
+        ],
+    )?;
+    let users = bulk_users(obj)?;
+    let flag = |k: &str| -> Result<bool, Invalid> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(false),
+            Some(Value::Bool(b)) => Ok(*b),
+            Some(_) => Err(Invalid::new(k, "must be true or false")),
+        }
+    };
+    BulkReset::new(
+        users,
+        flag("reset_channel_preferences")?,
+        flag("reset_categories")?,
+    )
+}
+
+/// Category attributes, in the order sent; `patching` refuses the slug.
+fn category_attributes(
+    obj: &Map<String, Value>,
+    patching: bool,
+) -> Result<CategoryAttributes, Invalid> {
+    let mut a = CategoryAttributes::default();
+    for (k, v) in obj {
+        let text = || -> Result<String, Invalid> {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Invalid::new(k.as_str(), "must be a string"))
+        };
+        match k.as_str() {
+            "category" | "slug" if !patching => {}
+            "name" => a.name = Some(text()?),
+            "description" => a.description = Some(text()?),
+            "section" => {
+                a.section = Some(match v {
+                    Value::Null => None,
+                    _ => Some(text()?),
+                })
+            }
+            "default_preference" => {
+                a.default_preference = Some(
+                    v.as_str()
+                        .and_then(DefaultPreference::from_name)
+                        .ok_or_else(|| {
+                            Invalid::new(
+                                k.as_str(),
+                                format!("must be opt_in, opt_out or mandatory, got {v}"),
+                            )
+                        })?,
+                )
+            }
+            "locked_channels" => a.locked_channels = Some(channel_list(k, Some(v))?),
+            "visible" => {
+                a.visible = Some(
+                    v.as_bool()
+                        .ok_or_else(|| Invalid::new(k.as_str(), "must be true or false"))?,
+                )
+            }
+            _ => return Err(Invalid::new(k.as_str(), "is not a category attribute")),
+        }
+    }
+    Ok(a)
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, Invalid> {
+    body.as_object()
+        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))
+}
+
+/// `POST /v1/category/` and the configuration file: `{category | slug, name, description?,
+/// section?, default_preference, locked_channels?, visible?}`.
+pub(crate) fn parse_category(body: &Value) -> Result<Category, Invalid> {
+    let obj = object(body)?;
+    let slug = obj
+        .get("category")
+        .or_else(|| obj.get("slug"))
+        .and_then(Value::as_str)
+        .ok_or_else(|| Invalid::new("category", "is required: the category's slug"))?;
+    let slug = preference::parse_slug(slug)?;
+    Category::declare(&slug, category_attributes(obj, false)?)
+}
+
+/// `PATCH /v1/category/{slug}/`.
+fn parse_category_patch(body: &Value) -> Result<CategoryAttributes, Invalid> {
+    category_attributes(object(body)?, true)
+}
+
+// ---- Handlers --------------------------------------------------------------------------------
 
 /// `show_opt_out_channels` (default true), `limit` (default 100, at most 1000), `offset`.
 struct PreferenceQuery {
@@ -88,7 +459,8 @@ pub async fn create_category(
     caller: Caller,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let c = preferences::create_category(app.store.as_ref(), &caller.ctx(), &body).await?;
+    let category = parse_category(&body)?;
+    let c = preferences::create_category(app.store.as_ref(), &caller.ctx(), category).await?;
     Ok((StatusCode::CREATED, Json(category_json(&c))).into_response())
 }
 
@@ -107,7 +479,9 @@ pub async fn update_category(
     Path(slug): Path<String>,
     JsonBody(body, _): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let c = preferences::update_category(app.store.as_ref(), &caller.ctx(), &slug, &body).await?;
+    let attributes = parse_category_patch(&body)?;
+    let c =
+        preferences::update_category(app.store.as_ref(), &caller.ctx(), &slug, attributes).await?;
     Ok(Json(category_json(&c)))
 }
 
@@ -134,7 +508,7 @@ pub async fn full(
         q.show_opt_out_channels,
     )
     .await?;
-    Ok(Json(v))
+    Ok(Json(user_view_json(&v)))
 }
 
 pub async fn user_categories(
@@ -153,7 +527,7 @@ pub async fn user_categories(
         q.offset,
     )
     .await?;
-    Ok(Json(v))
+    Ok(Json(page_json(&v, q.limit, q.offset)))
 }
 
 fn category_param(params: &HashMap<String, String>) -> String {
@@ -177,7 +551,7 @@ pub async fn user_category(
         q.show_opt_out_channels,
     )
     .await?;
-    Ok(Json(v))
+    Ok(Json(view_json(&v)))
 }
 
 pub async fn choose_category(
@@ -188,8 +562,9 @@ pub async fn choose_category(
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
     let slug = category_param(&params);
-    let v = preferences::choose(app.store.as_ref(), &caller.ctx(), &id, &slug, &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+    let request = choice_request(checked("", &body, &CHOICE_FIELDS)?)?;
+    let v = preferences::choose(app.store.as_ref(), &caller.ctx(), &id, &slug, request).await?;
+    Ok((StatusCode::ACCEPTED, Json(view_json(&v))).into_response())
 }
 
 pub async fn channels(
@@ -197,9 +572,8 @@ pub async fn channels(
     caller: Caller,
     UserId(id): UserId,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        preferences::channels(app.store.as_ref(), &caller.ctx(), &id).await?,
-    ))
+    let v = preferences::channels(app.store.as_ref(), &caller.ctx(), &id).await?;
+    Ok(Json(json!({"channel_preferences": channels_json(&v)})))
 }
 
 pub async fn restrict_channels(
@@ -208,8 +582,15 @@ pub async fn restrict_channels(
     UserId(id): UserId,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let v = preferences::restrict(app.store.as_ref(), &caller.ctx(), &id, &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+    let obj = checked("", &body, &["channel_preferences"])?;
+    channel_items(obj.get("channel_preferences"))?;
+    let list = restrictions(obj.get("channel_preferences"))?;
+    let v = preferences::restrict(app.store.as_ref(), &caller.ctx(), &id, list).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"channel_preferences": channels_json(&v)})),
+    )
+        .into_response())
 }
 
 pub async fn bulk_update(
@@ -217,8 +598,9 @@ pub async fn bulk_update(
     caller: Caller,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let v = preferences::bulk_update(app.store.as_ref(), &caller.ctx(), &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+    let change = bulk_change(&body)?;
+    let v = preferences::bulk_update(app.store.as_ref(), &caller.ctx(), change).await?;
+    Ok((StatusCode::ACCEPTED, Json(bulk_json(&v))).into_response())
 }
 
 pub async fn bulk_reset(
@@ -226,6 +608,368 @@ pub async fn bulk_reset(
     caller: Caller,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let v = preferences::bulk_reset(app.store.as_ref(), &caller.ctx(), &body).await?;
-    Ok((StatusCode::ACCEPTED, Json(v)).into_response())
+    let reset = bulk_reset_request(&body)?;
+    let v = preferences::bulk_reset(app.store.as_ref(), &caller.ctx(), reset).await?;
+    Ok((StatusCode::ACCEPTED, Json(bulk_json(&v))).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The wire's shape onto core's types: field paths as callers see them. (The rules
+    //! themselves are tested in herald-core.)
+    use super::*;
+    use herald_core::preference::Preferences;
+
+    fn category(default: DefaultPreference, locked: &[Channel]) -> Category {
+        Category {
+            slug: "news".into(),
+            name: "News".into(),
+            description: String::new(),
+            section: None,
+            default_preference: default,
+            locked_channels: locked.iter().copied().collect(),
+            visible: true,
+        }
+    }
+
+    /// `PATCH …/category/{slug}/` as the handler runs it, on `prefs`.
+    fn choose(prefs: &mut Preferences, c: &Category, body: &Value) -> Result<(), Invalid> {
+        choice_request(checked("", body, &CHOICE_FIELDS)?)?
+            .for_category(c)?
+            .apply(prefs)
+    }
+
+    #[test]
+    fn category_choices_are_parsed() {
+        let news = category(DefaultPreference::OptIn, &[Channel::Inbox]);
+        let mut prefs = Preferences::default();
+        choose(
+            &mut prefs,
+            &news,
+            &json!({"preference": "opt_in", "opt_out_channels": ["email", "sms"]}),
+        )
+        .unwrap();
+        choose(
+            &mut prefs,
+            &news,
+            &json!({"preference": "opt_in", "opt_in_channels": ["sms"]}),
+        )
+        .unwrap();
+        let c = &prefs.categories["news"];
+        assert_eq!(
+            (
+                c.preference,
+                c.opt_out_channels.iter().copied().collect::<Vec<_>>()
+            ),
+            (Choice::OptIn, vec![Channel::Email])
+        );
+        for (body, field) in [
+            (json!({"preference": "maybe"}), "preference"),
+            (json!({}), "preference"),
+            (
+                json!({"preference": "opt_in", "opt_out_channels": ["pigeon"]}),
+                "opt_out_channels[0]",
+            ),
+            (
+                json!({"preference": "opt_in", "opt_out_channels": [3]}),
+                "opt_out_channels[0]",
+            ),
+            (
+                json!({"preference": "opt_in", "opt_out_channels": ["inbox"]}),
+                "opt_out_channels",
+            ),
+            (
+                json!({"preference": "opt_in", "opt_out_channels": "email"}),
+                "opt_out_channels",
+            ),
+            (json!({"preference": "opt_in", "note": 1}), "note"),
+            (json!(["opt_in"]), ""),
+        ] {
+            let before = prefs.clone();
+            assert_eq!(
+                choose(&mut prefs, &news, &body).unwrap_err().field,
+                field,
+                "{body}"
+            );
+            assert_eq!(prefs, before, "a refused choice changes nothing");
+        }
+        assert_eq!(
+            choose(&mut prefs, &news, &json!({"preference": "maybe"}))
+                .unwrap_err()
+                .to_string(),
+            "preference: must be opt_in or opt_out, got \"maybe\""
+        );
+        assert_eq!(
+            choose(&mut prefs, &news, &json!({"preference": "opt_in", "opt_out_channels": [3]}))
+                .unwrap_err()
+                .rule,
+            "3 is not a channel (email, sms, whatsapp, androidpush, iospush, webpush, slack, ms_teams, discord, inbox)"
+        );
+        let err = choose(
+            &mut prefs,
+            &category(DefaultPreference::Mandatory, &[]),
+            &json!({"preference": "opt_out"}),
+        )
+        .unwrap_err();
+        assert!(err.rule.contains("mandatory"), "{}", err.rule);
+    }
+
+    #[test]
+    fn channel_restrictions_and_wire_shapes() {
+        let mut prefs = Preferences::default();
+        let list = restrictions(Some(&json!([{"channel": "sms", "is_restricted": true}, {"channel": "email", "is_restricted": false}]))).unwrap();
+        preference::restrict(&mut prefs, &list);
+        assert!(prefs.restricted_channels.contains(&Channel::Sms));
+        for (list, field) in [
+            (
+                json!([{"channel": "sms"}]),
+                "channel_preferences[0].is_restricted",
+            ),
+            (
+                json!([{"channel": "fax", "is_restricted": true}]),
+                "channel_preferences[0].channel",
+            ),
+            (
+                json!([{"is_restricted": true}]),
+                "channel_preferences[0].channel",
+            ),
+            (json!({"channel": "sms"}), "channel_preferences"),
+        ] {
+            assert_eq!(
+                restrictions(Some(&list)).unwrap_err().field,
+                field,
+                "{list}"
+            );
+        }
+        assert_eq!(
+            channel_items(Some(
+                &json!([{"channel": "sms", "is_restricted": true, "why": 1}])
+            ))
+            .unwrap_err()
+            .field,
+            "channel_preferences[0].why"
+        );
+        let wire = channels_json(&preference::channel_views(&prefs));
+        assert_eq!(wire[1], json!({"channel": "sms", "is_restricted": true}));
+        let news = category(DefaultPreference::OptIn, &[]);
+        choose(
+            &mut prefs,
+            &news,
+            &json!({"preference": "opt_in", "opt_out_channels": ["email"]}),
+        )
+        .unwrap();
+        let cat = view_json(&CategoryView::of(&news, &prefs, true));
+        assert_eq!(
+            serde_json::to_string(&cat).unwrap(),
+            concat!(
+                r#"{"name":"News","category":"news","description":"","section":null,"#,
+                r#""original_preference":"opt_in","preference":"opt_in","is_editable":true,"channels":["#,
+                r#"{"channel":"email","preference":"opt_out","is_editable":true},"#,
+                r#"{"channel":"sms","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"whatsapp","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"androidpush","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"iospush","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"webpush","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"slack","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"ms_teams","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"discord","preference":"opt_in","is_editable":true},"#,
+                r#"{"channel":"inbox","preference":"opt_in","is_editable":true}]}"#
+            )
+        );
+        // The hosted page's compatibility renderer in core says the same.
+        assert_eq!(cat, preference::category_wire(&news, &prefs, true));
+        let hidden = view_json(&CategoryView::of(&news, &prefs, false));
+        assert!(hidden["channels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["channel"] != "email"));
+    }
+
+    #[test]
+    fn bulk_bodies_are_parsed() {
+        let ok = bulk_change(&json!({
+            "distinct_ids": ["ada", "bob"],
+            "categories": [{"category": "news", "preference": "opt_out"}],
+            "channel_preferences": [],
+        }))
+        .unwrap();
+        assert_eq!(
+            ok,
+            BulkChange::new(
+                BulkUsers::new(vec![
+                    DistinctId::parse("ada").unwrap(),
+                    DistinctId::parse("bob").unwrap()
+                ])
+                .unwrap(),
+                vec![("news".into(), ChoiceRequest::new(Choice::OptOut))],
+                Some(vec![]),
+            )
+            .unwrap()
+        );
+        let many: Vec<String> = (0..1001).map(|i| format!("u{i}")).collect();
+        for (body, field) in [
+            (json!({"categories": []}), "distinct_ids"),
+            (
+                json!({"distinct_ids": [], "channel_preferences": []}),
+                "distinct_ids",
+            ),
+            (
+                json!({"distinct_ids": many, "channel_preferences": []}),
+                "distinct_ids",
+            ),
+            (json!({"distinct_ids": ["a", 3]}), "distinct_ids[1]"),
+            (json!({"distinct_ids": ["a", ""]}), "distinct_ids[1]"),
+            (json!({"distinct_ids": ["a"]}), "categories"),
+            (
+                json!({"distinct_ids": ["a"], "categories": {}}),
+                "categories",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "categories": [{"preference": "opt_in"}]}),
+                "categories[0].category",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "categories": [{"category": "n", "preference": "no"}]}),
+                "categories[0].preference",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "categories": [{"category": "n", "preference": "opt_in", "x": 1}]}),
+                "categories[0].x",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "categories": [{"category": "n", "preference": "opt_in", "opt_out_channels": ["fax"]}]}),
+                "categories[0].opt_out_channels[0]",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "channel_preferences": null}),
+                "channel_preferences",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "channel_preferences": [{"channel": "sms", "is_restricted": 1}]}),
+                "channel_preferences[0].is_restricted",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "pad": "x".repeat(20_000)}),
+                "pad",
+            ),
+        ] {
+            assert_eq!(bulk_change(&body).unwrap_err().field, field, "{body}");
+        }
+        let r =
+            bulk_reset_request(&json!({"distinct_ids": ["a"], "reset_categories": true})).unwrap();
+        assert_eq!(
+            r,
+            BulkReset::new(
+                BulkUsers::new(vec![DistinctId::parse("a").unwrap()]).unwrap(),
+                false,
+                true
+            )
+            .unwrap()
+        );
+        for (body, field) in [
+            (json!({"distinct_ids": ["a"]}), "reset_categories"),
+            (
+                json!({"distinct_ids": ["a"], "reset_categories": false, "reset_channel_preferences": null}),
+                "reset_categories",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "reset_categories": "yes"}),
+                "reset_categories",
+            ),
+            (
+                json!({"distinct_ids": ["a"], "reset_categories": true, "extra": true}),
+                "extra",
+            ),
+        ] {
+            assert_eq!(
+                bulk_reset_request(&body).unwrap_err().field,
+                field,
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn bulk_results_hide_storage_faults() {
+        use herald_core::service::Error;
+        use herald_core::store::StoreError;
+        let id = |s: &str| DistinctId::parse(s).unwrap();
+        let outcome = BulkOutcome {
+            results: vec![
+                (id("ada"), Ok(())),
+                (
+                    id("ghost"),
+                    Err(UserFailure::Refused(
+                        Error::user_not_found("ghost").to_string(),
+                    )),
+                ),
+                (
+                    id("bob"),
+                    Err(UserFailure::Internal(Error::Store(StoreError::Internal(
+                        "disk I/O error at /var/lib/herald/db".into(),
+                    )))),
+                ),
+            ],
+        };
+        assert_eq!(
+            bulk_json(&outcome),
+            json!({"success": false, "failed": 2, "results": [
+                {"distinct_id": "ada", "status": "success"},
+                {"distinct_id": "ghost", "status": "error", "error": "user [distinct_id: 'ghost'] not found"},
+                {"distinct_id": "bob", "status": "error", "error": "internal error"},
+            ]})
+        );
+    }
+
+    #[test]
+    fn categories_are_parsed_and_patched() {
+        let c = parse_category(&json!({"category": "product-updates", "name": "Product updates", "section": "Marketing", "default_preference": "opt_out", "locked_channels": ["inbox"]})).unwrap();
+        assert_eq!(
+            (c.slug.as_str(), c.default_preference, c.section.as_deref()),
+            (
+                "product-updates",
+                DefaultPreference::OptOut,
+                Some("Marketing")
+            )
+        );
+        assert_eq!(parse_category(&json!({"slug": "b"})).unwrap().slug, "b");
+        for (body, field) in [
+            (json!({"name": "x"}), "category"),
+            (json!({"category": "Bad Slug"}), "category"),
+            (
+                json!({"category": "a", "default_preference": "sometimes"}),
+                "default_preference",
+            ),
+            (
+                json!({"category": "a", "locked_channels": ["fax"]}),
+                "locked_channels[0]",
+            ),
+            (json!({"category": "a", "colour": "red"}), "colour"),
+            (json!({"category": "a", "name": 3}), "name"),
+            (json!({"category": "a", "name": "x".repeat(101)}), "name"),
+            (json!({"category": "a", "visible": "no"}), "visible"),
+            (json!("a"), ""),
+        ] {
+            assert_eq!(parse_category(&body).unwrap_err().field, field, "{body}");
+        }
+        let c = c
+            .patched(
+                parse_category_patch(
+                    &json!({"default_preference": "mandatory", "visible": false, "section": null}),
+                )
+                .unwrap(),
+            )
+            .unwrap();
+        assert_eq!(
+            (c.default_preference, c.visible, c.section),
+            (DefaultPreference::Mandatory, false, None)
+        );
+        assert_eq!(
+            parse_category_patch(&json!({"category": "other"}))
+                .unwrap_err()
+                .field,
+            "category"
+        );
+    }
 }

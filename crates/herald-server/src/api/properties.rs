@@ -7,14 +7,103 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_core::property::{self, Property, PropertyAttributes, PropertyDeclaration};
 use herald_core::service::properties;
-use serde_json::{json, Value};
+use herald_core::Invalid;
+use serde_json::{json, Map, Value};
+
+/// One property: the wire's registry entry.
+fn property_json(p: &Property) -> Value {
+    let r = &p.record;
+    json!({
+        "key": r.key,
+        "kind": r.kind,
+        "label": r.label,
+        "description": r.description,
+        "show_in_table": r.show_in_table,
+        "type": r.declared_type,
+        "observed_types": p.observed_types(),
+        "types": p.types(),
+        "declared": r.declared,
+        "created_at": r.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "profiles": p.profiles,
+    })
+}
+
+fn object(body: &Value) -> Result<&Map<String, Value>, Invalid> {
+    body.as_object()
+        .ok_or_else(|| Invalid::new("", "the body must be a JSON object"))
+}
+
+/// `label`, `description`, `show_in_table`, in the order sent; with `strict`, any other key is
+/// refused, else skipped.
+fn attributes(obj: &Map<String, Value>, strict: bool) -> Result<PropertyAttributes, Invalid> {
+    let mut a = PropertyAttributes::default();
+    for (k, v) in obj {
+        let text = || {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Invalid::new(k.as_str(), "must be a string"))
+        };
+        match k.as_str() {
+            "label" => a.label = Some(text()?),
+            "description" => a.description = Some(text()?),
+            "show_in_table" => {
+                a.show_in_table = Some(
+                    v.as_bool()
+                        .ok_or_else(|| Invalid::new(k.as_str(), "must be true or false"))?,
+                )
+            }
+            _ if strict => {
+                return Err(Invalid::new(
+                    k.as_str(),
+                    "cannot be changed (label, description and show_in_table can)",
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(a)
+}
+
+/// `POST /v1/property/`: `{key, type?, label?, description?, show_in_table?}`.
+fn parse_declaration(body: &Value) -> Result<PropertyDeclaration, Invalid> {
+    let obj = object(body)?;
+    let key = obj
+        .get("key")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Invalid::new("key", "is required: the property's key, a string"))?;
+    let declared_type = match obj.get("type") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(other) => return Err(property::not_a_type(other)),
+    };
+    if let Some(unknown) = obj
+        .keys()
+        .find(|k| !["key", "type", "label", "description", "show_in_table"].contains(&k.as_str()))
+    {
+        return Err(Invalid::new(
+            unknown.as_str(),
+            "is not a property attribute",
+        ));
+    }
+    Ok(PropertyDeclaration {
+        key: key.to_owned(),
+        declared_type,
+        attributes: attributes(obj, false)?,
+    })
+}
+
+/// `PATCH /v1/property/{key}/`: any of `label`, `description`, `show_in_table`.
+fn parse_patch(body: &Value) -> Result<PropertyAttributes, Invalid> {
+    attributes(object(body)?, true)
+}
 
 pub async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let all = properties::list(app.store.as_ref(), &caller.ctx()).await?;
     Ok(Json(json!({
         "meta": { "count": all.len() },
-        "results": all.iter().map(|p| p.to_wire()).collect::<Vec<_>>(),
+        "results": all.iter().map(property_json).collect::<Vec<_>>(),
     })))
 }
 
@@ -24,7 +113,7 @@ pub async fn get(
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let p = properties::get(app.store.as_ref(), &caller.ctx(), &key).await?;
-    Ok(Json(p.to_wire()))
+    Ok(Json(property_json(&p)))
 }
 
 pub async fn declare(
@@ -32,8 +121,9 @@ pub async fn declare(
     caller: Caller,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let p = properties::declare(app.store.as_ref(), &caller.ctx(), &body).await?;
-    Ok((StatusCode::CREATED, Json(p.to_wire())).into_response())
+    let declaration = parse_declaration(&body)?;
+    let p = properties::declare(app.store.as_ref(), &caller.ctx(), declaration).await?;
+    Ok((StatusCode::CREATED, Json(property_json(&p))).into_response())
 }
 
 pub async fn update(
@@ -42,8 +132,9 @@ pub async fn update(
     Path(key): Path<String>,
     JsonBody(body, _): JsonBody,
 ) -> Result<Json<Value>, ApiError> {
-    let p = properties::update(app.store.as_ref(), &caller.ctx(), &key, &body).await?;
-    Ok(Json(p.to_wire()))
+    let attributes = parse_patch(&body)?;
+    let p = properties::update(app.store.as_ref(), &caller.ctx(), &key, attributes).await?;
+    Ok(Json(property_json(&p)))
 }
 
 pub async fn delete(
@@ -53,4 +144,87 @@ pub async fn delete(
 ) -> Result<StatusCode, ApiError> {
     properties::delete(app.store.as_ref(), &caller.ctx(), &key).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+
+    #[test]
+    fn declarations_are_parsed() {
+        let ok = parse_declaration(
+            &json!({"key": "plan", "type": "string", "label": "Plan", "show_in_table": true}),
+        )
+        .unwrap()
+        .into_record(Utc::now())
+        .unwrap();
+        assert_eq!(
+            (
+                ok.declared,
+                ok.declared_type.as_deref(),
+                ok.show_in_table,
+                ok.label.as_str()
+            ),
+            (true, Some("string"), true, "Plan")
+        );
+        for (body, field) in [
+            (json!({"type": "string"}), "key"),
+            (json!({"key": 3}), "key"),
+            (json!({"key": "$plan"}), "key"),
+            (json!({"key": "ss_plan"}), "key"),
+            (json!({"key": "name"}), "key"),
+            (json!({"key": "plan", "type": "date"}), "type"),
+            (json!({"key": "plan", "type": 3}), "type"),
+            (
+                json!({"key": "plan", "show_in_table": "yes"}),
+                "show_in_table",
+            ),
+            (json!({"key": "plan", "label": "x".repeat(101)}), "label"),
+            (json!({"key": "plan", "colour": "red"}), "colour"),
+            (json!(["plan"]), ""),
+        ] {
+            let err = parse_declaration(&body)
+                .and_then(|d| d.into_record(Utc::now()))
+                .unwrap_err();
+            assert_eq!(err.field, field, "{body}");
+        }
+        assert_eq!(
+            parse_declaration(&json!({"key": "plan", "type": 3}))
+                .unwrap_err()
+                .rule,
+            "3 is not a type (string, number, boolean, object, array, datetime)"
+        );
+        assert_eq!(
+            parse_patch(&json!({"key": "other"})).unwrap_err().field,
+            "key"
+        );
+        assert_eq!(
+            parse_patch(&json!({"label": "Plan", "show_in_table": false})).unwrap(),
+            PropertyAttributes {
+                label: Some("Plan".into()),
+                description: None,
+                show_in_table: Some(false)
+            }
+        );
+    }
+
+    #[test]
+    fn properties_render_as_before() {
+        let mut record = property::discovered("plan", 0, chrono::DateTime::<Utc>::UNIX_EPOCH);
+        record.declared = true;
+        record.declared_type = Some("string".into());
+        let p = Property {
+            record,
+            profiles: 2,
+        };
+        assert_eq!(
+            serde_json::to_string(&property_json(&p)).unwrap(),
+            concat!(
+                r#"{"key":"plan","kind":"custom","label":"plan","description":"","#,
+                r#""show_in_table":false,"type":"string","observed_types":[],"types":["string"],"#,
+                r#""declared":true,"created_at":"1970-01-01T00:00:00.000Z","profiles":2}"#
+            )
+        );
+    }
 }

@@ -1,6 +1,11 @@
 //! `herald copy`: everything one database holds arrives in another, across backends.
 
 use super::*;
+use herald_core::channel::Channel;
+use herald_core::preference::{
+    Category, CategoryAttributes, Choice, ChoiceRequest, DefaultPreference,
+};
+use herald_core::property::{PropertyAttributes, PropertyDeclaration};
 use herald_core::service::{copy, preferences, properties};
 use serde_json::Value;
 
@@ -19,17 +24,30 @@ async fn populate(store: &dyn Store) {
         );
         store.insert_credentials(&new.credentials).await.unwrap();
         let c = ctx(env);
-        preferences::create_category(
-            store,
-            &c,
-            &json!({"category": "news", "name": "News", "section": "Marketing", "default_preference": "opt_out", "locked_channels": ["inbox"]}),
+        let news = Category::declare(
+            "news",
+            CategoryAttributes {
+                name: Some("News".into()),
+                section: Some(Some("Marketing".into())),
+                default_preference: Some(DefaultPreference::OptOut),
+                locked_channels: Some([Channel::Inbox].into()),
+                ..CategoryAttributes::default()
+            },
         )
-        .await
         .unwrap();
+        preferences::create_category(store, &c, news).await.unwrap();
         properties::declare(
             store,
             &c,
-            &json!({"key": "signup_source", "type": "string", "label": "Signup source", "show_in_table": true}),
+            PropertyDeclaration {
+                key: "signup_source".into(),
+                declared_type: Some("string".into()),
+                attributes: PropertyAttributes {
+                    label: Some("Signup source".into()),
+                    description: None,
+                    show_in_table: Some(true),
+                },
+            },
         )
         .await
         .unwrap();
@@ -37,7 +55,11 @@ async fn populate(store: &dyn Store) {
             store,
             &c,
             "country",
-            &json!({"show_in_table": true, "label": "Land"}),
+            PropertyAttributes {
+                show_in_table: Some(true),
+                label: Some("Land".into()),
+                description: None,
+            },
         )
         .await
         .unwrap();
@@ -73,7 +95,11 @@ async fn populate(store: &dyn Store) {
             &c,
             &id(&format!("{env}-0002")),
             "news",
-            &json!({"preference": "opt_in", "opt_out_channels": ["sms"]}),
+            ChoiceRequest {
+                preference: Choice::OptIn,
+                opt_out_channels: Some([Channel::Sms].into()),
+                opt_in_channels: Default::default(),
+            },
         )
         .await
         .unwrap();
@@ -122,7 +148,17 @@ async fn everything(store: &dyn Store, env: Env) -> Value {
         .await
         .unwrap()
         .iter()
-        .map(|p| p.to_wire())
+        .map(|p| {
+            let r = &p.record;
+            json!({
+                "key": r.key, "kind": r.kind.as_str(), "label": r.label,
+                "description": r.description, "show_in_table": r.show_in_table,
+                "type": r.declared_type, "types": p.types(), "observed_types": p.observed_types(),
+                "declared": r.declared,
+                "created_at": r.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "profiles": p.profiles,
+            })
+        })
         .collect();
     let categories: Vec<Value> = preferences::list_categories(store, &c)
         .await

@@ -5,7 +5,7 @@ use crate::{backends, ctx, edit, id};
 use herald_core::filter::Filter;
 use herald_core::index::presence;
 use herald_core::listing::{Count, ListQuery, Page, PagePosition, Sort};
-use herald_core::property::PropertyRecord;
+use herald_core::property::{PropertyAttributes, PropertyDeclaration, PropertyRecord};
 use herald_core::service::{profiles, properties};
 use herald_core::store::Store;
 use herald_core::{Env, EnvScope, Profile};
@@ -306,7 +306,14 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
         let declared = properties::declare(
             store,
             &c,
-            &json!({"key": "plan", "type": "string", "label": "Plan"}),
+            PropertyDeclaration {
+                key: "plan".into(),
+                declared_type: Some("string".into()),
+                attributes: PropertyAttributes {
+                    label: Some("Plan".into()),
+                    ..Default::default()
+                },
+            },
         )
         .await
         .unwrap();
@@ -316,7 +323,16 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
             "{}",
             b.name
         );
-        let again = properties::declare(store, &c, &json!({"key": "plan"})).await;
+        let again = properties::declare(
+            store,
+            &c,
+            PropertyDeclaration {
+                key: "plan".into(),
+                declared_type: None,
+                attributes: PropertyAttributes::default(),
+            },
+        )
+        .await;
         assert!(
             matches!(again, Err(herald_core::service::Error::Conflict(_))),
             "{}",
@@ -326,7 +342,11 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
             store,
             &c,
             "plan",
-            &json!({"show_in_table": true, "description": "Billing plan"}),
+            PropertyAttributes {
+                show_in_table: Some(true),
+                description: Some("Billing plan".into()),
+                label: None,
+            },
         )
         .await
         .unwrap();
@@ -341,7 +361,11 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
             b.name
         );
         // A built-in changes visibility but cannot be deleted.
-        let country = properties::update(store, &c, "country", &json!({"show_in_table": true}))
+        let shown_only = PropertyAttributes {
+            show_in_table: Some(true),
+            ..Default::default()
+        };
+        let country = properties::update(store, &c, "country", shown_only)
             .await
             .unwrap();
         assert!(country.record.show_in_table, "{}", b.name);
