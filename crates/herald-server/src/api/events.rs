@@ -9,7 +9,22 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::service::{events, limits};
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+#[utoipa::path(
+    post,
+    path = "/event",
+    operation_id = "ingestEvents",
+    tag = "events",
+    summary = "Identity events (asynchronous edits)",
+    description = "One identity event or an array of up to 400, each at most 10 KB (measured as compact JSON). Every event is validated before any is applied: one malformed event refuses the whole call (400, `field` prefixed with the event's index, also for a single object: `[0].env`). Valid events then apply in order, each all or nothing. An event whose `$insert_id` was already applied in this environment within 24 hours is acknowledged and not applied again. Track events (`event` without `$user_operations`) are refused.",
+    request_body(content = Object, example = json!({"$schema": "2", "$insert_id": "0b9e6f3c-5b7e-4f43-9d1e-6b1f2f7d9a01", "$time": 1_795_908_108_000_i64, "env": "hk_test_kHdqdnTA4rujTdGOlmchNr6I", "distinct_id": "ada", "$user_operations": [{"$add": {"logins": 1}}, {"$append": {"$email": "ada@work.example"}}], "properties": {"$ss_sdk_version": "suprsend-py-sdk/0.20.0"}})),
+    responses(
+        (status = 202, description = "Accepted. A single object answers {\"status\": \"success\"} (its failure is the call's failure, with that event's status). An array answers a status of success, partial or fail and one record per event, in order.", body = Object, example = json!({"status": "partial", "records": [{"status": "success", "status_code": 202}, {"status": "error", "status_code": 400, "error": {"type": "validation_error", "message": "[1].$user_operations[0].$append.age: cannot append: the property is a number, not a list"}}]})),
+        (status = 400, description = "Not an object or array, an empty array, an event without $user_operations (or a track event), a missing distinct_id, an `env` of another workspace, a bad $insert_id, an invalid operation; for a single object, also an operation that cannot apply.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "[0].env: must be the workspace key of the key that signs the request", "detail": "[0].env: must be the workspace key of the key that signs the request", "field": "[0].env", "error": {"type": "validation_error", "message": "[0].env: must be the workspace key of the key that signs the request"}})),
+        (status = 413, description = "More than 400 events, an event over 10 KB, or a body over 2 MiB.", body = crate::api::doc::ErrorBody, example = json!({"code": 413, "error_code": "payload_too_large", "type": "PayloadTooLarge", "message": "at most 400 events per call, got 401", "detail": "at most 400 events per call, got 401", "field": null, "error": {"type": "payload_too_large", "message": "at most 400 events per call, got 401"}}))
+    )
+)]
 /// Every event is validated before any is applied: a malformed one rejects the whole call and
 /// changes nothing. Valid events are then applied in order, each all or nothing; the reply lists
 /// each one's outcome.
@@ -83,4 +98,9 @@ pub async fn ingest(
         Json(json!({ "status": status, "records": records })),
     )
         .into_response())
+}
+
+/// `/event`, with its documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(ingest))
 }

@@ -22,6 +22,7 @@ use herald_core::{DistinctId, EnvScope, Profile};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 const SECRET_NAME: &str = "preference_links";
 const DEFAULT_DAYS: i64 = 30;
@@ -115,6 +116,23 @@ pub async fn copy_link_secret(
     Ok(to.server_secret(SECRET_NAME, &secret).await? == secret)
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/user/{id}/preference/link",
+    operation_id = "preferenceLink",
+    tag = "preferences",
+    summary = "Mint a hosted preference page link",
+    description = "A signed, expiring link to a page where this user, without logging in, sees and changes their own preferences. Anyone holding the link can, until it expires, the user's links are revoked (DELETE on this path) or the user is deleted. The URL starts with the public_url option.",
+    params(
+        crate::api::doc::UserPath
+    ),
+    request_body(content = Option<Object>, example = json!({"expires_in_days": 7})),
+    responses(
+        (status = 201, description = "The link.", body = Object, example = json!({"url": "https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "token": "eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "expires_at": "2026-12-05T23:24:16.196280731+00:00"})),
+        (status = 400, description = "expires_in_days is not a whole number from 1 to 365.", body = crate::api::doc::ErrorBody),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 /// `POST /v1/user/{id}/preference/link/` with optional `{"expires_in_days": 1..=365}` (default 30).
 pub async fn mint(
     State(app): State<App>,
@@ -229,6 +247,22 @@ fn refused(e: LinkError) -> Response {
     )
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/user/{id}/preference/link",
+    operation_id = "revokePreferenceLinks",
+    tag = "preferences",
+    summary = "Revoke the user's hosted preference page links",
+    description = "Every preference link minted for this user so far stops opening (the profile's link epoch is bumped); links minted afterwards work. Links also stop opening when the user is deleted, even if a user with the same distinct_id is created again.",
+    params(
+        crate::api::doc::UserPath
+    ),
+    responses(
+        (status = 204, description = "Revoked; no body."),
+        (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody),
+        (status = 404, description = "No such user.", body = crate::api::doc::ErrorBody)
+    )
+)]
 /// `DELETE /v1/user/{id}/preference/link/`: every preference link minted for the user so far
 /// stops opening (the profile's link epoch is bumped). Links minted afterwards work.
 pub async fn revoke(
@@ -367,6 +401,23 @@ async fn show(app: &App, ctx: &Ctx, id: &DistinctId, saved: bool) -> Response {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/preferences/{token}",
+    operation_id = "preferencePage",
+    tag = "preferences",
+    summary = "The hosted preference page",
+    description = "HTML, no login. Sent with Cache-Control: no-store, Referrer-Policy: no-referrer, a strict Content-Security-Policy and X-Frame-Options: DENY.",
+    params(
+        ("token" = String, Path, description = "The token of a link minted by POST /v1/user/{distinct_id}/preference/link/."),
+        ("saved" = Option<String>, Query, description = "1 shows the 'saved' notice.")
+    ),
+    responses(
+        (status = 200, description = "The page.", body = String, content_type = "text/html"),
+        (status = 404, description = "The link is not valid (altered, or the user is gone); an HTML page with no data.", body = String, content_type = "text/html"),
+        (status = 410, description = "The link has expired; an HTML page with no data.", body = String, content_type = "text/html")
+    )
+)]
 /// `GET /preferences/{token}`.
 pub async fn view(
     State(app): State<App>,
@@ -383,6 +434,24 @@ pub async fn view(
     show(&app, &ctx, &id, saved).await
 }
 
+#[utoipa::path(
+    post,
+    path = "/preferences/{token}",
+    operation_id = "savePreferencePage",
+    tag = "preferences",
+    summary = "Save the hosted preference page's form",
+    description = "The whole state is taken from the form: every visible, non-mandatory category and every channel the user has is set. Recorded in history with the actor preference_page.",
+    params(
+        ("token" = String, Path, description = "The token of a link minted by POST /v1/user/{distinct_id}/preference/link/.")
+    ),
+    request_body(content = Option<Object>, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Saved; Location: /preferences/{token}?saved=1."),
+        (status = 400, description = "A change the categories do not allow (HTML).", body = String, content_type = "text/html"),
+        (status = 404, description = "The link is not valid (HTML).", body = String, content_type = "text/html"),
+        (status = 410, description = "The link has expired (HTML).", body = String, content_type = "text/html")
+    )
+)]
 /// `POST /preferences/{token}`: the form. Unticked boxes are absent from a form post, so the whole
 /// state is derived from what is present: every visible, non-mandatory category and every offered
 /// channel is set. Then back to the page (post/redirect/get).
@@ -499,4 +568,14 @@ pub async fn save(
         Err(herald_core::service::Error::NotFound { .. }) => refused(LinkError::Invalid),
         Err(e) => ApiError::from(e).into_response(),
     }
+}
+
+/// The authenticated link endpoints, with their documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(mint, revoke))
+}
+
+/// The public page the links open, with its documentation.
+pub fn page_router() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(view, save))
 }

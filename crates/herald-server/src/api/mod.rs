@@ -1,6 +1,7 @@
 //! The HTTP API: SuprSend's wire surface plus Herald's additions in the same style.
 
 pub mod auth;
+pub mod doc;
 pub mod error;
 mod events;
 pub mod hosted;
@@ -15,88 +16,30 @@ use auth::{Caller, RawTarget};
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{StatusCode, Uri};
-use axum::routing::{delete, get, patch, post};
-use axum::Router;
+use axum::{Extension, Router};
 use chrono::Utc;
 use error::ApiError;
 use herald_core::service::Ctx;
 use herald_core::DistinctId;
 use serde_json::Value;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
-/// All routes. Paths are matched without their trailing slash (see [`normalize`]).
+/// All routes, each registered with its documentation (see [`documented_routes`]). Paths are
+/// matched without their trailing slash (see [`normalize`]).
 pub fn router(app: App) -> Router {
-    let authenticated = Router::new()
-        .route("/v1/user", get(users::list))
-        .route(
-            "/v1/user/{id}",
-            get(users::get)
-                .post(users::upsert)
-                .patch(users::edit)
-                .delete(users::delete),
-        )
-        .route("/v1/user/{id}/status", patch(users::set_status))
-        .route("/v1/user/{id}/merge", post(users::merge))
-        .route("/v1/user/{id}/history", get(users::history))
-        .route("/v1/user/{id}/export", get(users::export))
-        .route("/v1/bulk/user", delete(users::bulk_delete))
-        .route(
-            "/v1/category",
-            get(preferences::list_categories).post(preferences::create_category),
-        )
-        .route(
-            "/v1/category/{slug}",
-            get(preferences::get_category)
-                .patch(preferences::update_category)
-                .delete(preferences::delete_category),
-        )
-        .route("/v1/user/{id}/preference", get(preferences::full))
-        .route(
-            "/v1/user/{id}/preference/category",
-            get(preferences::user_categories),
-        )
-        .route(
-            "/v1/user/{id}/preference/category/{category}",
-            get(preferences::user_category).patch(preferences::choose_category),
-        )
-        .route(
-            "/v1/user/{id}/preference/channel_preference",
-            get(preferences::channels).patch(preferences::restrict_channels),
-        )
-        .route(
-            "/v1/user/{id}/preference/link",
-            post(hosted::mint).delete(hosted::revoke),
-        )
-        .route("/v1/user/{id}/preview", post(templates::preview))
-        .route(
-            "/v1/bulk/subscriber/preference",
-            patch(preferences::bulk_update),
-        )
-        .route(
-            "/v1/bulk/subscriber/preference/reset",
-            patch(preferences::bulk_reset),
-        )
-        .route(
-            "/v1/property",
-            get(properties::list).post(properties::declare),
-        )
-        .route(
-            "/v1/property/{key}",
-            get(properties::get)
-                .patch(properties::update)
-                .delete(properties::delete),
-        )
-        .route("/event", post(events::ingest))
-        .layer(axum::middleware::from_fn_with_state(
+    let (authenticated, public, doc) = documented_routes();
+    let doc = meta::OpenApiJson(
+        serde_json::to_string(&doc)
+            .expect("the OpenAPI document serializes")
+            .into(),
+    );
+    Router::new()
+        .merge(authenticated.layer(axum::middleware::from_fn_with_state(
             app.clone(),
             auth::authenticate,
-        ));
-    Router::new()
-        .merge(authenticated)
-        .route("/preferences/{token}", get(hosted::view).post(hosted::save))
-        .route("/healthz", get(meta::healthz))
-        .route("/readyz", get(meta::readyz))
-        .route("/metrics", get(meta::metrics))
-        .route("/openapi.json", get(meta::openapi))
+        )))
+        .merge(public)
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -105,6 +48,7 @@ pub fn router(app: App) -> Router {
                 "this endpoint does not accept that method",
             )
         })
+        .layer(Extension(doc))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             meta::record_metrics,
@@ -113,6 +57,30 @@ pub fn router(app: App) -> Router {
             app.config.limits.max_body_bytes,
         ))
         .with_state(app)
+}
+
+/// The routes needing credentials, the public ones, and the OpenAPI document of both: each
+/// resource module registers its handlers with their `#[utoipa::path]` documentation, so a route
+/// cannot be served undocumented nor documented unserved.
+pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenApi) {
+    let (authenticated, mut secured) = OpenApiRouter::new()
+        .merge(users::router())
+        .merge(events::router())
+        .merge(properties::router())
+        .merge(preferences::router())
+        .merge(hosted::router())
+        .merge(templates::router())
+        .split_for_parts();
+    let (public, mut open) = OpenApiRouter::new()
+        .merge(hosted::page_router())
+        .merge(meta::router())
+        .split_for_parts();
+    doc::secured(&mut secured);
+    doc::public(&mut open);
+    let mut document = doc::ApiDoc::openapi();
+    document.merge(secured);
+    document.merge(open);
+    (authenticated, public, document)
 }
 
 /// Runs before routing: remembers the raw target for signature checks, then drops a trailing

@@ -21,6 +21,8 @@ use herald_core::service::preferences::{
 use herald_core::Invalid;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 // ---- The wire, rendered ----------------------------------------------------------------------
 
@@ -443,6 +445,16 @@ impl PreferenceQuery {
     }
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/category",
+    operation_id = "listCategories",
+    tag = "preferences",
+    summary = "Notification categories",
+    responses(
+        (status = 200, description = "All categories of the environment.", body = Object)
+    )
+)]
 pub async fn list_categories(
     State(app): State<App>,
     caller: Caller,
@@ -454,6 +466,19 @@ pub async fn list_categories(
     })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/category",
+    operation_id = "createCategory",
+    tag = "preferences",
+    summary = "Create a category",
+    request_body(content = Object, example = json!({"category": "newsletter", "name": "Newsletter", "section": "Marketing", "default_preference": "opt_in"})),
+    responses(
+        (status = 201, description = "The category.", body = crate::api::preferences::CategoryDefinition, example = json!({"category": "newsletter", "name": "Newsletter", "description": "", "section": "Marketing", "default_preference": "opt_in", "locked_channels": [], "visible": true})),
+        (status = 400, description = "A bad slug or attribute, or an unknown attribute.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)", "detail": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)", "field": "category", "error": {"type": "validation_error", "message": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)"}})),
+        (status = 409, description = "The slug exists already.", body = crate::api::doc::ErrorBody, example = json!({"code": 409, "error_code": "conflict", "type": "Conflict", "message": "category: category 'newsletter' exists already; change it with PATCH", "detail": "category: category 'newsletter' exists already; change it with PATCH", "field": "category", "error": {"type": "conflict", "message": "category: category 'newsletter' exists already; change it with PATCH"}}))
+    )
+)]
 pub async fn create_category(
     State(app): State<App>,
     caller: Caller,
@@ -464,6 +489,20 @@ pub async fn create_category(
     Ok((StatusCode::CREATED, Json(category_json(&c))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/category/{slug}",
+    operation_id = "getCategory",
+    tag = "preferences",
+    summary = "One category",
+    params(
+        ("slug" = String, Path, description = "The category slug.")
+    ),
+    responses(
+        (status = 200, description = "The category.", body = crate::api::preferences::CategoryDefinition, example = json!({"category": "newsletter", "name": "Newsletter", "description": "", "section": "Marketing", "default_preference": "opt_in", "locked_channels": [], "visible": true})),
+        (status = 404, description = "No such category.", body = crate::api::doc::ErrorBody, example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "category 'nope' not found", "detail": "category 'nope' not found", "field": null, "error": {"type": "not_found", "message": "category 'nope' not found"}}))
+    )
+)]
 pub async fn get_category(
     State(app): State<App>,
     caller: Caller,
@@ -473,6 +512,23 @@ pub async fn get_category(
     Ok(Json(category_json(&c)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/category/{slug}",
+    operation_id = "updateCategory",
+    tag = "preferences",
+    summary = "Change a category",
+    description = "Any of name, description, section, default_preference, locked_channels, visible.",
+    params(
+        ("slug" = String, Path, description = "The category slug.")
+    ),
+    request_body(content = crate::api::preferences::CategoryDefinition, example = json!({"description": "Monthly news"})),
+    responses(
+        (status = 200, description = "The category.", body = crate::api::preferences::CategoryDefinition),
+        (status = 400, response = crate::api::doc::BadRequest),
+        (status = 404, description = "No such category.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn update_category(
     State(app): State<App>,
     caller: Caller,
@@ -485,6 +541,21 @@ pub async fn update_category(
     Ok(Json(category_json(&c)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/category/{slug}",
+    operation_id = "deleteCategory",
+    tag = "preferences",
+    summary = "Delete a category",
+    description = "Users' choices for it stay on their profiles, inert.",
+    params(
+        ("slug" = String, Path, description = "The category slug.")
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such category.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn delete_category(
     State(app): State<App>,
     caller: Caller,
@@ -494,6 +565,25 @@ pub async fn delete_category(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/preference",
+    operation_id = "userPreferences",
+    tag = "preferences",
+    summary = "A user's full preferences",
+    description = "Visible categories grouped by section (sections ordered by name, the unnamed first), and the global channel restrictions.",
+    params(
+        crate::api::doc::UserPath,
+        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
+        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+    ),
+    responses(
+        (status = 200, description = "Sections and channels.", body = Object),
+        (status = 400, description = "show_opt_out_channels is not true or false.", body = crate::api::doc::ErrorBody),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn full(
     State(app): State<App>,
     caller: Caller,
@@ -511,6 +601,26 @@ pub async fn full(
     Ok(Json(user_view_json(&v)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/preference/category",
+    operation_id = "userCategories",
+    tag = "preferences",
+    summary = "A user's categories, by offset",
+    params(
+        crate::api::doc::UserPath,
+        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
+        ("limit" = Option<i64>, Query, description = "0-1000, default 100."),
+        ("offset" = Option<i64>, Query, description = "Default 0."),
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
+        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+    ),
+    responses(
+        (status = 200, description = "A page of visible categories.", body = Object),
+        (status = 400, description = "A query parameter does not parse.", body = crate::api::doc::ErrorBody),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn user_categories(
     State(app): State<App>,
     caller: Caller,
@@ -534,6 +644,25 @@ fn category_param(params: &HashMap<String, String>) -> String {
     params.get("category").cloned().unwrap_or_default()
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/preference/category/{category}",
+    operation_id = "userCategory",
+    tag = "preferences",
+    summary = "A user's preference for one category",
+    params(
+        crate::api::doc::UserPath,
+        ("category" = String, Path, description = "The category slug."),
+        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
+        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+    ),
+    responses(
+        (status = 200, description = "The category as the user has it.", body = crate::api::preferences::UserCategory, example = json!({"name": "Newsletter", "category": "newsletter", "description": "", "section": "Marketing", "original_preference": "opt_in", "preference": "opt_in", "is_editable": true, "channels": [{"channel": "email", "preference": "opt_in", "is_editable": true}, {"channel": "sms", "preference": "opt_out", "is_editable": true}, {"channel": "whatsapp", "preference": "opt_in", "is_editable": true}, {"channel": "androidpush", "preference": "opt_in", "is_editable": true}, {"channel": "iospush", "preference": "opt_in", "is_editable": true}, {"channel": "webpush", "preference": "opt_in", "is_editable": true}, {"channel": "slack", "preference": "opt_in", "is_editable": true}, {"channel": "ms_teams", "preference": "opt_in", "is_editable": true}, {"channel": "discord", "preference": "opt_in", "is_editable": true}, {"channel": "inbox", "preference": "opt_in", "is_editable": true}]})),
+        (status = 400, description = "A query parameter does not parse.", body = crate::api::doc::ErrorBody),
+        (status = 404, description = "No such user or category.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn user_category(
     State(app): State<App>,
     caller: Caller,
@@ -554,6 +683,26 @@ pub async fn user_category(
     Ok(Json(view_json(&v)))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/user/{id}/preference/category/{category}",
+    operation_id = "chooseCategory",
+    tag = "preferences",
+    summary = "Opt in or out of a category, or of some of its channels",
+    description = "`opt_out_channels` replaces the category's turned-off channels (omitted: kept); `opt_in_channels` turns channels back on. Recorded in history under `$preferences`.",
+    params(
+        crate::api::doc::UserPath,
+        ("category" = String, Path, description = "The category slug."),
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
+        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+    ),
+    request_body(content = Object, example = json!({"preference": "opt_in", "opt_out_channels": ["sms"]})),
+    responses(
+        (status = 202, description = "The category as the user now has it.", body = crate::api::preferences::UserCategory, example = json!({"name": "Newsletter", "category": "newsletter", "description": "", "section": "Marketing", "original_preference": "opt_in", "preference": "opt_in", "is_editable": true, "channels": [{"channel": "email", "preference": "opt_in", "is_editable": true}, {"channel": "sms", "preference": "opt_out", "is_editable": true}, {"channel": "whatsapp", "preference": "opt_in", "is_editable": true}, {"channel": "androidpush", "preference": "opt_in", "is_editable": true}, {"channel": "iospush", "preference": "opt_in", "is_editable": true}, {"channel": "webpush", "preference": "opt_in", "is_editable": true}, {"channel": "slack", "preference": "opt_in", "is_editable": true}, {"channel": "ms_teams", "preference": "opt_in", "is_editable": true}, {"channel": "discord", "preference": "opt_in", "is_editable": true}, {"channel": "inbox", "preference": "opt_in", "is_editable": true}]})),
+        (status = 400, description = "A bad preference or channel, opting out of a mandatory category, or turning off a locked channel.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "preference: 'security' is mandatory: users cannot opt out of it", "detail": "preference: 'security' is mandatory: users cannot opt out of it", "field": "preference", "error": {"type": "validation_error", "message": "preference: 'security' is mandatory: users cannot opt out of it"}})),
+        (status = 404, description = "No such user or category.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn choose_category(
     State(app): State<App>,
     caller: Caller,
@@ -567,6 +716,22 @@ pub async fn choose_category(
     Ok((StatusCode::ACCEPTED, Json(view_json(&v))).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/preference/channel_preference",
+    operation_id = "userChannels",
+    tag = "preferences",
+    summary = "A user's global channel restrictions",
+    params(
+        crate::api::doc::UserPath,
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet).")
+    ),
+    responses(
+        (status = 200, description = "Every channel.", body = crate::api::preferences::ChannelPreferences),
+        (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_id: must not be empty", "detail": "distinct_id: must not be empty", "field": "distinct_id", "error": {"type": "validation_error", "message": "distinct_id: must not be empty"}})),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn channels(
     State(app): State<App>,
     caller: Caller,
@@ -576,6 +741,24 @@ pub async fn channels(
     Ok(Json(json!({"channel_preferences": channels_json(&v)})))
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/user/{id}/preference/channel_preference",
+    operation_id = "restrictChannels",
+    tag = "preferences",
+    summary = "Restrict channels to what cannot be opted out of",
+    description = "Channels not listed keep their setting.",
+    params(
+        crate::api::doc::UserPath,
+        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet).")
+    ),
+    request_body(content = crate::api::preferences::ChannelPreferences, example = json!({"channel_preferences": [{"channel": "sms", "is_restricted": true}]})),
+    responses(
+        (status = 202, description = "Every channel, as now set.", body = crate::api::preferences::ChannelPreferences, example = json!({"channel_preferences": [{"channel": "email", "is_restricted": false}, {"channel": "sms", "is_restricted": true}, {"channel": "whatsapp", "is_restricted": false}, {"channel": "androidpush", "is_restricted": false}, {"channel": "iospush", "is_restricted": false}, {"channel": "webpush", "is_restricted": false}, {"channel": "slack", "is_restricted": false}, {"channel": "ms_teams", "is_restricted": false}, {"channel": "discord", "is_restricted": false}, {"channel": "inbox", "is_restricted": false}]})),
+        (status = 400, response = crate::api::doc::BadRequest),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn restrict_channels(
     State(app): State<App>,
     caller: Caller,
@@ -593,6 +776,20 @@ pub async fn restrict_channels(
         .into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/bulk/subscriber/preference",
+    operation_id = "bulkPreferences",
+    tag = "preferences",
+    summary = "Change preferences of up to 1000 users",
+    description = "The changes are validated once (400, or 404 for an unknown category, and nothing applied), then applied to each user all or nothing.",
+    request_body(content = Object, example = json!({"distinct_ids": ["ada", "ghost"], "categories": [{"category": "newsletter", "preference": "opt_out"}], "channel_preferences": [{"channel": "sms", "is_restricted": true}]})),
+    responses(
+        (status = 202, description = "One result per user.", body = crate::api::preferences::BulkPreferenceResult),
+        (status = 400, response = crate::api::doc::BadRequest),
+        (status = 404, description = "A category that does not exist.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn bulk_update(
     State(app): State<App>,
     caller: Caller,
@@ -603,6 +800,19 @@ pub async fn bulk_update(
     Ok((StatusCode::ACCEPTED, Json(bulk_json(&v))).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/bulk/subscriber/preference/reset",
+    operation_id = "bulkResetPreferences",
+    tag = "preferences",
+    summary = "Reset preferences of up to 1000 users",
+    description = "Back to the categories' defaults and/or unrestricted channels.",
+    request_body(content = Object, example = json!({"distinct_ids": ["ada"], "reset_categories": true, "reset_channel_preferences": true})),
+    responses(
+        (status = 202, description = "One result per user.", body = crate::api::preferences::BulkPreferenceResult, example = json!({"success": true, "failed": 0, "results": [{"distinct_id": "ada", "status": "success"}]})),
+        (status = 400, response = crate::api::doc::BadRequest)
+    )
+)]
 pub async fn bulk_reset(
     State(app): State<App>,
     caller: Caller,
@@ -972,4 +1182,107 @@ mod tests {
             "category"
         );
     }
+}
+
+/// `/v1/category/…`, `/v1/user/{id}/preference/…` and `/v1/bulk/subscriber/preference/…`, with
+/// their documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list_categories, create_category))
+        .routes(routes!(get_category, update_category, delete_category))
+        .routes(routes!(full))
+        .routes(routes!(user_categories))
+        .routes(routes!(user_category, choose_category))
+        .routes(routes!(channels, restrict_channels))
+        .routes(routes!(bulk_update))
+        .routes(routes!(bulk_reset))
+}
+
+/// A category as declared.
+#[derive(ToSchema)]
+#[schema(example = json!({"category": "newsletter", "name": "Newsletter", "description": "", "section": "Marketing", "default_preference": "opt_in", "locked_channels": [], "visible": true}))]
+#[allow(dead_code)] // documents the shape this module renders and reads
+pub struct CategoryDefinition {
+    /// The slug.
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$", required = false)]
+    category: String,
+    /// Defaults to the slug.
+    #[schema(max_length = 100, required = false)]
+    name: String,
+    #[schema(max_length = 1000, required = false)]
+    description: String,
+    #[schema(max_length = 100)]
+    section: Option<String>,
+    /// opt_in, opt_out or mandatory. Default opt_in; cant_unsubscribe is accepted as mandatory.
+    #[schema(required = false)]
+    default_preference: String,
+    /// Channels users may not turn off for this category.
+    #[schema(required = false)]
+    locked_channels: Vec<String>,
+    /// Default true; false applies the category but hides it from users.
+    #[schema(required = false)]
+    visible: bool,
+}
+
+/// A category as one user sees it.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserCategory {
+    name: String,
+    category: String,
+    description: String,
+    section: Option<String>,
+    /// The category's default: opt_in, opt_out or mandatory.
+    original_preference: String,
+    /// opt_in or opt_out.
+    preference: String,
+    /// false for mandatory categories.
+    is_editable: bool,
+    #[schema(required = false)]
+    channels: Vec<UserCategoryChannel>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserCategoryChannel {
+    channel: String,
+    /// opt_in or opt_out.
+    preference: String,
+    is_editable: bool,
+}
+
+/// is_restricted: the channel only receives what cannot be opted out of.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ChannelPreference {
+    channel: String,
+    is_restricted: bool,
+}
+
+#[derive(ToSchema)]
+#[schema(example = json!({"channel_preferences": [{"channel": "email", "is_restricted": false}, {"channel": "sms", "is_restricted": true}]}))]
+#[allow(dead_code)]
+pub struct ChannelPreferences {
+    channel_preferences: Vec<ChannelPreference>,
+}
+
+/// The outcome of a bulk preference call, per user.
+#[derive(ToSchema)]
+#[schema(example = json!({"success": false, "failed": 1, "results": [{"distinct_id": "ada", "status": "success"}, {"distinct_id": "ghost", "status": "error", "error": "user [distinct_id: 'ghost'] not found"}]}))]
+#[allow(dead_code)]
+pub struct BulkPreferenceResult {
+    /// true when every user succeeded.
+    success: bool,
+    failed: i64,
+    results: Vec<BulkUserResult>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkUserResult {
+    distinct_id: String,
+    /// success or error.
+    status: String,
+    #[schema(required = false)]
+    error: String,
 }

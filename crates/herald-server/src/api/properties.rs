@@ -11,6 +11,8 @@ use herald_core::property::{self, Property, PropertyAttributes, PropertyDeclarat
 use herald_core::service::properties;
 use herald_core::Invalid;
 use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// One property: the wire's registry entry.
 fn property_json(p: &Property) -> Value {
@@ -99,6 +101,17 @@ fn parse_patch(body: &Value) -> Result<PropertyAttributes, Invalid> {
     attributes(object(body)?, true)
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/property",
+    operation_id = "listProperties",
+    tag = "properties",
+    summary = "The property registry",
+    description = "General properties, channels, then every custom key a profile has carried or a caller declared, each with the number of profiles carrying it now.",
+    responses(
+        (status = 200, description = "Every property, built-ins first.", body = Object)
+    )
+)]
 pub async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, ApiError> {
     let all = properties::list(app.store.as_ref(), &caller.ctx()).await?;
     Ok(Json(json!({
@@ -107,6 +120,20 @@ pub async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>,
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/property/{key}",
+    operation_id = "getProperty",
+    tag = "properties",
+    summary = "One property",
+    params(
+        ("key" = String, Path, description = "The property key; `$` may be sent as is or as %24.")
+    ),
+    responses(
+        (status = 200, description = "The property.", body = crate::api::properties::PropertyView, example = json!({"key": "plan", "kind": "custom", "label": "plan", "description": "", "show_in_table": false, "type": null, "observed_types": ["string"], "types": ["string"], "declared": false, "created_at": "2026-11-28T23:23:46.226Z", "profiles": 2})),
+        (status = 404, description = "Never seen in this environment.", body = crate::api::doc::ErrorBody, example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "property 'nope' not found", "detail": "property 'nope' not found", "field": null, "error": {"type": "not_found", "message": "property 'nope' not found"}}))
+    )
+)]
 pub async fn get(
     State(app): State<App>,
     caller: Caller,
@@ -116,6 +143,19 @@ pub async fn get(
     Ok(Json(property_json(&p)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/property",
+    operation_id = "declareProperty",
+    tag = "properties",
+    summary = "Declare a custom property",
+    request_body(content = Object, example = json!({"key": "renews_at", "type": "datetime", "label": "Renews at", "description": "Next renewal date", "show_in_table": true})),
+    responses(
+        (status = 201, description = "The property.", body = crate::api::properties::PropertyView, example = json!({"key": "renews_at", "kind": "custom", "label": "Renews at", "description": "Next renewal date", "show_in_table": true, "type": "datetime", "observed_types": [], "types": ["datetime"], "declared": true, "created_at": "2026-11-28T23:24:16.205Z", "profiles": 0})),
+        (status = 400, response = crate::api::doc::BadRequest),
+        (status = 409, description = "The key exists already (change it with PATCH).", body = crate::api::doc::ErrorBody, example = json!({"code": 409, "error_code": "conflict", "type": "Conflict", "message": "key: property 'plan' exists already; change it with PATCH", "detail": "key: property 'plan' exists already; change it with PATCH", "field": "key", "error": {"type": "conflict", "message": "key: property 'plan' exists already; change it with PATCH"}}))
+    )
+)]
 pub async fn declare(
     State(app): State<App>,
     caller: Caller,
@@ -126,6 +166,23 @@ pub async fn declare(
     Ok((StatusCode::CREATED, Json(property_json(&p))).into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/property/{key}",
+    operation_id = "updateProperty",
+    tag = "properties",
+    summary = "Change label, description or table visibility",
+    description = "On custom and built-in properties alike. Any other attribute is a 400.",
+    params(
+        ("key" = String, Path, description = "The property key; `$` may be sent as is or as %24.")
+    ),
+    request_body(content = Object, example = json!({"show_in_table": true})),
+    responses(
+        (status = 200, description = "The property.", body = crate::api::properties::PropertyView),
+        (status = 400, description = "An attribute that cannot be changed, or a bad value.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "type: cannot be changed (label, description and show_in_table can)", "detail": "type: cannot be changed (label, description and show_in_table can)", "field": "type", "error": {"type": "validation_error", "message": "type: cannot be changed (label, description and show_in_table can)"}})),
+        (status = 404, description = "No such property.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn update(
     State(app): State<App>,
     caller: Caller,
@@ -137,6 +194,21 @@ pub async fn update(
     Ok(Json(property_json(&p)))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/property/{key}",
+    operation_id = "deleteProperty",
+    tag = "properties",
+    summary = "Delete an unused custom property",
+    params(
+        ("key" = String, Path, description = "The property key; `$` may be sent as is or as %24.")
+    ),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "No such property.", body = crate::api::doc::ErrorBody),
+        (status = 409, description = "Built in, or still carried by profiles.", body = crate::api::doc::ErrorBody, example = json!({"code": 409, "error_code": "conflict", "type": "Conflict", "message": "key: 2 profile(s) still carry 'plan'; unset it on them first", "detail": "key: 2 profile(s) still carry 'plan'; unset it on them first", "field": "key", "error": {"type": "conflict", "message": "key: 2 profile(s) still carry 'plan'; unset it on them first"}}))
+    )
+)]
 pub async fn delete(
     State(app): State<App>,
     caller: Caller,
@@ -227,4 +299,40 @@ mod tests {
             )
         );
     }
+}
+
+/// `/v1/property/…`, with their documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list, declare))
+        .routes(routes!(get, update, delete))
+}
+
+/// A property of the registry: declared, built in, or observed on profiles.
+#[derive(ToSchema)]
+#[schema(as = Property, example = json!({"key": "plan", "kind": "custom", "label": "plan", "description": "", "show_in_table": false, "type": null, "observed_types": ["string"], "types": ["string"], "declared": false, "created_at": "2026-11-28T23:23:46.226Z", "profiles": 2}))]
+#[allow(dead_code)] // documents the shape this module renders
+pub struct PropertyView {
+    /// A custom key as written on profiles, or a built-in: `name`, `country`, `$timezone`,
+    /// `$preferred_language`, `$locale`, `$status`, `$created_at`, `$updated_at`, a channel key
+    /// (`$email`, ...).
+    key: String,
+    /// general, channel or custom.
+    kind: String,
+    label: String,
+    description: String,
+    show_in_table: bool,
+    /// The declared type, if any: string, number, boolean, object, array or datetime.
+    #[serde(rename = "type")]
+    #[schema(required = true)]
+    declared_type: Option<String>,
+    /// JSON types seen on profiles: string, number, boolean, object, array, null, datetime
+    /// (strings holding an RFC 3339 time).
+    observed_types: Vec<String>,
+    /// Declared and observed types.
+    types: Vec<String>,
+    declared: bool,
+    created_at: Option<String>,
+    /// Profiles carrying it now.
+    profiles: Option<i64>,
 }

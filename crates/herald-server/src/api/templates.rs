@@ -11,6 +11,7 @@ use axum::Json;
 use herald_core::service::profiles;
 use herald_core::template;
 use serde_json::{json, Value};
+use utoipa_axum::{router::OpenApiRouter, routes};
 
 /// Templates larger than this are refused.
 const MAX_TEMPLATE_BYTES: usize = 100 * 1024;
@@ -19,6 +20,23 @@ const MAX_TEMPLATE_BYTES: usize = 100 * 1024;
 const MAX_CONCURRENT_RENDERS: usize = 4;
 static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_CONCURRENT_RENDERS);
 
+#[utoipa::path(
+    post,
+    path = "/v1/user/{id}/preview",
+    operation_id = "previewTemplate",
+    tag = "templates",
+    summary = "Render a Handlebars template for a user",
+    description = "Variables: each key of `data`; `$recipient` (distinct_id, the properties, the first address per channel as $email, $sms, ...); `$hosted_preference_url` (a 30-day link to the user's preference page). {{x}} escapes HTML, {{{x}}} does not; a missing variable renders empty.",
+    params(
+        crate::api::doc::UserPath
+    ),
+    request_body(content = Object, example = json!({"template": "Hi {{$recipient.name}}, order {{order}}. Preferences: {{{$hosted_preference_url}}}", "data": {"order": 42}})),
+    responses(
+        (status = 200, description = "The rendered text.", body = Object, example = json!({"rendered": "Hi Ada Lovelace, order 42. Preferences: https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk4NTAwMjU2fQ._l9173t_fYDWgkOgu-zXkow1gevYJVyQEE1P3cMBIeQ"})),
+        (status = 400, description = "No template, a template over 100 KB or that does not parse or render, or a bad `data`.", body = crate::api::doc::ErrorBody),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn preview(
     State(app): State<App>,
     caller: Caller,
@@ -54,4 +72,9 @@ pub async fn preview(
             .await
             .map_err(|e| ApiError::internal(format!("the template render task failed: {e}")))??;
     Ok(Json(json!({ "rendered": rendered })))
+}
+
+/// `/v1/user/{id}/preview`, with its documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new().routes(routes!(preview))
 }

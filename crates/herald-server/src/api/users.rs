@@ -12,7 +12,24 @@ use herald_core::listing::{Cursor, ListQuery, PagePosition, Sort, DEFAULT_LIMIT,
 use herald_core::service::{limits, profiles};
 use herald_core::{DistinctId, Status};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}",
+    operation_id = "getUser",
+    tag = "users",
+    summary = "Get a user",
+    params(
+        crate::api::doc::UserPath
+    ),
+    responses(
+        (status = 200, description = "The user.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "logins": 1}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:46.229620+00:00", "version": 2, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}], "$sms": [{"value": "+447700900123", "status": "active", "perma_status": "active"}]})),
+        (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_id: must not be empty", "detail": "distinct_id: must not be empty", "field": "distinct_id", "error": {"type": "validation_error", "message": "distinct_id: must not be empty"}})),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn get(
     State(app): State<App>,
     caller: Caller,
@@ -22,6 +39,25 @@ pub async fn get(
     Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/user/{id}",
+    operation_id = "upsertUser",
+    tag = "users",
+    summary = "Create or update a user (upsert)",
+    description = "Properties in the body are set; channel identities are added to those already held. Always 201, whether the user was created or updated; a body that changes nothing is not recorded in history.",
+    params(
+        crate::api::doc::UserPath,
+        crate::api::doc::EditPreconditions
+    ),
+    request_body(content = Option<Object>),
+    responses(
+        (status = 201, description = "The user as stored.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "plan": "pro"}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:46.225349+00:00", "version": 1, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}]})),
+        (status = 400, description = "Malformed JSON, a body that is not an object, a reserved or invalid key, or a value breaking a rule.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "$email: 'not-an-email' is not an email address (missing @)", "detail": "$email: 'not-an-email' is not an email address (missing @)", "field": "$email", "error": {"type": "validation_error", "message": "$email: 'not-an-email' is not an email address (missing @)"}})),
+        (status = 412, response = crate::api::doc::PreconditionFailed),
+        (status = 413, description = "The body is over 10 KB (10240 bytes), or over the 2 MiB request limit.", body = crate::api::doc::ErrorBody, example = json!({"code": 413, "error_code": "payload_too_large", "type": "PayloadTooLarge", "message": "a profile edit may carry at most 10240 bytes, this one has 10313", "detail": "a profile edit may carry at most 10240 bytes, this one has 10313", "field": null, "error": {"type": "payload_too_large", "message": "a profile edit may carry at most 10240 bytes, this one has 10313"}}))
+    )
+)]
 pub async fn upsert(
     State(app): State<App>,
     EditCtx(ctx): EditCtx,
@@ -39,6 +75,25 @@ pub async fn upsert(
         .into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/user/{id}",
+    operation_id = "editUser",
+    tag = "users",
+    summary = "Edit a user with operations",
+    description = "The operations apply in order, all or nothing. A user that does not exist yet is created. An edit that changes nothing keeps the version and is not recorded.",
+    params(
+        crate::api::doc::UserPath,
+        crate::api::doc::EditPreconditions
+    ),
+    request_body(content = Object),
+    responses(
+        (status = 202, description = "The user as stored.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "logins": 1}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:46.229620+00:00", "version": 2, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}], "$sms": [{"value": "+447700900123", "status": "active", "perma_status": "active"}]})),
+        (status = 400, description = "No `operations`, an unknown operator, a key or value breaking a rule, or an operation that cannot apply ($append to a string, $add to a non-number).", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "detail": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "field": "operations[0].$set.country", "error": {"type": "validation_error", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name"}})),
+        (status = 412, response = crate::api::doc::PreconditionFailed),
+        (status = 413, description = "The body is over 10 KB (10240 bytes), or over the 2 MiB request limit.", body = crate::api::doc::ErrorBody)
+    )
+)]
 pub async fn edit(
     State(app): State<App>,
     EditCtx(ctx): EditCtx,
@@ -61,6 +116,25 @@ pub async fn edit(
         .into_response())
 }
 
+#[utoipa::path(
+    patch,
+    path = "/v1/user/{id}/status",
+    operation_id = "setUserStatus",
+    tag = "users",
+    summary = "Enable or disable a user",
+    description = "A disabled user receives nothing, not even mandatory notifications; the profile is kept. Same as `{\"operations\": [{\"$set\": {\"$status\": ...}}]}` but does not create a missing user.",
+    params(
+        crate::api::doc::UserPath,
+        crate::api::doc::EditPreconditions
+    ),
+    request_body(content = Object, example = json!({"status": "disabled"})),
+    responses(
+        (status = 200, description = "The user.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "bob", "properties": {"name": "Bob", "$preferred_language": "en", "$locale": "en_GB", "team": "R&D"}, "status": "disabled", "created_at": "2026-11-28T23:23:46.250213+00:00", "updated_at": "2026-11-28T23:23:57.691710+00:00", "version": 3})),
+        (status = 400, description = "`status` missing or not enabled/disabled.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'paused' is not a status (expected enabled or disabled)", "detail": "status: 'paused' is not a status (expected enabled or disabled)", "field": "status", "error": {"type": "validation_error", "message": "status: 'paused' is not a status (expected enabled or disabled)"}})),
+        (status = 404, response = crate::api::doc::UserNotFound),
+        (status = 412, response = crate::api::doc::PreconditionFailed)
+    )
+)]
 pub async fn set_status(
     State(app): State<App>,
     EditCtx(ctx): EditCtx,
@@ -75,6 +149,25 @@ pub async fn set_status(
     Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/user/{id}/merge",
+    operation_id = "mergeUsers",
+    tag = "users",
+    summary = "Merge another user into this one",
+    description = "The primary (path) keeps its values and gains the secondary's missing properties, identities and preference choices; the secondary is deleted. A primary that does not exist yet is created from the secondary. History: `merged` (or `created`) on the primary; the secondary's history is replaced by a `merged_into` tombstone.",
+    params(
+        crate::api::doc::UserPath,
+        ("dry_run" = Option<bool>, Query, description = "true (or 1): answer 200 with the primary as the merge would leave it, computed by the same rule, and change nothing. Unknown query parameters are a 400.")
+    ),
+    request_body(content = Object, example = json!({"from_user_id": "ada-old"})),
+    responses(
+        (status = 200, description = "With dry_run: the primary as the merge would leave it; nothing was written.", body = crate::api::users::User),
+        (status = 201, description = "The primary as stored.", body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "logins": 1, "plan": "team"}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:57.706404+00:00", "version": 3, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}, {"value": "ada.old@example.com", "status": "active", "perma_status": "active"}], "$sms": [{"value": "+447700900123", "status": "active", "perma_status": "active"}]})),
+        (status = 400, description = "`from_user_id` missing, invalid, or the same as the primary.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "from_user_id: must differ from the user merged into", "detail": "from_user_id: must differ from the user merged into", "field": "from_user_id", "error": {"type": "validation_error", "message": "from_user_id: must differ from the user merged into"}})),
+        (status = 404, description = "The secondary does not exist.", body = crate::api::doc::ErrorBody, example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "user [distinct_id: 'ada-old'] not found", "detail": "user [distinct_id: 'ada-old'] not found", "field": null, "error": {"type": "not_found", "message": "user [distinct_id: 'ada-old'] not found"}}))
+    )
+)]
 pub async fn merge(
     State(app): State<App>,
     caller: Caller,
@@ -114,6 +207,22 @@ pub async fn merge(
     Ok((StatusCode::CREATED, Json(profile.to_wire())).into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/user/{id}",
+    operation_id = "deleteUser",
+    tag = "users",
+    summary = "Delete a user",
+    description = "Removes the profile and erases its history but for a `deleted` tombstone (who, when).",
+    params(
+        crate::api::doc::UserPath
+    ),
+    responses(
+        (status = 204, description = "Deleted; no body."),
+        (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_id: must not be empty", "detail": "distinct_id: must not be empty", "field": "distinct_id", "error": {"type": "validation_error", "message": "distinct_id: must not be empty"}})),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn delete(
     State(app): State<App>,
     caller: Caller,
@@ -123,6 +232,19 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(
+    delete,
+    path = "/v1/bulk/user",
+    operation_id = "bulkDeleteUsers",
+    tag = "users",
+    summary = "Delete several users",
+    description = "Deletes each listed user that exists (with a tombstone each); ids that do not exist are skipped.",
+    request_body(content = Object, example = json!({"distinct_ids": ["user-2", "nobody"]})),
+    responses(
+        (status = 202, description = "How many existed and were deleted.", body = Object, example = json!({"success": true, "deleted": 1, "requested": 2})),
+        (status = 400, description = "`distinct_ids` missing or not a list, an element not a valid distinct_id, or more than 1000.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_ids: at most 1000 per call, got 1001", "detail": "distinct_ids: at most 1000 per call, got 1001", "field": "distinct_ids", "error": {"type": "validation_error", "message": "distinct_ids: at most 1000 per call, got 1001"}}))
+    )
+)]
 pub async fn bulk_delete(
     State(app): State<App>,
     caller: Caller,
@@ -153,6 +275,32 @@ pub async fn bulk_delete(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user",
+    operation_id = "listUsers",
+    tag = "users",
+    summary = "List and filter users",
+    description = "A page of the caller's environment's profiles. Every parameter is optional; filters combine with AND; unknown parameters are ignored. Keyset pagination: pass `meta.after` as `after` for the next page and `meta.before` as `before` for the previous one; a cursor belongs to one `sort`.",
+    params(
+        ("limit" = Option<i64>, Query, description = "Page size, 1-1000 (default 20)."),
+        ("sort" = Option<String>, Query, description = "Order; `-` for descending. Ties break on distinct_id."),
+        ("after" = Option<String>, Query, description = "Opaque cursor from meta.after (next page). Not with `before`."),
+        ("before" = Option<String>, Query, description = "Opaque cursor from meta.before (previous page). Not with `after`."),
+        ("with_count" = Option<bool>, Query, description = "true (or 1) fills meta.count and meta.count_is_estimate for a filtered listing; otherwise they are null there. An unfiltered listing always has them (an exact counter). Exact up to 10,000 matches, estimated above."),
+        ("status" = Option<String>, Query, description = "Only enabled or disabled users."),
+        ("has_channel" = Option<String>, Query, description = "Users with at least one identity on this channel. Repeatable (all must hold)."),
+        ("lacks_channel" = Option<String>, Query, description = "Users with no identity on this channel. Repeatable."),
+        ("q" = Option<String>, Query, description = "Case-insensitive prefix of the distinct_id, the name or any word of it, an email address or a phone number (with or without +).", example = "love"),
+        ("created_at" = Option<String>, Query, description = "`gt|gte|lt|lte:<RFC 3339 time>`. Repeatable for a range.", example = "gte:2026-01-01T00:00:00Z"),
+        ("updated_at" = Option<String>, Query, description = "`gt|gte|lt|lte:<RFC 3339 time>`. Repeatable."),
+        ("prop.{key}" = Option<String>, Query, description = "`<op>:<value>` on any property key (general, custom or a channel key such as $email): eq, ne, in (comma-separated), exists (true|false), contains, gt, gte, lt, lte. Repeatable. The parameter name is literally `prop.` followed by the key.", example = "eq:pro")
+    ),
+    responses(
+        (status = 200, description = "A page of users.", body = Object, example = json!({"meta": {"count": 5, "count_is_estimate": false, "limit": 2, "sort": "-created_at", "has_prev": false, "has_next": true, "before": null, "after": "WyItY3JlYXRlZF9hdCIsMTc5NTkwODI0MzAzODMyNywidXNlci0yIl0"}, "results": [{"distinct_id": "user-3", "properties": {"name": "User 3", "age": 50, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.043942+00:00", "updated_at": "2026-11-28T23:24:03.043942+00:00", "version": 1}, {"distinct_id": "user-2", "properties": {"name": "User 2", "age": 40, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.038327+00:00", "updated_at": "2026-11-28T23:24:03.038327+00:00", "version": 1}]})),
+        (status = 400, description = "A parameter that does not parse: limit, sort, with_count, a cursor (or one made for another sort, or both after and before), status, a channel, a time, a prop. filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "prop.age: gt compares numbers or RFC 3339 times, not 'old'", "detail": "prop.age: gt compares numbers or RFC 3339 times, not 'old'", "field": "prop.age", "error": {"type": "validation_error", "message": "prop.age: gt compares numbers or RFC 3339 times, not 'old'"}}))
+    )
+)]
 pub async fn list(
     State(app): State<App>,
     caller: Caller,
@@ -206,6 +354,24 @@ pub async fn list(
     })))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/history",
+    operation_id = "userHistory",
+    tag = "users",
+    summary = "A user's change history, newest first",
+    description = "Also served for deleted or merged-away users (their tombstone).",
+    params(
+        crate::api::doc::UserPath,
+        ("limit" = Option<i64>, Query, description = "1-1000, default 20."),
+        ("after" = Option<String>, Query, description = "The meta.after of the previous page (an event id): older events.")
+    ),
+    responses(
+        (status = 200, description = "A page of events.", body = Object, example = json!({"meta": {"limit": 1, "has_next": true, "after": "2"}, "results": [{"id": 2, "distinct_id": "ada", "at": "2026-11-28T23:23:46.229620+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"operations": [{"$add": {"logins": 1}}, {"$append": {"$sms": "+44 7700 900123"}}, {"$unset": ["plan"]}]}, "changes": [{"key": "plan", "before": "pro"}, {"key": "logins", "after": 1}, {"key": "$sms", "after": ["+447700900123"]}]}]})),
+        (status = 400, description = "limit or after does not parse.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "after: is not a cursor returned by this listing", "detail": "after: is not a cursor returned by this listing", "field": "after", "error": {"type": "validation_error", "message": "after: is not a cursor returned by this listing"}})),
+        (status = 404, description = "This distinct_id has no history in this environment (never existed).", body = crate::api::doc::ErrorBody, example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "user [distinct_id: 'ghost'] not found", "detail": "user [distinct_id: 'ghost'] not found", "field": null, "error": {"type": "not_found", "message": "user [distinct_id: 'ghost'] not found"}}))
+    )
+)]
 pub async fn history(
     State(app): State<App>,
     caller: Caller,
@@ -264,6 +430,21 @@ pub fn within_edit_limit(size: usize) -> Result<(), ApiError> {
     Ok(())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/user/{id}/export",
+    operation_id = "exportUser",
+    tag = "users",
+    summary = "Everything Herald holds on a user (right of access)",
+    params(
+        crate::api::doc::UserPath
+    ),
+    responses(
+        (status = 200, description = "The export.", body = Object, example = json!({"distinct_id": "bob", "environment": "test", "exported_at": "2026-11-28T23:24:09.687872+00:00", "profile": {"distinct_id": "bob", "properties": {"name": "Bob", "$preferred_language": "en", "$locale": "en_GB", "team": "R&D"}, "status": "disabled", "created_at": "2026-11-28T23:23:46.250213+00:00", "updated_at": "2026-11-28T23:23:57.691710+00:00", "version": 3}, "preferences": {}, "history": [{"id": 5, "distinct_id": "bob", "at": "2026-11-28T23:23:57.691710+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"$status": "disabled"}, "changes": [{"key": "$status", "before": "enabled", "after": "disabled"}]}, {"id": 3, "distinct_id": "bob", "at": "2026-11-28T23:23:46.250213+00:00", "actor": {"kind": "workspace_key", "id": "hk_test_kHdqdnTA4rujTdGOlmchNr6I"}, "action": "created", "request": {"name": "Bob", "$preferred_language": "EN", "$locale": "en-gb"}, "changes": [{"key": "name", "after": "Bob"}, {"key": "$preferred_language", "after": "en"}, {"key": "$locale", "after": "en_GB"}, {"key": "$status", "after": "enabled"}]}]})),
+        (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_id: must not be empty", "detail": "distinct_id: must not be empty", "field": "distinct_id", "error": {"type": "validation_error", "message": "distinct_id: must not be empty"}})),
+        (status = 404, response = crate::api::doc::UserNotFound)
+    )
+)]
 pub async fn export(
     State(app): State<App>,
     caller: Caller,
@@ -272,4 +453,101 @@ pub async fn export(
     Ok(Json(
         profiles::export(app.store.as_ref(), &caller.ctx(), &id).await?,
     ))
+}
+
+/// `/v1/user/…` and `/v1/bulk/user`, with their documentation.
+pub fn router() -> OpenApiRouter<App> {
+    OpenApiRouter::new()
+        .routes(routes!(list))
+        .routes(routes!(get, upsert, edit, delete))
+        .routes(routes!(set_status))
+        .routes(routes!(merge))
+        .routes(routes!(history))
+        .routes(routes!(export))
+        .routes(routes!(bulk_delete))
+}
+
+/// A profile as every user endpoint returns it (SuprSend's user object plus Herald's `status`
+/// and `version`). A channel key is present only when it holds identities.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the shape `Profile::to_wire` writes
+pub struct User {
+    distinct_id: String,
+    properties: UserProperties,
+    /// enabled or disabled; a disabled user receives nothing.
+    status: String,
+    /// RFC 3339 with microseconds and +00:00.
+    created_at: String,
+    updated_at: String,
+    /// Grows by one with every change.
+    #[schema(minimum = 1)]
+    version: i64,
+    #[serde(rename = "$email")]
+    email: Option<Vec<Identity>>,
+    #[serde(rename = "$sms")]
+    sms: Option<Vec<Identity>>,
+    #[serde(rename = "$whatsapp")]
+    whatsapp: Option<Vec<Identity>>,
+    #[serde(rename = "$androidpush")]
+    androidpush: Option<Vec<Identity>>,
+    #[serde(rename = "$iospush")]
+    iospush: Option<Vec<Identity>>,
+    #[serde(rename = "$webpush")]
+    webpush: Option<Vec<Identity>>,
+    #[serde(rename = "$slack")]
+    slack: Option<Vec<Identity>>,
+    #[serde(rename = "$ms_teams")]
+    ms_teams: Option<Vec<Identity>>,
+    #[serde(rename = "$discord")]
+    discord: Option<Vec<Identity>>,
+    #[serde(rename = "$inbox")]
+    inbox: Option<Vec<Identity>>,
+}
+
+/// General properties (name, country, $timezone, $preferred_language, $locale) and custom ones,
+/// in the order first set.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserProperties {
+    /// Trimmed; at most 255 characters.
+    #[schema(max_length = 255)]
+    name: Option<String>,
+    /// ISO 3166-1 alpha-2. Alpha-3 codes and English names are accepted and stored as alpha-2
+    /// (GBR, United Kingdom -> GB).
+    country: Option<String>,
+    /// An IANA time zone; matched case-insensitively, stored in canonical spelling.
+    #[serde(rename = "$timezone")]
+    timezone: Option<String>,
+    /// ISO 639-1, stored lower-case.
+    #[serde(rename = "$preferred_language")]
+    preferred_language: Option<String>,
+    /// language[_REGION] (en, en_GB, en-gb, es_419), stored as ll_RR.
+    #[serde(rename = "$locale")]
+    locale: Option<String>,
+    /// Custom properties: any JSON value.
+    #[serde(flatten)]
+    custom: std::collections::BTreeMap<String, Value>,
+}
+
+/// One address on one channel, as stored and returned.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Identity {
+    /// The normalised address: a string (email, E.164 phone, push token, inbox id, Discord
+    /// webhook URL) or the object sent for web push, Slack and MS Teams.
+    value: Value,
+    /// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns on
+    /// $iospush; vapid on $webpush; suprsend on $inbox.
+    #[schema(required = false)]
+    id_provider: String,
+    /// Push only, when sent.
+    #[schema(required = false)]
+    bundle_id: String,
+    /// Push only, when sent.
+    #[schema(required = false)]
+    device_id: String,
+    /// active or disabled.
+    status: String,
+    /// active or disabled.
+    perma_status: String,
 }

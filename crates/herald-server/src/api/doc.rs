@@ -1,0 +1,216 @@
+//! The OpenAPI document: its fixed parts (info, servers, tags, security schemes, the responses
+//! shared by every authenticated operation) and the finishing step that writes paths the way the
+//! SDKs send them. The operations come from the `#[utoipa::path]` annotations on the handlers,
+//! registered with their routes through `OpenApiRouter` (see [`super::router`]).
+
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
+use utoipa::openapi::{OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Herald keeps user profiles (general properties, validated channel identities, custom properties, history, preferences) and speaks SuprSend's public wire API, so the official SuprSend SDKs work against it when their base_url points here. Human reference: docs/api.md.\n\n- **Paths**: written with the trailing slash the SDKs send; every path also works without it (and /healthz etc. with one).\n- **Environments**: the credentials pick test or live; nothing crosses between them.\n- **Auth**: every /v1/... and /event/ request carries a bearer API key, or a SuprSend HMAC signature (Authorization: <workspace_key>:<signature> plus a Date header). /healthz, /readyz, /metrics, /openapi.json and /preferences/{token} are public.\n- **Errors**: every JSON failure is the Error envelope. A path that does not exist is 404 (`no such endpoint`) and a method a path does not take is 405 (`method_not_allowed`), both before authentication. A request body over limits.max_body_bytes (default 2 MiB) is 413, also before authentication.\n- **Bodies**: JSON; the Content-Type header is not checked (it is only part of what is signed).",
+        license(name = "Apache-2.0", identifier = "Apache-2.0"),
+    ),
+    servers((url = "http://127.0.0.1:8080", description = "The default listen address.")),
+    tags(
+        (name = "users", description = "Profiles by distinct_id (SuprSend Users API, plus status, history, export)."),
+        (name = "events", description = "Identity events: asynchronous edits (SuprSend POST /event/)."),
+        (name = "properties", description = "The property registry (Herald's addition)."),
+        (name = "preferences", description = "Categories and users' choices (SuprSend preferences API), hosted page."),
+        (name = "templates", description = "Template preview."),
+        (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
+    ),
+    components(responses(BadRequest, Unauthorized, UserNotFound, PayloadTooLarge, InternalError, Unavailable, PreconditionFailed)),
+    modifiers(&Security),
+)]
+pub struct ApiDoc;
+
+/// The one error envelope of every failure. `message`, `detail` and `error.message` carry the same
+/// text (the SDKs read different ones); `field` is a path into the request
+/// (`operations[0].$set.country`, `[1].$user_operations[0]...`, `limit`), or null when no single
+/// field is at fault. A refused request changes nothing.
+#[derive(ToSchema)]
+#[schema(as = Error, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "detail": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "field": "operations[0].$set.country", "error": {"type": "validation_error", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name"}}))]
+#[allow(dead_code)] // documents the shape that `ApiError::body` writes
+pub struct ErrorBody {
+    /// The HTTP status, repeated.
+    code: u16,
+    /// One of validation_error, authentication_failed, not_found, conflict, precondition_failed,
+    /// idempotency_key_reused, payload_too_large, method_not_allowed, service_unavailable,
+    /// internal_error.
+    error_code: String,
+    /// error_code in CamelCase (ValidationError, AuthenticationError, NotFound, ...).
+    #[serde(rename = "type")]
+    kind: String,
+    /// `<field>: <rule>` for validation errors.
+    message: String,
+    /// Same as message.
+    detail: String,
+    /// The request field at fault, or null.
+    field: Option<String>,
+    error: ErrorDetail,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ErrorDetail {
+    /// Same as error_code.
+    #[serde(rename = "type")]
+    kind: String,
+    message: String,
+}
+
+/// Invalid input: `field` names what is at fault, `message` the rule. Nothing changed.
+#[derive(ToResponse)]
+#[response(
+    description = "Invalid input: `field` names what is at fault, `message` the rule. Nothing changed."
+)]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct BadRequest(ErrorBody);
+/// Missing, malformed or unknown credentials, a bad signature, or a missing, unparseable or stale Date header.
+#[derive(ToResponse)]
+#[response(description = "Missing, malformed or unknown credentials, a bad signature, or a missing, unparseable or stale Date header.", example = json!({"code": 401, "error_code": "authentication_failed", "type": "AuthenticationError", "message": "signature mismatch: check the workspace secret and that the body is sent as signed", "detail": "signature mismatch: check the workspace secret and that the body is sent as signed", "field": null, "error": {"type": "authentication_failed", "message": "signature mismatch: check the workspace secret and that the body is sent as signed"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct Unauthorized(ErrorBody);
+/// No user with this distinct_id in the caller's environment.
+#[derive(ToResponse)]
+#[response(description = "No user with this distinct_id in the caller's environment.", example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "user [distinct_id: 'ghost'] not found", "detail": "user [distinct_id: 'ghost'] not found", "field": null, "error": {"type": "not_found", "message": "user [distinct_id: 'ghost'] not found"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct UserNotFound(ErrorBody);
+/// The request body is over limits.max_body_bytes (default 2 MiB; checked before authentication).
+#[derive(ToResponse)]
+#[response(description = "The request body is over limits.max_body_bytes (default 2 MiB; checked before authentication).", example = json!({"code": 413, "error_code": "payload_too_large", "type": "PayloadTooLarge", "message": "the request body is larger than the limit of 2097152 bytes", "detail": "the request body is larger than the limit of 2097152 bytes", "field": null, "error": {"type": "payload_too_large", "message": "the request body is larger than the limit of 2097152 bytes"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct PayloadTooLarge(ErrorBody);
+/// Herald's fault; the details are in the server log only.
+#[derive(ToResponse)]
+#[response(description = "Herald's fault; the details are in the server log only.", example = json!({"code": 500, "error_code": "internal_error", "type": "InternalError", "message": "internal error; the server log has the details", "detail": "internal error; the server log has the details", "field": null, "error": {"type": "internal_error", "message": "internal error; the server log has the details"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct InternalError(ErrorBody);
+/// The database does not answer; retry.
+#[derive(ToResponse)]
+#[response(description = "The database does not answer; retry.", example = json!({"code": 503, "error_code": "service_unavailable", "type": "ServiceUnavailable", "message": "the database is unavailable; try again", "detail": "the database is unavailable; try again", "field": null, "error": {"type": "service_unavailable", "message": "the database is unavailable; try again"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct Unavailable(ErrorBody);
+/// `If-Match` names another version than the stored one (or the profile does not exist). Nothing changed.
+#[derive(ToResponse)]
+#[response(description = "`If-Match` names another version than the stored one (or the profile does not exist). Nothing changed.", example = json!({"code": 412, "error_code": "precondition_failed", "type": "PreconditionFailed", "message": "If-Match: the profile is at version 2, not 1: read it again, then retry with its ETag", "detail": "If-Match: the profile is at version 2, not 1: read it again, then retry with its ETag", "field": "If-Match", "error": {"type": "precondition_failed", "message": "If-Match: the profile is at version 2, not 1: read it again, then retry with its ETag"}}))]
+#[allow(dead_code)] // documents a response; the body is an [`ErrorBody`]
+pub struct PreconditionFailed(ErrorBody);
+
+/// The `{distinct_id}` path segment.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct UserPath {
+    /// The user's distinct_id, percent-encoded (`a%40b.com` is `a@b.com`); trimmed, 1-255 bytes of UTF-8, no control characters.
+    distinct_id: String,
+}
+
+/// The preconditions of a profile edit (see [`super::EditCtx`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct EditPreconditions {
+    /// Makes the edit conditional: it applies only if the profile is at this version (the `ETag` of a read or an earlier write: `"3"`, `W/"3"` or `3`). Otherwise 412 and nothing changes; a profile that does not exist is at no version.
+    #[param(rename = "If-Match", example = "\"3\"")]
+    if_match: Option<String>,
+    /// 1-255 characters, e.g. a UUID. An edit sent again with a key already applied in this environment in the last 24 hours is not applied again: the answer is the profile as it is now (404 if it was deleted since). Keys share one store with events' $insert_id.
+    #[param(rename = "Idempotency-Key", max_length = 255)]
+    idempotency_key: Option<String>,
+}
+
+/// Bearer API keys and SuprSend's request signature, required by default; public operations say
+/// `"security": []` (see [`finish`]).
+struct Security;
+
+impl Modify for Security {
+    fn modify(&self, doc: &mut Document) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("Authorization: Bearer <api_key> (hb_test_... or hb_live_...). The word Bearer and one space, exactly. The key picks the environment."))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "signature",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Authorization",
+                "SuprSend request signing: Authorization: <workspace_key>:<signature>, with the Date header (signatureDate). signature = base64(HMAC-SHA256(workspace_secret, METHOD + \"\\n\" + md5_hex(body) + \"\\n\" + Content-Type + \"\\n\" + Date + \"\\n\" + request_uri)), where md5_hex is empty for an empty body, Content-Type and Date are the headers exactly as sent (Content-Type empty when absent), and request_uri is the raw path as sent (percent-encoding and trailing slash included) plus ?query when the query is non-empty. Standard base64 with padding. Test vector: secret ws_secret_test, POST /v1/user/u1/merge/, body {\"from_user_id\": \"u_old\"}, Content-Type application/json; charset=utf-8, Date Sat, 28 Nov 2026 15:21:34 GMT -> oNQbB/U57KUMurIO9z2HLc0XAL94E8x1Xb0DQn58LW8=",
+            ))),
+        );
+        components.add_security_scheme(
+            "signatureDate",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "Date",
+                "Required with `signature`: RFC 1123 (Sat, 28 Nov 2026 15:21:34 GMT) or RFC 3339 (2026-11-28T15:21:34.000Z), within auth.max_clock_skew_secs (default 900 s) of the server clock, either way.",
+            ))),
+        );
+        doc.security = Some(vec![
+            SecurityRequirement::new("bearer", Vec::<String>::new()),
+            SecurityRequirement::new("signature", Vec::<String>::new())
+                .add("signatureDate", Vec::<String>::new()),
+        ]);
+    }
+}
+
+/// The operations behind the auth layer: the responses any of them may give (credentials
+/// refused, a body over the limit, a fault, the database away) unless the operation says more,
+/// and their paths as the SDKs send them.
+pub fn secured(doc: &mut Document) {
+    for (status, name) in [
+        ("401", "Unauthorized"),
+        ("413", "PayloadTooLarge"),
+        ("500", "InternalError"),
+        ("503", "Unavailable"),
+    ] {
+        for op in operations(doc) {
+            op.responses
+                .responses
+                .entry(status.to_owned())
+                .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+        }
+    }
+    let paths = std::mem::take(&mut doc.paths.paths);
+    doc.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (sdk_path(&path), item))
+        .collect();
+}
+
+/// The router matches `/v1/user/{id}`; SuprSend's SDKs send `/v1/user/<distinct_id>/`, and the
+/// document writes that form (every path works both ways, see [`super::normalize`]).
+pub fn sdk_path(route: &str) -> String {
+    format!("{}/", route.replace("{id}", "{distinct_id}"))
+}
+
+/// The operations outside the auth layer need no credentials.
+pub fn public(doc: &mut Document) {
+    for op in operations(doc) {
+        op.security = Some(Vec::new());
+    }
+}
+
+fn operations(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
+    doc.paths.paths.values_mut().flat_map(|item| {
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+    })
+}
