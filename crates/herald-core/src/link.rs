@@ -111,6 +111,13 @@ impl Keyring {
     }
 }
 
+/// A new random signing secret (256 bits, hex).
+pub fn fresh_secret() -> String {
+    let mut bytes = [0u8; 32];
+    getrandom::getrandom(&mut bytes).expect("the OS provides random bytes");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 fn mac(secret: &[u8], payload: &str) -> Hmac<Sha256> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
     m.update(b"herald-preference-link:");

@@ -6,7 +6,7 @@ use crate::error::Invalid;
 use crate::profile::{Profile, Status};
 use crate::IdentityStatus;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// What a category does for users who have not chosen.
@@ -554,61 +554,6 @@ impl Category {
         }
         Ok(self)
     }
-}
-
-// ---- Compatibility for the hosted page (api/hosted.rs) ----------------------------------------
-// The hosted preference page still speaks JSON to core; it moves to the typed views next, and
-// these two go then. Nothing else may use them.
-
-/// Compatibility: a category's state for one user as the wire's Category object. Prefer
-/// [`CategoryView::of`]; the HTTP API renders views itself.
-#[doc(hidden)]
-pub fn category_wire(
-    category: &Category,
-    prefs: &Preferences,
-    show_opt_out_channels: bool,
-) -> Value {
-    let v = CategoryView::of(category, prefs, show_opt_out_channels);
-    json!({
-        "name": v.name,
-        "category": v.slug,
-        "description": v.description,
-        "section": v.section,
-        "original_preference": v.default_preference.as_str(),
-        "preference": v.preference.as_str(),
-        "is_editable": v.is_editable,
-        "channels": v.channels.iter().map(|c| json!({
-            "channel": c.channel.as_str(),
-            "preference": c.preference.as_str(),
-            "is_editable": c.is_editable,
-        })).collect::<Vec<_>>(),
-    })
-}
-
-/// Compatibility: applies `{"preference", "opt_out_channels"?}` as built by the hosted page's
-/// form. Prefer [`ChoiceRequest::for_category`] and [`CategoryChange::apply`].
-#[doc(hidden)]
-pub fn choose_category(
-    prefs: &mut Preferences,
-    category: &Category,
-    body: &Value,
-) -> Result<(), Invalid> {
-    let preference = body
-        .get("preference")
-        .and_then(Value::as_str)
-        .and_then(Choice::from_name)
-        .ok_or_else(|| Invalid::new("preference", "must be opt_in or opt_out"))?;
-    let mut request = ChoiceRequest::new(preference);
-    if let Some(list) = body.get("opt_out_channels").and_then(Value::as_array) {
-        let mut set = BTreeSet::new();
-        for (i, v) in list.iter().enumerate() {
-            let field = format!("opt_out_channels[{i}]");
-            let name = v.as_str().ok_or_else(|| not_a_channel(&field, v))?;
-            set.insert(channel_named(&field, name)?);
-        }
-        request.opt_out_channels = Some(set);
-    }
-    request.for_category(category)?.apply(prefs)
 }
 
 /// A category slug: 1–64 of `a-z 0-9 - _`.

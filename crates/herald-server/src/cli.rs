@@ -341,7 +341,7 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
     }
     .map_err(|e| format!("copy refused: {e}"))?;
     bar.finish_and_clear();
-    let kept = crate::api::hosted::copy_link_secret(from.as_ref(), to_store.as_ref())
+    let kept = herald_core::service::links::copy_keyring(from.as_ref(), to_store.as_ref())
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
@@ -445,11 +445,11 @@ async fn import_command(
 }
 
 async fn links_command(config: &Config, command: LinksCommand) -> Result<(), String> {
-    use crate::api::hosted::{retire_old_link_secrets, rotate_link_secret};
+    use herald_core::service::links;
     let store = open_store(config).await?;
     match command {
         LinksCommand::Rotate { retire_old } => {
-            let (kid, retired) = rotate_link_secret(store.as_ref(), retire_old)
+            let (kid, retired) = links::rotate(store.as_ref(), retire_old)
                 .await
                 .map_err(|e| e.to_string())?;
             println!("preference links are now signed with key {kid}");
@@ -460,7 +460,7 @@ async fn links_command(config: &Config, command: LinksCommand) -> Result<(), Str
             }
         }
         LinksCommand::Retire => {
-            let retired = retire_old_link_secrets(store.as_ref())
+            let retired = links::retire_old(store.as_ref())
                 .await
                 .map_err(|e| e.to_string())?;
             println!("retired {retired} older key(s): links they signed no longer open");

@@ -22,8 +22,8 @@ pub struct App {
     pub store: Arc<dyn Store>,
     pub config: Arc<Config>,
     pub metrics: Arc<metrics::Metrics>,
-    /// The preference-link keys, cached (see [`api::hosted::LinkKeys`]).
-    pub links: Arc<api::hosted::LinkKeys>,
+    /// This node's copy of the preference-link keys (see [`herald_core::service::links`]).
+    pub links: Arc<herald_core::service::links::LinkKeys>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).

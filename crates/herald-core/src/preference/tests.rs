@@ -2,6 +2,7 @@ use super::*;
 use crate::channel::{Identity, IdentityMeta};
 use crate::ids::DistinctId;
 use chrono::Utc;
+use serde_json::json;
 
 fn category(default: DefaultPreference, locked: &[Channel]) -> Category {
     Category {

@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod events;
+pub mod links;
 pub mod preferences;
 pub mod profiles;
 pub mod properties;

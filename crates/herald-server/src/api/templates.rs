@@ -3,11 +3,12 @@
 //! a real profile before it is used.
 
 use super::error::ApiError;
-use super::hosted::{preference_link, TEMPLATE_LINK_DAYS};
+use super::hosted::link_service;
 use super::{Caller, JsonBody, UserId};
 use crate::App;
 use axum::extract::State;
 use axum::Json;
+use herald_core::service::links::LinkDays;
 use herald_core::service::profiles;
 use herald_core::template;
 use serde_json::{json, Value};
@@ -58,8 +59,12 @@ pub async fn preview(
     // Refuse a template that can never render (recursive partials, …) before any lookup.
     template::check("template", source)?;
     let data = body.get("data").cloned().unwrap_or(Value::Null);
-    let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    let link = preference_link(&app, caller.scope.env(), &profile, TEMPLATE_LINK_DAYS).await?;
+    let ctx = caller.ctx();
+    let profile = profiles::get(app.store.as_ref(), &ctx, &id).await?;
+    let base = app.config.public_base();
+    let link = link_service(&app, &base)
+        .mint(caller.scope.env(), &profile, LinkDays::TEMPLATE, ctx.now)
+        .await?;
     let vars = template::variables(&profile, &link.url, &data)?;
     // Rendering is CPU-bound (bounded by `template::limits`): keep it off the async workers.
     let source = source.to_owned();
