@@ -87,7 +87,7 @@ pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<()
         let category = api::preferences::parse_category(&body)
             .map_err(|e| format!("configuration categories[{i}]: {e}"))?;
         for env in envs {
-            let ctx = service::Ctx::new(EnvScope::new(env), Actor::cli(), chrono::Utc::now());
+            let ctx = service::Ctx::new(EnvScope::operator(env), Actor::cli(), chrono::Utc::now());
             service::preferences::declare_categories(store, &ctx, std::slice::from_ref(&category))
                 .await
                 .map_err(|e| e.to_string())?;

@@ -108,7 +108,7 @@ async fn copy_env(
     resume: bool,
     progress: &(dyn Fn(Env, u64) + Sync),
 ) -> Result<EnvReport, Error> {
-    let scope = EnvScope::new(env);
+    let scope = EnvScope::operator(env);
     let mut report = EnvReport::default();
     for category in from.list_categories(scope).await? {
         to.put_category(scope, &category, true).await?;

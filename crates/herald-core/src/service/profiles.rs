@@ -474,7 +474,7 @@ pub async fn count_all(store: &dyn Store, scope: crate::EnvScope) -> Result<u64,
 pub async fn counts_per_env(store: &dyn Store) -> Result<[(crate::Env, u64); 2], Error> {
     let mut out = crate::Env::ALL.map(|env| (env, 0));
     for (env, n) in &mut out {
-        *n = count_all(store, crate::EnvScope::new(*env)).await?;
+        *n = count_all(store, crate::EnvScope::operator(*env)).await?;
     }
     Ok(out)
 }

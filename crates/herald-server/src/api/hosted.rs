@@ -18,7 +18,7 @@ use herald_core::link::{self, Keyring, LinkError, LinkSubject};
 use herald_core::preference::{self, Category, Choice, DefaultPreference, PREFERENCE_CHANNELS};
 use herald_core::service::{preferences, profiles, Ctx};
 use herald_core::store::{Store, StoreError};
-use herald_core::{DistinctId, EnvScope, Profile};
+use herald_core::{DistinctId, Profile};
 use serde_json::{json, Value};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -255,17 +255,17 @@ async fn open(app: &App, token: &str) -> Result<(Ctx, DistinctId, link::LinkSubj
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     let subject = link::open(&ring, token, Utc::now()).map_err(refused)?;
-    let (env, id) = (subject.env, subject.distinct_id.clone());
+    let id = subject.distinct_id.clone();
     let current = app
         .store
-        .get_profile(EnvScope::new(env), &id)
+        .get_profile(subject.scope(), &id)
         .await
         .map_err(|e| ApiError::from(e).into_response())?;
     if !current.is_some_and(|p| subject.still_matches(&p)) {
         return Err(refused(LinkError::Invalid));
     }
     let ctx = Ctx::new(
-        EnvScope::new(env),
+        subject.scope(),
         Actor::new("preference_page", id.as_str()),
         Utc::now(),
     );

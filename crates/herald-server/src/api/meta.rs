@@ -24,7 +24,7 @@ pub async fn readyz(State(app): State<App>) -> Response {
     let probe = match app.store.ready().await {
         Ok(()) => app
             .store
-            .get_profile(EnvScope::new(Env::Test), &readiness_probe())
+            .get_profile(EnvScope::operator(Env::Test), &readiness_probe())
             .await
             .map(drop),
         Err(e) => Err(e),
