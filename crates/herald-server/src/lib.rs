@@ -107,6 +107,8 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
     let router = api::router(app);
     let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
     let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let method = metrics::method_label(req.method());
+        let started = std::time::Instant::now();
         let handled = router
             .clone()
             .oneshot(api::normalize(req.map(axum::body::Body::new)));
@@ -115,7 +117,14 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
             match tokio::time::timeout(request_timeout, handled).await {
                 Ok(response) => response,
                 Err(_) => {
-                    Ok(api::error::ApiError::timeout(request_timeout.as_secs()).into_response())
+                    let response =
+                        api::error::ApiError::timeout(request_timeout.as_secs()).into_response();
+                    // The router's middleware was dropped with the request, so the 5xx is
+                    // logged here; the route is not known outside the router.
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let status = response.status().as_u16();
+                    api::error::log_failure(method, "unknown", status, ms, &response);
+                    Ok(response)
                 }
             }
         }

@@ -91,7 +91,7 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
     // The route template, never the path: ids and tokens stay out of the log.
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::error!(%method, %route, status, ms, "request failed");
+        super::error::log_failure(method, &route, status, ms, &response);
     } else if status >= 400 {
         tracing::info!(%method, %route, status, ms, "request refused");
     } else {
