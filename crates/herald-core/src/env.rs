@@ -42,17 +42,38 @@ impl FromStr for Env {
     }
 }
 
-/// Proof that the holder acts inside one environment. Created by authentication (a key decides the
-/// environment) or by an operator command that names one explicitly.
+/// Proof that the holder acts inside one environment. Only three kinds of code may make one, each
+/// through its own constructor so a reader (and `grep`) can see which it is: authentication, from
+/// verified credentials ([`EnvScope::authenticated`]); the operator's own processes, which name an
+/// environment explicitly ([`EnvScope::operator`]); and a verified preference link
+/// ([`crate::link::LinkSubject::scope`]). Nothing in a request body can make one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvScope(Env);
 
 impl EnvScope {
-    pub fn new(env: Env) -> Self {
+    /// The scope of a caller whose key or signature was verified: the key decides the environment.
+    /// Only the auth layer calls this, after the check.
+    pub fn authenticated(credentials: &crate::credentials::Credentials) -> Self {
+        Self(credentials.env)
+    }
+
+    /// The scope of the operator's own processes, which name the environment themselves: the CLI's
+    /// `--env`, categories declared in the configuration file, server housekeeping (metrics
+    /// counts, readiness), `herald copy`, and tests.
+    pub fn operator(env: Env) -> Self {
         Self(env)
     }
 
     pub fn env(self) -> Env {
         self.0
+    }
+}
+
+impl crate::link::LinkSubject {
+    /// The scope a preference link acts in: the environment its signed payload names. Only a
+    /// subject that [`crate::link::open`] verified should be asked for it. (Defined here, beside
+    /// the other constructors, so that `EnvScope` keeps its field private to this module.)
+    pub fn scope(&self) -> EnvScope {
+        EnvScope(self.env)
     }
 }

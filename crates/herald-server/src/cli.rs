@@ -211,7 +211,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
             batch,
         } => {
             let store = open_store(&config).await?;
-            let ctx = Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now());
+            let ctx = Ctx::new(EnvScope::operator(env), Actor::cli(), Utc::now());
             let started = std::time::Instant::now();
             let created = crate::seed::run(store.as_ref(), &ctx, from, count, batch.max(1)).await?;
             eprintln!(
@@ -280,7 +280,7 @@ async fn keys_command(config: &Config, command: KeysCommand) -> Result<(), Strin
 
 async fn user_command(config: &Config, command: UserCommand) -> Result<(), String> {
     let store = open_store(config).await?;
-    let ctx = |env: Env| Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now());
+    let ctx = |env: Env| Ctx::new(EnvScope::operator(env), Actor::cli(), Utc::now());
     let id = |raw: &str| DistinctId::parse(raw).map_err(|e| e.to_string());
     let profile = match command {
         UserCommand::Get { distinct_id, env } => {

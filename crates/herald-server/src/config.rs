@@ -18,6 +18,7 @@ pub struct Config {
     pub store: StoreConfig,
     pub limits: LimitsConfig,
     pub server: ServerConfig,
+    pub tasks: TasksConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -72,6 +73,14 @@ pub struct ServerConfig {
     pub request_timeout_secs: u64,
 }
 
+/// Which background tasks a server node runs (see [`crate::tasks`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TasksConfig {
+    /// Forget idempotency keys older than [`crate::IDEMPOTENCY_WINDOW`], every ten minutes.
+    pub purge_idempotency_keys: bool,
+}
+
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
@@ -102,6 +111,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_STORE_STATEMENT_TIMEOUT_MS",
         "store.statement_timeout_ms",
+    ),
+    (
+        "HERALD_TASKS_PURGE_IDEMPOTENCY_KEYS",
+        "tasks.purge_idempotency_keys",
     ),
 ];
 

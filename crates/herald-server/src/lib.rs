@@ -8,6 +8,7 @@ pub mod keys;
 pub mod metrics;
 pub mod ndjson;
 pub mod seed;
+pub mod tasks;
 
 use config::{Config, LogFormat};
 use herald_core::store::Store;
@@ -87,7 +88,7 @@ pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<()
         let category = api::preferences::parse_category(&body)
             .map_err(|e| format!("configuration categories[{i}]: {e}"))?;
         for env in envs {
-            let ctx = service::Ctx::new(EnvScope::new(env), Actor::cli(), chrono::Utc::now());
+            let ctx = service::Ctx::new(EnvScope::operator(env), Actor::cli(), chrono::Utc::now());
             service::preferences::declare_categories(store, &ctx, std::slice::from_ref(&category))
                 .await
                 .map_err(|e| e.to_string())?;
@@ -97,16 +98,28 @@ pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<()
 }
 
 /// Serves HTTP/1.1 on `listener` until ctrl-c / SIGTERM, then lets requests in flight finish.
+pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
+    serve_until(app, listener, shutdown_signal()).await
+}
+
+/// Serves until `shutdown` completes: then stops accepting, lets requests in flight finish, and
+/// only then cancels the background tasks and waits for them.
 /// Served with hyper directly (not `axum::serve`) because only hyper's own builder can bound how
 /// long a client may take to send its request head (`server.header_read_timeout_secs`).
-pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
+pub async fn serve_until(
+    app: App,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), String> {
     use hyper_util::rt::{TokioIo, TokioTimer};
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
-    let housekeeping = tokio::spawn(forget_old_idempotency_keys(app.store.clone()));
+    let background = start_tasks(&app);
     let limits = app.config.server.clone();
     let router = api::router(app);
     let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
     let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+        let method = metrics::method_label(req.method());
+        let started = std::time::Instant::now();
         let handled = router
             .clone()
             .oneshot(api::normalize(req.map(axum::body::Body::new)));
@@ -115,7 +128,14 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
             match tokio::time::timeout(request_timeout, handled).await {
                 Ok(response) => response,
                 Err(_) => {
-                    Ok(api::error::ApiError::timeout(request_timeout.as_secs()).into_response())
+                    let response =
+                        api::error::ApiError::timeout(request_timeout.as_secs()).into_response();
+                    // The router's middleware was dropped with the request, so the 5xx is
+                    // logged here; the route is not known outside the router.
+                    let ms = started.elapsed().as_secs_f64() * 1000.0;
+                    let status = response.status().as_u16();
+                    api::error::log_failure(method, "unknown", status, ms, &response);
+                    Ok(response)
                 }
             }
         }
@@ -128,7 +148,7 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
         ))
         .keep_alive(true);
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown_signal());
+    let mut shutdown = std::pin::pin!(shutdown);
     tracing::info!(%addr, "herald listening");
     loop {
         let stream = tokio::select! {
@@ -152,21 +172,43 @@ pub async fn serve(app: App, listener: TcpListener) -> Result<(), String> {
             }
         });
     }
+    tracing::info!("shutting down: finishing requests in flight");
     drop(listener);
     graceful.shutdown().await;
-    housekeeping.abort();
+    tracing::info!("requests finished; stopping background tasks");
+    background.shutdown().await;
     Ok(())
+}
+
+/// The background tasks the configuration enables. The dispatch worker will start here too.
+fn start_tasks(app: &App) -> tasks::Supervisor {
+    let mut supervisor = tasks::Supervisor::new();
+    let store = app.store.clone();
+    supervisor.start(
+        "purge_idempotency_keys",
+        app.config.tasks.purge_idempotency_keys,
+        |cancel| forget_old_idempotency_keys(store, cancel),
+    );
+    supervisor
 }
 
 /// How long an event's `$insert_id` is remembered: a client retrying within this window is
 /// applied once. SuprSend documents 24 hours for its idempotency keys; Herald keeps the same.
 pub const IDEMPOTENCY_WINDOW: chrono::TimeDelta = chrono::TimeDelta::hours(24);
 
-/// Every node purges expired idempotency keys every ten minutes; concurrent purges are harmless.
-async fn forget_old_idempotency_keys(store: Arc<dyn Store>) {
+/// Every node purges expired idempotency keys every ten minutes (unless `tasks.purge_idempotency_keys`
+/// is off); concurrent purges are harmless. A purge under way finishes before the task stops.
+async fn forget_old_idempotency_keys(
+    store: Arc<dyn Store>,
+    cancel: tasks::CancellationToken,
+) -> Result<(), String> {
     let mut every = tokio::time::interval(std::time::Duration::from_secs(600));
     loop {
-        every.tick().await;
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => return Ok(()),
+            _ = every.tick() => {}
+        }
         match store
             .purge_applied_keys(chrono::Utc::now() - IDEMPOTENCY_WINDOW)
             .await
@@ -192,7 +234,6 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
-    tracing::info!("shutting down: finishing requests in flight");
 }
 
 /// Logs go to stderr, as text or JSON. Secrets are never passed to the logger.
@@ -206,4 +247,49 @@ pub fn init_logging(config: &Config) {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Text => builder.try_init(),
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_store::testing::Scratch;
+
+    /// A request in flight when shutdown begins is answered; then the server (and its background
+    /// tasks) stop and `serve_until` returns.
+    #[tokio::test]
+    async fn shutdown_finishes_requests_then_stops_the_tasks() {
+        let scratch = Scratch::sqlite();
+        let mut config = Config::load(None, |_| None).expect("default config");
+        config.database_url = scratch.url.clone();
+        let app = App {
+            store: open_store(&config).await.expect("a scratch store"),
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            links: Arc::default(),
+        };
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_until(app, listener, async {
+            let _ = stopped.await;
+        }));
+        // A request whose body is still arriving when shutdown begins.
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        conn.write_all(b"POST /healthz HTTP/1.1\r\nhost: x\r\ncontent-length: 2\r\n\r\n{")
+            .await
+            .expect("send the head");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        stop.send(()).expect("the server waits for the signal");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        conn.write_all(b"}").await.expect("send the rest");
+        let mut reply = String::new();
+        conn.read_to_string(&mut reply).await.expect("a reply");
+        assert!(reply.starts_with("HTTP/1.1 "), "answered: {reply}");
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server stops")
+            .expect("no panic")
+            .expect("no error");
+    }
 }

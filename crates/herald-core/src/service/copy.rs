@@ -37,6 +37,7 @@ pub struct Report {
 /// that was interrupted). `progress` hears of every batch of profiles copied. Profiles written to
 /// the source meanwhile may be missed: stop writers first. Idempotency keys (kept 24 hours) and
 /// the tombstones of profiles that no longer exist are not copied.
+#[tracing::instrument(skip_all, fields(op = "copy.run"))]
 pub async fn run(
     from: &dyn Store,
     to: &dyn Store,
@@ -59,6 +60,7 @@ pub async fn run(
 /// skipped, so each arrives exactly once; keys, categories and registry records are upserted.
 /// A profile the target holds is kept as it is there, so resume only into the target of the
 /// interrupted copy.
+#[tracing::instrument(skip_all, fields(op = "copy.resume"))]
 pub async fn resume(
     from: &dyn Store,
     to: &dyn Store,
@@ -108,7 +110,7 @@ async fn copy_env(
     resume: bool,
     progress: &(dyn Fn(Env, u64) + Sync),
 ) -> Result<EnvReport, Error> {
-    let scope = EnvScope::new(env);
+    let scope = EnvScope::operator(env);
     let mut report = EnvReport::default();
     for category in from.list_categories(scope).await? {
         to.put_category(scope, &category, true).await?;

@@ -72,6 +72,7 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
 
 /// Applies parsed events in order; each event is all or nothing on its own. An error names the
 /// event's position in the call, as a refusal while parsing does: `[3].$user_operations[1]…`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "events.ingest"))]
 pub async fn ingest(
     store: &dyn crate::store::Store,
     ctx: &Ctx,

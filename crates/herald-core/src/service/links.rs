@@ -7,7 +7,7 @@
 //! touching the store. The token format and its checks are [`crate::link`]'s.
 
 use super::{profiles, Ctx, Error};
-use crate::env::{Env, EnvScope};
+use crate::env::Env;
 use crate::error::Invalid;
 use crate::history::Actor;
 use crate::ids::DistinctId;
@@ -133,6 +133,7 @@ impl<'a> Links<'a> {
 
     /// A link to `profile`'s page in `env`, valid for `days` from `now` (or until revoked, or the
     /// profile is deleted).
+    #[tracing::instrument(skip_all, fields(env = %env, op = "links.mint"))]
     pub async fn mint(
         &self,
         env: Env,
@@ -153,6 +154,7 @@ impl<'a> Links<'a> {
     /// Whom `token` speaks for, if Herald signed it with a secret still in the keyring and it has
     /// not expired at `now`. Reads no profile: whether the link still speaks for the stored one
     /// is [`holder`]'s question.
+    #[tracing::instrument(skip_all, fields(op = "links.open"))]
     pub async fn open(&self, token: &str, now: DateTime<Utc>) -> Result<LinkSubject, OpenError> {
         let ring = self.keys.keyring(self.secrets, now).await?;
         link::open(&ring, token, now).map_err(OpenError::Refused)
@@ -161,12 +163,13 @@ impl<'a> Links<'a> {
 
 /// The profile `subject` names, if the link still speaks for it: the same profile (its
 /// `created_at`) and not revoked since (its link epoch).
+#[tracing::instrument(skip_all, fields(env = %subject.env, op = "links.holder"))]
 pub async fn holder(
     store: &dyn Store,
     subject: &LinkSubject,
 ) -> Result<Option<Profile>, StoreError> {
     Ok(store
-        .get_profile(EnvScope::new(subject.env), &subject.distinct_id)
+        .get_profile(subject.scope(), &subject.distinct_id)
         .await?
         .filter(|p| subject.still_matches(p)))
 }
@@ -174,7 +177,7 @@ pub async fn holder(
 /// The context of a change made through a link: the link's user acting on themselves.
 pub fn acting_as(subject: &LinkSubject, now: DateTime<Utc>) -> Ctx {
     Ctx::new(
-        EnvScope::new(subject.env),
+        subject.scope(),
         Actor::new("preference_page", subject.distinct_id.as_str()),
         now,
     )
@@ -183,6 +186,7 @@ pub fn acting_as(subject: &LinkSubject, now: DateTime<Utc>) -> Ctx {
 /// Applies `change` to the profile `subject` names, under the store's lock, only if the link
 /// still speaks for it there: a revoke or a re-creation racing the change wins, and the change
 /// is answered as for a missing user. `request` is recorded as by [`profiles::change_existing`].
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "links.change_as_holder"))]
 pub async fn change_as_holder<F>(
     store: &dyn Store,
     ctx: &Ctx,
@@ -209,6 +213,7 @@ where
 
 /// `DELETE /v1/user/{id}/preference/link/`: every link minted for the user so far stops opening
 /// (the profile's link epoch is bumped). Links minted afterwards work.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "links.revoke"))]
 pub async fn revoke(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
     let request = serde_json::json!({"revoke_preference_links": true});
     profiles::change_existing(store, ctx, id, request, |p| {
@@ -230,6 +235,7 @@ async fn load_keyring(secrets: &dyn CredentialStore) -> Result<Keyring, StoreErr
 /// `herald links rotate`: a new current secret signs links from now on (running nodes pick it
 /// up within [`KEYS_REFRESH`]). Older secrets keep verifying unless `retire_old`, which makes
 /// every link signed with them stop opening. Returns the new key id and how many were retired.
+#[tracing::instrument(skip_all, fields(op = "links.rotate"))]
 pub async fn rotate(
     secrets: &dyn CredentialStore,
     retire_old: bool,
@@ -243,6 +249,7 @@ pub async fn rotate(
 }
 
 /// `herald links retire`: forgets every secret but the current one. Returns how many.
+#[tracing::instrument(skip_all, fields(op = "links.retire_old"))]
 pub async fn retire_old(secrets: &dyn CredentialStore) -> Result<usize, StoreError> {
     change_keyring(secrets, Keyring::retire_old).await
 }
@@ -268,6 +275,7 @@ async fn change_keyring<T>(
 
 /// Gives `to` the keyring that signs `from`'s links, so links already sent keep opening after a
 /// move (`herald copy`). `false`: `to` had a keyring of its own, which it keeps.
+#[tracing::instrument(skip_all, fields(op = "links.copy_keyring"))]
 pub async fn copy_keyring(
     from: &dyn CredentialStore,
     to: &dyn CredentialStore,

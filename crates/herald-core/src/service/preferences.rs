@@ -25,10 +25,12 @@ fn missing_category(slug: &str) -> Error {
     }
 }
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.list_categories"))]
 pub async fn list_categories(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Category>, Error> {
     Ok(store.list_categories(ctx.scope).await?)
 }
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.get_category"))]
 pub async fn get_category(store: &dyn Store, ctx: &Ctx, slug: &str) -> Result<Category, Error> {
     store
         .get_category(ctx.scope, slug)
@@ -37,6 +39,7 @@ pub async fn get_category(store: &dyn Store, ctx: &Ctx, slug: &str) -> Result<Ca
 }
 
 /// `POST /v1/category/`: `category` is built by [`Category::declare`].
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.create_category"))]
 pub async fn create_category(
     store: &dyn Store,
     ctx: &Ctx,
@@ -55,6 +58,7 @@ pub async fn create_category(
 }
 
 /// `PATCH /v1/category/{slug}/`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.update_category"))]
 pub async fn update_category(
     store: &dyn Store,
     ctx: &Ctx,
@@ -68,6 +72,7 @@ pub async fn update_category(
 
 /// `DELETE /v1/category/{slug}/`. Users' choices for it stay on their profiles, inert, and apply
 /// again if a category with that slug comes back.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.delete_category"))]
 pub async fn delete_category(store: &dyn Store, ctx: &Ctx, slug: &str) -> Result<(), Error> {
     if store.delete_category(ctx.scope, slug).await? {
         Ok(())
@@ -77,6 +82,7 @@ pub async fn delete_category(store: &dyn Store, ctx: &Ctx, slug: &str) -> Result
 }
 
 /// Categories declared in the configuration file: created or overwritten at start.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.declare_categories"))]
 pub async fn declare_categories(
     store: &dyn Store,
     ctx: &Ctx,
@@ -89,6 +95,7 @@ pub async fn declare_categories(
 }
 
 /// `GET /v1/user/{id}/preference/`: visible categories grouped in sections, and the channels.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.full"))]
 pub async fn full(
     store: &dyn Store,
     ctx: &Ctx,
@@ -113,6 +120,7 @@ pub struct CategoryPage {
 }
 
 /// `GET /v1/user/{id}/preference/category/`: visible categories, paged by offset.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.categories"))]
 pub async fn categories(
     store: &dyn Store,
     ctx: &Ctx,
@@ -140,6 +148,7 @@ pub async fn categories(
 }
 
 /// `GET /v1/user/{id}/preference/category/{slug}/`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.category"))]
 pub async fn category(
     store: &dyn Store,
     ctx: &Ctx,
@@ -157,6 +166,7 @@ pub async fn category(
 }
 
 /// `GET /v1/user/{id}/preference/channel_preference/`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.channels"))]
 pub async fn channels(
     store: &dyn Store,
     ctx: &Ctx,
@@ -168,6 +178,7 @@ pub async fn channels(
 
 /// `PATCH /v1/user/{id}/preference/category/{slug}/`. Answers the category as the user now sees
 /// it, opted-out channels included.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.choose"))]
 pub async fn choose(
     store: &dyn Store,
     ctx: &Ctx,
@@ -188,6 +199,7 @@ pub async fn choose(
 }
 
 /// `PATCH /v1/user/{id}/preference/channel_preference/`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.restrict"))]
 pub async fn restrict(
     store: &dyn Store,
     ctx: &Ctx,
@@ -334,6 +346,7 @@ where
 
 /// `PATCH /v1/bulk/subscriber/preference/`. A category that does not exist refuses the call
 /// (404); a choice its category refuses is a 400 naming `categories[i]`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.bulk_update"))]
 pub async fn bulk_update(
     store: &dyn Store,
     ctx: &Ctx,
@@ -370,6 +383,7 @@ pub async fn bulk_update(
 }
 
 /// `PATCH /v1/bulk/subscriber/preference/reset/`.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "preferences.bulk_reset"))]
 pub async fn bulk_reset(
     store: &dyn Store,
     ctx: &Ctx,

@@ -12,6 +12,7 @@ use crate::store::{
 use serde_json::{json, Value};
 use std::sync::Arc;
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.get"))]
 pub async fn get(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Profile, Error> {
     store
         .get_profile(ctx.scope, id)
@@ -24,6 +25,7 @@ pub struct Listing {
     pub count: Option<Count>,
 }
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.list"))]
 pub async fn list(
     store: &dyn Store,
     ctx: &Ctx,
@@ -44,6 +46,7 @@ pub async fn list(
 }
 
 /// `POST /v1/user/{id}/`: properties are set, channel identities added to those already held.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.upsert"))]
 pub async fn upsert(
     store: &dyn Store,
     ctx: &Ctx,
@@ -56,6 +59,7 @@ pub async fn upsert(
 
 /// `PATCH /v1/user/{id}/` and identity events: the operations, in order, all or nothing. A profile
 /// that does not exist yet is created.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.edit"))]
 pub async fn edit(
     store: &dyn Store,
     ctx: &Ctx,
@@ -75,6 +79,7 @@ pub async fn edit(
 }
 
 /// Enables or disables an existing user.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.set_status"))]
 pub async fn set_status(
     store: &dyn Store,
     ctx: &Ctx,
@@ -99,6 +104,7 @@ pub async fn set_status(
 /// Applies parsed operations through the store's locked read-modify-write, at most once for the
 /// caller's idempotency key: a retry that finds its key applied answers with the profile as it
 /// is now (404 if it has been deleted since) and changes nothing.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.apply"))]
 pub async fn apply(
     store: &dyn Store,
     ctx: &Ctx,
@@ -114,6 +120,7 @@ pub async fn apply(
 /// most once: a client that retries after a lost reply does not apply it twice. `Ok(None)`: the
 /// key was already applied in this environment, so nothing ran — also when the profile has been
 /// deleted since or the key came with another user, so a retry is never a resurrection.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.apply_once"))]
 pub async fn apply_once(
     store: &dyn Store,
     ctx: &Ctx,
@@ -229,6 +236,7 @@ fn write(
 /// `POST /v1/user/{id}/merge/`: the primary keeps its values and gains the secondary's missing
 /// properties and identities; the secondary is removed. A primary that does not exist yet is
 /// created from the secondary.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.merge"))]
 pub async fn merge(
     store: &dyn Store,
     ctx: &Ctx,
@@ -248,6 +256,7 @@ pub async fn merge(
 
 /// `POST /v1/user/{id}/merge/?dry_run=true`: the primary as [`merge`] would leave it, computed by
 /// the same rule from the stored profiles; nothing is written.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.merge_preview"))]
 pub async fn merge_preview(
     store: &dyn Store,
     ctx: &Ctx,
@@ -333,6 +342,7 @@ pub fn merge_into(primary: &Profile, secondary: &Profile) -> Profile {
 /// recorded in history like any edit; a change that changes nothing is not recorded. Only the
 /// kind of `request` is recorded (its top-level keys, each with `null`): what changed is in the
 /// entry's `changes`, so what a caller sent (a whole form) never grows history.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.change_existing"))]
 pub async fn change_existing<F>(
     store: &dyn Store,
     ctx: &Ctx,
@@ -351,6 +361,7 @@ where
 }
 
 /// [`change_existing`], recording `request` as it is: for callers that build a small one.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.change_recorded"))]
 pub async fn change_recorded<F>(
     store: &dyn Store,
     ctx: &Ctx,
@@ -384,6 +395,7 @@ where
     run(store, ctx, id, edit).await
 }
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.delete"))]
 pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(), Error> {
     let deleted = store
         .delete_profiles(ctx.scope, std::slice::from_ref(id), tombstone(ctx))
@@ -396,6 +408,7 @@ pub async fn delete(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<(),
 }
 
 /// Deletes every listed profile that exists; returns those deleted.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.bulk_delete"))]
 pub async fn bulk_delete(
     store: &dyn Store,
     ctx: &Ctx,
@@ -437,6 +450,7 @@ pub struct HistoryPage {
 }
 
 /// Newest first. A deleted profile still shows its tombstone; an id never seen is a 404.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.history"))]
 pub async fn history(
     store: &dyn Store,
     ctx: &Ctx,
@@ -463,6 +477,7 @@ pub async fn history(
 }
 
 /// How many profiles `scope` holds: a counter read, never a scan.
+#[tracing::instrument(skip_all, fields(env = %scope.env(), op = "profiles.count_all"))]
 pub async fn count_all(store: &dyn Store, scope: crate::EnvScope) -> Result<u64, Error> {
     Ok(store
         .count_profiles(scope, &crate::filter::Filter::default())
@@ -471,10 +486,11 @@ pub async fn count_all(store: &dyn Store, scope: crate::EnvScope) -> Result<u64,
 }
 
 /// How many profiles each environment holds.
+#[tracing::instrument(skip_all, fields(op = "profiles.counts_per_env"))]
 pub async fn counts_per_env(store: &dyn Store) -> Result<[(crate::Env, u64); 2], Error> {
     let mut out = crate::Env::ALL.map(|env| (env, 0));
     for (env, n) in &mut out {
-        *n = count_all(store, crate::EnvScope::new(*env)).await?;
+        *n = count_all(store, crate::EnvScope::operator(*env)).await?;
     }
     Ok(out)
 }
@@ -529,6 +545,7 @@ impl AllProfiles {
 const HISTORY_PAGE: usize = 1000;
 
 /// Every history event of `id`, newest first.
+#[tracing::instrument(skip_all, fields(env = %scope.env(), op = "profiles.whole_history"))]
 pub async fn whole_history(
     store: &dyn Store,
     scope: crate::EnvScope,
@@ -551,6 +568,7 @@ pub async fn whole_history(
 /// `GET /v1/user/{id}/export/`: everything Herald holds on one user, as one document (the right
 /// of access): the profile, the user's preference choices and the whole history. Notifications
 /// join it when Herald sends them.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.export"))]
 pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Value, Error> {
     let profile = get(store, ctx, id).await?;
     let history: Vec<Value> = whole_history(store, ctx.scope, id)
@@ -573,6 +591,7 @@ pub async fn export(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Val
 
 /// Bulk creation (`herald seed`, imports): each item is an upsert body and the time the profile
 /// was created at. Ids that exist already are skipped; returns how many profiles were created.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.import"))]
 pub async fn import(
     store: &dyn Store,
     ctx: &Ctx,

@@ -5,12 +5,14 @@ use crate::error::Invalid;
 use crate::property::{self, Property, PropertyAttributes, PropertyDeclaration, PropertyKind};
 use crate::store::Store;
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.list"))]
 pub async fn list(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Property>, Error> {
     let records = store.list_property_records(ctx.scope).await?;
     let counts = store.property_counts(ctx.scope).await?;
     Ok(property::assemble(records, &counts))
 }
 
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.get"))]
 pub async fn get(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<Property, Error> {
     list(store, ctx)
         .await?
@@ -23,6 +25,7 @@ pub async fn get(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<Property, Er
 }
 
 /// `POST /v1/property/`: declares a custom property before any profile carries it.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.declare"))]
 pub async fn declare(
     store: &dyn Store,
     ctx: &Ctx,
@@ -42,6 +45,7 @@ pub async fn declare(
 }
 
 /// `PATCH /v1/property/{key}/`: label, description, show_in_table.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.update"))]
 pub async fn update(
     store: &dyn Store,
     ctx: &Ctx,
@@ -54,6 +58,7 @@ pub async fn update(
 }
 
 /// `DELETE /v1/property/{key}/`: only custom properties no profile carries.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.delete"))]
 pub async fn delete(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<(), Error> {
     let current = get(store, ctx, key).await?;
     if current.record.kind != PropertyKind::Custom {

@@ -193,7 +193,7 @@ const UNKNOWN_KEY_SECRET: &str = "herald-unknown-workspace-key-00000000000000000
 
 fn caller(creds: Credentials, actor: Actor) -> Caller {
     Caller {
-        scope: EnvScope::new(creds.env),
+        scope: EnvScope::authenticated(&creds),
         actor,
         workspace_key: creds.workspace_key,
     }

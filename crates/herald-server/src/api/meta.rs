@@ -47,7 +47,7 @@ pub async fn readyz(State(app): State<App>) -> Response {
     let probe = match app.store.ready().await {
         Ok(()) => app
             .store
-            .get_profile(EnvScope::new(Env::Test), &readiness_probe())
+            .get_profile(EnvScope::operator(Env::Test), &readiness_probe())
             .await
             .map(drop),
         Err(e) => Err(e),
@@ -139,7 +139,7 @@ pub async fn record_metrics(State(app): State<App>, request: Request, next: Next
     // The route template, never the path: ids and tokens stay out of the log.
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        tracing::error!(%method, %route, status, ms, "request failed");
+        super::error::log_failure(method, &route, status, ms, &response);
     } else if status >= 400 {
         tracing::info!(%method, %route, status, ms, "request refused");
     } else {

@@ -658,7 +658,7 @@ async fn a_revoked_key_set_is_refused_on_the_next_request_in_both_forms() {
     let ada = herald_core::DistinctId::parse("ada").unwrap();
     let stored = app
         .store
-        .get_profile(herald_core::EnvScope::new(Env::Test), &ada)
+        .get_profile(herald_core::EnvScope::operator(Env::Test), &ada)
         .await
         .unwrap();
     assert!(stored.is_none(), "a refused request changes nothing");

@@ -72,7 +72,7 @@ async fn listing_filters_and_in_values_are_limited() {
 async fn a_listing_over_the_statement_timeout_is_a_503() {
     let app = TestApp::spawn_with(|c| c.store.statement_timeout_ms = 1).await;
     let ctx = herald_core::service::Ctx::new(
-        herald_core::EnvScope::new(Env::Test),
+        herald_core::EnvScope::operator(Env::Test),
         herald_core::history::Actor::cli(),
         chrono::Utc::now(),
     );

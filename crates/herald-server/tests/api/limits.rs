@@ -34,7 +34,7 @@ async fn list_limit_defaults_to_20_and_stops_at_1000() {
     // 1001 profiles, seeded in one store call (the event path is covered below and is slow on
     // PostgreSQL at this size).
     let ctx = herald_core::service::Ctx::new(
-        herald_core::EnvScope::new(Env::Test),
+        herald_core::EnvScope::operator(Env::Test),
         herald_core::history::Actor::cli(),
         chrono::Utc::now(),
     );

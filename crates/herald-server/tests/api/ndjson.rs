@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::cell::Cell;
 
 fn ctx(env: Env) -> Ctx {
-    Ctx::new(EnvScope::new(env), Actor::cli(), Utc::now())
+    Ctx::new(EnvScope::operator(env), Actor::cli(), Utc::now())
 }
 
 #[tokio::test]
@@ -134,7 +134,7 @@ async fn an_export_imported_into_the_other_environment_recreates_every_profile()
     let pages = Cell::new(0);
     let written = ndjson::export(
         app.store.as_ref(),
-        EnvScope::new(Env::Test),
+        EnvScope::operator(Env::Test),
         &mut file,
         |_| pages.set(pages.get() + 1),
     )

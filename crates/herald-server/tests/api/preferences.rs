@@ -593,7 +593,7 @@ async fn an_expired_link_shows_a_clear_page_and_no_data() {
     let id = herald_core::DistinctId::parse("ada").unwrap();
     let profile = app
         .store
-        .get_profile(herald_core::EnvScope::new(Env::Test), &id)
+        .get_profile(herald_core::EnvScope::operator(Env::Test), &id)
         .await
         .unwrap()
         .unwrap();

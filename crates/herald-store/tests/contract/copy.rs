@@ -121,7 +121,7 @@ async fn populate(store: &dyn Store) {
 async fn everything(store: &dyn Store, env: Env) -> Value {
     let c = ctx(env);
     let mut users = Vec::new();
-    let mut all = profiles::AllProfiles::new(EnvScope::new(env));
+    let mut all = profiles::AllProfiles::new(EnvScope::operator(env));
     loop {
         let page = all.next_page(store, 1000).await.unwrap();
         if page.is_empty() {
@@ -129,7 +129,7 @@ async fn everything(store: &dyn Store, env: Env) -> Value {
         }
         for p in page {
             let history: Vec<Value> =
-                profiles::whole_history(store, EnvScope::new(env), &p.distinct_id)
+                profiles::whole_history(store, EnvScope::operator(env), &p.distinct_id)
                     .await
                     .unwrap()
                     .iter()
@@ -210,12 +210,12 @@ async fn a_copy_holds_everything_the_source_held_across_backends() {
             assert_eq!(
                 target
                     .store
-                    .count_profiles(EnvScope::new(Env::Test), &pro)
+                    .count_profiles(EnvScope::operator(Env::Test), &pro)
                     .await
                     .unwrap(),
                 source
                     .store
-                    .count_profiles(EnvScope::new(Env::Test), &pro)
+                    .count_profiles(EnvScope::operator(Env::Test), &pro)
                     .await
                     .unwrap(),
                 "{name}"

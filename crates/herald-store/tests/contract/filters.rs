@@ -32,7 +32,10 @@ async fn list_all(store: &dyn Store, env: Env, filter: &Filter, sort: Sort) -> V
             limit: 3,
             position: position.clone(),
         };
-        let rows = store.list_profiles(EnvScope::new(env), &q).await.unwrap();
+        let rows = store
+            .list_profiles(EnvScope::operator(env), &q)
+            .await
+            .unwrap();
         let page = Page::assemble(&q, rows);
         out.extend(page.items.iter().cloned());
         match page.after {
@@ -185,7 +188,7 @@ async fn every_filter_returns_what_the_domain_says_matches() {
                 );
             }
             let count = store
-                .count_profiles(EnvScope::new(Env::Test), &filter)
+                .count_profiles(EnvScope::operator(Env::Test), &filter)
                 .await
                 .unwrap();
             assert_eq!(
@@ -217,7 +220,10 @@ async fn recount(store: &dyn Store, env: Env) -> BTreeMap<String, i64> {
 }
 
 async fn stored_counts(store: &dyn Store, env: Env) -> BTreeMap<String, i64> {
-    let mut c = store.property_counts(EnvScope::new(env)).await.unwrap();
+    let mut c = store
+        .property_counts(EnvScope::operator(env))
+        .await
+        .unwrap();
     c.retain(|_, n| *n != 0);
     c
 }
@@ -271,7 +277,7 @@ async fn registry_counts_stay_exact_through_edits_merges_and_deletes() {
             .unwrap();
         check("deletes").await;
         let count = store
-            .count_profiles(EnvScope::new(Env::Test), &Filter::default())
+            .count_profiles(EnvScope::operator(Env::Test), &Filter::default())
             .await
             .unwrap();
         assert_eq!(count, Count::exact(3), "{}: ada, grace, linus", b.name);
@@ -393,7 +399,7 @@ async fn declared_properties_can_change_and_go_only_while_unused() {
         ));
         // The live registry never saw any of it.
         let live: Vec<PropertyRecord> = store
-            .list_property_records(EnvScope::new(Env::Live))
+            .list_property_records(EnvScope::operator(Env::Live))
             .await
             .unwrap();
         assert!(live.is_empty(), "{}: {live:?}", b.name);
@@ -450,7 +456,7 @@ async fn broad_and_narrow_searches_page_alike() {
                     ..q_limit.clone()
                 };
                 let rows = store
-                    .list_profiles(EnvScope::new(Env::Test), &page_q)
+                    .list_profiles(EnvScope::operator(Env::Test), &page_q)
                     .await
                     .unwrap();
                 let page = Page::assemble(&page_q, rows);
@@ -468,7 +474,7 @@ async fn broad_and_narrow_searches_page_alike() {
             got.sort();
             assert_eq!(got, want, "{}: {q}", b.name);
             let count = store
-                .count_profiles(EnvScope::new(Env::Test), &filter)
+                .count_profiles(EnvScope::operator(Env::Test), &filter)
                 .await
                 .unwrap();
             assert_eq!(

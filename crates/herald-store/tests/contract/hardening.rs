@@ -20,7 +20,7 @@ mod typed_index {
             position: PagePosition::First,
         };
         let mut ids: Vec<String> = store
-            .list_profiles(EnvScope::new(Env::Test), &query)
+            .list_profiles(EnvScope::operator(Env::Test), &query)
             .await
             .unwrap()
             .iter()
@@ -58,20 +58,20 @@ mod typed_index {
             assert_eq!(ids(store, "prop.age=lt:31").await, ["bob"], "{}", b.name);
             let count = store
                 .count_profiles(
-                    EnvScope::new(Env::Test),
+                    EnvScope::operator(Env::Test),
                     &Filter::parse(&[("prop.age".into(), "gt:29".into())]).unwrap(),
                 )
                 .await
                 .unwrap();
             assert_eq!(count, Count::exact(1), "{}", b.name);
             let counts = store
-                .property_counts(EnvScope::new(Env::Test))
+                .property_counts(EnvScope::operator(Env::Test))
                 .await
                 .unwrap();
             assert_eq!(counts.get("age"), Some(&2), "{}: {counts:?}", b.name);
             assert_eq!(counts.get("*"), Some(&2), "{}: {counts:?}", b.name);
             let record = store
-                .list_property_records(EnvScope::new(Env::Test))
+                .list_property_records(EnvScope::operator(Env::Test))
                 .await
                 .unwrap()
                 .into_iter()
@@ -104,7 +104,7 @@ mod registry_races {
     async fn a_record_is_not_deleted_under_a_write_that_starts_using_it() {
         for b in backends().await {
             let store = b.store.clone();
-            let scope = EnvScope::new(Env::Test);
+            let scope = EnvScope::operator(Env::Test);
             // The key was used once and is unused now: its record may be deleted.
             edit(
                 store.as_ref(),
@@ -187,7 +187,7 @@ mod registry_races {
                     .execute_batch(malformed)
                     .unwrap();
             }
-            let scope = EnvScope::new(Env::Test);
+            let scope = EnvScope::operator(Env::Test);
             assert!(b.store.list_categories(scope).await.is_err(), "{}", b.name);
             assert!(
                 b.store.get_category(scope, "broken").await.is_err(),
@@ -398,7 +398,7 @@ mod copy_resume {
 
     /// Every profile of the test environment with its whole history (event ids left out).
     async fn everything(store: &dyn Store) -> Vec<Value> {
-        let scope = EnvScope::new(Env::Test);
+        let scope = EnvScope::operator(Env::Test);
         let mut all = profiles::AllProfiles::new(scope);
         let mut out = Vec::new();
         loop {
@@ -439,9 +439,10 @@ mod copy_resume {
                 })
                 .await;
                 assert!(interrupted.is_err(), "{name}");
-                let part = profiles::count_all(target.store.as_ref(), EnvScope::new(Env::Test))
-                    .await
-                    .unwrap();
+                let part =
+                    profiles::count_all(target.store.as_ref(), EnvScope::operator(Env::Test))
+                        .await
+                        .unwrap();
                 assert!(
                     part > 0 && part < 699,
                     "{name}: {part} copied before the stop"

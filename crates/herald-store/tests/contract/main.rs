@@ -66,7 +66,7 @@ fn id(s: &str) -> DistinctId {
 
 fn ctx(env: Env) -> Ctx {
     Ctx::new(
-        EnvScope::new(env),
+        EnvScope::operator(env),
         Actor::new("test", "contract"),
         Utc::now(),
     )
@@ -74,7 +74,7 @@ fn ctx(env: Env) -> Ctx {
 
 fn ctx_at(env: Env, offset_ms: i64) -> Ctx {
     Ctx::new(
-        EnvScope::new(env),
+        EnvScope::operator(env),
         Actor::new("test", "contract"),
         Utc::now() + Duration::milliseconds(offset_ms),
     )
@@ -199,14 +199,14 @@ async fn edits_create_update_and_skip_no_ops() {
             b.name
         );
         let stored = s
-            .get_profile(EnvScope::new(Env::Test), &id("u1"))
+            .get_profile(EnvScope::operator(Env::Test), &id("u1"))
             .await
             .unwrap()
             .unwrap();
         assert!(stored.same_content(&p), "{}", b.name);
         assert_eq!(stored.identities.len(), 1, "{}", b.name);
         let history = s
-            .list_history(EnvScope::new(Env::Test), &id("u1"), None, 10)
+            .list_history(EnvScope::operator(Env::Test), &id("u1"), None, 10)
             .await
             .unwrap();
         assert_eq!(
@@ -235,7 +235,7 @@ async fn refused_edits_change_nothing() {
         .unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{}: {err}", b.name);
         let p = s
-            .get_profile(EnvScope::new(Env::Test), &id("u1"))
+            .get_profile(EnvScope::operator(Env::Test), &id("u1"))
             .await
             .unwrap()
             .unwrap();
@@ -250,7 +250,7 @@ async fn refused_edits_change_nothing() {
         .unwrap_err();
         assert!(matches!(missing, Error::NotFound { .. }), "{}", b.name);
         assert!(
-            s.get_profile(EnvScope::new(Env::Test), &id("ghost"))
+            s.get_profile(EnvScope::operator(Env::Test), &id("ghost"))
                 .await
                 .unwrap()
                 .is_none(),
@@ -258,7 +258,7 @@ async fn refused_edits_change_nothing() {
             b.name
         );
         assert_eq!(
-            s.list_history(EnvScope::new(Env::Test), &id("u1"), None, 10)
+            s.list_history(EnvScope::operator(Env::Test), &id("u1"), None, 10)
                 .await
                 .unwrap()
                 .len(),
@@ -283,13 +283,13 @@ async fn environments_never_cross() {
             .await
             .unwrap();
         let t = s
-            .get_profile(EnvScope::new(Env::Test), &id("same"))
+            .get_profile(EnvScope::operator(Env::Test), &id("same"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(t.properties["where"], "test", "{}", b.name);
         assert!(
-            s.get_profile(EnvScope::new(Env::Test), &id("live-only"))
+            s.get_profile(EnvScope::operator(Env::Test), &id("live-only"))
                 .await
                 .unwrap()
                 .is_none(),
@@ -297,7 +297,7 @@ async fn environments_never_cross() {
             b.name
         );
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Test), &Filter::default())
+            s.count_profiles(EnvScope::operator(Env::Test), &Filter::default())
                 .await
                 .unwrap()
                 .value,
@@ -306,7 +306,7 @@ async fn environments_never_cross() {
             b.name
         );
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Live), &Filter::default())
+            s.count_profiles(EnvScope::operator(Env::Live), &Filter::default())
                 .await
                 .unwrap()
                 .value,
@@ -321,7 +321,7 @@ async fn environments_never_cross() {
             position: PagePosition::First,
         };
         assert_eq!(
-            s.list_profiles(EnvScope::new(Env::Test), &q)
+            s.list_profiles(EnvScope::operator(Env::Test), &q)
                 .await
                 .unwrap()
                 .len(),
@@ -348,13 +348,13 @@ async fn environments_never_cross() {
             .await
             .unwrap();
         let l = s
-            .get_profile(EnvScope::new(Env::Live), &id("same"))
+            .get_profile(EnvScope::operator(Env::Live), &id("same"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!(l.properties["where"], "live", "{}", b.name);
         assert_eq!(
-            s.list_history(EnvScope::new(Env::Live), &id("same"), None, 10)
+            s.list_history(EnvScope::operator(Env::Live), &id("same"), None, 10)
                 .await
                 .unwrap()
                 .len(),
@@ -363,7 +363,7 @@ async fn environments_never_cross() {
             b.name
         );
         assert!(
-            s.get_profile(EnvScope::new(Env::Live), &id("live-only"))
+            s.get_profile(EnvScope::operator(Env::Live), &id("live-only"))
                 .await
                 .unwrap()
                 .is_some(),
@@ -401,7 +401,7 @@ async fn listing_pages_forward_and_back_in_every_order() {
                 let sort = Sort { field, descending };
                 let all = s
                     .list_profiles(
-                        EnvScope::new(Env::Test),
+                        EnvScope::operator(Env::Test),
                         &ListQuery {
                             filter: Filter::default(),
                             sort,
@@ -443,7 +443,9 @@ async fn listing_pages_forward_and_back_in_every_order() {
                     };
                     let page = herald_core::listing::Page::assemble(
                         &q,
-                        s.list_profiles(EnvScope::new(Env::Test), &q).await.unwrap(),
+                        s.list_profiles(EnvScope::operator(Env::Test), &q)
+                            .await
+                            .unwrap(),
                     );
                     seen.extend(page.items.iter().map(|p| p.distinct_id.to_string()));
                     match page.after {
@@ -465,7 +467,9 @@ async fn listing_pages_forward_and_back_in_every_order() {
                 };
                 let page = herald_core::listing::Page::assemble(
                     &q,
-                    s.list_profiles(EnvScope::new(Env::Test), &q).await.unwrap(),
+                    s.list_profiles(EnvScope::operator(Env::Test), &q)
+                        .await
+                        .unwrap(),
                 );
                 let back: Vec<_> = page
                     .items
@@ -488,7 +492,7 @@ async fn listing_pages_forward_and_back_in_every_order() {
 async fn history_pages_newest_first_and_deletion_erases_it() {
     for b in backends().await {
         let s = b.store.as_ref();
-        let scope = EnvScope::new(Env::Test);
+        let scope = EnvScope::operator(Env::Test);
         for i in 0..7 {
             edit(s, Env::Test, "h", json!([{"$set": {"i": i}}]))
                 .await
@@ -522,7 +526,7 @@ async fn history_pages_newest_first_and_deletion_erases_it() {
 async fn merge_moves_what_the_primary_lacks_and_removes_the_secondary() {
     for b in backends().await {
         let s = b.store.as_ref();
-        let scope = EnvScope::new(Env::Test);
+        let scope = EnvScope::operator(Env::Test);
         edit(
             s,
             Env::Test,
@@ -601,7 +605,7 @@ async fn bulk_delete_reports_what_existed() {
             .unwrap();
         assert_eq!(deleted, vec![id("c"), id("a")], "{}", b.name);
         assert_eq!(
-            s.count_profiles(EnvScope::new(Env::Test), &Filter::default())
+            s.count_profiles(EnvScope::operator(Env::Test), &Filter::default())
                 .await
                 .unwrap()
                 .value,
@@ -635,7 +639,7 @@ async fn concurrent_edits_on_two_nodes_lose_nothing() {
         }
         let p = b
             .store
-            .get_profile(EnvScope::new(Env::Test), &id("counter"))
+            .get_profile(EnvScope::operator(Env::Test), &id("counter"))
             .await
             .unwrap()
             .unwrap();
@@ -647,7 +651,7 @@ async fn concurrent_edits_on_two_nodes_lose_nothing() {
         );
         assert_eq!(
             b.store
-                .list_history(EnvScope::new(Env::Test), &id("counter"), None, 200)
+                .list_history(EnvScope::operator(Env::Test), &id("counter"), None, 200)
                 .await
                 .unwrap()
                 .len(),
@@ -681,14 +685,14 @@ async fn racing_creates_of_one_new_id_make_one_profile() {
         }
         let p = b
             .store
-            .get_profile(EnvScope::new(Env::Test), &id("fresh"))
+            .get_profile(EnvScope::operator(Env::Test), &id("fresh"))
             .await
             .unwrap()
             .unwrap();
         assert_eq!((p.properties.len(), p.version), (40, 40), "{}", b.name);
         assert_eq!(
             b.store
-                .count_profiles(EnvScope::new(Env::Test), &Filter::default())
+                .count_profiles(EnvScope::operator(Env::Test), &Filter::default())
                 .await
                 .unwrap()
                 .value,
@@ -726,7 +730,7 @@ async fn an_edit_with_an_idempotency_key_applies_once_per_env() {
             let store = b.store.clone();
             async move {
                 store
-                    .get_profile(EnvScope::new(env), &id("retried"))
+                    .get_profile(EnvScope::operator(env), &id("retried"))
                     .await
                     .unwrap()
                     .map(|p| p.properties["n"].clone())
