@@ -360,19 +360,20 @@ fn changes_of(
 
 #[utoipa::path(
     post,
-    path = "/v1/user/{id}/preference/link",
-    operation_id = "preferenceLink",
+    path = "/preferences/{token}",
+    operation_id = "savePreferencePage",
     tag = "preferences",
-    summary = "Mint a hosted preference page link",
-    description = "A signed, expiring link to a page where this user, without logging in, sees and changes their own preferences. Anyone holding the link can, until it expires, the user's links are revoked (DELETE on this path) or the user is deleted. The URL starts with the public_url option.",
+    summary = "Save the hosted preference page's form",
+    description = "The whole state is taken from the form: every visible, non-mandatory category and every channel the user has is set. Recorded in history with the actor preference_page.",
     params(
-        crate::api::doc::UserPath
+        ("token" = String, Path, description = "The token of a link minted by POST /v1/user/{distinct_id}/preference/link/.")
     ),
-    request_body(content = Option<Object>, example = json!({"expires_in_days": 7})),
+    request_body(content = Option<Object>, content_type = "application/x-www-form-urlencoded"),
     responses(
-        (status = 201, description = "The link.", body = Object, example = json!({"url": "https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "token": "eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "expires_at": "2026-12-05T23:24:16.196280731+00:00"})),
-        (status = 400, description = "expires_in_days is not a whole number from 1 to 365.", body = crate::api::doc::ErrorBody),
-        (status = 404, response = crate::api::doc::UserNotFound)
+        (status = 303, description = "Saved; Location: /preferences/{token}?saved=1."),
+        (status = 400, description = "A change the categories do not allow (HTML).", body = String, content_type = "text/html"),
+        (status = 404, description = "The link is not valid (HTML).", body = String, content_type = "text/html"),
+        (status = 410, description = "The link has expired (HTML).", body = String, content_type = "text/html")
     )
 )]
 /// `POST /preferences/{token}`: the form, applied as one change to the link's user (checked again
