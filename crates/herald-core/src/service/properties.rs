@@ -3,7 +3,7 @@
 use super::{Ctx, Error};
 use crate::error::Invalid;
 use crate::property::{self, Property, PropertyAttributes, PropertyDeclaration, PropertyKind};
-use crate::store::Store;
+use crate::store::{PropertyDeletion, Store};
 
 pub async fn list(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Property>, Error> {
     let records = store.list_property_records(ctx.scope).await?;
@@ -65,8 +65,8 @@ pub async fn delete(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<(), Error
         )));
     }
     match store.delete_property_record(ctx.scope, key).await? {
-        Ok(_) => Ok(()),
-        Err(n) => Err(Error::Conflict(Invalid::new(
+        PropertyDeletion::Deleted | PropertyDeletion::Missing => Ok(()),
+        PropertyDeletion::StillCarried(n) => Err(Error::Conflict(Invalid::new(
             "key",
             format!("{n} profile(s) still carry '{key}'; unset it on them first"),
         ))),

@@ -149,15 +149,23 @@ impl From<service::Error> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Unavailable(detail) => {
-                tracing::error!(error = %detail, "store unavailable");
+            StoreError::Unavailable { .. } => {
+                tracing::error!(error = %e, "store unavailable");
                 ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "service_unavailable",
                     "the database is unavailable; try again",
                 )
             }
-            StoreError::Internal(detail) => ApiError::internal(detail),
+            StoreError::Internal { .. } => ApiError::internal(e.to_string()),
+            StoreError::Conflict(detail) => {
+                tracing::warn!(error = %detail, "store write conflict");
+                ApiError::new(
+                    StatusCode::CONFLICT,
+                    "conflict",
+                    format!("the write conflicted with another ({detail}); try again"),
+                )
+            }
             StoreError::Busy(detail) => {
                 tracing::warn!(error = %detail, "store busy");
                 ApiError::new(
