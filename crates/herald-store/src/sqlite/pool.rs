@@ -35,7 +35,7 @@ pub fn open_connection(
 ) -> Result<Connection, StoreError> {
     let synchronous = synchronous.pragma();
     let conn = Connection::open(path)
-        .map_err(|e| StoreError::unavailable(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable_from(path.display().to_string(), e))?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
