@@ -128,3 +128,33 @@ mod upgrade_tests {
         assert_eq!(label, "Signed up");
     }
 }
+
+#[cfg(test)]
+mod erasure_tests {
+    use super::*;
+
+    /// Every table keyed by a user is erased with the user: through `sql::ERASE_USER`, or (the
+    /// index rows) through the index upkeep. A new per-user table fails here until it is added.
+    #[test]
+    fn every_per_user_table_is_erased_in_one_place() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        migrate(&mut conn).unwrap();
+        let tables: Vec<String> = conn
+            .prepare(
+                "SELECT m.name FROM sqlite_master m, pragma_table_info(m.name) c
+                 WHERE m.type = 'table' AND c.name = 'distinct_id' ORDER BY m.name",
+            )
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(tables.contains(&"profiles".to_owned()), "{tables:?}");
+        for table in tables.iter().filter(|t| *t != "profile_values") {
+            let erased = sql::ERASE_USER
+                .iter()
+                .any(|s| s.starts_with(&format!("DELETE FROM {table} WHERE")));
+            assert!(erased, "per-user table '{table}' is not in sql::ERASE_USER");
+        }
+    }
+}
