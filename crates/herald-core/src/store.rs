@@ -15,16 +15,78 @@ use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-#[derive(Debug, Clone, thiserror::Error)]
+/// The underlying fault of a [`StoreError`] (a driver error, an I/O error, or a message).
+pub type ErrorSource = Box<dyn std::error::Error + Send + Sync>;
+
+/// A storage fault. `Unavailable` and `Internal` keep the error they came from as their
+/// [`source`](std::error::Error::source) (their message repeats it, so a log line that prints only
+/// the error still says what the database said). Not `Clone`: nothing copies store errors.
+#[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the database is unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Internal(String),
+    #[error("the database is unavailable: {context}{}", detail(source))]
+    Unavailable {
+        context: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    #[error("database error: {context}{}", detail(source))]
+    Internal {
+        context: String,
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// Too much work waiting (e.g. a full write queue) or a query over its time limit: the
     /// request may succeed if retried later.
     #[error("the database is busy: {0}")]
     Busy(String),
+    /// The write lost to a concurrent one and was not applied (e.g. a claim another worker took
+    /// first, or a race that kept conflicting after the store's own retries).
+    #[error("the write conflicted with another: {0}")]
+    Conflict(String),
+}
+
+fn detail(source: &Option<ErrorSource>) -> String {
+    source
+        .as_ref()
+        .map(|s| format!(": {s}"))
+        .unwrap_or_default()
+}
+
+impl StoreError {
+    /// A fault of the store itself, with only a message.
+    pub fn internal(context: impl Into<String>) -> StoreError {
+        StoreError::Internal {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// A fault of the store caused by `source`.
+    pub fn internal_from(context: impl Into<String>, source: impl Into<ErrorSource>) -> StoreError {
+        StoreError::Internal {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    /// The database cannot be reached, with only a message.
+    pub fn unavailable(context: impl Into<String>) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: None,
+        }
+    }
+
+    /// The database cannot be reached because of `source`.
+    pub fn unavailable_from(
+        context: impl Into<String>,
+        source: impl Into<ErrorSource>,
+    ) -> StoreError {
+        StoreError::Unavailable {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
 }
 
 /// Why an edit closure declined to write.
@@ -96,6 +158,7 @@ impl OnceKey {
     }
 }
 
+/// What [`ProfileStore::edit_profile`] did.
 #[derive(Debug, Clone)]
 pub enum EditOutcome {
     /// The edit ran: the profile as stored after it (also when it changed nothing).
@@ -105,6 +168,29 @@ pub enum EditOutcome {
     AlreadyApplied,
     /// The key was applied for a different request (another fingerprint): nothing ran.
     KeyReused,
+    /// The edit closure declined to write: nothing stored, the key not recorded.
+    Refused(Refusal),
+}
+
+/// What [`ProfileStore::merge_profiles`] did.
+#[derive(Debug, Clone)]
+pub enum MergeOutcome {
+    /// The primary as stored after the merge; the secondary is gone.
+    Merged(Box<Profile>),
+    /// The secondary does not exist: nothing changed.
+    SecondaryMissing,
+    /// The merge closure declined: nothing changed.
+    Refused(Refusal),
+}
+
+/// What [`PropertyStore::delete_property_record`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PropertyDeletion {
+    Deleted,
+    /// There was no record of that key.
+    Missing,
+    /// This many profiles still carry the key: the record was kept.
+    StillCarried(u64),
 }
 
 #[async_trait]
@@ -171,7 +257,7 @@ pub trait ProfileStore: Send + Sync {
         id: &DistinctId,
         edit: EditFn,
         once: Option<&OnceKey>,
-    ) -> Result<Result<EditOutcome, Refusal>, StoreError>;
+    ) -> Result<EditOutcome, StoreError>;
 
     /// Bulk load: creates the profiles of `items` that do not exist yet, each with its history,
     /// index rows and counters, in one transaction; existing ids are left untouched (with their
@@ -193,15 +279,14 @@ pub trait ProfileStore: Send + Sync {
     ) -> Result<u64, StoreError>;
 
     /// Merges `secondary` into `primary` and removes `secondary`, atomically; the secondary's
-    /// tombstone is filed as [`delete_profiles`](Self::delete_profiles) files one. `Ok(None)` when
-    /// the secondary does not exist.
+    /// tombstone is filed as [`delete_profiles`](Self::delete_profiles) files one.
     async fn merge_profiles(
         &self,
         scope: EnvScope,
         primary: &DistinctId,
         secondary: &DistinctId,
         merge: MergeFn,
-    ) -> Result<Option<Result<Profile, Refusal>>, StoreError>;
+    ) -> Result<MergeOutcome, StoreError>;
 
     /// Deletes the profiles that exist, erasing their history and leaving one tombstone event each,
     /// filed under [`crate::erasure::tombstone_id`] (keyed with the server secret
@@ -251,12 +336,12 @@ pub trait PropertyStore: Send + Sync {
         record: &PropertyRecord,
     ) -> Result<(), StoreError>;
 
-    /// Deletes the record of `key` if no profile carries it. `Ok(Err(n))`: `n` profiles still do.
+    /// Deletes the record of `key` if no profile carries it.
     async fn delete_property_record(
         &self,
         scope: EnvScope,
         key: &str,
-    ) -> Result<Result<bool, u64>, StoreError>;
+    ) -> Result<PropertyDeletion, StoreError>;
 }
 
 /// Notification categories, per environment.

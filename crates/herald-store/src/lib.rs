@@ -3,14 +3,18 @@
 
 mod limits;
 pub use limits::DEFAULT_STATEMENT_TIMEOUT;
+mod migrate;
 pub mod postgres;
 mod query;
 pub use query::NARROW_SEARCH;
+mod rows;
+mod sql;
 pub mod sqlite;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use herald_core::store::Store;
+use herald_core::profile::Profile;
+use herald_core::store::{EditOutcome, Refusal, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -161,9 +165,18 @@ fn check_schema_version(current: i64, latest: i64) -> Result<(), herald_core::st
     if current == latest {
         Ok(())
     } else {
-        Err(herald_core::store::StoreError::Unavailable(format!(
+        Err(herald_core::store::StoreError::unavailable(format!(
             "the database schema is at version {current}, this Herald needs {latest}: run `herald migrate`"
         )))
+    }
+}
+
+/// The outcome of an edit that ran: the profile as stored after it, or, when there was none and
+/// the edit created none, the refusal a missing profile gets.
+fn applied(stored: Option<Profile>) -> EditOutcome {
+    match stored {
+        Some(p) => EditOutcome::Applied(Box::new(p)),
+        None => EditOutcome::Refused(Refusal::Missing),
     }
 }
 

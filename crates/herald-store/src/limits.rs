@@ -36,7 +36,7 @@ impl EnvSlots {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("store closed".into()))
+            .map_err(|_| StoreError::unavailable("store closed"))
     }
 }
 

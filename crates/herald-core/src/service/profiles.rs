@@ -7,7 +7,7 @@ use crate::listing::{Count, Cursor, ListQuery, Page, PagePosition, Sort, SortFie
 use crate::ops::{self, Assign, Op, Step};
 use crate::profile::{Profile, Status};
 use crate::store::{
-    EditFn, EditOutcome, MergeFn, OnceKey, ProfileWrite, Refusal, Store, TombstoneFn,
+    EditFn, EditOutcome, MergeFn, MergeOutcome, OnceKey, ProfileWrite, Refusal, Store, TombstoneFn,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -167,10 +167,10 @@ async fn run_once(
     once: Option<&OnceKey>,
 ) -> Result<Option<Profile>, Error> {
     match store.edit_profile(ctx.scope, id, edit, once).await? {
-        Ok(EditOutcome::Applied(profile)) => Ok(Some(*profile)),
-        Ok(EditOutcome::AlreadyApplied) => Ok(None),
-        Ok(EditOutcome::KeyReused) => Err(Error::KeyReused),
-        Err(refusal) => Err(Error::from_refusal(refusal, id)),
+        EditOutcome::Applied(profile) => Ok(Some(*profile)),
+        EditOutcome::AlreadyApplied => Ok(None),
+        EditOutcome::KeyReused => Err(Error::KeyReused),
+        EditOutcome::Refused(refusal) => Err(Error::from_refusal(refusal, id)),
     }
 }
 
@@ -248,9 +248,9 @@ pub async fn merge(
         .merge_profiles(ctx.scope, primary, secondary, merge)
         .await?
     {
-        None => Err(Error::user_not_found(secondary)),
-        Some(Ok(p)) => Ok(p),
-        Some(Err(refusal)) => Err(Error::from_refusal(refusal, primary)),
+        MergeOutcome::Merged(p) => Ok(*p),
+        MergeOutcome::SecondaryMissing => Err(Error::user_not_found(secondary)),
+        MergeOutcome::Refused(refusal) => Err(Error::from_refusal(refusal, primary)),
     }
 }
 

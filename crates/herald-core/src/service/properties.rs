@@ -3,7 +3,7 @@
 use super::{Ctx, Error};
 use crate::error::Invalid;
 use crate::property::{self, Property, PropertyAttributes, PropertyDeclaration, PropertyKind};
-use crate::store::Store;
+use crate::store::{PropertyDeletion, Store};
 
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "properties.list"))]
 pub async fn list(store: &dyn Store, ctx: &Ctx) -> Result<Vec<Property>, Error> {
@@ -70,8 +70,8 @@ pub async fn delete(store: &dyn Store, ctx: &Ctx, key: &str) -> Result<(), Error
         )));
     }
     match store.delete_property_record(ctx.scope, key).await? {
-        Ok(_) => Ok(()),
-        Err(n) => Err(Error::Conflict(Invalid::new(
+        PropertyDeletion::Deleted | PropertyDeletion::Missing => Ok(()),
+        PropertyDeletion::StillCarried(n) => Err(Error::Conflict(Invalid::new(
             "key",
             format!("{n} profile(s) still carry '{key}'; unset it on them first"),
         ))),

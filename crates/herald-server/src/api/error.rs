@@ -203,12 +203,17 @@ impl From<service::Error> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         let refusal = match &e {
-            StoreError::Unavailable(_) => ApiError::new(
+            StoreError::Unavailable { .. } => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
                 "the database is unavailable; try again",
             ),
-            StoreError::Internal(_) => return ApiError::internal(e),
+            StoreError::Internal { .. } => return ApiError::internal(e),
+            StoreError::Conflict(detail) => ApiError::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                format!("the write conflicted with another ({detail}); try again"),
+            ),
             StoreError::Busy(detail) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "service_unavailable",
@@ -275,7 +280,7 @@ mod tests {
             .route(
                 "/boom/{id}",
                 get(|| async {
-                    Err::<(), _>(ApiError::from(StoreError::Internal("disk on fire".into())))
+                    Err::<(), _>(ApiError::from(StoreError::internal("disk on fire")))
                 }),
             )
             .route(

@@ -1114,8 +1114,8 @@ mod tests {
                 ),
                 (
                     id("bob"),
-                    Err(UserFailure::Internal(Error::Store(StoreError::Internal(
-                        "disk I/O error at /var/lib/herald/db".into(),
+                    Err(UserFailure::Internal(Error::Store(StoreError::internal(
+                        "disk I/O error at /var/lib/herald/db",
                     )))),
                 ),
             ],

@@ -35,7 +35,7 @@ pub fn open_connection(
 ) -> Result<Connection, StoreError> {
     let synchronous = synchronous.pragma();
     let conn = Connection::open(path)
-        .map_err(|e| StoreError::Unavailable(format!("{}: {e}", path.display())))?;
+        .map_err(|e| StoreError::unavailable_from(path.display().to_string(), e))?;
     conn.execute_batch(&format!(
         "PRAGMA journal_mode = WAL;
          PRAGMA synchronous = {synchronous};
@@ -53,7 +53,26 @@ pub fn open_connection(
 }
 
 pub fn internal(e: rusqlite::Error) -> StoreError {
-    StoreError::Internal(e.to_string())
+    StoreError::internal_from("SQLite", e)
+}
+
+/// The failure of a batch, for each of its callers: errors are not `Clone`, so each gets the same
+/// variant and message (the source as text).
+fn for_each_caller(e: &StoreError) -> StoreError {
+    let source =
+        |s: &Option<herald_core::store::ErrorSource>| s.as_ref().map(|s| s.to_string().into());
+    match e {
+        StoreError::Unavailable { context, source: s } => StoreError::Unavailable {
+            context: context.clone(),
+            source: source(s),
+        },
+        StoreError::Internal { context, source: s } => StoreError::Internal {
+            context: context.clone(),
+            source: source(s),
+        },
+        StoreError::Busy(m) => StoreError::Busy(m.clone()),
+        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+    }
 }
 
 /// The single writer. Jobs queue on a bounded channel; the thread drains what is waiting, runs
@@ -99,7 +118,7 @@ impl Writer {
         if self.alive.load(Ordering::SeqCst) {
             Ok(())
         } else {
-            Err(StoreError::Unavailable(DEAD.into()))
+            Err(StoreError::unavailable(DEAD))
         }
     }
 
@@ -115,7 +134,7 @@ impl Writer {
             let result = catch_unwind(AssertUnwindSafe(|| f(conn))).unwrap_or_else(|panic| {
                 let what = panic_message(panic.as_ref());
                 tracing::error!(panic = %what, "a SQLite write job panicked; it was rolled back");
-                Err(StoreError::Internal(format!("a write panicked: {what}")))
+                Err(StoreError::internal(format!("a write panicked: {what}")))
             });
             let ok = result.is_ok();
             let reply: Reply = Box::new(move |commit| {
@@ -128,10 +147,9 @@ impl Writer {
             mpsc::TrySendError::Full(_) => StoreError::Busy(format!(
                 "the SQLite write queue is full ({WRITER_QUEUE_CAPACITY} writes waiting)"
             )),
-            mpsc::TrySendError::Disconnected(_) => StoreError::Unavailable(DEAD.into()),
+            mpsc::TrySendError::Disconnected(_) => StoreError::unavailable(DEAD),
         })?;
-        rx.await
-            .map_err(|_| StoreError::Unavailable(NOT_RUN.into()))?
+        rx.await.map_err(|_| StoreError::unavailable(NOT_RUN))?
     }
 }
 
@@ -169,7 +187,7 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         for reply in replies {
             // A reply only sends on a channel; a panic there must not stop the writer either.
-            let commit = committed.clone();
+            let commit = committed.as_ref().map(|_| ()).map_err(for_each_caller);
             let _ = catch_unwind(AssertUnwindSafe(|| reply(commit)));
         }
     }
@@ -196,7 +214,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Vec<Reply>, Result<(), Stor
         // SQLite may have rolled back the whole transaction (I/O error, disk full, ...): what the
         // earlier jobs wrote is gone, and the later savepoints would commit on their own.
         if conn.is_autocommit() {
-            return (replies, Err(StoreError::Unavailable(BATCH_LOST.into())));
+            return (replies, Err(StoreError::unavailable(BATCH_LOST)));
         }
         let ended = if ok {
             conn.execute_batch("RELEASE job")
@@ -207,7 +225,7 @@ fn run_batch(conn: &Connection, batch: Vec<Job>) -> (Vec<Reply>, Result<(), Stor
             return (replies, Err(internal(e)));
         }
         if conn.is_autocommit() {
-            return (replies, Err(StoreError::Unavailable(BATCH_LOST.into())));
+            return (replies, Err(StoreError::unavailable(BATCH_LOST)));
         }
     }
     (replies, Ok(()))
@@ -270,7 +288,7 @@ impl Readers {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+            .map_err(|_| StoreError::unavailable("store closed"))?;
         let conn = self
             .conns
             .lock()
@@ -285,7 +303,7 @@ impl Readers {
         let conns = self.conns.clone();
         let mut task = tokio::task::spawn_blocking(move || {
             let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|panic| {
-                Err(StoreError::Internal(format!(
+                Err(StoreError::internal(format!(
                     "a read panicked: {}",
                     panic_message(panic.as_ref())
                 )))
@@ -304,7 +322,7 @@ impl Readers {
                 return Err(limits::timed_out(self.statement_timeout));
             }
         };
-        joined.map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        joined.map_err(|e| StoreError::internal(format!("read task failed: {e}")))?
     }
 
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -317,7 +335,7 @@ impl Readers {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| StoreError::Unavailable("store closed".into()))?;
+            .map_err(|_| StoreError::unavailable("store closed"))?;
         let conns = self.conns.clone();
         tokio::task::spawn_blocking(move || {
             let conn = conns
@@ -328,7 +346,7 @@ impl Readers {
             // A panicking read must still give its connection back, or the pool would shrink
             // under its permits.
             let result = catch_unwind(AssertUnwindSafe(|| f(&conn))).unwrap_or_else(|panic| {
-                Err(StoreError::Internal(format!(
+                Err(StoreError::internal(format!(
                     "a read panicked: {}",
                     panic_message(panic.as_ref())
                 )))
@@ -338,7 +356,7 @@ impl Readers {
             result
         })
         .await
-        .map_err(|e| StoreError::Internal(format!("read task failed: {e}")))?
+        .map_err(|e| StoreError::internal(format!("read task failed: {e}")))?
     }
 }
 
@@ -384,7 +402,7 @@ mod tests {
             })
             .await;
         assert!(
-            matches!(panicked, Err(StoreError::Internal(_))),
+            matches!(panicked, Err(StoreError::Internal { .. })),
             "{panicked:?}"
         );
         assert!(
@@ -472,10 +490,13 @@ mod tests {
         .join()
         .unwrap();
         let w = Writer { jobs, alive };
-        assert!(matches!(w.check_alive(), Err(StoreError::Unavailable(_))));
+        assert!(matches!(
+            w.check_alive(),
+            Err(StoreError::Unavailable { .. })
+        ));
         assert!(matches!(
             insert(&w, 1).await,
-            Err(StoreError::Unavailable(_))
+            Err(StoreError::Unavailable { .. })
         ));
     }
 

@@ -1,0 +1,124 @@
+//! Reading stored rows into domain values, once for both backends. Each backend implements
+//! [`Columns`] for its row type (SQLite keeps JSON as text, PostgreSQL as `JSONB`; integers and
+//! flags have different widths); the mapping from columns to values is written here.
+
+use herald_core::credentials::Credentials;
+use herald_core::erasure;
+use herald_core::history::{Action, HistoryEvent};
+use herald_core::ids::DistinctId;
+use herald_core::preference::Category;
+use herald_core::profile::{from_micros, Profile, Status};
+use herald_core::property::{PropertyKind, PropertyRecord};
+use herald_core::store::StoreError;
+use serde::de::DeserializeOwned;
+
+/// Typed access to the columns of one result row. Errors name what could not be read; the
+/// caller adds which row.
+pub(crate) trait Columns {
+    fn text(&self, i: usize) -> Result<String, String>;
+    fn opt_text(&self, i: usize) -> Result<Option<String>, String>;
+    /// Any integer column, widened.
+    fn int(&self, i: usize) -> Result<i64, String>;
+    fn flag(&self, i: usize) -> Result<bool, String>;
+    /// A JSON document (text on SQLite, `JSONB` on PostgreSQL).
+    fn json<T: DeserializeOwned>(&self, i: usize) -> Result<T, String>;
+}
+
+fn unreadable(what: &str) -> impl Fn(String) -> StoreError + '_ {
+    move |e| StoreError::internal(format!("stored {what} is unreadable: {e}"))
+}
+
+/// A profile from the columns of [`crate::sql::PROFILE_COLUMNS`].
+pub(crate) fn profile(row: &impl Columns) -> Result<Profile, StoreError> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::internal(format!("stored profile has an unreadable {what}: {e}"))
+    };
+    let id = row.text(0).map_err(|e| bad("distinct_id", &e))?;
+    let status = row.text(1).map_err(|e| bad("status", &e))?;
+    Ok(Profile {
+        distinct_id: DistinctId::parse(&id).map_err(|e| bad("distinct_id", &e))?,
+        status: Status::parse(&status).map_err(|e| bad("status", &e))?,
+        properties: row.json(2).map_err(|e| bad("properties", &e))?,
+        identities: row.json(3).map_err(|e| bad("identities", &e))?,
+        created_at: from_micros(row.int(4).map_err(|e| bad("created_at", &e))?),
+        updated_at: from_micros(row.int(5).map_err(|e| bad("updated_at", &e))?),
+        version: row.int(6).map_err(|e| bad("version", &e))?,
+        preferences: row.json(7).map_err(|e| bad("preferences", &e))?,
+    })
+}
+
+/// Credentials from the columns of the `sql::*CREDENTIALS*` selects.
+pub(crate) fn credentials(row: &impl Columns) -> Result<Credentials, StoreError> {
+    let bad = unreadable("credentials");
+    Ok(Credentials {
+        workspace_key: row.text(0).map_err(&bad)?,
+        env: row.text(1).map_err(&bad)?.parse().map_err(&bad)?,
+        workspace_secret: row.text(2).map_err(&bad)?,
+        api_key_hash: row.text(3).map_err(&bad)?,
+        api_key_prefix: row.text(4).map_err(&bad)?,
+        created_at: from_micros(row.int(5).map_err(&bad)?),
+    })
+}
+
+/// A registry record from the columns of [`crate::sql::LIST_PROPERTY_RECORDS`].
+pub(crate) fn property_record(row: &impl Columns) -> Result<PropertyRecord, StoreError> {
+    let bad = unreadable("property record");
+    let key = row.text(0).map_err(&bad)?;
+    Ok(PropertyRecord {
+        kind: PropertyKind::of(&key),
+        key,
+        label: row.text(1).map_err(&bad)?,
+        description: row.text(2).map_err(&bad)?,
+        show_in_table: row.flag(3).map_err(&bad)?,
+        declared_type: row.opt_text(4).map_err(&bad)?,
+        declared: row.flag(5).map_err(&bad)?,
+        types_seen: row.int(6).map_err(&bad)? as u8,
+        created_at: from_micros(row.int(7).map_err(&bad)?),
+    })
+}
+
+/// A stored category document; a malformed one is an error, never a panic.
+pub(crate) fn category(row: &impl Columns) -> Result<Category, StoreError> {
+    row.json(0)
+        .map_err(|e| StoreError::internal(format!("a stored category is malformed: {e}")))
+}
+
+/// The ids one user's history is filed under: its own, and the keyed hash its tombstone is
+/// filed under (the id itself while no erasure secret exists yet).
+pub(crate) struct HistoryOwner {
+    pub id: DistinctId,
+    pub erased: DistinctId,
+}
+
+impl HistoryOwner {
+    pub fn new(id: &DistinctId, erasure_secret: Option<&str>) -> HistoryOwner {
+        HistoryOwner {
+            id: id.clone(),
+            erased: erasure_secret
+                .map_or_else(|| id.clone(), |secret| erasure::tombstone_id(secret, id)),
+        }
+    }
+}
+
+/// A history event from the columns of [`crate::sql::HISTORY_PAGE`]; its `distinct_id` is the
+/// id it is filed under (the tombstone keeps its hash).
+pub(crate) fn event(row: &impl Columns, owner: &HistoryOwner) -> Result<HistoryEvent, StoreError> {
+    let event_id = row.int(0).map_err(unreadable("history event"))?;
+    let bad =
+        |what: &str| StoreError::internal(format!("history event {event_id}: unreadable {what}"));
+    let filed_under = row.text(6).map_err(|_| bad("distinct_id"))?;
+    let action = row.text(3).map_err(|_| bad("action"))?;
+    Ok(HistoryEvent {
+        id: event_id,
+        distinct_id: if filed_under == owner.erased.as_str() {
+            owner.erased.clone()
+        } else {
+            owner.id.clone()
+        },
+        at: from_micros(row.int(1).map_err(|_| bad("at"))?),
+        actor: row.json(2).map_err(|_| bad("actor"))?,
+        action: Action::parse(&action).ok_or_else(|| bad("action"))?,
+        request: row.json(4).map_err(|_| bad("request"))?,
+        changes: row.json(5).map_err(|_| bad("changes"))?,
+    })
+}

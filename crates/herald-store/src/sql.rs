@@ -1,0 +1,203 @@
+//! The statements both backends run, written once. They use SQLite's numbered placeholders
+//! (`?1`); [`for_dialect`] turns them into PostgreSQL's (`$1`). A statement lives here when its
+//! text is the same on both databases; what really differs (PostgreSQL's `UNNEST` bulk writes and
+//! row locks, SQLite's single-row index upkeep) stays in the backend's own module.
+//!
+//! Values are bound the same way on both: timestamps as microseconds (`BIGINT`), JSON documents as
+//! text on SQLite and `JSONB` on PostgreSQL (the bound type decides, not the statement).
+
+use crate::query::Dialect;
+use std::borrow::Cow;
+
+/// `sql` with its placeholders in `dialect`'s form. Statements here hold no `?` but placeholders.
+pub(crate) fn for_dialect(dialect: Dialect, sql: &'static str) -> Cow<'static, str> {
+    match dialect {
+        Dialect::Sqlite => Cow::Borrowed(sql),
+        Dialect::Postgres => Cow::Owned(sql.replace('?', "$")),
+    }
+}
+
+/// How many arguments `sql` takes (its highest placeholder number).
+pub(crate) fn arity(sql: &str) -> usize {
+    sql.split('?')
+        .skip(1)
+        .filter_map(|rest| {
+            let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+            digits.parse::<usize>().ok()
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+// ---- migrations ----
+
+pub(crate) const MIGRATIONS_CURRENT: &str =
+    "SELECT COALESCE(MAX(version), 0) FROM herald_migrations";
+pub(crate) const MIGRATIONS_RECORD: &str =
+    "INSERT INTO herald_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)";
+/// `version` is `INTEGER` on SQLite, `BIGINT` on PostgreSQL: both hold 64 bits, and both
+/// spellings mean that on their database.
+pub(crate) const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS herald_migrations \
+     (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+// ---- profiles ----
+
+/// The columns a profile is read from, in the order [`crate::rows::profile`] reads them.
+macro_rules! profile_columns {
+    () => {
+        "distinct_id, status, properties, identities, created_at, updated_at, version, preferences"
+    };
+}
+
+pub(crate) const PROFILE_COLUMNS: &str = profile_columns!();
+
+pub(crate) const SELECT_PROFILE: &str = concat!(
+    "SELECT ",
+    profile_columns!(),
+    " FROM profiles WHERE env = ?1 AND distinct_id = ?2"
+);
+
+/// [`SELECT_PROFILE`] holding the row until commit (PostgreSQL only: SQLite's single writer
+/// already serialises edits).
+pub(crate) const SELECT_PROFILE_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    profile_columns!(),
+    " FROM profiles WHERE env = ?1 AND distinct_id = ?2 FOR UPDATE"
+);
+
+/// Every profile with its environment last (column 8), for indexing at upgrade.
+pub(crate) const SELECT_ALL_PROFILES: &str =
+    concat!("SELECT ", profile_columns!(), ", env FROM profiles");
+
+/// A new profile; an existing id is left alone (0 rows: another writer created it first).
+/// Arguments: env, id, status, properties, identities, created_at, updated_at, version, preferences.
+pub(crate) const INSERT_PROFILE: &str = "INSERT INTO profiles \
+     (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (env, distinct_id) DO NOTHING";
+
+/// The next state of a stored profile, if it is still at version `?8`.
+pub(crate) const UPDATE_PROFILE: &str = "UPDATE profiles SET status = ?3, properties = ?4, \
+     identities = ?5, updated_at = ?6, version = ?7, preferences = ?9 \
+     WHERE env = ?1 AND distinct_id = ?2 AND version = ?8";
+
+/// Rows that are one user's, all erased with the user (`?1` env, `?2` distinct_id, `?3` the id
+/// its tombstone is filed under; each statement takes the first [`arity`] of them). Add a
+/// per-user table here and both backends' `erase_user` erase it, for delete and merge alike.
+/// (The index rows and counters go through the backend's index upkeep first.)
+pub(crate) const ERASE_USER: &[&str] = &[
+    "DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2",
+    // Its history, and an earlier tombstone of the same id.
+    "DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)",
+];
+
+// ---- idempotency keys ----
+
+pub(crate) const SELECT_APPLIED_KEY: &str =
+    "SELECT fingerprint FROM applied_keys WHERE env = ?1 AND key = ?2";
+/// 0 rows: another transaction recorded the key first (PostgreSQL retries and then sees it).
+pub(crate) const RECORD_APPLIED_KEY: &str = "INSERT INTO applied_keys \
+     (env, key, applied_at, fingerprint) VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING";
+pub(crate) const PURGE_APPLIED_KEYS: &str = "DELETE FROM applied_keys WHERE applied_at < ?1";
+
+// ---- history ----
+
+pub(crate) const INSERT_EVENT: &str = "INSERT INTO history \
+     (env, distinct_id, at, actor, action, request, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// A page of one user's history and tombstone, newest first; columns as [`crate::rows::event`]
+/// reads them. Arguments: env, id, below this event id, limit, tombstone id.
+pub(crate) const HISTORY_PAGE: &str =
+    "SELECT id, at, actor, action, request, changes, distinct_id \
+     FROM history WHERE env = ?1 AND distinct_id IN (?2, ?5) AND id < ?3 ORDER BY id DESC LIMIT ?4";
+
+// ---- credentials and server secrets ----
+
+/// `SELECT` of the credential columns in the order [`crate::rows::credentials`] reads them, then `$tail`.
+macro_rules! select_credentials {
+    ($tail:literal) => {
+        concat!(
+            "SELECT workspace_key, env, workspace_secret, api_key_hash, api_key_prefix, created_at \
+             FROM credentials",
+            $tail
+        )
+    };
+}
+pub(crate) const INSERT_CREDENTIALS: &str = "INSERT INTO credentials (workspace_key, env, \
+     workspace_secret, api_key_hash, api_key_prefix, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+pub(crate) const DELETE_CREDENTIALS: &str = "DELETE FROM credentials WHERE workspace_key = ?1";
+pub(crate) const LIST_CREDENTIALS: &str =
+    select_credentials!(" ORDER BY created_at, workspace_key");
+pub(crate) const CREDENTIALS_BY_WORKSPACE_KEY: &str =
+    select_credentials!(" WHERE workspace_key = ?1");
+pub(crate) const CREDENTIALS_BY_API_KEY_HASH: &str =
+    select_credentials!(" WHERE api_key_hash = ?1");
+
+pub(crate) const INSERT_SECRET: &str =
+    "INSERT INTO server_secrets (name, value) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING";
+pub(crate) const SELECT_SECRET: &str = "SELECT value FROM server_secrets WHERE name = ?1";
+pub(crate) const REPLACE_SECRET: &str =
+    "UPDATE server_secrets SET value = ?3 WHERE name = ?1 AND value = ?2";
+
+// ---- property registry ----
+
+pub(crate) const LIST_PROPERTY_RECORDS: &str = "SELECT key, label, description, show_in_table, \
+     declared_type, declared, types_seen, created_at FROM properties WHERE env = ?1 ORDER BY key";
+/// Arguments: env, key, kind, label, description, show_in_table, declared_type, declared,
+/// types_seen, created_at.
+pub(crate) const INSERT_PROPERTY_RECORD: &str = "INSERT INTO properties (env, key, kind, label, \
+     description, show_in_table, declared_type, declared, types_seen, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (env, key) DO NOTHING";
+pub(crate) const PUT_PROPERTY_RECORD: &str = "INSERT INTO properties (env, key, kind, label, \
+     description, show_in_table, declared_type, declared, types_seen, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (env, key) DO UPDATE SET \
+     label = excluded.label, description = excluded.description, show_in_table = excluded.show_in_table";
+/// Adds the value types `?3` to a record that lacks one of them (no write, no lock otherwise).
+pub(crate) const ADD_TYPES_SEEN: &str = "UPDATE properties SET types_seen = types_seen | ?3 \
+     WHERE env = ?1 AND key = ?2 AND (types_seen | ?3) <> types_seen";
+pub(crate) const DELETE_PROPERTY_RECORD: &str =
+    "DELETE FROM properties WHERE env = ?1 AND key = ?2";
+/// The presence counter of one key, summed over its shards.
+pub(crate) const COUNTER: &str = "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM property_counts \
+     WHERE env = ?1 AND key = ?2";
+pub(crate) const PROPERTY_COUNTS: &str = "SELECT key, CAST(SUM(n) AS BIGINT) FROM property_counts \
+     WHERE env = ?1 GROUP BY key";
+
+// ---- listing ----
+
+/// The range of profile row ids, for sampling an estimated count.
+pub(crate) const PROFILE_ID_RANGE: &str = "SELECT COALESCE((SELECT MIN(id) FROM profiles), 0), \
+     COALESCE((SELECT MAX(id) FROM profiles), 0)";
+
+// ---- categories ----
+
+pub(crate) const LIST_CATEGORIES: &str = "SELECT doc FROM categories WHERE env = ?1 ORDER BY slug";
+pub(crate) const GET_CATEGORY: &str = "SELECT doc FROM categories WHERE env = ?1 AND slug = ?2";
+/// Arguments: env, slug, document, now.
+pub(crate) const INSERT_CATEGORY: &str = "INSERT INTO categories \
+     (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+     ON CONFLICT (env, slug) DO NOTHING";
+pub(crate) const REPLACE_CATEGORY: &str = "INSERT INTO categories \
+     (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+     ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at";
+pub(crate) const DELETE_CATEGORY: &str = "DELETE FROM categories WHERE env = ?1 AND slug = ?2";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        assert_eq!(
+            for_dialect(Dialect::Postgres, UPDATE_PROFILE)
+                .matches('$')
+                .count(),
+            9
+        );
+        assert!(!for_dialect(Dialect::Postgres, HISTORY_PAGE).contains('?'));
+        assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
+        assert_eq!(arity(ERASE_USER[0]), 2);
+        assert_eq!(arity(ERASE_USER[1]), 3);
+        assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
+        assert_eq!(arity(PROFILE_ID_RANGE), 0);
+    }
+}
