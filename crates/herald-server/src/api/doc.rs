@@ -4,6 +4,7 @@
 //! registered with their routes through `OpenApiRouter` (see [`super::router`]).
 
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -26,7 +27,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "templates", description = "Template preview."),
         (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
     ),
-    components(responses(BadRequest, Unauthorized, UserNotFound, PayloadTooLarge, InternalError, Unavailable, PreconditionFailed)),
+    components(
+        schemas(ChannelName, crate::api::users::EmailAddress, crate::api::users::PhoneNumber, crate::api::users::PushToken, crate::api::users::WebPushSubscription, crate::api::users::SlackIdentity, crate::api::users::MsTeamsIdentity, crate::api::users::DiscordWebhook, crate::api::users::InboxId),
+        responses(BadRequest, Unauthorized, UserNotFound, PayloadTooLarge, InternalError, Unavailable, PreconditionFailed)),
     modifiers(&Security),
 )]
 pub struct ApiDoc;
@@ -37,27 +40,60 @@ pub struct ApiDoc;
 /// field is at fault. A refused request changes nothing.
 #[derive(ToSchema)]
 #[schema(as = Error, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "detail": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "field": "operations[0].$set.country", "error": {"type": "validation_error", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name"}}))]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the shape that `ApiError::body` writes
 pub struct ErrorBody {
     /// The HTTP status, repeated.
     code: u16,
-    /// One of validation_error, authentication_failed, not_found, conflict, precondition_failed,
-    /// idempotency_key_reused, payload_too_large, method_not_allowed, service_unavailable,
-    /// internal_error.
-    error_code: String,
-    /// error_code in CamelCase (ValidationError, AuthenticationError, NotFound, ...).
+    #[schema(inline)]
+    error_code: ErrorCode,
     #[serde(rename = "type")]
-    kind: String,
+    #[schema(inline)]
+    kind: ErrorType,
     /// `<field>: <rule>` for validation errors.
     message: String,
     /// Same as message.
     detail: String,
     /// The request field at fault, or null.
+    #[schema(required = true)]
     field: Option<String>,
+    #[schema(inline)]
     error: ErrorDetail,
 }
 
 #[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ErrorCode {
+    ValidationError,
+    AuthenticationFailed,
+    NotFound,
+    Conflict,
+    PreconditionFailed,
+    IdempotencyKeyReused,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    InternalError,
+}
+
+/// error_code in CamelCase.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum ErrorType {
+    ValidationError,
+    AuthenticationError,
+    NotFound,
+    Conflict,
+    PreconditionFailed,
+    PayloadTooLarge,
+    MethodNotAllowed,
+    ServiceUnavailable,
+    InternalError,
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct ErrorDetail {
     /// Same as error_code.
@@ -181,6 +217,14 @@ pub fn secured(doc: &mut Document) {
                 .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
         }
     }
+    // utoipa has no container attribute for it: an operation object names at least one operator.
+    if let Some(RefOr::T(Schema::Object(operation))) = doc
+        .components
+        .as_mut()
+        .and_then(|c| c.schemas.get_mut("Operation"))
+    {
+        operation.min_properties = Some(1);
+    }
     let paths = std::mem::take(&mut doc.paths.paths);
     doc.paths.paths = paths
         .into_iter()
@@ -214,3 +258,122 @@ fn operations(doc: &mut Document) -> impl Iterator<Item = &mut Operation> {
         .flatten()
     })
 }
+
+/// A channel as preferences and filters name it; the profile key is `$` + name.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ChannelName {
+    Email,
+    Sms,
+    Whatsapp,
+    Androidpush,
+    Iospush,
+    Webpush,
+    Slack,
+    MsTeams,
+    Discord,
+    Inbox,
+}
+
+/// A string schema with its limits, for wire values that are strings with rules (an email
+/// address, a phone number): `string_schema!(/// doc  Name, min 1, max 4096)`.
+macro_rules! string_schema {
+    ($(#[doc = $doc:literal])* $name:ident $(, min $min:literal)? $(, max $max:literal)? $(, pattern $pattern:literal)?) => {
+        $(#[doc = $doc])*
+        pub struct $name;
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                let description = [$($doc),*].iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ");
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    $(.min_length(Some($min)))?
+                    $(.max_length(Some($max)))?
+                    $(.pattern(Some($pattern)))?
+                    .description(Some(description))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
+    };
+}
+pub(crate) use string_schema;
+
+fn of_type(kind: Type) -> ObjectBuilder {
+    ObjectBuilder::new().schema_type(kind)
+}
+
+/// A string or an object (an identity's value).
+pub fn string_or_object() -> Schema {
+    OneOfBuilder::new()
+        .item(of_type(Type::String))
+        .item(of_type(Type::Object))
+        .build()
+        .into()
+}
+
+/// A list of strings or one string (`$unset`).
+pub fn strings_or_string() -> Schema {
+    OneOfBuilder::new()
+        .item(ArrayBuilder::new().items(of_type(Type::String)))
+        .item(of_type(Type::String))
+        .build()
+        .into()
+}
+
+/// A constant (as a one-value enum: utoipa has no `const`): `true` (a flag that is always set when present).
+pub fn const_true() -> ObjectBuilder {
+    of_type(Type::Boolean).enum_values(Some([true]))
+}
+
+/// A constant string (`{"status": "ok"}`).
+pub fn const_string(value: &str) -> ObjectBuilder {
+    of_type(Type::String).enum_values(Some([value.to_owned()]))
+}
+
+/// `POST /v1/user/{distinct_id}/preference/link/` (its handler is in `hosted.rs`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct LinkBody {
+    #[schema(minimum = 1, maximum = 365, default = 30, required = false)]
+    expires_in_days: i64,
+}
+
+/// A signed link to a user's preference page.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Link {
+    #[schema(format = "uri", required = false)]
+    url: String,
+    #[schema(required = false)]
+    token: String,
+    #[schema(format = DateTime, required = false)]
+    expires_at: String,
+}
+
+/// Checkboxes `category:<slug>`, `channel:<slug>:<channel>` and `restrict:<channel>`; absent
+/// means unticked.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PreferenceForm(std::collections::BTreeMap<String, String>);
+
+/// `{"status": <one constant>}`, the body of the health and readiness answers.
+macro_rules! status_reply {
+    ($name:ident, $schema:ident, $status:literal) => {
+        #[derive(ToSchema)]
+        #[allow(dead_code)]
+        pub struct $name {
+            #[schema(schema_with = $schema, required = false)]
+            status: String,
+        }
+
+        fn $schema() -> ObjectBuilder {
+            const_string($status)
+        }
+    };
+}
+status_reply!(Healthy, healthy, "ok");
+status_reply!(Ready, ready, "ready");
+status_reply!(NotReady, not_ready, "unavailable");

@@ -9,6 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use herald_core::service::{events, limits};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[utoipa::path(
@@ -18,9 +19,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
     tag = "events",
     summary = "Identity events (asynchronous edits)",
     description = "One identity event or an array of up to 400, each at most 10 KB (measured as compact JSON). Every event is validated before any is applied: one malformed event refuses the whole call (400, `field` prefixed with the event's index, also for a single object: `[0].env`). Valid events then apply in order, each all or nothing. An event whose `$insert_id` was already applied in this environment within 24 hours is acknowledged and not applied again. Track events (`event` without `$user_operations`) are refused.",
-    request_body(content = Object, example = json!({"$schema": "2", "$insert_id": "0b9e6f3c-5b7e-4f43-9d1e-6b1f2f7d9a01", "$time": 1_795_908_108_000_i64, "env": "hk_test_kHdqdnTA4rujTdGOlmchNr6I", "distinct_id": "ada", "$user_operations": [{"$add": {"logins": 1}}, {"$append": {"$email": "ada@work.example"}}], "properties": {"$ss_sdk_version": "suprsend-py-sdk/0.20.0"}})),
+    request_body(content = crate::api::events::EventsBody, example = json!({"$schema": "2", "$insert_id": "0b9e6f3c-5b7e-4f43-9d1e-6b1f2f7d9a01", "$time": 1_795_908_108_000_i64, "env": "hk_test_kHdqdnTA4rujTdGOlmchNr6I", "distinct_id": "ada", "$user_operations": [{"$add": {"logins": 1}}, {"$append": {"$email": "ada@work.example"}}], "properties": {"$ss_sdk_version": "suprsend-py-sdk/0.20.0"}})),
     responses(
-        (status = 202, description = "Accepted. A single object answers {\"status\": \"success\"} (its failure is the call's failure, with that event's status). An array answers a status of success, partial or fail and one record per event, in order.", body = Object, example = json!({"status": "partial", "records": [{"status": "success", "status_code": 202}, {"status": "error", "status_code": 400, "error": {"type": "validation_error", "message": "[1].$user_operations[0].$append.age: cannot append: the property is a number, not a list"}}]})),
+        (status = 202, description = "Accepted. A single object answers {\"status\": \"success\"} (its failure is the call's failure, with that event's status). An array answers a status of success, partial or fail and one record per event, in order.", body = crate::api::events::EventsReply, example = json!({"status": "partial", "records": [{"status": "success", "status_code": 202}, {"status": "error", "status_code": 400, "error": {"type": "validation_error", "message": "[1].$user_operations[0].$append.age: cannot append: the property is a number, not a list"}}]})),
         (status = 400, description = "Not an object or array, an empty array, an event without $user_operations (or a track event), a missing distinct_id, an `env` of another workspace, a bad $insert_id, an invalid operation; for a single object, also an operation that cannot apply.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "[0].env: must be the workspace key of the key that signs the request", "detail": "[0].env: must be the workspace key of the key that signs the request", "field": "[0].env", "error": {"type": "validation_error", "message": "[0].env: must be the workspace key of the key that signs the request"}})),
         (status = 413, description = "More than 400 events, an event over 10 KB, or a body over 2 MiB.", body = crate::api::doc::ErrorBody, example = json!({"code": 413, "error_code": "payload_too_large", "type": "PayloadTooLarge", "message": "at most 400 events per call, got 401", "detail": "at most 400 events per call, got 401", "field": null, "error": {"type": "payload_too_large", "message": "at most 400 events per call, got 401"}}))
     )
@@ -103,4 +104,131 @@ pub async fn ingest(
 /// `/event`, with its documentation.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(ingest))
+}
+
+/// One identity event, or a list of 1-400.
+pub struct EventsBody;
+
+impl utoipa::PartialSchema for EventsBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+        use utoipa::openapi::Ref;
+        OneOfBuilder::new()
+            .item(Ref::from_schema_name("IdentityEvent"))
+            .item(
+                ArrayBuilder::new()
+                    .items(Ref::from_schema_name("IdentityEvent"))
+                    .min_items(Some(1))
+                    .max_items(Some(limits::MAX_EVENTS_PER_CALL)),
+            )
+            .into()
+    }
+}
+
+impl ToSchema for EventsBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("IdentityEvent".into(), IdentityEvent::schema()));
+        IdentityEvent::schemas(schemas);
+    }
+}
+
+/// An identity event as the SuprSend SDKs send it (users.async_edit, bulk user edits). Other keys
+/// ($schema, $time, properties, tenant_id, ...) are accepted and ignored.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct IdentityEvent {
+    #[schema(min_length = 1, max_length = 255)]
+    distinct_id: String,
+    /// When present, must equal the workspace key of the caller's environment (the key that
+    /// signs, or whose API key is used).
+    #[schema(required = false)]
+    env: String,
+    /// Idempotency key: an event whose $insert_id was already applied in this environment in the
+    /// last 24 hours is acknowledged and not applied again.
+    #[serde(rename = "$insert_id")]
+    #[schema(min_length = 1, max_length = 255)]
+    insert_id: Option<String>,
+    /// Epoch milliseconds; ignored.
+    #[serde(rename = "$time")]
+    #[schema(required = false)]
+    time: i64,
+    #[serde(rename = "$user_operations")]
+    user_operations: Vec<crate::api::users::Operation>,
+    /// Other keys: accepted and ignored.
+    #[serde(flatten)]
+    other: std::collections::BTreeMap<String, Value>,
+}
+
+/// A single event's reply, or an array's: its status and one record per event.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documents what `ingest` answers
+pub enum EventsReply {
+    One(#[schema(inline)] SingleEventReply),
+    Many(#[schema(inline)] EventsRecords),
+}
+
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SingleEventReply {
+    #[schema(schema_with = success)]
+    status: String,
+}
+
+fn success() -> utoipa::openapi::schema::ObjectBuilder {
+    crate::api::doc::const_string("success")
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventsRecords {
+    #[schema(inline)]
+    status: CallStatus,
+    records: Vec<EventRecord>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum CallStatus {
+    Success,
+    Partial,
+    Fail,
+}
+
+/// One event's outcome.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventRecord {
+    #[schema(inline)]
+    status: RecordStatus,
+    /// 202, or the status the event alone would get.
+    status_code: u16,
+    #[schema(inline, required = false)]
+    error: EventError,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RecordStatus {
+    Success,
+    Error,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EventError {
+    #[serde(rename = "type")]
+    #[schema(required = false)]
+    kind: String,
+    #[schema(required = false)]
+    message: String,
 }

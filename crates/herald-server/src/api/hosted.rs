@@ -48,9 +48,9 @@ pub(crate) fn link_service<'a>(app: &'a App, public_base: &'a str) -> Links<'a> 
     params(
         crate::api::doc::UserPath
     ),
-    request_body(content = Option<Object>, example = json!({"expires_in_days": 7})),
+    request_body(content = Option<crate::api::doc::LinkBody>, example = json!({"expires_in_days": 7})),
     responses(
-        (status = 201, description = "The link.", body = Object, example = json!({"url": "https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "token": "eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "expires_at": "2026-12-05T23:24:16.196280731+00:00"})),
+        (status = 201, description = "The link.", body = crate::api::doc::Link, example = json!({"url": "https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "token": "eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk2NTEzMDU2fQ.x6WoT0uOB5MqmxotJ-xlNskWC7ax_-ek2w1pqZ1B-DQ", "expires_at": "2026-12-05T23:24:16.196280731+00:00"})),
         (status = 400, description = "expires_in_days is not a whole number from 1 to 365.", body = crate::api::doc::ErrorBody),
         (status = 404, response = crate::api::doc::UserNotFound)
     )
@@ -368,7 +368,7 @@ fn changes_of(
     params(
         ("token" = String, Path, description = "The token of a link minted by POST /v1/user/{distinct_id}/preference/link/.")
     ),
-    request_body(content = Option<Object>, content_type = "application/x-www-form-urlencoded"),
+    request_body(content = Option<crate::api::doc::PreferenceForm>, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Saved; Location: /preferences/{token}?saved=1."),
         (status = 400, description = "A change the categories do not allow (HTML).", body = String, content_type = "text/html"),

@@ -20,7 +20,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
     tag = "operations",
     summary = "Liveness",
     responses(
-        (status = 200, description = "The process runs.", body = Object, example = json!({"status": "ok"}))
+        (status = 200, description = "The process runs.", body = crate::api::doc::Healthy, example = json!({"status": "ok"}))
     )
 )]
 pub async fn healthz() -> Json<serde_json::Value> {
@@ -38,8 +38,8 @@ fn readiness_probe() -> herald_core::DistinctId {
     tag = "operations",
     summary = "Readiness: the database answers",
     responses(
-        (status = 200, description = "Ready.", body = Object, example = json!({"status": "ready"})),
-        (status = 503, description = "The database does not answer.", body = Object, example = json!({"status": "unavailable"}))
+        (status = 200, description = "Ready.", body = crate::api::doc::Ready, example = json!({"status": "ready"})),
+        (status = 503, description = "The database does not answer.", body = crate::api::doc::NotReady, example = json!({"status": "unavailable"}))
     )
 )]
 /// Ready when the database answers a read and the store can write (its writer is running).

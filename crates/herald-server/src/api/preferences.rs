@@ -452,7 +452,7 @@ impl PreferenceQuery {
     tag = "preferences",
     summary = "Notification categories",
     responses(
-        (status = 200, description = "All categories of the environment.", body = Object)
+        (status = 200, description = "All categories of the environment.", body = crate::api::preferences::CategoryList)
     )
 )]
 pub async fn list_categories(
@@ -472,7 +472,7 @@ pub async fn list_categories(
     operation_id = "createCategory",
     tag = "preferences",
     summary = "Create a category",
-    request_body(content = Object, example = json!({"category": "newsletter", "name": "Newsletter", "section": "Marketing", "default_preference": "opt_in"})),
+    request_body(content = crate::api::preferences::NewCategory, example = json!({"category": "newsletter", "name": "Newsletter", "section": "Marketing", "default_preference": "opt_in"})),
     responses(
         (status = 201, description = "The category.", body = crate::api::preferences::CategoryDefinition, example = json!({"category": "newsletter", "name": "Newsletter", "description": "", "section": "Marketing", "default_preference": "opt_in", "locked_channels": [], "visible": true})),
         (status = 400, description = "A bad slug or attribute, or an unknown attribute.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)", "detail": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)", "field": "category", "error": {"type": "validation_error", "message": "category: 'Bad Slug!' is not a category slug (1-64 of a-z, 0-9, - and _)"}})),
@@ -574,12 +574,10 @@ pub async fn delete_category(
     description = "Visible categories grouped by section (sections ordered by name, the unnamed first), and the global channel restrictions.",
     params(
         crate::api::doc::UserPath,
-        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
-        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
-        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+        crate::api::preferences::ShowQuery
     ),
     responses(
-        (status = 200, description = "Sections and channels.", body = Object),
+        (status = 200, description = "Sections and channels.", body = crate::api::preferences::UserPreferences),
         (status = 400, description = "show_opt_out_channels is not true or false.", body = crate::api::doc::ErrorBody),
         (status = 404, response = crate::api::doc::UserNotFound)
     )
@@ -609,14 +607,10 @@ pub async fn full(
     summary = "A user's categories, by offset",
     params(
         crate::api::doc::UserPath,
-        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
-        ("limit" = Option<i64>, Query, description = "0-1000, default 100."),
-        ("offset" = Option<i64>, Query, description = "Default 0."),
-        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
-        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+        crate::api::preferences::CategoryPageQuery
     ),
     responses(
-        (status = 200, description = "A page of visible categories.", body = Object),
+        (status = 200, description = "A page of visible categories.", body = crate::api::preferences::UserCategoryPage),
         (status = 400, description = "A query parameter does not parse.", body = crate::api::doc::ErrorBody),
         (status = 404, response = crate::api::doc::UserNotFound)
     )
@@ -653,9 +647,7 @@ fn category_param(params: &HashMap<String, String>) -> String {
     params(
         crate::api::doc::UserPath,
         ("category" = String, Path, description = "The category slug."),
-        ("show_opt_out_channels" = Option<bool>, Query, description = "Default true; false leaves out the channels that are off."),
-        ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
-        ("locale" = Option<String>, Query, description = "Accepted and ignored.")
+        crate::api::preferences::ShowQuery
     ),
     responses(
         (status = 200, description = "The category as the user has it.", body = crate::api::preferences::UserCategory, example = json!({"name": "Newsletter", "category": "newsletter", "description": "", "section": "Marketing", "original_preference": "opt_in", "preference": "opt_in", "is_editable": true, "channels": [{"channel": "email", "preference": "opt_in", "is_editable": true}, {"channel": "sms", "preference": "opt_out", "is_editable": true}, {"channel": "whatsapp", "preference": "opt_in", "is_editable": true}, {"channel": "androidpush", "preference": "opt_in", "is_editable": true}, {"channel": "iospush", "preference": "opt_in", "is_editable": true}, {"channel": "webpush", "preference": "opt_in", "is_editable": true}, {"channel": "slack", "preference": "opt_in", "is_editable": true}, {"channel": "ms_teams", "preference": "opt_in", "is_editable": true}, {"channel": "discord", "preference": "opt_in", "is_editable": true}, {"channel": "inbox", "preference": "opt_in", "is_editable": true}]})),
@@ -696,7 +688,7 @@ pub async fn user_category(
         ("tenant_id" = Option<String>, Query, description = "Accepted and ignored (no tenants yet)."),
         ("locale" = Option<String>, Query, description = "Accepted and ignored.")
     ),
-    request_body(content = Object, example = json!({"preference": "opt_in", "opt_out_channels": ["sms"]})),
+    request_body(content = crate::api::preferences::CategoryChoice, example = json!({"preference": "opt_in", "opt_out_channels": ["sms"]})),
     responses(
         (status = 202, description = "The category as the user now has it.", body = crate::api::preferences::UserCategory, example = json!({"name": "Newsletter", "category": "newsletter", "description": "", "section": "Marketing", "original_preference": "opt_in", "preference": "opt_in", "is_editable": true, "channels": [{"channel": "email", "preference": "opt_in", "is_editable": true}, {"channel": "sms", "preference": "opt_out", "is_editable": true}, {"channel": "whatsapp", "preference": "opt_in", "is_editable": true}, {"channel": "androidpush", "preference": "opt_in", "is_editable": true}, {"channel": "iospush", "preference": "opt_in", "is_editable": true}, {"channel": "webpush", "preference": "opt_in", "is_editable": true}, {"channel": "slack", "preference": "opt_in", "is_editable": true}, {"channel": "ms_teams", "preference": "opt_in", "is_editable": true}, {"channel": "discord", "preference": "opt_in", "is_editable": true}, {"channel": "inbox", "preference": "opt_in", "is_editable": true}]})),
         (status = 400, description = "A bad preference or channel, opting out of a mandatory category, or turning off a locked channel.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "preference: 'security' is mandatory: users cannot opt out of it", "detail": "preference: 'security' is mandatory: users cannot opt out of it", "field": "preference", "error": {"type": "validation_error", "message": "preference: 'security' is mandatory: users cannot opt out of it"}})),
@@ -783,7 +775,7 @@ pub async fn restrict_channels(
     tag = "preferences",
     summary = "Change preferences of up to 1000 users",
     description = "The changes are validated once (400, or 404 for an unknown category, and nothing applied), then applied to each user all or nothing.",
-    request_body(content = Object, example = json!({"distinct_ids": ["ada", "ghost"], "categories": [{"category": "newsletter", "preference": "opt_out"}], "channel_preferences": [{"channel": "sms", "is_restricted": true}]})),
+    request_body(content = crate::api::preferences::BulkPreferenceBody, example = json!({"distinct_ids": ["ada", "ghost"], "categories": [{"category": "newsletter", "preference": "opt_out"}], "channel_preferences": [{"channel": "sms", "is_restricted": true}]})),
     responses(
         (status = 202, description = "One result per user.", body = crate::api::preferences::BulkPreferenceResult),
         (status = 400, response = crate::api::doc::BadRequest),
@@ -807,7 +799,7 @@ pub async fn bulk_update(
     tag = "preferences",
     summary = "Reset preferences of up to 1000 users",
     description = "Back to the categories' defaults and/or unrestricted channels.",
-    request_body(content = Object, example = json!({"distinct_ids": ["ada"], "reset_categories": true, "reset_channel_preferences": true})),
+    request_body(content = crate::api::preferences::BulkResetBody, example = json!({"distinct_ids": ["ada"], "reset_categories": true, "reset_channel_preferences": true})),
     responses(
         (status = 202, description = "One result per user.", body = crate::api::preferences::BulkPreferenceResult, example = json!({"success": true, "failed": 0, "results": [{"distinct_id": "ada", "status": "success"}]})),
         (status = 400, response = crate::api::doc::BadRequest)
@@ -1211,12 +1203,11 @@ pub struct CategoryDefinition {
     description: String,
     #[schema(max_length = 100)]
     section: Option<String>,
-    /// opt_in, opt_out or mandatory. Default opt_in; cant_unsubscribe is accepted as mandatory.
-    #[schema(required = false)]
-    default_preference: String,
+    #[schema(inline, required = false)]
+    default_preference: DefaultPreferenceName,
     /// Channels users may not turn off for this category.
     #[schema(required = false)]
-    locked_channels: Vec<String>,
+    locked_channels: Vec<ChannelName>,
     /// Default true; false applies the category but hides it from users.
     #[schema(required = false)]
     visible: bool,
@@ -1230,22 +1221,22 @@ pub struct UserCategory {
     category: String,
     description: String,
     section: Option<String>,
-    /// The category's default: opt_in, opt_out or mandatory.
-    original_preference: String,
-    /// opt_in or opt_out.
-    preference: String,
+    #[schema(inline)]
+    original_preference: DefaultPreferenceName,
+    #[schema(inline)]
+    preference: ChoiceName,
     /// false for mandatory categories.
     is_editable: bool,
-    #[schema(required = false)]
+    #[schema(required = false, inline)]
     channels: Vec<UserCategoryChannel>,
 }
 
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct UserCategoryChannel {
-    channel: String,
-    /// opt_in or opt_out.
-    preference: String,
+    channel: ChannelName,
+    #[schema(inline)]
+    preference: ChoiceName,
     is_editable: bool,
 }
 
@@ -1253,7 +1244,7 @@ pub struct UserCategoryChannel {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct ChannelPreference {
-    channel: String,
+    channel: ChannelName,
     is_restricted: bool,
 }
 
@@ -1261,7 +1252,7 @@ pub struct ChannelPreference {
 #[schema(example = json!({"channel_preferences": [{"channel": "email", "is_restricted": false}, {"channel": "sms", "is_restricted": true}]}))]
 #[allow(dead_code)]
 pub struct ChannelPreferences {
-    channel_preferences: Vec<ChannelPreference>,
+    channel_preferences: ChannelPreferenceList,
 }
 
 /// The outcome of a bulk preference call, per user.
@@ -1272,6 +1263,7 @@ pub struct BulkPreferenceResult {
     /// true when every user succeeded.
     success: bool,
     failed: i64,
+    #[schema(inline)]
     results: Vec<BulkUserResult>,
 }
 
@@ -1279,8 +1271,189 @@ pub struct BulkPreferenceResult {
 #[allow(dead_code)]
 pub struct BulkUserResult {
     distinct_id: String,
-    /// success or error.
-    status: String,
+    #[schema(inline)]
+    status: crate::api::events::RecordStatus,
     #[schema(required = false)]
     error: String,
+}
+
+use crate::api::doc::ChannelName;
+
+/// A category's default: opt_in (the default), opt_out or mandatory; cant_unsubscribe is
+/// accepted as mandatory.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum DefaultPreferenceName {
+    OptIn,
+    OptOut,
+    Mandatory,
+}
+
+/// A user's choice for a category or channel.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ChoiceName {
+    OptIn,
+    OptOut,
+}
+
+/// `POST /v1/category/`: a [`CategoryDefinition`] with its slug.
+pub struct NewCategory;
+
+impl utoipa::PartialSchema for NewCategory {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AllOfBuilder, ObjectBuilder};
+        AllOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name("CategoryDefinition"))
+            .item(ObjectBuilder::new().required("category"))
+            .into()
+    }
+}
+
+impl ToSchema for NewCategory {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema;
+        schemas.push(("CategoryDefinition".into(), CategoryDefinition::schema()));
+        CategoryDefinition::schemas(schemas);
+    }
+}
+
+/// Every category of the environment.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CategoryList {
+    #[schema(inline, required = false)]
+    meta: crate::api::properties::Count,
+    #[schema(required = false)]
+    results: Vec<CategoryDefinition>,
+}
+
+/// A user's preferences: visible categories by section, and the channel restrictions.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserPreferences {
+    #[schema(inline, required = false)]
+    sections: Vec<Section>,
+    #[schema(required = false)]
+    channel_preferences: ChannelPreferenceList,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Section {
+    #[schema(required = false)]
+    name: Option<String>,
+    #[schema(required = false)]
+    subcategories: Vec<UserCategory>,
+}
+
+/// is_restricted: the channel only receives what cannot be opted out of.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ChannelPreferenceList(Vec<ChannelPreference>);
+
+/// A page of a user's visible categories.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserCategoryPage {
+    #[schema(inline, required = false)]
+    meta: CategoryPageMeta,
+    #[schema(required = false)]
+    results: Vec<UserCategory>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CategoryPageMeta {
+    #[schema(required = false)]
+    count: i64,
+    #[schema(required = false)]
+    limit: i64,
+    #[schema(required = false)]
+    offset: i64,
+}
+
+/// A user's choice for one category.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct CategoryChoice {
+    #[schema(inline)]
+    preference: ChoiceName,
+    opt_out_channels: Option<Vec<ChannelName>>,
+    opt_in_channels: Option<Vec<ChannelName>>,
+}
+
+/// `PATCH /v1/bulk/subscriber/preference/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkPreferenceBody {
+    #[schema(max_items = 1000)]
+    distinct_ids: Vec<String>,
+    #[schema(inline, required = false)]
+    categories: Vec<BulkCategoryChoice>,
+    #[schema(required = false)]
+    channel_preferences: ChannelPreferenceList,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkCategoryChoice {
+    category: String,
+    #[schema(inline)]
+    preference: ChoiceName,
+    opt_out_channels: Option<Vec<ChannelName>>,
+    opt_in_channels: Option<Vec<ChannelName>>,
+}
+
+/// `PATCH /v1/bulk/subscriber/preference/reset/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkResetBody {
+    #[schema(max_items = 1000)]
+    distinct_ids: Vec<String>,
+    #[schema(required = false)]
+    reset_categories: bool,
+    #[schema(required = false)]
+    reset_channel_preferences: bool,
+}
+
+/// The query of a user's preference reads.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ShowQuery {
+    /// Default true; false leaves out the channels that are off.
+    #[param(default = true)]
+    show_opt_out_channels: Option<bool>,
+    /// Accepted and ignored (no tenants yet).
+    tenant_id: Option<String>,
+    /// Accepted and ignored.
+    locale: Option<String>,
+}
+
+/// The query of `GET /v1/user/{distinct_id}/preference/category/`.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct CategoryPageQuery {
+    /// Default true; false leaves out the channels that are off.
+    #[param(default = true)]
+    show_opt_out_channels: Option<bool>,
+    /// 0-1000, default 100.
+    #[param(minimum = 0, maximum = 1000, default = 100)]
+    limit: Option<i64>,
+    /// Default 0.
+    #[param(minimum = 0, default = 0)]
+    offset: Option<i64>,
+    /// Accepted and ignored (no tenants yet).
+    tenant_id: Option<String>,
+    /// Accepted and ignored.
+    locale: Option<String>,
 }

@@ -109,7 +109,7 @@ fn parse_patch(body: &Value) -> Result<PropertyAttributes, Invalid> {
     summary = "The property registry",
     description = "General properties, channels, then every custom key a profile has carried or a caller declared, each with the number of profiles carrying it now.",
     responses(
-        (status = 200, description = "Every property, built-ins first.", body = Object)
+        (status = 200, description = "Every property, built-ins first.", body = crate::api::properties::PropertyList)
     )
 )]
 pub async fn list(State(app): State<App>, caller: Caller) -> Result<Json<Value>, ApiError> {
@@ -149,7 +149,7 @@ pub async fn get(
     operation_id = "declareProperty",
     tag = "properties",
     summary = "Declare a custom property",
-    request_body(content = Object, example = json!({"key": "renews_at", "type": "datetime", "label": "Renews at", "description": "Next renewal date", "show_in_table": true})),
+    request_body(content = crate::api::properties::DeclareBody, example = json!({"key": "renews_at", "type": "datetime", "label": "Renews at", "description": "Next renewal date", "show_in_table": true})),
     responses(
         (status = 201, description = "The property.", body = crate::api::properties::PropertyView, example = json!({"key": "renews_at", "kind": "custom", "label": "Renews at", "description": "Next renewal date", "show_in_table": true, "type": "datetime", "observed_types": [], "types": ["datetime"], "declared": true, "created_at": "2026-11-28T23:24:16.205Z", "profiles": 0})),
         (status = 400, response = crate::api::doc::BadRequest),
@@ -176,7 +176,7 @@ pub async fn declare(
     params(
         ("key" = String, Path, description = "The property key; `$` may be sent as is or as %24.")
     ),
-    request_body(content = Object, example = json!({"show_in_table": true})),
+    request_body(content = crate::api::properties::UpdateBody, example = json!({"show_in_table": true})),
     responses(
         (status = 200, description = "The property.", body = crate::api::properties::PropertyView),
         (status = 400, description = "An attribute that cannot be changed, or a bad value.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "type: cannot be changed (label, description and show_in_table can)", "detail": "type: cannot be changed (label, description and show_in_table can)", "field": "type", "error": {"type": "validation_error", "message": "type: cannot be changed (label, description and show_in_table can)"}})),
@@ -317,22 +317,93 @@ pub struct PropertyView {
     /// `$preferred_language`, `$locale`, `$status`, `$created_at`, `$updated_at`, a channel key
     /// (`$email`, ...).
     key: String,
-    /// general, channel or custom.
-    kind: String,
+    #[schema(inline)]
+    kind: PropertyKind,
     label: String,
     description: String,
     show_in_table: bool,
-    /// The declared type, if any: string, number, boolean, object, array or datetime.
+    /// The declared type, if any.
     #[serde(rename = "type")]
-    #[schema(required = true)]
-    declared_type: Option<String>,
+    #[schema(inline, required = true)]
+    declared_type: Option<PropertyType>,
     /// JSON types seen on profiles: string, number, boolean, object, array, null, datetime
     /// (strings holding an RFC 3339 time).
     observed_types: Vec<String>,
     /// Declared and observed types.
     types: Vec<String>,
     declared: bool,
-    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    created_at: String,
     /// Profiles carrying it now.
-    profiles: Option<i64>,
+    profiles: i64,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PropertyKind {
+    General,
+    Channel,
+    Custom,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum PropertyType {
+    String,
+    Number,
+    Boolean,
+    Object,
+    Array,
+    Datetime,
+}
+
+/// Every property, built-ins first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct PropertyList {
+    #[schema(inline, required = false)]
+    meta: Count,
+    #[schema(required = false)]
+    results: Vec<PropertyView>,
+}
+
+/// How many results a listing holds.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Count {
+    #[schema(required = false)]
+    count: i64,
+}
+
+/// `POST /v1/property/`: declares a custom property.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DeclareBody {
+    /// A custom key: not starting with $ or ss_, not built in.
+    #[schema(max_length = 128)]
+    key: String,
+    #[serde(rename = "type")]
+    #[schema(inline, required = false)]
+    declared_type: PropertyType,
+    #[schema(max_length = 100, required = false)]
+    label: String,
+    #[schema(max_length = 1000, required = false)]
+    description: String,
+    #[schema(required = false)]
+    show_in_table: bool,
+}
+
+/// `PATCH /v1/property/{key}/`: the attributes that can change.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UpdateBody {
+    #[schema(max_length = 100, required = false)]
+    label: String,
+    #[schema(max_length = 1000, required = false)]
+    description: String,
+    #[schema(required = false)]
+    show_in_table: bool,
 }

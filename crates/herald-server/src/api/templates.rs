@@ -31,9 +31,9 @@ static RENDERS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(MAX_C
     params(
         crate::api::doc::UserPath
     ),
-    request_body(content = Object, example = json!({"template": "Hi {{$recipient.name}}, order {{order}}. Preferences: {{{$hosted_preference_url}}}", "data": {"order": 42}})),
+    request_body(content = crate::api::templates::PreviewBody, example = json!({"template": "Hi {{$recipient.name}}, order {{order}}. Preferences: {{{$hosted_preference_url}}}", "data": {"order": 42}})),
     responses(
-        (status = 200, description = "The rendered text.", body = Object, example = json!({"rendered": "Hi Ada Lovelace, order 42. Preferences: https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk4NTAwMjU2fQ._l9173t_fYDWgkOgu-zXkow1gevYJVyQEE1P3cMBIeQ"})),
+        (status = 200, description = "The rendered text.", body = crate::api::templates::Preview, example = json!({"rendered": "Hi Ada Lovelace, order 42. Preferences: https://herald.example.com/preferences/eyJlIjoidGVzdCIsImQiOiJhZGEiLCJ4IjoxNzk4NTAwMjU2fQ._l9173t_fYDWgkOgu-zXkow1gevYJVyQEE1P3cMBIeQ"})),
         (status = 400, description = "No template, a template over 100 KB or that does not parse or render, or a bad `data`.", body = crate::api::doc::ErrorBody),
         (status = 404, response = crate::api::doc::UserNotFound)
     )
@@ -82,4 +82,23 @@ pub async fn preview(
 /// `/v1/user/{id}/preview`, with its documentation.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new().routes(routes!(preview))
+}
+
+/// `POST /v1/user/{distinct_id}/preview/`.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct PreviewBody {
+    /// At most 100 KB.
+    #[schema(max_length = 102400)]
+    template: String,
+    /// Keys must not start with $.
+    #[schema(required = false)]
+    data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub struct Preview {
+    #[schema(required = false)]
+    rendered: String,
 }

@@ -12,7 +12,7 @@ use herald_core::listing::{Cursor, ListQuery, PagePosition, Sort, DEFAULT_LIMIT,
 use herald_core::service::{limits, profiles};
 use herald_core::{DistinctId, Status};
 use serde_json::{json, Value};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 #[utoipa::path(
@@ -50,7 +50,7 @@ pub async fn get(
         crate::api::doc::UserPath,
         crate::api::doc::EditPreconditions
     ),
-    request_body(content = Option<Object>),
+    request_body(content = Option<crate::api::users::UpsertBody>),
     responses(
         (status = 201, description = "The user as stored.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "plan": "pro"}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:46.225349+00:00", "version": 1, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}]})),
         (status = 400, description = "Malformed JSON, a body that is not an object, a reserved or invalid key, or a value breaking a rule.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "$email: 'not-an-email' is not an email address (missing @)", "detail": "$email: 'not-an-email' is not an email address (missing @)", "field": "$email", "error": {"type": "validation_error", "message": "$email: 'not-an-email' is not an email address (missing @)"}})),
@@ -86,7 +86,7 @@ pub async fn upsert(
         crate::api::doc::UserPath,
         crate::api::doc::EditPreconditions
     ),
-    request_body(content = Object),
+    request_body(content = crate::api::users::EditBody),
     responses(
         (status = 202, description = "The user as stored.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "logins": 1}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:46.229620+00:00", "version": 2, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}], "$sms": [{"value": "+447700900123", "status": "active", "perma_status": "active"}]})),
         (status = 400, description = "No `operations`, an unknown operator, a key or value breaking a rule, or an operation that cannot apply ($append to a string, $add to a non-number).", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "detail": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name", "field": "operations[0].$set.country", "error": {"type": "validation_error", "message": "operations[0].$set.country: 'Atlantis' is not an ISO 3166-1 country code or country name"}})),
@@ -127,7 +127,7 @@ pub async fn edit(
         crate::api::doc::UserPath,
         crate::api::doc::EditPreconditions
     ),
-    request_body(content = Object, example = json!({"status": "disabled"})),
+    request_body(content = crate::api::users::StatusBody, example = json!({"status": "disabled"})),
     responses(
         (status = 200, description = "The user.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "bob", "properties": {"name": "Bob", "$preferred_language": "en", "$locale": "en_GB", "team": "R&D"}, "status": "disabled", "created_at": "2026-11-28T23:23:46.250213+00:00", "updated_at": "2026-11-28T23:23:57.691710+00:00", "version": 3})),
         (status = 400, description = "`status` missing or not enabled/disabled.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'paused' is not a status (expected enabled or disabled)", "detail": "status: 'paused' is not a status (expected enabled or disabled)", "field": "status", "error": {"type": "validation_error", "message": "status: 'paused' is not a status (expected enabled or disabled)"}})),
@@ -158,9 +158,9 @@ pub async fn set_status(
     description = "The primary (path) keeps its values and gains the secondary's missing properties, identities and preference choices; the secondary is deleted. A primary that does not exist yet is created from the secondary. History: `merged` (or `created`) on the primary; the secondary's history is replaced by a `merged_into` tombstone.",
     params(
         crate::api::doc::UserPath,
-        ("dry_run" = Option<bool>, Query, description = "true (or 1): answer 200 with the primary as the merge would leave it, computed by the same rule, and change nothing. Unknown query parameters are a 400.")
+        crate::api::users::MergeQuery
     ),
-    request_body(content = Object, example = json!({"from_user_id": "ada-old"})),
+    request_body(content = crate::api::users::MergeBody, example = json!({"from_user_id": "ada-old"})),
     responses(
         (status = 200, description = "With dry_run: the primary as the merge would leave it; nothing was written.", body = crate::api::users::User),
         (status = 201, description = "The primary as stored.", body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace", "country": "GB", "$timezone": "Europe/London", "logins": 1, "plan": "team"}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:23:57.706404+00:00", "version": 3, "$email": [{"value": "Ada@example.com", "status": "active", "perma_status": "active"}, {"value": "ada.old@example.com", "status": "active", "perma_status": "active"}], "$sms": [{"value": "+447700900123", "status": "active", "perma_status": "active"}]})),
@@ -239,9 +239,9 @@ pub async fn delete(
     tag = "users",
     summary = "Delete several users",
     description = "Deletes each listed user that exists (with a tombstone each); ids that do not exist are skipped.",
-    request_body(content = Object, example = json!({"distinct_ids": ["user-2", "nobody"]})),
+    request_body(content = crate::api::users::BulkDeleteBody, example = json!({"distinct_ids": ["user-2", "nobody"]})),
     responses(
-        (status = 202, description = "How many existed and were deleted.", body = Object, example = json!({"success": true, "deleted": 1, "requested": 2})),
+        (status = 202, description = "How many existed and were deleted.", body = crate::api::users::BulkDeleteResult, example = json!({"success": true, "deleted": 1, "requested": 2})),
         (status = 400, description = "`distinct_ids` missing or not a list, an element not a valid distinct_id, or more than 1000.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_ids: at most 1000 per call, got 1001", "detail": "distinct_ids: at most 1000 per call, got 1001", "field": "distinct_ids", "error": {"type": "validation_error", "message": "distinct_ids: at most 1000 per call, got 1001"}}))
     )
 )]
@@ -283,21 +283,10 @@ pub async fn bulk_delete(
     summary = "List and filter users",
     description = "A page of the caller's environment's profiles. Every parameter is optional; filters combine with AND; unknown parameters are ignored. Keyset pagination: pass `meta.after` as `after` for the next page and `meta.before` as `before` for the previous one; a cursor belongs to one `sort`.",
     params(
-        ("limit" = Option<i64>, Query, description = "Page size, 1-1000 (default 20)."),
-        ("sort" = Option<String>, Query, description = "Order; `-` for descending. Ties break on distinct_id."),
-        ("after" = Option<String>, Query, description = "Opaque cursor from meta.after (next page). Not with `before`."),
-        ("before" = Option<String>, Query, description = "Opaque cursor from meta.before (previous page). Not with `after`."),
-        ("with_count" = Option<bool>, Query, description = "true (or 1) fills meta.count and meta.count_is_estimate for a filtered listing; otherwise they are null there. An unfiltered listing always has them (an exact counter). Exact up to 10,000 matches, estimated above."),
-        ("status" = Option<String>, Query, description = "Only enabled or disabled users."),
-        ("has_channel" = Option<String>, Query, description = "Users with at least one identity on this channel. Repeatable (all must hold)."),
-        ("lacks_channel" = Option<String>, Query, description = "Users with no identity on this channel. Repeatable."),
-        ("q" = Option<String>, Query, description = "Case-insensitive prefix of the distinct_id, the name or any word of it, an email address or a phone number (with or without +).", example = "love"),
-        ("created_at" = Option<String>, Query, description = "`gt|gte|lt|lte:<RFC 3339 time>`. Repeatable for a range.", example = "gte:2026-01-01T00:00:00Z"),
-        ("updated_at" = Option<String>, Query, description = "`gt|gte|lt|lte:<RFC 3339 time>`. Repeatable."),
-        ("prop.{key}" = Option<String>, Query, description = "`<op>:<value>` on any property key (general, custom or a channel key such as $email): eq, ne, in (comma-separated), exists (true|false), contains, gt, gte, lt, lte. Repeatable. The parameter name is literally `prop.` followed by the key.", example = "eq:pro")
+        crate::api::users::ListUsersQuery
     ),
     responses(
-        (status = 200, description = "A page of users.", body = Object, example = json!({"meta": {"count": 5, "count_is_estimate": false, "limit": 2, "sort": "-created_at", "has_prev": false, "has_next": true, "before": null, "after": "WyItY3JlYXRlZF9hdCIsMTc5NTkwODI0MzAzODMyNywidXNlci0yIl0"}, "results": [{"distinct_id": "user-3", "properties": {"name": "User 3", "age": 50, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.043942+00:00", "updated_at": "2026-11-28T23:24:03.043942+00:00", "version": 1}, {"distinct_id": "user-2", "properties": {"name": "User 2", "age": 40, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.038327+00:00", "updated_at": "2026-11-28T23:24:03.038327+00:00", "version": 1}]})),
+        (status = 200, description = "A page of users.", body = crate::api::users::UserPage, example = json!({"meta": {"count": 5, "count_is_estimate": false, "limit": 2, "sort": "-created_at", "has_prev": false, "has_next": true, "before": null, "after": "WyItY3JlYXRlZF9hdCIsMTc5NTkwODI0MzAzODMyNywidXNlci0yIl0"}, "results": [{"distinct_id": "user-3", "properties": {"name": "User 3", "age": 50, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.043942+00:00", "updated_at": "2026-11-28T23:24:03.043942+00:00", "version": 1}, {"distinct_id": "user-2", "properties": {"name": "User 2", "age": 40, "tags": ["beta"]}, "status": "enabled", "created_at": "2026-11-28T23:24:03.038327+00:00", "updated_at": "2026-11-28T23:24:03.038327+00:00", "version": 1}]})),
         (status = 400, description = "A parameter that does not parse: limit, sort, with_count, a cursor (or one made for another sort, or both after and before), status, a channel, a time, a prop. filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "prop.age: gt compares numbers or RFC 3339 times, not 'old'", "detail": "prop.age: gt compares numbers or RFC 3339 times, not 'old'", "field": "prop.age", "error": {"type": "validation_error", "message": "prop.age: gt compares numbers or RFC 3339 times, not 'old'"}}))
     )
 )]
@@ -363,11 +352,10 @@ pub async fn list(
     description = "Also served for deleted or merged-away users (their tombstone).",
     params(
         crate::api::doc::UserPath,
-        ("limit" = Option<i64>, Query, description = "1-1000, default 20."),
-        ("after" = Option<String>, Query, description = "The meta.after of the previous page (an event id): older events.")
+        crate::api::users::HistoryQuery
     ),
     responses(
-        (status = 200, description = "A page of events.", body = Object, example = json!({"meta": {"limit": 1, "has_next": true, "after": "2"}, "results": [{"id": 2, "distinct_id": "ada", "at": "2026-11-28T23:23:46.229620+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"operations": [{"$add": {"logins": 1}}, {"$append": {"$sms": "+44 7700 900123"}}, {"$unset": ["plan"]}]}, "changes": [{"key": "plan", "before": "pro"}, {"key": "logins", "after": 1}, {"key": "$sms", "after": ["+447700900123"]}]}]})),
+        (status = 200, description = "A page of events.", body = crate::api::users::HistoryPage, example = json!({"meta": {"limit": 1, "has_next": true, "after": "2"}, "results": [{"id": 2, "distinct_id": "ada", "at": "2026-11-28T23:23:46.229620+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"operations": [{"$add": {"logins": 1}}, {"$append": {"$sms": "+44 7700 900123"}}, {"$unset": ["plan"]}]}, "changes": [{"key": "plan", "before": "pro"}, {"key": "logins", "after": 1}, {"key": "$sms", "after": ["+447700900123"]}]}]})),
         (status = 400, description = "limit or after does not parse.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "after: is not a cursor returned by this listing", "detail": "after: is not a cursor returned by this listing", "field": "after", "error": {"type": "validation_error", "message": "after: is not a cursor returned by this listing"}})),
         (status = 404, description = "This distinct_id has no history in this environment (never existed).", body = crate::api::doc::ErrorBody, example = json!({"code": 404, "error_code": "not_found", "type": "NotFound", "message": "user [distinct_id: 'ghost'] not found", "detail": "user [distinct_id: 'ghost'] not found", "field": null, "error": {"type": "not_found", "message": "user [distinct_id: 'ghost'] not found"}}))
     )
@@ -440,7 +428,7 @@ pub fn within_edit_limit(size: usize) -> Result<(), ApiError> {
         crate::api::doc::UserPath
     ),
     responses(
-        (status = 200, description = "The export.", body = Object, example = json!({"distinct_id": "bob", "environment": "test", "exported_at": "2026-11-28T23:24:09.687872+00:00", "profile": {"distinct_id": "bob", "properties": {"name": "Bob", "$preferred_language": "en", "$locale": "en_GB", "team": "R&D"}, "status": "disabled", "created_at": "2026-11-28T23:23:46.250213+00:00", "updated_at": "2026-11-28T23:23:57.691710+00:00", "version": 3}, "preferences": {}, "history": [{"id": 5, "distinct_id": "bob", "at": "2026-11-28T23:23:57.691710+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"$status": "disabled"}, "changes": [{"key": "$status", "before": "enabled", "after": "disabled"}]}, {"id": 3, "distinct_id": "bob", "at": "2026-11-28T23:23:46.250213+00:00", "actor": {"kind": "workspace_key", "id": "hk_test_kHdqdnTA4rujTdGOlmchNr6I"}, "action": "created", "request": {"name": "Bob", "$preferred_language": "EN", "$locale": "en-gb"}, "changes": [{"key": "name", "after": "Bob"}, {"key": "$preferred_language", "after": "en"}, {"key": "$locale", "after": "en_GB"}, {"key": "$status", "after": "enabled"}]}]})),
+        (status = 200, description = "The export.", body = crate::api::users::UserExport, example = json!({"distinct_id": "bob", "environment": "test", "exported_at": "2026-11-28T23:24:09.687872+00:00", "profile": {"distinct_id": "bob", "properties": {"name": "Bob", "$preferred_language": "en", "$locale": "en_GB", "team": "R&D"}, "status": "disabled", "created_at": "2026-11-28T23:23:46.250213+00:00", "updated_at": "2026-11-28T23:23:57.691710+00:00", "version": 3}, "preferences": {}, "history": [{"id": 5, "distinct_id": "bob", "at": "2026-11-28T23:23:57.691710+00:00", "actor": {"kind": "api_key", "id": "hb_test_k72q"}, "action": "updated", "request": {"$status": "disabled"}, "changes": [{"key": "$status", "before": "enabled", "after": "disabled"}]}, {"id": 3, "distinct_id": "bob", "at": "2026-11-28T23:23:46.250213+00:00", "actor": {"kind": "workspace_key", "id": "hk_test_kHdqdnTA4rujTdGOlmchNr6I"}, "action": "created", "request": {"name": "Bob", "$preferred_language": "EN", "$locale": "en-gb"}, "changes": [{"key": "name", "after": "Bob"}, {"key": "$preferred_language", "after": "en"}, {"key": "$locale", "after": "en_GB"}, {"key": "$status", "after": "enabled"}]}]})),
         (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "distinct_id: must not be empty", "detail": "distinct_id: must not be empty", "field": "distinct_id", "error": {"type": "validation_error", "message": "distinct_id: must not be empty"}})),
         (status = 404, response = crate::api::doc::UserNotFound)
     )
@@ -470,38 +458,60 @@ pub fn router() -> OpenApiRouter<App> {
 /// A profile as every user endpoint returns it (SuprSend's user object plus Herald's `status`
 /// and `version`). A channel key is present only when it holds identities.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // documents the shape `Profile::to_wire` writes
 pub struct User {
     distinct_id: String,
     properties: UserProperties,
-    /// enabled or disabled; a disabled user receives nothing.
-    status: String,
+    #[schema(inline)]
+    status: UserStatus,
     /// RFC 3339 with microseconds and +00:00.
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     /// Grows by one with every change.
     #[schema(minimum = 1)]
     version: i64,
     #[serde(rename = "$email")]
-    email: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    email: Vec<Identity>,
     #[serde(rename = "$sms")]
-    sms: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    sms: Vec<Identity>,
     #[serde(rename = "$whatsapp")]
-    whatsapp: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    whatsapp: Vec<Identity>,
     #[serde(rename = "$androidpush")]
-    androidpush: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    androidpush: Vec<Identity>,
     #[serde(rename = "$iospush")]
-    iospush: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    iospush: Vec<Identity>,
     #[serde(rename = "$webpush")]
-    webpush: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    webpush: Vec<Identity>,
     #[serde(rename = "$slack")]
-    slack: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    slack: Vec<Identity>,
     #[serde(rename = "$ms_teams")]
-    ms_teams: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    ms_teams: Vec<Identity>,
     #[serde(rename = "$discord")]
-    discord: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    discord: Vec<Identity>,
     #[serde(rename = "$inbox")]
-    inbox: Option<Vec<Identity>>,
+    #[schema(required = false)]
+    inbox: Vec<Identity>,
+}
+
+/// A user's status; a disabled user receives nothing.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum UserStatus {
+    Enabled,
+    Disabled,
 }
 
 /// General properties (name, country, $timezone, $preferred_language, $locale) and custom ones,
@@ -531,23 +541,586 @@ pub struct UserProperties {
 
 /// One address on one channel, as stored and returned.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct Identity {
     /// The normalised address: a string (email, E.164 phone, push token, inbox id, Discord
     /// webhook URL) or the object sent for web push, Slack and MS Teams.
+    #[schema(schema_with = crate::api::doc::string_or_object)]
     value: Value,
-    /// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns on
-    /// $iospush; vapid on $webpush; suprsend on $inbox.
-    #[schema(required = false)]
-    id_provider: String,
+    #[schema(required = false, inline)]
+    id_provider: IdProvider,
     /// Push only, when sent.
     #[schema(required = false)]
     bundle_id: String,
     /// Push only, when sent.
     #[schema(required = false)]
     device_id: String,
-    /// active or disabled.
-    status: String,
-    /// active or disabled.
-    perma_status: String,
+    status: IdentityStatus,
+    perma_status: IdentityStatus,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum IdentityStatus {
+    Active,
+    Disabled,
+}
+
+/// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns on
+/// $iospush; vapid on $webpush; suprsend on $inbox.
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum IdProvider {
+    Fcm,
+    Xiaomi,
+    Oppo,
+    Apns,
+    Vapid,
+    Suprsend,
+}
+
+/// A flat profile. General properties and custom keys are set (`$set`); `$status` sets the
+/// status; each channel key adds identities to those already held (`$append`). `$id_provider`,
+/// `$bundle_id` and `$device_id` apply to the push identities of the body. Custom keys: 1-128
+/// characters, not starting with `$` or `ss_`, any JSON value. At most 10 KB. An empty body
+/// creates an empty profile.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents what `profiles::upsert` reads
+pub struct UpsertBody {
+    /// Trimmed; at most 255 characters.
+    #[schema(max_length = 255)]
+    name: Option<String>,
+    /// ISO 3166-1 alpha-2. Alpha-3 codes and English names are accepted and stored as alpha-2
+    /// (GBR, United Kingdom -> GB).
+    country: Option<String>,
+    /// An IANA time zone; matched case-insensitively, stored in canonical spelling.
+    #[serde(rename = "$timezone")]
+    timezone: Option<String>,
+    /// ISO 639-1, stored lower-case.
+    #[serde(rename = "$preferred_language")]
+    preferred_language: Option<String>,
+    /// language[_REGION] (en, en_GB, en-gb, es_419), stored as ll_RR.
+    #[serde(rename = "$locale")]
+    locale: Option<String>,
+    #[serde(rename = "$status")]
+    #[schema(inline, required = false)]
+    status: UserStatus,
+    #[serde(rename = "$email")]
+    #[schema(schema_with = one_or_many::<EmailAddress>, required = false)]
+    email: Value,
+    #[serde(rename = "$sms")]
+    #[schema(schema_with = one_or_many::<PhoneNumber>, required = false)]
+    sms: Value,
+    #[serde(rename = "$whatsapp")]
+    #[schema(schema_with = one_or_many::<PhoneNumber>, required = false)]
+    whatsapp: Value,
+    #[serde(rename = "$androidpush")]
+    #[schema(schema_with = one_or_many::<PushToken>, required = false)]
+    androidpush: Value,
+    #[serde(rename = "$iospush")]
+    #[schema(schema_with = one_or_many::<PushToken>, required = false)]
+    iospush: Value,
+    #[serde(rename = "$webpush")]
+    #[schema(schema_with = one_or_many::<WebPushSubscription>, required = false)]
+    webpush: Value,
+    #[serde(rename = "$slack")]
+    #[schema(schema_with = one_or_many::<SlackIdentity>, required = false)]
+    slack: Value,
+    #[serde(rename = "$ms_teams")]
+    #[schema(schema_with = one_or_many::<MsTeamsIdentity>, required = false)]
+    ms_teams: Value,
+    #[serde(rename = "$discord")]
+    #[schema(schema_with = one_or_many::<DiscordWebhook>, required = false)]
+    discord: Value,
+    #[serde(rename = "$inbox")]
+    #[schema(schema_with = one_or_many::<InboxId>, required = false)]
+    inbox: Value,
+    #[serde(rename = "$id_provider")]
+    id_provider: Option<String>,
+    #[serde(rename = "$bundle_id")]
+    bundle_id: Option<String>,
+    #[serde(rename = "$device_id")]
+    device_id: Option<String>,
+    /// Custom properties: any JSON value.
+    #[serde(flatten)]
+    custom: std::collections::BTreeMap<String, Value>,
+}
+
+/// `T`, or a list of `T`.
+fn one_or_many<T: ToSchema>() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ArrayBuilder, OneOfBuilder};
+    use utoipa::openapi::Ref;
+    OneOfBuilder::new()
+        .item(Ref::from_schema_name(T::name()))
+        .item(ArrayBuilder::new().items(Ref::from_schema_name(T::name())))
+        .build()
+        .into()
+}
+
+crate::api::doc::string_schema!(
+    /// local@domain: local part 1-64 characters, no spaces; a dotted domain of letters, digits
+    /// and hyphens with a TLD of 2+ non-digit characters. The domain is lower-cased; the local
+    /// part is kept. Deduplicated case-insensitively.
+    EmailAddress, max 254
+);
+crate::api::doc::string_schema!(
+    /// E.164 (+ and 2-15 digits, not starting with 0). Spaces, dashes, dots and parentheses are
+    /// removed first: '+1 (415) 555-0123' -> '+14155550123'.
+    PhoneNumber
+);
+crate::api::doc::string_schema!(
+    /// An in-app inbox id.
+    InboxId, min 1, max 4096
+);
+
+/// A token string (1-4096 characters), or an object. The provider comes from
+/// `provider`/`id_provider` in the object or the `$id_provider` sibling key; default fcm for
+/// $androidpush (fcm, xiaomi, oppo) and apns for $iospush (apns only).
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PushToken {
+    Token(#[schema(inline)] PushTokenString),
+    Object(#[schema(inline)] PushTokenObject),
+}
+
+crate::api::doc::string_schema!(
+    /// A push token.
+    PushTokenString, min 1, max 4096
+);
+
+/// `token` (or `value`) is required.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PushTokenObject {
+    #[schema(required = false)]
+    token: String,
+    #[schema(required = false)]
+    value: String,
+    #[schema(required = false)]
+    provider: String,
+    #[schema(required = false)]
+    id_provider: String,
+    #[schema(required = false)]
+    bundle_id: String,
+    #[schema(required = false)]
+    device_id: String,
+}
+
+/// A browser PushSubscription; stored as sent, deduplicated by endpoint. Provider vapid.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebPushSubscription {
+    /// An http(s) URL.
+    #[schema(format = "uri")]
+    endpoint: String,
+    #[schema(inline)]
+    keys: WebPushKeys,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WebPushKeys {
+    #[schema(min_length = 1)]
+    p256dh: String,
+    #[schema(min_length = 1)]
+    auth: String,
+}
+
+/// One of email, user_id, channel_id or incoming_webhook; access_token is required unless
+/// incoming_webhook is given. No other keys.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct SlackIdentity {
+    #[schema(required = false)]
+    email: EmailAddress,
+    #[schema(pattern = "^[uUwW][a-zA-Z0-9]+$", required = false)]
+    user_id: String,
+    #[schema(pattern = "^[cC][a-zA-Z0-9]+$", required = false)]
+    channel_id: String,
+    #[schema(pattern = "^xox", required = false)]
+    access_token: String,
+    #[schema(inline, required = false)]
+    incoming_webhook: SlackWebhook,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SlackWebhook {
+    #[schema(pattern = r"^https://hooks\.slack\.com/")]
+    url: String,
+}
+
+/// One of conversation_id, user_id or incoming_webhook is required; tenant_id and service_url
+/// are optional. No other keys.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct MsTeamsIdentity {
+    #[schema(min_length = 1, required = false)]
+    tenant_id: String,
+    #[schema(pattern = r"^https://smba\.trafficmanager\.net/", required = false)]
+    service_url: String,
+    #[schema(min_length = 1, required = false)]
+    conversation_id: String,
+    #[schema(min_length = 1, required = false)]
+    user_id: String,
+    #[schema(inline, required = false)]
+    incoming_webhook: UriWebhook,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UriWebhook {
+    #[schema(format = "uri")]
+    url: String,
+}
+
+/// Herald's addition: a Discord incoming-webhook URL, stored as the URL string.
+#[derive(ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum DiscordWebhook {
+    Url(#[schema(inline)] DiscordWebhookUrl),
+    Object(#[schema(inline)] DiscordWebhookObject),
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DiscordWebhookObject {
+    #[schema(inline)]
+    incoming_webhook: DiscordWebhookUrlObject,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct DiscordWebhookUrlObject {
+    #[schema(inline)]
+    url: DiscordWebhookUrl,
+}
+
+crate::api::doc::string_schema!(
+    /// A Discord webhook URL.
+    DiscordWebhookUrl, pattern r"^https://(discord|discordapp)\.com/api/webhooks/"
+);
+
+/// `{"operations": [...]}`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents what `edit` reads
+pub struct EditBody {
+    operations: Vec<Operation>,
+}
+
+/// One operation object; it may hold several operators, applied in the order written.
+/// Operations apply in order, all or nothing. Keys inside: general properties (validated and
+/// normalised), `$status`, channel keys (`$email`, ...; values validated as in UpsertBody, one
+/// item or a list), or custom keys. `$id_provider`, `$bundle_id`, `$device_id` beside a push
+/// channel key in `$set`, `$set_once`, `$append` or `$remove` describe that identity. An unknown
+/// operator is a 400. At least one operator (`minProperties`, set in `doc::secured`).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents what core's ops engine reads
+pub struct Operation {
+    /// Sets each key. On a channel key, replaces the channel's identities with the given ones
+    /// (null or [] empties it).
+    #[serde(rename = "$set")]
+    #[schema(required = false)]
+    set: Object,
+    /// Sets only keys the profile lacks (a channel: only if it holds no identity). `$status` is
+    /// never changed by it.
+    #[serde(rename = "$set_once")]
+    #[schema(required = false)]
+    set_once: Object,
+    /// Removes properties or whole channels; `$status` returns the user to enabled.
+    #[serde(rename = "$unset")]
+    #[schema(schema_with = crate::api::doc::strings_or_string, required = false)]
+    unset: Value,
+    /// Custom key: appends the value (or each element of a list) to a list property, creating
+    /// it; refused on a non-list. Channel key: adds identities (an existing address only updates
+    /// its provider metadata). Refused on general properties and `$status`.
+    #[serde(rename = "$append")]
+    #[schema(required = false)]
+    append: Object,
+    /// Custom key: removes every element equal to the value (or to each element of a list);
+    /// no-op when absent; refused on a non-list. Channel key: removes that identity (emails
+    /// match case-insensitively, web push by endpoint). Refused on `$status`.
+    #[serde(rename = "$remove")]
+    #[schema(required = false)]
+    remove: Object,
+    /// Adds a number (may be negative) to a custom property; a missing or null property counts
+    /// as 0. Integers stay integers; otherwise floating point. Refused on general, `$` and
+    /// channel keys, and on a non-number property.
+    #[serde(rename = "$add")]
+    #[schema(required = false)]
+    add: std::collections::BTreeMap<String, f64>,
+    /// Alias of $add.
+    #[serde(rename = "$increment")]
+    #[schema(required = false)]
+    increment: std::collections::BTreeMap<String, f64>,
+}
+
+/// A JSON object, any keys.
+type Object = serde_json::Map<String, Value>;
+
+/// `PATCH /v1/user/{distinct_id}/status/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct StatusBody {
+    #[schema(inline)]
+    status: UserStatus,
+}
+
+/// `POST /v1/user/{distinct_id}/merge/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MergeBody {
+    /// The secondary's distinct_id.
+    from_user_id: String,
+}
+
+/// The query of `POST /v1/user/{distinct_id}/merge/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct MergeQuery {
+    /// true (or 1): answer 200 with the primary as the merge would leave it, computed by the same
+    /// rule, and change nothing. Unknown query parameters are a 400.
+    #[param(default = false)]
+    dry_run: Option<bool>,
+}
+
+/// `DELETE /v1/bulk/user/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkDeleteBody {
+    #[schema(max_items = 1000)]
+    distinct_ids: Vec<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct BulkDeleteResult {
+    #[schema(schema_with = crate::api::doc::const_true, required = false)]
+    success: bool,
+    #[schema(required = false)]
+    deleted: i64,
+    #[schema(required = false)]
+    requested: i64,
+}
+
+/// A page of users.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserPage {
+    #[schema(inline)]
+    meta: UserPageMeta,
+    results: Vec<User>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct UserPageMeta {
+    /// Profiles matching the filters: always given without filters, with them only when
+    /// with_count is true.
+    #[schema(required = true)]
+    count: Option<i64>,
+    #[schema(required = true)]
+    count_is_estimate: Option<bool>,
+    limit: i64,
+    sort: String,
+    has_prev: bool,
+    has_next: bool,
+    #[schema(required = true)]
+    before: Option<String>,
+    #[schema(required = true)]
+    after: Option<String>,
+}
+
+/// The query of `GET /v1/user/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct ListUsersQuery {
+    /// Page size, 1-1000 (default 20).
+    #[param(minimum = 1, maximum = 1000, default = 20)]
+    limit: Option<i64>,
+    /// Order; `-` for descending. Ties break on distinct_id.
+    #[param(inline, default = "-created_at")]
+    sort: Option<SortOrder>,
+    /// Opaque cursor from meta.after (next page). Not with `before`.
+    after: Option<String>,
+    /// Opaque cursor from meta.before (previous page). Not with `after`.
+    before: Option<String>,
+    /// true (or 1) fills meta.count and meta.count_is_estimate for a filtered listing; otherwise
+    /// they are null there. An unfiltered listing always has them (an exact counter). Exact up
+    /// to 10,000 matches, estimated above.
+    #[param(default = false)]
+    with_count: Option<bool>,
+    /// Only enabled or disabled users.
+    #[param(inline)]
+    status: Option<UserStatus>,
+    /// Users with at least one identity on this channel. Repeatable (all must hold).
+    has_channel: Option<crate::api::doc::ChannelName>,
+    /// Users with no identity on this channel. Repeatable.
+    lacks_channel: Option<crate::api::doc::ChannelName>,
+    /// Case-insensitive prefix of the distinct_id, the name or any word of it, an email address
+    /// or a phone number (with or without +).
+    #[param(example = "love")]
+    q: Option<String>,
+    /// `gt|gte|lt|lte:<RFC 3339 time>`. Repeatable for a range.
+    #[param(example = "gte:2026-01-01T00:00:00Z")]
+    created_at: Option<String>,
+    /// `gt|gte|lt|lte:<RFC 3339 time>`. Repeatable.
+    updated_at: Option<String>,
+    /// `<op>:<value>` on any property key (general, custom or a channel key such as $email): eq,
+    /// ne, in (comma-separated), exists (true|false), contains, gt, gte, lt, lte. Repeatable. The
+    /// parameter name is literally `prop.` followed by the key.
+    #[param(rename = "prop.{key}", example = "eq:pro")]
+    prop: Option<String>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub enum SortOrder {
+    #[serde(rename = "created_at")]
+    CreatedAt,
+    #[serde(rename = "-created_at")]
+    CreatedAtDesc,
+    #[serde(rename = "updated_at")]
+    UpdatedAt,
+    #[serde(rename = "-updated_at")]
+    UpdatedAtDesc,
+    #[serde(rename = "distinct_id")]
+    DistinctId,
+    #[serde(rename = "-distinct_id")]
+    DistinctIdDesc,
+}
+
+/// The query of `GET /v1/user/{distinct_id}/history/`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct HistoryQuery {
+    /// 1-1000, default 20.
+    #[param(minimum = 1, maximum = 1000, default = 20)]
+    limit: Option<i64>,
+    /// The meta.after of the previous page (an event id): older events.
+    after: Option<String>,
+}
+
+/// A page of history events, newest first.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HistoryPage {
+    #[schema(inline)]
+    meta: HistoryMeta,
+    results: Vec<HistoryEvent>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HistoryMeta {
+    #[schema(required = false)]
+    limit: i64,
+    #[schema(required = false)]
+    has_next: bool,
+    after: Option<String>,
+}
+
+/// One change to a profile or its preferences.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the shape `HistoryEvent::to_wire` writes
+pub struct HistoryEvent {
+    /// Orders events; shared sequence across users.
+    id: i64,
+    distinct_id: String,
+    #[schema(format = DateTime)]
+    at: String,
+    #[schema(inline)]
+    actor: HistoryActor,
+    #[schema(inline)]
+    action: HistoryAction,
+    /// What the caller sent (operations, upsert body, merge source, ...), as received; null for
+    /// deletions.
+    #[schema(required = true)]
+    request: Value,
+    changes: Vec<HistoryChange>,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HistoryActor {
+    #[schema(inline)]
+    kind: ActorKind,
+    /// api_key: the key's first 12 characters; workspace_key: the workspace key; cli: herald;
+    /// preference_page: the distinct_id.
+    id: String,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum ActorKind {
+    ApiKey,
+    WorkspaceKey,
+    Cli,
+    PreferencePage,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum HistoryAction {
+    Created,
+    Updated,
+    Merged,
+    MergedInto,
+    Deleted,
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct HistoryChange {
+    /// A property, $status, a channel key (its list of values) or $preferences.
+    key: String,
+    /// Absent: the key did not exist.
+    #[schema(required = false)]
+    before: Value,
+    /// Absent: the key was removed.
+    #[schema(required = false)]
+    after: Value,
+}
+
+/// Everything Herald holds on a user.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the shape `profiles::export` builds
+pub struct UserExport {
+    #[schema(required = false)]
+    distinct_id: String,
+    #[schema(inline, required = false)]
+    environment: Environment,
+    #[schema(format = DateTime, required = false)]
+    exported_at: String,
+    #[schema(required = false)]
+    profile: User,
+    /// The stored choices: `categories` {slug: {preference, opt_out_channels?}} and
+    /// `restricted_channels`, each omitted when empty.
+    #[schema(required = false)]
+    preferences: Object,
+    /// Complete, newest first.
+    #[schema(required = false)]
+    history: Vec<HistoryEvent>,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum Environment {
+    Test,
+    Live,
 }
