@@ -4,6 +4,7 @@
 
 pub mod channel;
 pub mod credentials;
+pub mod delivery;
 pub mod env;
 pub mod erasure;
 pub mod error;
