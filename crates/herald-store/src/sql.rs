@@ -90,6 +90,39 @@ pub(crate) const ERASE_USER: &[&str] = &[
     "DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)",
 ];
 
+// ---- migration 8: re-filing legacy tombstones, repairing index rows (see `crate::migrate`) ----
+
+/// Tombstones (`deleted`, `merged_into`): the only events filed under a hash.
+pub(crate) const TOMBSTONES: &str = "SELECT id, env, distinct_id, action, request FROM history \
+     WHERE action IN ('deleted', 'merged_into') ORDER BY id";
+/// Arguments: event id, the id it is filed under, request, changes.
+pub(crate) const REFILE_TOMBSTONE: &str =
+    "UPDATE history SET distinct_id = ?2, request = ?3, changes = ?4 WHERE id = ?1";
+/// Keeps the newest tombstone filed under `?2` (latest `at`, then latest written), as deleting
+/// twice does.
+pub(crate) const DROP_OLDER_TOMBSTONES: &str = "DELETE FROM history \
+     WHERE env = ?1 AND distinct_id = ?2 AND action IN ('deleted', 'merged_into') \
+     AND id <> (SELECT id FROM history WHERE env = ?1 AND distinct_id = ?2 \
+     AND action IN ('deleted', 'merged_into') ORDER BY at DESC, id DESC LIMIT 1)";
+/// Up to `?3` profiles of env `?1` after id `?2`, in id order; columns as
+/// [`crate::rows::profile`] reads them.
+pub(crate) const PROFILES_AFTER: &str = concat!(
+    "SELECT ",
+    profile_columns!(),
+    " FROM profiles WHERE env = ?1 AND distinct_id > ?2 ORDER BY distinct_id LIMIT ?3"
+);
+/// The index rows of env `?1`'s profiles from id `?2` to `?3`: distinct_id, key, kind, text,
+/// num, time.
+pub(crate) const INDEX_ROWS_BETWEEN: &str = "SELECT distinct_id, key, kind, text_value, \
+     num_value, time_value FROM profile_values WHERE env = ?1 AND distinct_id >= ?2 \
+     AND distinct_id <= ?3";
+pub(crate) const DELETE_INDEX_ROWS: &str =
+    "DELETE FROM profile_values WHERE env = ?1 AND distinct_id = ?2";
+/// Arguments: env, id, key, kind, text, num, time, the profile's created_at.
+pub(crate) const INSERT_INDEX_ROW: &str = "INSERT INTO profile_values \
+     (env, distinct_id, key, kind, text_value, num_value, time_value, created_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
 // ---- idempotency keys ----
 
 pub(crate) const SELECT_APPLIED_KEY: &str =

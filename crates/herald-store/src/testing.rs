@@ -92,6 +92,26 @@ impl Drop for Scratch {
     }
 }
 
+/// Brings the database at `url` (a [`Scratch`]'s) to schema `version` only, as an older Herald
+/// left it, so a test can store what that version stored and then upgrade with
+/// [`crate::connect`].
+pub async fn migrate_to(url: &str, version: i64) {
+    match crate::DatabaseUrl::parse(url).expect("a database URL") {
+        crate::DatabaseUrl::Sqlite(path) => {
+            let mut conn = rusqlite::Connection::open(path).expect("open SQLite");
+            crate::sqlite::migrate_to(&mut conn, version).expect("migrate SQLite");
+        }
+        crate::DatabaseUrl::Postgres(url) => {
+            let options = crate::StoreOptions::default();
+            crate::postgres::PostgresStore::unmigrated(&url, &options)
+                .expect("PostgreSQL pool")
+                .migrate_to(version)
+                .await
+                .expect("migrate PostgreSQL");
+        }
+    }
+}
+
 fn rand_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();

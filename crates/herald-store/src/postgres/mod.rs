@@ -42,6 +42,20 @@ fn pg(sql: &'static str) -> Cow<'static, str> {
 impl PostgresStore {
     /// Connects, and applies pending migrations when `migrate` is set.
     pub async fn open(url: &str, options: &StoreOptions) -> Result<PostgresStore, StoreError> {
+        let store = Self::unmigrated(url, options)?;
+        if options.migrate {
+            store.migrate().await?;
+        } else {
+            store.check_current().await?;
+        }
+        Ok(store)
+    }
+
+    /// The pool, without looking at the schema.
+    pub(crate) fn unmigrated(
+        url: &str,
+        options: &StoreOptions,
+    ) -> Result<PostgresStore, StoreError> {
         let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::unavailable_from("bad PostgreSQL URL", e))?;
@@ -57,17 +71,11 @@ impl PostgresStore {
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::unavailable_from("PostgreSQL pool", e))?;
-        let store = PostgresStore {
+        Ok(PostgresStore {
             pool,
             listing: EnvSlots::new(options.pool_size.max(1)),
             statement_timeout: options.statement_timeout,
-        };
-        if options.migrate {
-            store.migrate().await?;
-        } else {
-            store.check_current().await?;
-        }
-        Ok(store)
+        })
     }
 
     /// Runs a listing or count of `env` within the environment's share of the pool, in a

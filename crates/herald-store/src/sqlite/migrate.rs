@@ -1,11 +1,13 @@
 //! SQLite: executing the shared migration plan in one `IMMEDIATE` transaction, so two processes
 //! opening the file at once apply each migration once.
 
+use super::history::erasure_secret;
 use super::pool::internal;
-use super::{index, query, value};
+use super::{execute, index, json, query, value};
 use crate::migrate::{self, Migration};
 use crate::{rows, sql};
 use herald_core::env::Env;
+use herald_core::index::entries;
 use herald_core::profile::micros;
 use herald_core::store::StoreError;
 use rusqlite::{params, Connection};
@@ -27,7 +29,7 @@ pub(super) fn check_current(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// Applies the missing migrations up to `target` (all of them, outside tests).
-fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
+pub(crate) fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     let tx = conn
         .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
         .map_err(internal)?;
@@ -47,7 +49,104 @@ fn migrate_to(conn: &mut Connection, target: i64) -> Result<(), StoreError> {
     if plan.index_existing {
         index_existing_profiles(&tx)?;
     }
+    if plan.refile_tombstones {
+        refile_tombstones(&tx)?;
+    }
+    if plan.repair_index {
+        repair_index_rows(&tx)?;
+    }
     tx.commit().map_err(internal)
+}
+
+/// Migration 8: tombstones still filed under a raw id go under its keyed hash (see
+/// [`migrate::refiled`]), with the secret made as a delete makes it, in this transaction.
+fn refile_tombstones(conn: &Connection) -> Result<(), StoreError> {
+    let stored = query(conn, sql::TOMBSTONES, [], |r| {
+        Ok(migrate::StoredTombstone {
+            event_id: r.get(0).map_err(internal)?,
+            env: r.get(1).map_err(internal)?,
+            filed_under: r.get(2).map_err(internal)?,
+            action: r.get(3).map_err(internal)?,
+            request: rows::Columns::json(r, 4).map_err(StoreError::internal)?,
+        })
+    })?;
+    if stored.is_empty() {
+        // No secret is made for nothing: `herald copy` wants a target without one.
+        return Ok(());
+    }
+    let secret = erasure_secret(conn, true)?.expect("the secret was just stored");
+    let refiled = migrate::refiled(&secret, stored)?;
+    for t in &refiled {
+        execute(
+            conn,
+            sql::REFILE_TOMBSTONE,
+            params![t.event_id, t.erased, json(&t.request), json(&t.changes)],
+        )?;
+    }
+    for t in &refiled {
+        execute(conn, sql::DROP_OLDER_TOMBSTONES, params![t.env, t.erased])?;
+    }
+    Ok(())
+}
+
+/// Migration 8: rewrites the index rows of every profile whose rows are not its entries (see
+/// [`migrate::stale`]), a batch of profiles at a time. Counters count keys, not rows: they stay.
+fn repair_index_rows(conn: &Connection) -> Result<(), StoreError> {
+    for env in Env::ALL {
+        let mut after = String::new();
+        loop {
+            let batch = query(
+                conn,
+                sql::PROFILES_AFTER,
+                params![env.as_str(), after, migrate::REPAIR_BATCH],
+                |r| rows::profile(r),
+            )?;
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
+                break;
+            };
+            let stored = query(
+                conn,
+                sql::INDEX_ROWS_BETWEEN,
+                params![
+                    env.as_str(),
+                    first.distinct_id.as_str(),
+                    last.distinct_id.as_str()
+                ],
+                |r| {
+                    Ok(migrate::StoredEntry {
+                        distinct_id: r.get(0).map_err(internal)?,
+                        key: r.get(1).map_err(internal)?,
+                        kind: r.get(2).map_err(internal)?,
+                        text: r.get(3).map_err(internal)?,
+                        num: r.get(4).map_err(internal)?,
+                        time: r.get(5).map_err(internal)?,
+                    })
+                },
+            )?;
+            for p in migrate::stale(&batch, stored) {
+                let id = p.distinct_id.as_str();
+                execute(conn, sql::DELETE_INDEX_ROWS, params![env.as_str(), id])?;
+                for e in entries(p) {
+                    execute(
+                        conn,
+                        sql::INSERT_INDEX_ROW,
+                        params![
+                            env.as_str(),
+                            id,
+                            e.key,
+                            e.kind.code(),
+                            e.text,
+                            e.num,
+                            e.time,
+                            micros(p.created_at)
+                        ],
+                    )?;
+                }
+            }
+            after = last.distinct_id.to_string();
+        }
+    }
+    Ok(())
 }
 
 fn index_existing_profiles(conn: &Connection) -> Result<(), StoreError> {

@@ -20,6 +20,8 @@ use rusqlite::{Connection, OptionalExtension, Params, Row};
 use std::path::Path;
 
 pub use migrate::migrate;
+#[cfg(feature = "testing")]
+pub(crate) use migrate::migrate_to;
 #[cfg(test)]
 pub(crate) use migrate::MIGRATIONS;
 

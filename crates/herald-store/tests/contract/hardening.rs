@@ -10,7 +10,7 @@ mod typed_index {
     use herald_core::index::types;
     use herald_core::listing::{Count, PagePosition, Sort};
 
-    async fn ids(store: &dyn Store, q: &str) -> Vec<String> {
+    pub(super) async fn ids(store: &dyn Store, q: &str) -> Vec<String> {
         let (k, v) = q.split_once('=').unwrap();
         let filter = Filter::parse(&[(k.to_owned(), v.to_owned())]).unwrap();
         let query = ListQuery {
@@ -204,7 +204,7 @@ mod erasure {
     use super::*;
 
     /// Every value of every table, as text.
-    async fn all_text(b: &Backend) -> Vec<String> {
+    pub(super) async fn all_text(b: &Backend) -> Vec<String> {
         let mut out = Vec::new();
         if b.scratch.is_postgres() {
             let (client, conn) = tokio_postgres::connect(&b.scratch.url, tokio_postgres::NoTls)
@@ -357,6 +357,152 @@ mod erasure {
                     .await
                     .is_err()
             );
+        }
+    }
+}
+
+mod repair_migration {
+    //! Migration 8 repairs what was stored before the fixes of findings 14 and 9: tombstones
+    //! filed under the raw id, and index rows holding a number for a string (or the reverse).
+    use super::erasure::all_text;
+    use super::typed_index::ids;
+    use super::*;
+    use herald_core::erasure;
+    use herald_store::testing::migrate_to;
+
+    /// Runs `sql` on the database as it is, through the backend's own driver.
+    async fn raw(scratch: &Scratch, sql: &str) {
+        if scratch.is_postgres() {
+            let (client, conn) = tokio_postgres::connect(&scratch.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+        } else {
+            let path = scratch.url.strip_prefix("sqlite://").unwrap();
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(sql)
+                .unwrap();
+        }
+    }
+
+    /// What a version-7 Herald stored: tombstones under raw ids (one naming the id in its JSON
+    /// too, as a legacy one might), and index rows whose number disagrees with the value.
+    /// `secret`: the database already holds an erasure secret and a newer Herald's tombstone of
+    /// the same id, older than the raw one.
+    async fn version_7(scratch: &Scratch, secret: Option<&str>) {
+        migrate_to(&scratch.url, 7).await;
+        let actor = r#"{"kind":"test","id":"contract"}"#;
+        let mut sql = format!(
+            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version)
+             VALUES ('test', 'ada', 'enabled', '{{\"age\":\"30\"}}', '[]', 1, 1, 1),
+                    ('test', 'bob', 'enabled', '{{\"age\":30}}', '[]', 2, 2, 1);
+             INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
+             VALUES ('test', 'ada', 'age', 0, '30', 30, NULL, 1),
+                    ('test', 'ada', '$search', 3, 'ada', NULL, NULL, 1),
+                    ('test', 'bob', 'age', 0, '30', NULL, NULL, 2),
+                    ('test', 'bob', '$search', 3, 'bob', NULL, NULL, 2);
+             INSERT INTO property_counts (env, key, shard, n) VALUES ('test', '*', 0, 2), ('test', 'age', 0, 2);
+             INSERT INTO history (env, distinct_id, at, actor, action, request, changes) VALUES
+               ('test', 'gone@example.com', 2000, '{actor}', 'deleted',
+                '{{\"distinct_id\":\"gone@example.com\"}}', '[{{\"key\":\"$email\",\"before\":\"gone@example.com\"}}]'),
+               ('test', 'away@example.com', 3000, '{actor}', 'merged_into', '{{\"into_user_id\":\"ada\"}}', '[]'),
+               ('test', 'erased:not-a-hash', 4000, '{actor}', 'deleted', 'null', '[]');"
+        );
+        if let Some(secret) = secret {
+            let hashed = erasure::tombstone_id(secret, &id("gone@example.com"));
+            // Inserted after the raw one, so only its `at` says it is older.
+            sql = format!(
+                "{sql}
+                 INSERT INTO server_secrets (name, value) VALUES ('erasure', '{secret}');
+                 INSERT INTO history (env, distinct_id, at, actor, action, request, changes) VALUES
+                   ('test', '{hashed}', 1000, '{actor}', 'deleted', 'null', '[]');"
+            );
+        }
+        raw(scratch, &sql).await;
+    }
+
+    #[tokio::test]
+    async fn upgrading_refiles_legacy_tombstones_and_repairs_stale_index_rows() {
+        let mut scratches = vec![Scratch::sqlite(), Scratch::sqlite()];
+        if let Some(base) = postgres_url() {
+            scratches.push(Scratch::postgres(&base).await);
+            scratches.push(Scratch::postgres(&base).await);
+        }
+        for (n, scratch) in scratches.into_iter().enumerate() {
+            let secret = (n % 2 == 1).then_some("an-older-secret");
+            version_7(&scratch, secret).await;
+            let name = format!(
+                "{} ({})",
+                if scratch.is_postgres() {
+                    "postgres"
+                } else {
+                    "sqlite"
+                },
+                if secret.is_some() {
+                    "with a secret"
+                } else {
+                    "no secret"
+                }
+            );
+            // Upgrading runs migration 8; then filters read each value by its own type.
+            let store = connect(&scratch.url, &StoreOptions::default())
+                .await
+                .unwrap();
+            let b = Backend {
+                name: "upgraded",
+                store,
+                scratch,
+            };
+            let s = b.store.as_ref();
+            assert_eq!(ids(s, "prop.age=gte:30").await, ["bob"], "{name}");
+            assert_eq!(ids(s, "prop.age=lt:31").await, ["bob"], "{name}");
+            assert_eq!(ids(s, "prop.age=eq:30").await, ["ada", "bob"], "{name}");
+
+            let text = all_text(&b).await;
+            let leaks: Vec<&String> = text
+                .iter()
+                .filter(|l| l.contains("gone@") || l.contains("away@") || l.contains("not-a-hash"))
+                .collect();
+            assert!(leaks.is_empty(), "{name}: a raw id stayed: {leaks:?}");
+            for (who, action, at) in [
+                ("gone@example.com", Action::Deleted, 2000),
+                ("away@example.com", Action::MergedInto, 3000),
+                ("erased:not-a-hash", Action::Deleted, 4000),
+            ] {
+                let page = profiles::history(s, &ctx(Env::Test), &id(who), None, 10)
+                    .await
+                    .unwrap();
+                let got: Vec<_> = page
+                    .events
+                    .iter()
+                    .map(|e| (e.action, e.at.timestamp_micros()))
+                    .collect();
+                assert_eq!(got, [(action, at)], "{name}: {who}");
+                assert!(page.events[0].changes.is_empty(), "{name}: {who}");
+            }
+            let merged = profiles::history(s, &ctx(Env::Test), &id("away@example.com"), None, 1)
+                .await
+                .unwrap();
+            assert_eq!(
+                merged.events[0].request,
+                json!({"into_user_id": "ada"}),
+                "{name}"
+            );
+            if let Some(secret) = secret {
+                let stored = s
+                    .server_secret(erasure::SECRET_NAME, "unused")
+                    .await
+                    .unwrap();
+                assert_eq!(stored, secret, "{name}: the secret in use is kept");
+            }
+            // Counters count keys; the repair left them alone.
+            let counts = s
+                .property_counts(EnvScope::operator(Env::Test))
+                .await
+                .unwrap();
+            assert_eq!(counts.get("age"), Some(&2), "{name}");
         }
     }
 }

@@ -1,0 +1,8 @@
+-- Repairs rows written before two audit fixes. Neither needs a schema change, and neither can be
+-- done in SQL alone, so both are Rust steps of the migration plan (`migrate::Plan`), run in this
+-- same transaction after the SQL migrations:
+-- * tombstones (`deleted`, `merged_into`) still filed under a raw distinct_id are re-filed under
+--   `erased:<HMAC-SHA256 of the id>`, keyed with the `erasure` server secret (an HMAC);
+-- * index rows (`profile_values`) are compared with `herald_core::index::entries` of their
+--   profile, and a profile whose rows differ (a number stored for a string, or the reverse) gets
+--   its rows rewritten.
