@@ -23,6 +23,7 @@ pub mod signature;
 pub mod store;
 pub mod template;
 pub mod validate;
+pub mod workflow;
 
 pub use channel::{Channel, Identity, IdentityStatus};
 pub use env::{Env, EnvScope};
