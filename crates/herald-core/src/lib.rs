@@ -5,6 +5,7 @@
 pub mod channel;
 pub mod credentials;
 pub mod delivery;
+pub mod dispatch;
 pub mod env;
 pub mod erasure;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod ids;
 pub mod index;
 pub mod link;
 pub mod listing;
+pub mod message;
 pub mod ops;
 pub mod preference;
 pub mod profile;
@@ -22,7 +24,9 @@ pub mod service;
 pub mod signature;
 pub mod store;
 pub mod template;
+pub mod trigger;
 pub mod validate;
+pub mod workflow;
 
 pub use channel::{Channel, Identity, IdentityStatus};
 pub use env::{Env, EnvScope};

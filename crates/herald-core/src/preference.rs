@@ -558,19 +558,7 @@ impl Category {
 
 /// A category slug: 1–64 of `a-z 0-9 - _`.
 pub fn parse_slug(raw: &str) -> Result<String, Invalid> {
-    let s = raw.trim();
-    let ok = !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if ok {
-        Ok(s.to_owned())
-    } else {
-        Err(Invalid::new(
-            "category",
-            format!("'{s}' is not a category slug (1-64 of a-z, 0-9, - and _)"),
-        ))
-    }
+    crate::validate::slug(raw, "category").map_err(|rule| Invalid::new("category", rule))
 }
 
 #[cfg(test)]

@@ -36,24 +36,45 @@ pub fn recipient(profile: &Profile) -> Value {
     Value::Object(r)
 }
 
+/// Checks a caller's `data`: absent (null) or an object whose keys do not start with `$`
+/// (those are Herald's variables). Run where the data arrives (a trigger) and before each render.
+pub fn check_data(data: &Value) -> Result<(), Invalid> {
+    match data {
+        Value::Null => Ok(()),
+        Value::Object(d) => match d.keys().find(|k| k.starts_with('$')) {
+            Some(k) => Err(Invalid::new(
+                format!("data.{k}"),
+                "keys starting with $ are Herald's template variables",
+            )),
+            None => Ok(()),
+        },
+        _ => Err(Invalid::new("data", "must be a JSON object")),
+    }
+}
+
 /// The variables of a template rendered for `profile`. `data` must be an object; its keys may
 /// not start with `$` (those are Herald's).
 pub fn variables(profile: &Profile, preference_url: &str, data: &Value) -> Result<Value, Invalid> {
+    variables_with_actor(profile, None, preference_url, data)
+}
+
+/// [`variables`], plus the user who caused the notification as `$actor` (the same shape as
+/// `$recipient`), when there is one.
+pub fn variables_with_actor(
+    profile: &Profile,
+    actor: Option<&Profile>,
+    preference_url: &str,
+    data: &Value,
+) -> Result<Value, Invalid> {
+    check_data(data)?;
     let mut vars = Map::new();
-    match data {
-        Value::Null => {}
-        Value::Object(d) => {
-            if let Some(k) = d.keys().find(|k| k.starts_with('$')) {
-                return Err(Invalid::new(
-                    format!("data.{k}"),
-                    "keys starting with $ are Herald's template variables",
-                ));
-            }
-            vars.extend(d.clone());
-        }
-        _ => return Err(Invalid::new("data", "must be a JSON object")),
+    if let Value::Object(d) = data {
+        vars.extend(d.clone());
     }
     vars.insert("$recipient".into(), recipient(profile));
+    if let Some(actor) = actor {
+        vars.insert("$actor".into(), recipient(actor));
+    }
     vars.insert(
         HOSTED_PREFERENCE_URL.into(),
         Value::String(preference_url.to_owned()),
@@ -77,9 +98,12 @@ pub mod limits {
     pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
     /// Wall time of one render.
     pub const MAX_RENDER_TIME: Duration = Duration::from_secs(1);
+    /// Bytes of one template's source (100 KiB).
+    pub const MAX_SOURCE_BYTES: usize = 100 * 1024;
 }
 
-/// Checks a template without rendering it: it must parse, nest at most
+/// Checks a template without rendering it: it must be at most [`limits::MAX_SOURCE_BYTES`]
+/// long, parse, nest at most
 /// [`limits::MAX_NESTING`] deep, and include only partials it defines inline
 /// (`{{#*inline "name"}}`), by a literal name, never itself (directly or through others). Run
 /// where a template is saved as well as before each render.
@@ -201,6 +225,15 @@ impl std::io::Write for Capped<'_> {
 
 /// Parses `source` and checks it (see [`check`]); the result is instrumented for [`render`].
 fn compile(field: &str, source: &str) -> Result<Template, Invalid> {
+    if source.len() > limits::MAX_SOURCE_BYTES {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "is longer than the limit of {} bytes",
+                limits::MAX_SOURCE_BYTES
+            ),
+        ));
+    }
     // The parser recurses per nesting level: measure the nesting before handing it over.
     let depth = lexical_nesting(source);
     if depth > limits::MAX_NESTING {
@@ -487,6 +520,31 @@ mod tests {
             out,
             "Hi Ada &lt;3 (ada@example.com), order 42. Manage: https://h.example/preferences/tok "
         );
+    }
+
+    #[test]
+    fn the_actor_is_seen_like_the_recipient() {
+        let mut grace = Profile::new(DistinctId::parse("grace").unwrap(), Utc::now());
+        grace.properties.insert("name".into(), json!("Grace"));
+        let vars = variables_with_actor(&ada(), Some(&grace), "u", &json!({"n": 1})).unwrap();
+        let out = render(
+            "t",
+            "{{$actor.name}} ({{$actor.distinct_id}}) to {{$recipient.distinct_id}}: {{n}}",
+            &vars,
+        )
+        .unwrap();
+        assert_eq!(out, "Grace (grace) to ada: 1");
+        let without = variables(&ada(), "u", &Value::Null).unwrap();
+        assert_eq!(render("t", "[{{$actor.name}}]", &without).unwrap(), "[]");
+    }
+
+    #[test]
+    fn sources_over_the_size_limit_are_refused_before_parsing() {
+        let big = "x".repeat(limits::MAX_SOURCE_BYTES + 1);
+        let e = check("channels.email.html", &big).unwrap_err();
+        assert_eq!(e.field, "channels.email.html");
+        assert!(e.rule.contains("limit of 102400 bytes"), "{}", e.rule);
+        assert!(check("t", &big[1..]).is_ok());
     }
 
     #[test]

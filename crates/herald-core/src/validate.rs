@@ -232,6 +232,22 @@ fn nesting(v: &Value, cap: usize) -> usize {
     1 + children.map(|c| nesting(c, cap - 1)).max().unwrap_or(0)
 }
 
+/// A slug naming a `what` (category, workflow): 1-64 of `a-z 0-9 - _`, trimmed.
+pub fn slug(raw: &str, what: &str) -> Result<String, String> {
+    let s = raw.trim();
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err(format!(
+            "'{s}' is not a {what} slug (1-64 of a-z, 0-9, - and _)"
+        ))
+    }
+}
+
 /// An http(s) URL, optionally required to start with `prefix`.
 pub fn url(raw: &str, prefixes: &[&str]) -> Result<String, String> {
     let value = raw.trim();

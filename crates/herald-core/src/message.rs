@@ -1,0 +1,471 @@
+//! The notification log: one message per (trigger, recipient, channel), its status, and every
+//! status it went through. The rules of which status may follow which live here
+//! ([`MessageStatus::can_become`]); the store and the worker only record what they allow.
+
+use crate::channel::{Channel, Identity};
+use crate::env::Env;
+use crate::ids::DistinctId;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Where a message stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Rendered and waiting for a worker (also between retries).
+    Queued,
+    /// Accepted by the provider.
+    Sent,
+    /// The provider confirmed delivery.
+    Delivered,
+    /// Failed for good.
+    Failed,
+    /// Never sent: see its [`SkipReason`].
+    Skipped,
+}
+
+impl MessageStatus {
+    pub const ALL: [MessageStatus; 5] = [
+        MessageStatus::Queued,
+        MessageStatus::Sent,
+        MessageStatus::Delivered,
+        MessageStatus::Failed,
+        MessageStatus::Skipped,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Skipped => "skipped",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<MessageStatus> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether a message may move from `self` to `next`:
+    /// - `queued → sent | failed`, and `queued → queued` (a retry is recorded);
+    /// - `sent → delivered | failed` (a late bounce);
+    /// - nothing leaves `delivered`, `failed` or `skipped`.
+    ///
+    /// Nothing goes back to `queued` from `sent`: a message recorded as sent is never sent again.
+    pub fn can_become(self, next: MessageStatus) -> bool {
+        use MessageStatus::*;
+        matches!(
+            (self, next),
+            (Queued, Queued | Sent | Failed) | (Sent, Delivered | Failed)
+        )
+    }
+
+    /// No status follows this one.
+    pub fn is_final(self) -> bool {
+        Self::ALL.into_iter().all(|next| !self.can_become(next))
+    }
+}
+
+impl fmt::Display for MessageStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a message was not sent on its channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    /// The user's status is `disabled`.
+    UserDisabled,
+    /// The user opted out of the workflow's category (or it defaults to opt-out).
+    CategoryOptedOut,
+    /// The user turned this channel off for the category.
+    ChannelOptedOut,
+    /// The user restricted this channel to notifications that cannot be opted out of.
+    ChannelRestricted,
+    /// The user has no identity on the channel.
+    NoIdentity,
+    /// Every identity on the channel is disabled or permanently failed.
+    IdentityInvalid,
+    /// No provider is configured for the channel in the environment, and the identity does not
+    /// carry its own endpoint.
+    NoProvider,
+}
+
+impl SkipReason {
+    pub const ALL: [SkipReason; 7] = [
+        SkipReason::UserDisabled,
+        SkipReason::CategoryOptedOut,
+        SkipReason::ChannelOptedOut,
+        SkipReason::ChannelRestricted,
+        SkipReason::NoIdentity,
+        SkipReason::IdentityInvalid,
+        SkipReason::NoProvider,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::UserDisabled => "user_disabled",
+            SkipReason::CategoryOptedOut => "category_opted_out",
+            SkipReason::ChannelOptedOut => "channel_opted_out",
+            SkipReason::ChannelRestricted => "channel_restricted",
+            SkipReason::NoIdentity => "no_identity",
+            SkipReason::IdentityInvalid => "identity_invalid",
+            SkipReason::NoProvider => "no_provider",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SkipReason> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl From<crate::preference::Skip> for SkipReason {
+    fn from(skip: crate::preference::Skip) -> Self {
+        use crate::preference::Skip;
+        match skip {
+            Skip::UserDisabled => SkipReason::UserDisabled,
+            Skip::CategoryOptedOut => SkipReason::CategoryOptedOut,
+            Skip::ChannelOptedOut => SkipReason::ChannelOptedOut,
+            Skip::ChannelRestricted => SkipReason::ChannelRestricted,
+            Skip::NoIdentity => SkipReason::NoIdentity,
+            Skip::IdentityInvalid => SkipReason::IdentityInvalid,
+        }
+    }
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One status a message went through.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusChange {
+    pub status: MessageStatus,
+    pub at: DateTime<Utc>,
+    /// The skip reason's wire name, or the provider's failure or retry reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// A move the rules forbid ([`MessageStatus::can_become`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {from} message cannot become {to}")]
+pub struct IllegalTransition {
+    pub from: MessageStatus,
+    pub to: MessageStatus,
+}
+
+/// One notification to one recipient on one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: String,
+    pub env: Env,
+    /// The workflow's slug.
+    pub workflow: String,
+    /// The workflow's category slug when the message was made.
+    pub category: Option<String>,
+    pub distinct_id: DistinctId,
+    pub channel: Channel,
+    /// The identity the message goes (or went) to; none when skipped before one was chosen.
+    pub identity: Option<Identity>,
+    pub status: MessageStatus,
+    /// The skip reason's wire name, or the last failure or retry reason.
+    pub reason: Option<String>,
+    /// The provider's id for the message, once sent.
+    pub provider_id: Option<String>,
+    /// Every status, oldest first; the last is `status`.
+    pub history: Vec<StatusChange>,
+    pub created_at: DateTime<Utc>,
+    /// The trigger (one recipient of one trigger call) the message belongs to.
+    pub trigger_id: String,
+    /// The caller's `$idempotency_key`, when given.
+    pub idempotency_key: Option<String>,
+    /// Provider calls made so far.
+    pub attempts: u32,
+}
+
+/// What every message starts with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessageOrigin {
+    pub id: String,
+    pub env: Env,
+    pub workflow: String,
+    pub category: Option<String>,
+    pub distinct_id: DistinctId,
+    pub channel: Channel,
+    pub trigger_id: String,
+    pub idempotency_key: Option<String>,
+}
+
+impl Message {
+    /// A message waiting for a worker, to `identity`.
+    pub fn queued(origin: MessageOrigin, identity: Identity, at: DateTime<Utc>) -> Message {
+        Message::start(origin, Some(identity), MessageStatus::Queued, None, at)
+    }
+
+    /// A message that is not sent, and why.
+    pub fn skipped(origin: MessageOrigin, reason: SkipReason, at: DateTime<Utc>) -> Message {
+        Message::start(
+            origin,
+            None,
+            MessageStatus::Skipped,
+            Some(reason.as_str().to_owned()),
+            at,
+        )
+    }
+
+    fn start(
+        origin: MessageOrigin,
+        identity: Option<Identity>,
+        status: MessageStatus,
+        reason: Option<String>,
+        at: DateTime<Utc>,
+    ) -> Message {
+        let MessageOrigin {
+            id,
+            env,
+            workflow,
+            category,
+            distinct_id,
+            channel,
+            trigger_id,
+            idempotency_key,
+        } = origin;
+        Message {
+            id,
+            env,
+            workflow,
+            category,
+            distinct_id,
+            channel,
+            identity,
+            status,
+            reason: reason.clone(),
+            provider_id: None,
+            history: vec![StatusChange { status, at, reason }],
+            created_at: at,
+            trigger_id,
+            idempotency_key,
+            attempts: 0,
+        }
+    }
+
+    /// Moves the message to `next` if the rules allow it, recording it in the history; else the
+    /// message is unchanged.
+    pub fn transition(
+        &mut self,
+        next: MessageStatus,
+        at: DateTime<Utc>,
+        reason: Option<String>,
+    ) -> Result<(), IllegalTransition> {
+        if !self.status.can_become(next) {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.status = next;
+        if reason.is_some() {
+            self.reason = reason.clone();
+        }
+        self.history.push(StatusChange {
+            status: next,
+            at,
+            reason,
+        });
+        Ok(())
+    }
+
+    /// Records the outcome of one provider call on a queued message: `sent` with the provider's
+    /// id, `queued` again for a retry, `failed` for good. Counts the attempt.
+    pub fn record(
+        &mut self,
+        outcome: &crate::delivery::Delivery,
+        at: DateTime<Utc>,
+    ) -> Result<(), IllegalTransition> {
+        use crate::delivery::Delivery;
+        let (next, reason) = match outcome {
+            Delivery::Sent { .. } => (MessageStatus::Sent, None),
+            Delivery::Retry { reason, .. } => (MessageStatus::Queued, Some(reason.clone())),
+            Delivery::Failed { reason, .. } => (MessageStatus::Failed, Some(reason.clone())),
+        };
+        // Only a queued message is handed to a provider: a late outcome for any other is refused
+        // (a sent message stays sent, whatever a second call would have said).
+        if self.status != MessageStatus::Queued {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.transition(next, at, reason)?;
+        self.attempts += 1;
+        if let Delivery::Sent { provider_id } = outcome {
+            self.provider_id = provider_id.clone();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::delivery::Delivery;
+    use serde_json::json;
+
+    fn origin() -> MessageOrigin {
+        MessageOrigin {
+            id: "m1".into(),
+            env: Env::Test,
+            workflow: "w".into(),
+            category: Some("news".into()),
+            distinct_id: DistinctId::parse("ada").unwrap(),
+            channel: Channel::Email,
+            trigger_id: "t1".into(),
+            idempotency_key: Some("k".into()),
+        }
+    }
+
+    fn email() -> Identity {
+        Identity::parse(
+            Channel::Email,
+            &json!("ada@example.com"),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_transition_table() {
+        use MessageStatus::*;
+        let allowed = [
+            (Queued, Queued),
+            (Queued, Sent),
+            (Queued, Failed),
+            (Sent, Delivered),
+            (Sent, Failed),
+        ];
+        for from in MessageStatus::ALL {
+            for to in MessageStatus::ALL {
+                assert_eq!(
+                    from.can_become(to),
+                    allowed.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
+            }
+        }
+        assert!(
+            !Sent.can_become(Queued),
+            "a sent message is never queued again"
+        );
+        let finals: Vec<_> = MessageStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_final())
+            .collect();
+        assert_eq!(finals, vec![Delivered, Failed, Skipped]);
+    }
+
+    #[test]
+    fn wire_names_round_trip() {
+        for s in MessageStatus::ALL {
+            assert_eq!(MessageStatus::from_name(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), json!(s.as_str()));
+        }
+        for r in SkipReason::ALL {
+            assert_eq!(SkipReason::from_name(r.as_str()), Some(r));
+            assert_eq!(serde_json::to_value(r).unwrap(), json!(r.as_str()));
+        }
+        let names: Vec<_> = SkipReason::ALL.map(SkipReason::as_str).to_vec();
+        assert_eq!(
+            names,
+            [
+                "user_disabled",
+                "category_opted_out",
+                "channel_opted_out",
+                "channel_restricted",
+                "no_identity",
+                "identity_invalid",
+                "no_provider"
+            ]
+        );
+        assert_eq!(MessageStatus::from_name("triggered"), None);
+    }
+
+    #[test]
+    fn a_retried_then_sent_message_records_every_step_and_is_never_sent_again() {
+        let t0 = Utc::now();
+        let mut m = Message::queued(origin(), email(), t0);
+        let retry = Delivery::Retry {
+            reason: "HTTP 503".into(),
+            after: None,
+        };
+        m.record(&retry, t0).unwrap();
+        m.record(
+            &Delivery::Sent {
+                provider_id: Some("SM1".into()),
+            },
+            t0,
+        )
+        .unwrap();
+        assert_eq!(m.status, MessageStatus::Sent);
+        assert_eq!(m.attempts, 2);
+        assert_eq!(m.provider_id.as_deref(), Some("SM1"));
+        assert_eq!(
+            m.history
+                .iter()
+                .map(|c| (c.status, c.reason.as_deref()))
+                .collect::<Vec<_>>(),
+            vec![
+                (MessageStatus::Queued, None),
+                (MessageStatus::Queued, Some("HTTP 503")),
+                (MessageStatus::Sent, None),
+            ]
+        );
+        // A second outcome for a sent message (a duplicate claim) changes nothing.
+        let before = m.clone();
+        for outcome in [
+            retry,
+            Delivery::Sent { provider_id: None },
+            Delivery::Failed {
+                reason: "x".into(),
+                identity_invalid: false,
+            },
+        ] {
+            assert!(m.record(&outcome, t0).is_err());
+            assert_eq!(m, before);
+        }
+        assert_eq!(
+            m.transition(MessageStatus::Queued, t0, None).unwrap_err(),
+            IllegalTransition {
+                from: MessageStatus::Sent,
+                to: MessageStatus::Queued
+            }
+        );
+        // A late bounce is still recorded.
+        m.transition(MessageStatus::Failed, t0, Some("bounced".into()))
+            .unwrap();
+        assert_eq!(m.reason.as_deref(), Some("bounced"));
+    }
+
+    #[test]
+    fn a_skipped_message_carries_its_reason_and_goes_nowhere() {
+        let m0 = Message::skipped(origin(), SkipReason::NoProvider, Utc::now());
+        assert_eq!(m0.reason.as_deref(), Some("no_provider"));
+        assert_eq!(m0.identity, None);
+        assert_eq!(m0.history.len(), 1);
+        for next in MessageStatus::ALL {
+            let mut m = m0.clone();
+            assert!(m.transition(next, Utc::now(), None).is_err());
+            assert_eq!(m, m0);
+        }
+        let mut m = m0.clone();
+        assert!(m
+            .record(&Delivery::Sent { provider_id: None }, Utc::now())
+            .is_err());
+    }
+}

@@ -1,0 +1,699 @@
+//! Workflows: what a trigger sends. A slug, a preference category, a Handlebars template per
+//! channel, and the policy that says which channels are used. Every template is checked when the
+//! workflow is saved ([`Workflow::parse`]) and rendered per recipient ([`Workflow::render`]).
+
+use crate::channel::Channel;
+use crate::delivery::Content;
+use crate::error::Invalid;
+use crate::template;
+use crate::validate;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// Limits on one workflow, beyond those of each template ([`template::limits`]).
+pub mod limits {
+    /// String leaves in one JSON template (Slack blocks, Discord embeds, a Teams card): each is
+    /// a template rendered on its own.
+    pub const MAX_JSON_LEAVES: usize = 500;
+    /// Bytes one rendered [`Content`](crate::delivery::Content) may hold in total (1 MiB): the
+    /// per-render output limit applies to each field, this to all of them together.
+    pub const MAX_CONTENT_BYTES: usize = 1024 * 1024;
+    /// Event names one workflow listens to.
+    pub const MAX_EVENTS: usize = 100;
+    /// Characters of a workflow's name.
+    pub const MAX_NAME_CHARS: usize = 100;
+}
+
+// ---- The wire body ----------------------------------------------------------------------------
+
+/// The body of `POST /v1/workflow/`, `PUT /v1/workflow/{slug}/` and a workflow in the
+/// configuration file. Also what `GET` answers ([`Workflow::to_input`]), so a workflow read can
+/// be saved back unchanged. Checked by [`Workflow::parse`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkflowInput {
+    /// Required; a `PUT` may leave it out and take the path's.
+    #[serde(default)]
+    pub slug: String,
+    /// Defaults to the slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// A preference category's slug; none or empty for notifications outside every category.
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub policy: PolicyInput,
+    pub channels: ChannelsInput,
+    /// Event names (`POST /event/`) that start this workflow.
+    #[serde(default)]
+    pub events: Vec<String>,
+}
+
+/// `"all"` or `{"first_success": ["inbox", "email"]}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyInput {
+    #[default]
+    All,
+    FirstSuccess(Vec<String>),
+}
+
+/// One template per channel, under the channel's name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelsInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<TextInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<TextInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slack: Option<SlackInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ms_teams: Option<TeamsInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discord: Option<DiscordInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inbox: Option<InboxInput>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmailInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub html: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+/// SMS and WhatsApp.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TextInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Block Kit blocks (a JSON array); every string in it is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Discord embeds (a JSON array); every string in it is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embeds: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// An Adaptive Card (a JSON object); every string in it is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub card: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action_url: Option<String>,
+}
+
+// ---- The checked workflow ---------------------------------------------------------------------
+
+/// Which channels of a workflow are used for a recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Policy {
+    /// Every channel with a template that the user can receive on.
+    All,
+    /// One channel at a time in this order: the next only after the one before failed for good
+    /// (or was skipped). Every channel listed has a template.
+    FirstSuccess(Vec<Channel>),
+}
+
+/// A channel's template, checked. Each text is a Handlebars source; each JSON template renders
+/// its string leaves and keeps its structure.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChannelTemplate {
+    Email {
+        subject: String,
+        html: Option<String>,
+        text: Option<String>,
+    },
+    Sms {
+        text: String,
+    },
+    Whatsapp {
+        text: String,
+    },
+    Slack {
+        text: String,
+        blocks: Option<Value>,
+    },
+    Discord {
+        /// Empty when only embeds are sent.
+        content: String,
+        embeds: Option<Value>,
+    },
+    MsTeams {
+        text: Option<String>,
+        card: Option<Value>,
+    },
+    Inbox {
+        title: String,
+        body: String,
+        action_url: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workflow {
+    pub slug: String,
+    pub name: String,
+    /// The preference category's slug (its existence is the service's to check).
+    pub category: Option<String>,
+    pub policy: Policy,
+    /// In [`Channel::ALL`] order.
+    pub templates: BTreeMap<Channel, ChannelTemplate>,
+    pub events: Vec<String>,
+}
+
+/// The channels a workflow may have templates for (push arrives later).
+pub const TEMPLATE_CHANNELS: [Channel; 7] = [
+    Channel::Email,
+    Channel::Sms,
+    Channel::Whatsapp,
+    Channel::Slack,
+    Channel::MsTeams,
+    Channel::Discord,
+    Channel::Inbox,
+];
+
+impl Workflow {
+    /// Checks a workflow as saved: slug and category per [`validate::slug`], a name of at most
+    /// [`limits::MAX_NAME_CHARS`], at least one channel, each template complete and passing
+    /// [`template::check`], a `first_success` order of distinct channels that have templates,
+    /// and event names as `POST /event/` accepts them. Errors name the field
+    /// (`channels.email.subject`, `policy.first_success[1]`, `events[0]`).
+    pub fn parse(input: WorkflowInput) -> Result<Workflow, Invalid> {
+        let slug = validate::slug(&input.slug, "workflow").map_err(|r| Invalid::new("slug", r))?;
+        let name = match input.name.as_deref().map(str::trim) {
+            None | Some("") => slug.clone(),
+            Some(n) => {
+                validate::no_nul(n).map_err(|r| Invalid::new("name", r))?;
+                if n.chars().count() > limits::MAX_NAME_CHARS {
+                    return Err(Invalid::new(
+                        "name",
+                        format!("must be at most {} characters", limits::MAX_NAME_CHARS),
+                    ));
+                }
+                n.to_owned()
+            }
+        };
+        let category = match input.category.as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(c) => Some(crate::preference::parse_slug(c)?),
+        };
+        let templates = templates(input.channels).map_err(|e| e.within("channels"))?;
+        let policy = match input.policy {
+            PolicyInput::All => Policy::All,
+            PolicyInput::FirstSuccess(names) => Policy::FirstSuccess(
+                first_success(&names, &templates)
+                    .map_err(|e| e.within("first_success").within("policy"))?,
+            ),
+        };
+        let events = events(input.events).map_err(|e| e.within("events"))?;
+        Ok(Workflow {
+            slug,
+            name,
+            category,
+            policy,
+            templates,
+            events,
+        })
+    }
+
+    /// The channels used for a recipient, in order: the `first_success` order, or every channel
+    /// with a template.
+    pub fn channels(&self) -> Vec<Channel> {
+        match &self.policy {
+            Policy::All => self.templates.keys().copied().collect(),
+            Policy::FirstSuccess(order) => order.clone(),
+        }
+    }
+
+    /// The wire form ([`WorkflowInput`]) of this workflow; parsing it gives it back.
+    pub fn to_input(&self) -> WorkflowInput {
+        let mut channels = ChannelsInput::default();
+        for t in self.templates.values() {
+            match t.clone() {
+                ChannelTemplate::Email {
+                    subject,
+                    html,
+                    text,
+                } => {
+                    channels.email = Some(EmailInput {
+                        subject: Some(subject),
+                        html,
+                        text,
+                    })
+                }
+                ChannelTemplate::Sms { text } => {
+                    channels.sms = Some(TextInput { text: Some(text) })
+                }
+                ChannelTemplate::Whatsapp { text } => {
+                    channels.whatsapp = Some(TextInput { text: Some(text) })
+                }
+                ChannelTemplate::Slack { text, blocks } => {
+                    channels.slack = Some(SlackInput {
+                        text: Some(text),
+                        blocks,
+                    })
+                }
+                ChannelTemplate::Discord { content, embeds } => {
+                    channels.discord = Some(DiscordInput {
+                        content: Some(content).filter(|c| !c.is_empty()),
+                        embeds,
+                    })
+                }
+                ChannelTemplate::MsTeams { text, card } => {
+                    channels.ms_teams = Some(TeamsInput { text, card })
+                }
+                ChannelTemplate::Inbox {
+                    title,
+                    body,
+                    action_url,
+                } => {
+                    channels.inbox = Some(InboxInput {
+                        title: Some(title).filter(|t| !t.is_empty()),
+                        body: Some(body),
+                        action_url,
+                    })
+                }
+            }
+        }
+        WorkflowInput {
+            slug: self.slug.clone(),
+            name: Some(self.name.clone()),
+            category: self.category.clone(),
+            policy: match &self.policy {
+                Policy::All => PolicyInput::All,
+                Policy::FirstSuccess(order) => {
+                    PolicyInput::FirstSuccess(order.iter().map(|c| c.as_str().into()).collect())
+                }
+            },
+            channels,
+            events: self.events.clone(),
+        }
+    }
+
+    /// Renders the `channel` template for one recipient with `vars` (see
+    /// [`template::variables_with_actor`]). JSON templates render every string leaf and keep
+    /// their structure. Errors name the field (`channels.slack.blocks[0].text.text`). CPU-bound
+    /// (each field up to [`template::limits::MAX_RENDER_TIME`], the whole bounded by twice that
+    /// and by [`limits::MAX_CONTENT_BYTES`]): async callers run it on a blocking thread.
+    pub fn render(&self, channel: Channel, vars: &Value) -> Result<Content, Invalid> {
+        let t = self.templates.get(&channel).ok_or_else(|| {
+            Invalid::new(
+                "channel",
+                format!(
+                    "workflow '{}' has no template for {}",
+                    self.slug,
+                    channel.as_str()
+                ),
+            )
+        })?;
+        let mut r = Renderer {
+            vars,
+            started: Instant::now(),
+            bytes: 0,
+            at: format!("channels.{}", channel.as_str()),
+        };
+        Ok(match t {
+            ChannelTemplate::Email {
+                subject,
+                html,
+                text,
+            } => Content::Email {
+                subject: r.text("subject", subject)?,
+                html: r.optional("html", html)?,
+                text: r.optional("text", text)?,
+            },
+            ChannelTemplate::Sms { text } => Content::Sms {
+                text: r.text("text", text)?,
+            },
+            ChannelTemplate::Whatsapp { text } => Content::Whatsapp {
+                text: r.text("text", text)?,
+            },
+            ChannelTemplate::Slack { text, blocks } => Content::Slack {
+                text: r.text("text", text)?,
+                blocks: r.optional_json("blocks", blocks)?,
+            },
+            ChannelTemplate::Discord { content, embeds } => Content::Discord {
+                content: r.text("content", content)?,
+                embeds: r.optional_json("embeds", embeds)?,
+            },
+            ChannelTemplate::MsTeams { text, card } => Content::MsTeams {
+                text: r.optional("text", text)?,
+                card: r.optional_json("card", card)?,
+            },
+            ChannelTemplate::Inbox {
+                title,
+                body,
+                action_url,
+            } => Content::Inbox {
+                title: r.text("title", title)?,
+                body: r.text("body", body)?,
+                action_url: r.optional("action_url", action_url)?,
+            },
+        })
+    }
+}
+
+/// Renders the fields of one channel's template against one budget.
+struct Renderer<'a> {
+    vars: &'a Value,
+    started: Instant,
+    bytes: usize,
+    /// `channels.<channel>`.
+    at: String,
+}
+
+impl Renderer<'_> {
+    fn text(&mut self, field: &str, source: &str) -> Result<String, Invalid> {
+        self.leaf(&format!("{}.{field}", self.at), source)
+    }
+
+    fn optional(
+        &mut self,
+        field: &str,
+        source: &Option<String>,
+    ) -> Result<Option<String>, Invalid> {
+        source.as_deref().map(|s| self.text(field, s)).transpose()
+    }
+
+    fn optional_json(
+        &mut self,
+        field: &str,
+        source: &Option<Value>,
+    ) -> Result<Option<Value>, Invalid> {
+        source
+            .as_ref()
+            .map(|v| self.json(format!("{}.{field}", self.at), v))
+            .transpose()
+    }
+
+    fn json(&mut self, field: String, v: &Value) -> Result<Value, Invalid> {
+        Ok(match v {
+            Value::String(s) => Value::String(self.leaf(&field, s)?),
+            Value::Array(items) => Value::Array(
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| self.json(format!("{field}[{i}]"), item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Value::Object(o) => Value::Object(
+                o.iter()
+                    .map(|(k, item)| Ok((k.clone(), self.json(format!("{field}.{k}"), item)?)))
+                    .collect::<Result<_, Invalid>>()?,
+            ),
+            other => other.clone(),
+        })
+    }
+
+    fn leaf(&mut self, field: &str, source: &str) -> Result<String, Invalid> {
+        let max_time = template::limits::MAX_RENDER_TIME * 2;
+        if self.started.elapsed() > max_time {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "the channel's templates took longer than {} ms to render",
+                    max_time.as_millis()
+                ),
+            ));
+        }
+        let out = template::render(field, source, self.vars)?;
+        self.bytes += out.len();
+        if self.bytes > limits::MAX_CONTENT_BYTES {
+            return Err(Invalid::new(
+                field,
+                format!(
+                    "the channel's templates render more than {} bytes in total",
+                    limits::MAX_CONTENT_BYTES
+                ),
+            ));
+        }
+        Ok(out)
+    }
+}
+
+// ---- Checks at save time ----------------------------------------------------------------------
+
+/// A required text template: present, no NUL, passing [`template::check`].
+fn required(field: &str, source: Option<String>) -> Result<String, Invalid> {
+    let source = source.ok_or_else(|| Invalid::new(field, "is required"))?;
+    text(field, &source)?;
+    Ok(source)
+}
+
+fn optional(field: &str, source: Option<String>) -> Result<Option<String>, Invalid> {
+    if let Some(s) = &source {
+        text(field, s)?;
+    }
+    Ok(source)
+}
+
+fn text(field: &str, source: &str) -> Result<(), Invalid> {
+    validate::no_nul(source).map_err(|r| Invalid::new(field, r))?;
+    template::check(field, source)
+}
+
+/// A JSON template of the `shape` wanted ("array" or "object"): nested and sized like a stored
+/// value, at most [`limits::MAX_JSON_LEAVES`] strings, each a template that passes the checks.
+fn json(field: &str, value: Option<Value>, array: bool) -> Result<Option<Value>, Invalid> {
+    let Some(value) = value else { return Ok(None) };
+    let shape_ok = if array {
+        value.is_array()
+    } else {
+        value.is_object()
+    };
+    if !shape_ok {
+        let want = if array {
+            "a JSON array"
+        } else {
+            "a JSON object"
+        };
+        return Err(Invalid::new(field, format!("must be {want}")));
+    }
+    validate::custom_value(&value).map_err(|e| e.within(field))?;
+    let size = value.to_string().len();
+    if size > template::limits::MAX_SOURCE_BYTES {
+        return Err(Invalid::new(
+            field,
+            format!(
+                "is longer than the limit of {} bytes",
+                template::limits::MAX_SOURCE_BYTES
+            ),
+        ));
+    }
+    let mut leaves = 0;
+    check_leaves(field.to_owned(), &value, &mut leaves)?;
+    Ok(Some(value))
+}
+
+fn check_leaves(field: String, v: &Value, leaves: &mut usize) -> Result<(), Invalid> {
+    match v {
+        Value::String(s) => {
+            *leaves += 1;
+            if *leaves > limits::MAX_JSON_LEAVES {
+                return Err(Invalid::new(
+                    field,
+                    format!(
+                        "is past the limit of {} strings in one JSON template",
+                        limits::MAX_JSON_LEAVES
+                    ),
+                ));
+            }
+            template::check(&field, s)
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, item)| check_leaves(format!("{field}[{i}]"), item, leaves)),
+        Value::Object(o) => o
+            .iter()
+            .try_for_each(|(k, item)| check_leaves(format!("{field}.{k}"), item, leaves)),
+        _ => Ok(()),
+    }
+}
+
+fn templates(input: ChannelsInput) -> Result<BTreeMap<Channel, ChannelTemplate>, Invalid> {
+    let ChannelsInput {
+        email,
+        sms,
+        whatsapp,
+        slack,
+        ms_teams,
+        discord,
+        inbox,
+    } = input;
+    let mut out = BTreeMap::new();
+    if let Some(e) = email {
+        let subject = required("email.subject", e.subject)?;
+        if e.html.is_none() && e.text.is_none() {
+            return Err(Invalid::new("email", "needs html or text (or both)"));
+        }
+        out.insert(
+            Channel::Email,
+            ChannelTemplate::Email {
+                subject,
+                html: optional("email.html", e.html)?,
+                text: optional("email.text", e.text)?,
+            },
+        );
+    }
+    if let Some(s) = sms {
+        let text = required("sms.text", s.text)?;
+        out.insert(Channel::Sms, ChannelTemplate::Sms { text });
+    }
+    if let Some(w) = whatsapp {
+        let text = required("whatsapp.text", w.text)?;
+        out.insert(Channel::Whatsapp, ChannelTemplate::Whatsapp { text });
+    }
+    if let Some(s) = slack {
+        out.insert(
+            Channel::Slack,
+            ChannelTemplate::Slack {
+                text: required("slack.text", s.text)?,
+                blocks: json("slack.blocks", s.blocks, true)?,
+            },
+        );
+    }
+    if let Some(t) = ms_teams {
+        if t.text.is_none() && t.card.is_none() {
+            return Err(Invalid::new("ms_teams", "needs text or card"));
+        }
+        out.insert(
+            Channel::MsTeams,
+            ChannelTemplate::MsTeams {
+                text: optional("ms_teams.text", t.text)?,
+                card: json("ms_teams.card", t.card, false)?,
+            },
+        );
+    }
+    if let Some(d) = discord {
+        if d.content.is_none() && d.embeds.is_none() {
+            return Err(Invalid::new("discord", "needs content or embeds"));
+        }
+        out.insert(
+            Channel::Discord,
+            ChannelTemplate::Discord {
+                content: optional("discord.content", d.content)?.unwrap_or_default(),
+                embeds: json("discord.embeds", d.embeds, true)?,
+            },
+        );
+    }
+    if let Some(i) = inbox {
+        out.insert(
+            Channel::Inbox,
+            ChannelTemplate::Inbox {
+                title: optional("inbox.title", i.title)?.unwrap_or_default(),
+                body: required("inbox.body", i.body)?,
+                action_url: optional("inbox.action_url", i.action_url)?,
+            },
+        );
+    }
+    if out.is_empty() {
+        return Err(Invalid::new(
+            "",
+            format!(
+                "needs a template for at least one channel ({})",
+                TEMPLATE_CHANNELS.map(Channel::as_str).join(", ")
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+fn first_success(
+    names: &[String],
+    templates: &BTreeMap<Channel, ChannelTemplate>,
+) -> Result<Vec<Channel>, Invalid> {
+    if names.is_empty() {
+        return Err(Invalid::new("", "must list at least one channel"));
+    }
+    let mut order: Vec<Channel> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("[{i}]");
+        let channel = crate::preference::channel_named(&at, name)?;
+        if !templates.contains_key(&channel) {
+            return Err(Invalid::new(
+                at,
+                format!("{name} has no template in channels"),
+            ));
+        }
+        if order.contains(&channel) {
+            return Err(Invalid::new(at, format!("{name} is listed twice")));
+        }
+        order.push(channel);
+    }
+    Ok(order)
+}
+
+/// Event names: 2 to 255 characters, no control characters, not starting with `$` or `ss_`
+/// (reserved, wire spec §3); repeats are dropped.
+fn events(names: Vec<String>) -> Result<Vec<String>, Invalid> {
+    if names.len() > limits::MAX_EVENTS {
+        return Err(Invalid::new(
+            "",
+            format!("must list at most {} events", limits::MAX_EVENTS),
+        ));
+    }
+    let mut out: Vec<String> = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let at = format!("[{i}]");
+        let n = name.trim();
+        let len = n.chars().count();
+        if !(2..=255).contains(&len) {
+            return Err(Invalid::new(at, "must be 2 to 255 characters"));
+        }
+        if n.chars().any(char::is_control) {
+            return Err(Invalid::new(at, "must not contain control characters"));
+        }
+        if n.starts_with('$') || n.starts_with("ss_") {
+            return Err(Invalid::new(
+                at,
+                "event names starting with $ or ss_ are reserved",
+            ));
+        }
+        if !out.iter().any(|o| o == n) {
+            out.push(n.to_owned());
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
