@@ -11,6 +11,7 @@ use crate::listing::{Count, ListQuery};
 use crate::preference::Category;
 use crate::profile::Profile;
 use crate::property::PropertyRecord;
+use crate::workflow::Workflow;
 use async_trait::async_trait;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -368,6 +369,44 @@ pub trait CategoryStore: Send + Sync {
     async fn delete_category(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError>;
 }
 
+/// Workflows, per environment, with the event names that start them.
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// All workflows, by slug.
+    async fn list_workflows(&self, scope: EnvScope) -> Result<Vec<Workflow>, StoreError>;
+
+    async fn get_workflow(
+        &self,
+        scope: EnvScope,
+        slug: &str,
+    ) -> Result<Option<Workflow>, StoreError>;
+
+    /// Inserts, or with `replace` overwrites (its events with it), a workflow. `false`: it
+    /// existed and was kept.
+    async fn put_workflow(
+        &self,
+        scope: EnvScope,
+        workflow: &Workflow,
+        replace: bool,
+    ) -> Result<bool, StoreError>;
+
+    /// `false` when there was none.
+    async fn delete_workflow(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError>;
+
+    /// The workflows listing `event` among their events, by slug.
+    async fn workflows_for_event(
+        &self,
+        scope: EnvScope,
+        event: &str,
+    ) -> Result<Vec<Workflow>, StoreError>;
+}
+
 /// Everything Herald stores.
-pub trait Store: CredentialStore + ProfileStore + PropertyStore + CategoryStore {}
-impl<T: CredentialStore + ProfileStore + PropertyStore + CategoryStore> Store for T {}
+pub trait Store:
+    CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore
+{
+}
+impl<T: CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore> Store
+    for T
+{
+}

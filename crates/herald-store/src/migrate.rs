@@ -62,6 +62,11 @@ macro_rules! migrations {
                 name: "repair_erasure_and_index",
                 sql: include_str!("migrations/0008_repair_erasure_and_index.sql"),
             },
+            $crate::migrate::Migration {
+                version: 9,
+                name: "workflows",
+                sql: include_str!("migrations/0009_workflows.sql"),
+            },
         ]
     };
 }

@@ -10,6 +10,7 @@ use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
 use herald_core::property::{PropertyKind, PropertyRecord};
 use herald_core::store::StoreError;
+use herald_core::workflow::{Workflow, WorkflowInput};
 use serde::de::DeserializeOwned;
 
 /// Typed access to the columns of one result row. Errors name what could not be read; the
@@ -81,6 +82,16 @@ pub(crate) fn property_record(row: &impl Columns) -> Result<PropertyRecord, Stor
 pub(crate) fn category(row: &impl Columns) -> Result<Category, StoreError> {
     row.json(0)
         .map_err(|e| StoreError::internal(format!("a stored category is malformed: {e}")))
+}
+
+/// A stored workflow document ([`Workflow::to_input`]), checked again as it is read; a
+/// malformed one is an error, never a panic.
+pub(crate) fn workflow(row: &impl Columns) -> Result<Workflow, StoreError> {
+    let bad = |e: &dyn std::fmt::Display| {
+        StoreError::internal(format!("a stored workflow is malformed: {e}"))
+    };
+    let input: WorkflowInput = row.json(0).map_err(|e| bad(&e))?;
+    Workflow::parse(input).map_err(|e| bad(&e))
 }
 
 /// The ids one user's history is filed under: its own, and the keyed hash its tombstone is

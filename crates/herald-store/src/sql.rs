@@ -214,6 +214,27 @@ pub(crate) const REPLACE_CATEGORY: &str = "INSERT INTO categories \
      ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at";
 pub(crate) const DELETE_CATEGORY: &str = "DELETE FROM categories WHERE env = ?1 AND slug = ?2";
 
+// ---- workflows (events go with them: replaced on a put, cascaded on a delete) ----
+
+pub(crate) const LIST_WORKFLOWS: &str = "SELECT doc FROM workflows WHERE env = ?1 ORDER BY slug";
+pub(crate) const GET_WORKFLOW: &str = "SELECT doc FROM workflows WHERE env = ?1 AND slug = ?2";
+/// Arguments: env, slug, document, now.
+pub(crate) const INSERT_WORKFLOW: &str = "INSERT INTO workflows \
+     (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+     ON CONFLICT (env, slug) DO NOTHING";
+pub(crate) const REPLACE_WORKFLOW: &str = "INSERT INTO workflows \
+     (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+     ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at";
+pub(crate) const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE env = ?1 AND slug = ?2";
+pub(crate) const DELETE_WORKFLOW_EVENTS: &str =
+    "DELETE FROM workflow_events WHERE env = ?1 AND slug = ?2";
+/// Arguments: env, slug, event.
+pub(crate) const INSERT_WORKFLOW_EVENT: &str =
+    "INSERT INTO workflow_events (env, slug, event) VALUES (?1, ?2, ?3)";
+pub(crate) const WORKFLOWS_FOR_EVENT: &str = "SELECT w.doc FROM workflow_events e \
+     JOIN workflows w ON w.env = e.env AND w.slug = e.slug \
+     WHERE e.env = ?1 AND e.event = ?2 ORDER BY w.slug";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,6 @@
 //! Copying everything one Herald database holds into another: how a team that outgrew embedded
 //! SQLite moves to PostgreSQL (or back) without losing a profile, a history event, a preference,
-//! a category, a property label or a key.
+//! a category, a workflow, a property label or a key.
 
 use super::{profiles, Error};
 use crate::env::{Env, EnvScope};
@@ -19,6 +19,7 @@ pub struct EnvReport {
     pub skipped: u64,
     pub history_events: u64,
     pub categories: u64,
+    pub workflows: u64,
     pub properties: u64,
 }
 
@@ -31,7 +32,7 @@ pub struct Report {
     pub live: EnvReport,
 }
 
-/// Copies keys, then per environment the categories, the property registry's declared and
+/// Copies keys, then per environment the categories, the workflows, the property registry's declared and
 /// labelled records, and every profile with its history (oldest first, times and actors kept).
 /// The target must hold no profiles, so nothing is merged by accident (see [`resume`] for a copy
 /// that was interrupted). `progress` hears of every batch of profiles copied. Profiles written to
@@ -57,7 +58,8 @@ pub async fn run(
 /// Finishes a copy that was interrupted: the same as [`run`] into a target that already holds
 /// part of the source. Every step is idempotent: profiles go over in batches of one transaction
 /// each, in distinct_id order, and those the target holds already (with their history) are
-/// skipped, so each arrives exactly once; keys, categories and registry records are upserted.
+/// skipped, so each arrives exactly once; keys, categories, workflows and registry records are
+/// upserted.
 /// A profile the target holds is kept as it is there, so resume only into the target of the
 /// interrupted copy.
 #[tracing::instrument(skip_all, fields(op = "copy.resume"))]
@@ -115,6 +117,10 @@ async fn copy_env(
     for category in from.list_categories(scope).await? {
         to.put_category(scope, &category, true).await?;
         report.categories += 1;
+    }
+    for workflow in from.list_workflows(scope).await? {
+        to.put_workflow(scope, &workflow, true).await?;
+        report.workflows += 1;
     }
     // Discovered records come back with the profiles that carry them; declared ones and every
     // label, description and visibility choice are the operator's and are copied as they are.

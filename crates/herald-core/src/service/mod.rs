@@ -7,6 +7,7 @@ pub mod links;
 pub mod preferences;
 pub mod profiles;
 pub mod properties;
+pub mod workflows;
 
 use crate::env::EnvScope;
 use crate::error::Invalid;

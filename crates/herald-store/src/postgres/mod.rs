@@ -11,6 +11,7 @@ mod listing;
 mod migrate;
 mod profiles;
 mod properties;
+mod workflows;
 
 use crate::limits::{self, EnvSlots};
 use crate::query::Dialect;

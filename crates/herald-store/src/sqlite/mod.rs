@@ -11,6 +11,7 @@ mod migrate;
 mod pool;
 mod profiles;
 mod properties;
+mod workflows;
 
 use crate::rows::Columns;
 use crate::StoreOptions;

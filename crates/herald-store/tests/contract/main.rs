@@ -18,6 +18,7 @@ mod copy;
 mod filters;
 mod hardening;
 mod schema;
+mod workflows;
 
 struct Backend {
     name: &'static str,
