@@ -23,6 +23,11 @@ pub struct Config {
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
     pub categories: Vec<serde_json::Value>,
+    /// Workflows declared in the file (`[[workflows]]`, the body of `PUT /v1/workflow/{slug}/`),
+    /// created or replaced at start after the categories, in the environments each names as
+    /// categories do.
+    #[serde(default)]
+    pub workflows: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -57,7 +57,7 @@ pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn S
 /// Serves the API on `listener` until ctrl-c / SIGTERM. Tests call this with a port-0 listener.
 pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     let store = open_store(&config).await?;
-    declare_categories(store.as_ref(), &config).await?;
+    declare(store.as_ref(), &config).await?;
     if let Some(path) = keys::ensure_initial(store.as_ref(), &config.data_dir).await? {
         tracing::info!(path = %path.display(), "first start: created test and live keys; they are in this file (readable by you only)");
     }
@@ -73,28 +73,73 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     .await
 }
 
+/// Creates or replaces what the configuration file declares: categories, then the workflows
+/// that may name them.
+pub async fn declare(store: &dyn Store, config: &Config) -> Result<(), String> {
+    declare_categories(store, config).await?;
+    declare_workflows(store, config).await
+}
+
 /// Creates or overwrites the categories the configuration file declares.
 pub async fn declare_categories(store: &dyn Store, config: &Config) -> Result<(), String> {
-    use herald_core::{history::Actor, service, Env, EnvScope};
+    use herald_core::service;
     for (i, raw) in config.categories.iter().enumerate() {
-        let mut body = raw.clone();
-        let envs = match body.as_object_mut().and_then(|o| o.remove("env")) {
-            None => vec![Env::Test, Env::Live],
-            Some(serde_json::Value::String(e)) => vec![e
-                .parse::<Env>()
-                .map_err(|err| format!("categories[{i}].env: {err}"))?],
-            Some(other) => return Err(format!("categories[{i}].env: {other} is not test or live")),
-        };
+        let (body, envs) = declared_envs("categories", i, raw)?;
         let category = api::preferences::parse_category(&body)
             .map_err(|e| format!("configuration categories[{i}]: {e}"))?;
         for env in envs {
-            let ctx = service::Ctx::new(EnvScope::operator(env), Actor::cli(), chrono::Utc::now());
-            service::preferences::declare_categories(store, &ctx, std::slice::from_ref(&category))
-                .await
-                .map_err(|e| e.to_string())?;
+            service::preferences::declare_categories(
+                store,
+                &operator(env),
+                std::slice::from_ref(&category),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
         }
     }
     Ok(())
+}
+
+/// Creates or replaces the workflows the configuration file declares (after the categories,
+/// which they may name).
+pub async fn declare_workflows(store: &dyn Store, config: &Config) -> Result<(), String> {
+    use herald_core::service;
+    for (i, raw) in config.workflows.iter().enumerate() {
+        let (body, envs) = declared_envs("workflows", i, raw)?;
+        let input = api::workflows::parse_input(&body)
+            .map_err(|e| format!("configuration workflows[{i}]: {e}"))?;
+        for env in envs {
+            service::workflows::declare(store, &operator(env), input.clone())
+                .await
+                .map_err(|e| format!("configuration workflows[{i}] ({env}): {e}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// A declaration of the configuration file without its `env`, and the environments it names
+/// (`env = "test"` or `"live"`; both when absent).
+fn declared_envs(
+    section: &str,
+    i: usize,
+    raw: &serde_json::Value,
+) -> Result<(serde_json::Value, Vec<herald_core::Env>), String> {
+    use herald_core::Env;
+    let mut body = raw.clone();
+    let envs = match body.as_object_mut().and_then(|o| o.remove("env")) {
+        None => vec![Env::Test, Env::Live],
+        Some(serde_json::Value::String(e)) => vec![e
+            .parse::<Env>()
+            .map_err(|err| format!("{section}[{i}].env: {err}"))?],
+        Some(other) => return Err(format!("{section}[{i}].env: {other} is not test or live")),
+    };
+    Ok((body, envs))
+}
+
+/// The operator's context in `env`, for what the configuration file declares.
+fn operator(env: herald_core::Env) -> herald_core::service::Ctx {
+    use herald_core::{history::Actor, EnvScope};
+    herald_core::service::Ctx::new(EnvScope::operator(env), Actor::cli(), chrono::Utc::now())
 }
 
 /// Serves HTTP/1.1 on `listener` until ctrl-c / SIGTERM, then lets requests in flight finish.

@@ -25,6 +25,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "properties", description = "The property registry (Herald's addition)."),
         (name = "preferences", description = "Categories and users' choices (SuprSend preferences API), hosted page."),
         (name = "templates", description = "Template preview."),
+        (name = "workflows", description = "What a trigger or a track event sends: templates per channel, policy, events (Herald's addition)."),
         (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
     ),
     components(

@@ -173,7 +173,7 @@ mod tests {
     use std::sync::Arc;
     use tower::ServiceExt;
 
-    const METHODS: [&str; 4] = ["get", "post", "patch", "delete"];
+    const METHODS: [&str; 5] = ["get", "post", "put", "patch", "delete"];
 
     /// `(method, path)` of an operation, the path as `router()` writes it.
     type Route = (String, String);

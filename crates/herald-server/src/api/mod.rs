@@ -10,6 +10,7 @@ pub(crate) mod preferences;
 mod properties;
 mod templates;
 mod users;
+pub(crate) mod workflows;
 
 use crate::App;
 use auth::{Caller, RawTarget};
@@ -70,6 +71,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(preferences::router())
         .merge(hosted::router())
         .merge(templates::router())
+        .merge(workflows::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())

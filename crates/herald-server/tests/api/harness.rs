@@ -86,9 +86,9 @@ impl TestApp {
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
-        herald_server::declare_categories(store.as_ref(), &config)
+        herald_server::declare(store.as_ref(), &config)
             .await
-            .expect("categories from the configuration");
+            .expect("categories and workflows from the configuration");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = App {

@@ -16,3 +16,4 @@ mod ndjson;
 mod preferences;
 mod registry;
 mod users;
+mod workflows;
