@@ -222,6 +222,34 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_workflows_load_and_parse() {
+        let docs = include_str!("../../../docs/configuration.md");
+        let section = docs
+            .split("## Workflows")
+            .nth(1)
+            .expect("a Workflows section");
+        let toml = section
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|rest| rest.split("```").next())
+            .expect("a TOML example");
+        let dir = std::env::temp_dir().join(format!("herald-config-wf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("herald.toml");
+        std::fs::write(&file, toml).unwrap();
+        let config = Config::load(Some(&file), |_| None).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(config.workflows.len(), 2);
+        assert_eq!(config.workflows[1]["env"], "live");
+        for raw in &config.workflows {
+            let mut body = raw.clone();
+            body.as_object_mut().unwrap().remove("env");
+            let input = crate::api::workflows::parse_input(&body).unwrap();
+            herald_core::workflow::Workflow::parse(input).unwrap();
+        }
+    }
+
+    #[test]
     fn every_option_is_documented() {
         let docs = include_str!("../../../docs/configuration.md");
         for (var, key) in ENV_VARS {

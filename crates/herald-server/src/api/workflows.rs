@@ -258,7 +258,6 @@ pub struct WorkflowChannels {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct EmailTemplate {
-    #[schema(required = false)]
     subject: String,
     #[schema(required = false)]
     html: String,
@@ -271,7 +270,6 @@ pub struct EmailTemplate {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct TextTemplate {
-    #[schema(required = false)]
     text: String,
 }
 
@@ -280,7 +278,6 @@ pub struct TextTemplate {
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct SlackTemplate {
-    #[schema(required = false)]
     text: String,
     #[schema(required = false, value_type = Vec<Object>)]
     blocks: Vec<Value>,
@@ -315,7 +312,6 @@ pub struct DiscordTemplate {
 pub struct InboxTemplate {
     #[schema(required = false)]
     title: String,
-    #[schema(required = false)]
     body: String,
     #[schema(required = false)]
     action_url: String,
