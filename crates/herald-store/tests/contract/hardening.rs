@@ -196,6 +196,43 @@ mod registry_races {
             );
         }
     }
+
+    /// A stored workflow is checked again as it is read: a document that no longer parses (a
+    /// template edited in the database) is an error naming no user data, never a panic.
+    #[tokio::test]
+    async fn a_malformed_stored_workflow_is_an_error() {
+        for b in backends().await {
+            let malformed = "INSERT INTO workflows (env, slug, doc, created_at, updated_at) \
+                             VALUES ('test', 'broken', \
+                             '{\"slug\": \"broken\", \"channels\": {\"sms\": {\"text\": \"{{#if}}\"}}}', 0, 0); \
+                             INSERT INTO workflow_events (env, event, slug) VALUES ('test', 'go', 'broken')";
+            if b.scratch.is_postgres() {
+                raw_postgres(&b.scratch.url)
+                    .await
+                    .batch_execute(malformed)
+                    .await
+                    .unwrap();
+            } else {
+                let path = b.scratch.url.strip_prefix("sqlite://").unwrap();
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch(malformed)
+                    .unwrap();
+            }
+            let scope = EnvScope::operator(Env::Test);
+            let name = b.name;
+            let err = b.store.get_workflow(scope, "broken").await.unwrap_err();
+            assert!(
+                err.to_string().contains("channels.sms.text"),
+                "{name}: {err}"
+            );
+            assert!(b.store.list_workflows(scope).await.is_err(), "{name}");
+            assert!(
+                b.store.workflows_for_event(scope, "go").await.is_err(),
+                "{name}"
+            );
+        }
+    }
 }
 
 mod erasure {
