@@ -62,6 +62,11 @@ macro_rules! migrations {
                 name: "repair_erasure_and_index",
                 sql: include_str!("migrations/0008_repair_erasure_and_index.sql"),
             },
+            $crate::migrate::Migration {
+                version: 9,
+                name: "messages",
+                sql: include_str!("migrations/0010_messages.sql"),
+            },
         ]
     };
 }
