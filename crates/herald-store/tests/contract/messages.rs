@@ -213,6 +213,49 @@ async fn a_trigger_key_enqueues_once_per_env() {
 }
 
 #[tokio::test]
+async fn one_trigger_key_sent_to_two_nodes_at_once_enqueues_once() {
+    for b in backends().await {
+        let key = OnceKey {
+            key: "race".into(),
+            fingerprint: Some("f".into()),
+        };
+        let nodes = [b.store.clone(), b.another_node().await];
+        let tasks: Vec<_> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let batch = (0..20)
+                        .map(|i| queued(Env::Test, &format!("n{n}-{i}"), "ada"))
+                        .collect();
+                    node.enqueue(scope(Env::Test), batch, Some(&key))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        let firsts: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                EnqueueOutcome::Enqueued { message_ids } => Some(message_ids.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts.len(), 1, "{}: {outcomes:?}", b.name);
+        let repeat = EnqueueOutcome::AlreadyEnqueued {
+            message_ids: firsts[0].clone(),
+        };
+        assert!(outcomes.contains(&repeat), "{}: {outcomes:?}", b.name);
+        assert_eq!(claim_all(b.store.as_ref()).await.len(), 20, "{}", b.name);
+    }
+}
+
+#[tokio::test]
 async fn two_nodes_claiming_at_once_claim_each_entry_once() {
     for b in backends().await {
         let batch: Vec<_> = (0..200)
