@@ -310,6 +310,29 @@ impl Message {
         }
         Ok(())
     }
+
+    /// Records one provider outcome as the outbox settles it: a retry with a next attempt
+    /// (`next_due`) stays queued and is due again then; a retry with none (its retries are
+    /// spent) fails with the retry's reason. Returns when the message is due again, if ever.
+    pub fn settle(
+        &mut self,
+        outcome: &crate::delivery::Delivery,
+        at: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<Option<DateTime<Utc>>, IllegalTransition> {
+        use crate::delivery::Delivery;
+        match (outcome, next_due) {
+            (Delivery::Retry { .. }, Some(due)) => self.record(outcome, at).map(|()| Some(due)),
+            (Delivery::Retry { reason, .. }, None) => {
+                let spent = Delivery::Failed {
+                    reason: reason.clone(),
+                    identity_invalid: false,
+                };
+                self.record(&spent, at).map(|()| None)
+            }
+            _ => self.record(outcome, at).map(|()| None),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -450,6 +473,24 @@ mod tests {
         m.transition(MessageStatus::Failed, t0, Some("bounced".into()))
             .unwrap();
         assert_eq!(m.reason.as_deref(), Some("bounced"));
+    }
+
+    #[test]
+    fn settling_a_retry_without_a_next_attempt_fails_the_message() {
+        let t0 = Utc::now();
+        let retry = Delivery::Retry {
+            reason: "HTTP 503".into(),
+            after: None,
+        };
+        let mut m = Message::queued(origin(), email(), t0);
+        let due = t0 + chrono::Duration::seconds(30);
+        assert_eq!(m.settle(&retry, t0, Some(due)), Ok(Some(due)));
+        assert_eq!((m.status, m.attempts), (MessageStatus::Queued, 1));
+        assert_eq!(m.settle(&retry, t0, None), Ok(None));
+        assert_eq!(m.status, MessageStatus::Failed);
+        assert_eq!((m.reason.as_deref(), m.attempts), (Some("HTTP 503"), 2));
+        let sent = Delivery::Sent { provider_id: None };
+        assert!(m.settle(&sent, t0, Some(due)).is_err());
     }
 
     #[test]

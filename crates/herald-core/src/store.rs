@@ -1,18 +1,22 @@
 //! The storage contract. Adapters (SQLite, PostgreSQL) implement it; every profile method takes the
 //! [`EnvScope`] it runs in, so nothing can be read or written outside one environment.
 
+use crate::channel::{Channel, Identity};
 use crate::credentials::Credentials;
-use crate::env::EnvScope;
+use crate::delivery::{Content, Delivery, Outgoing};
+use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
 use crate::filter::Filter;
 use crate::history::HistoryEvent;
 use crate::ids::DistinctId;
 use crate::listing::{Count, ListQuery};
+use crate::message::{Message, MessageStatus};
 use crate::preference::Category;
 use crate::profile::Profile;
 use crate::property::PropertyRecord;
 use crate::workflow::Workflow;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -401,12 +405,225 @@ pub trait WorkflowStore: Send + Sync {
     ) -> Result<Vec<Workflow>, StoreError>;
 }
 
+/// A message to record, with what the worker will send for it: a queued message carries its
+/// rendered `content` (and its identity) and gets an outbox entry due at its `created_at`; a
+/// skipped one carries neither.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub message: Message,
+    pub content: Option<Content>,
+}
+
+impl NewMessage {
+    /// The outbox entry of a queued message. `Err` says what does not fit: a message of another
+    /// environment, a queued one without content or identity (or content for another channel),
+    /// content on a message that is not queued.
+    pub fn entry(&self, env: Env) -> Result<Option<OutboxEntry>, String> {
+        let m = &self.message;
+        if m.env != env {
+            return Err(format!("message {} is not of the {env} environment", m.id));
+        }
+        match (m.status, &self.content, &m.identity) {
+            (MessageStatus::Queued, Some(content), Some(identity))
+                if content.channel() == m.channel && identity.channel == m.channel =>
+            {
+                Ok(Some(OutboxEntry {
+                    message_id: m.id.clone(),
+                    env,
+                    attempt: m.attempts,
+                    due_at: m.created_at,
+                    content: content.clone(),
+                    identity: identity.clone(),
+                }))
+            }
+            (MessageStatus::Queued, ..) => Err(format!(
+                "queued message {} needs content and an identity on {}",
+                m.id,
+                m.channel.as_str()
+            )),
+            (_, None, _) => Ok(None),
+            (status, Some(_), _) => Err(format!("a {status} message {} has content", m.id)),
+        }
+    }
+}
+
+/// What [`MessageStore::enqueue`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EnqueueOutcome {
+    /// The messages and their outbox entries are committed.
+    Enqueued { message_ids: Vec<String> },
+    /// A trigger with this idempotency key was enqueued already in this environment: nothing was
+    /// written; these are the first trigger's messages.
+    AlreadyEnqueued { message_ids: Vec<String> },
+    /// The key was used for a different request (another fingerprint): nothing was written.
+    KeyReused,
+}
+
+/// One message waiting in the outbox: everything the worker needs to send it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxEntry {
+    pub message_id: String,
+    pub env: Env,
+    /// Provider calls made so far.
+    pub attempt: u32,
+    pub due_at: DateTime<Utc>,
+    pub content: Content,
+    pub identity: Identity,
+}
+
+impl OutboxEntry {
+    /// What the provider is handed.
+    pub fn outgoing(&self) -> Outgoing {
+        Outgoing {
+            env: self.env,
+            message_id: self.message_id.clone(),
+            identity: self.identity.clone(),
+            content: self.content.clone(),
+        }
+    }
+}
+
+/// An outbox entry leased to one worker until `lease_until`; after that any worker may claim it
+/// again. `token` tells this claim from a later one of the same entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Claim {
+    pub entry: OutboxEntry,
+    pub lease_until: DateTime<Utc>,
+    pub token: i64,
+}
+
+impl Claim {
+    /// The identity `outcome` found dead (a permanent failure that says so), to be marked on
+    /// the profile so later sends skip it.
+    pub fn invalid_identity(&self, outcome: &Delivery) -> Option<Identity> {
+        matches!(
+            outcome,
+            Delivery::Failed {
+                identity_invalid: true,
+                ..
+            }
+        )
+        .then(|| self.entry.identity.clone())
+    }
+}
+
+/// What [`MessageStore::complete`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Completion {
+    /// The outcome is recorded on the message (as stored now); its entry is gone, or due again
+    /// at `retry_at`. `invalid_identity`: the provider found the identity dead, and the caller
+    /// marks its `perma_status` on the profile.
+    Recorded {
+        message: Box<Message>,
+        retry_at: Option<DateTime<Utc>>,
+        invalid_identity: Option<Identity>,
+    },
+    /// The claim was no longer current (its lease expired and another worker claimed or
+    /// completed the entry, or the message was erased): nothing changed.
+    Stale,
+}
+
+/// Filters of a message listing, newest first.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MessageQuery {
+    pub distinct_id: Option<DistinctId>,
+    pub status: Option<MessageStatus>,
+    pub channel: Option<Channel>,
+    pub workflow: Option<String>,
+    pub category: Option<String>,
+    /// Created at or after.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Created before.
+    pub created_before: Option<DateTime<Utc>>,
+    /// The cursor: messages older than the one [`MessagePage::next`] named.
+    pub before: Option<i64>,
+    pub limit: usize,
+}
+
+/// One page of messages, newest first; `next` is the cursor of the following page, if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MessagePage {
+    pub messages: Vec<Message>,
+    pub next: Option<i64>,
+}
+
+/// The notification log and the durable outbox the dispatch workers drain.
+#[async_trait]
+pub trait MessageStore: Send + Sync {
+    /// Records `messages` and the outbox entries of the queued ones in one transaction: an error
+    /// leaves nothing written. With `once` (a trigger's `$idempotency_key`), a key already
+    /// enqueued in this environment writes nothing and answers as the first trigger did.
+    async fn enqueue(
+        &self,
+        scope: EnvScope,
+        messages: Vec<NewMessage>,
+        once: Option<&OnceKey>,
+    ) -> Result<EnqueueOutcome, StoreError>;
+
+    /// Forgets trigger idempotency keys recorded before `before`.
+    async fn purge_trigger_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Leases up to `limit` entries due at `now`, of both environments, until `now + lease`. No
+    /// two claims of one entry overlap, across nodes too; an entry whose lease ran out is due
+    /// again.
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError>;
+
+    /// Records one provider outcome of a current claim ([`Message::record`]) and deletes the
+    /// entry, or, for a retry, makes it due at `next_due` with one more attempt. A retry with no
+    /// `next_due` (the retries are spent) fails the message with the retry's reason.
+    async fn complete(
+        &self,
+        claim: &Claim,
+        outcome: &Delivery,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<Completion, StoreError>;
+
+    /// Gives claimed entries back, due as they were (a graceful shutdown).
+    async fn release(&self, claims: &[Claim]) -> Result<(), StoreError>;
+
+    async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError>;
+
+    async fn list_messages(
+        &self,
+        scope: EnvScope,
+        query: &MessageQuery,
+    ) -> Result<MessagePage, StoreError>;
+
+    /// One user's messages, newest first.
+    async fn user_messages(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        before: Option<i64>,
+        limit: usize,
+    ) -> Result<MessagePage, StoreError> {
+        let query = MessageQuery {
+            distinct_id: Some(id.clone()),
+            before,
+            limit,
+            ..MessageQuery::default()
+        };
+        self.list_messages(scope, &query).await
+    }
+}
+
 /// Everything Herald stores.
 pub trait Store:
-    CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore
+    CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore + MessageStore
 {
 }
-impl<T: CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore> Store
-    for T
+impl<T> Store for T where
+    T: CredentialStore
+        + ProfileStore
+        + PropertyStore
+        + CategoryStore
+        + WorkflowStore
+        + MessageStore
 {
 }

@@ -67,6 +67,11 @@ macro_rules! migrations {
                 name: "workflows",
                 sql: include_str!("migrations/0009_workflows.sql"),
             },
+            $crate::migrate::Migration {
+                version: 10,
+                name: "messages",
+                sql: include_str!("migrations/0010_messages.sql"),
+            },
         ]
     };
 }

@@ -2,14 +2,17 @@
 //! [`Columns`] for its row type (SQLite keeps JSON as text, PostgreSQL as `JSONB`; integers and
 //! flags have different widths); the mapping from columns to values is written here.
 
+use herald_core::channel::Channel;
 use herald_core::credentials::Credentials;
 use herald_core::erasure;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
+use herald_core::message::{Message, MessageStatus};
 use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
 use herald_core::property::{PropertyKind, PropertyRecord};
 use herald_core::store::StoreError;
+use herald_core::store::{MessagePage, OutboxEntry};
 use herald_core::workflow::{Workflow, WorkflowInput};
 use serde::de::DeserializeOwned;
 
@@ -132,4 +135,54 @@ pub(crate) fn event(row: &impl Columns, owner: &HistoryOwner) -> Result<HistoryE
         request: row.json(4).map_err(|_| bad("request"))?,
         changes: row.json(5).map_err(|_| bad("changes"))?,
     })
+}
+
+/// A message and its listing cursor from the columns of the `sql::*MESSAGE*` selects.
+pub(crate) fn message(row: &impl Columns) -> Result<(i64, Message), StoreError> {
+    let bad = unreadable("message");
+    let channel = row.text(6).map_err(&bad)?;
+    let status = row.text(8).map_err(&bad)?;
+    let distinct_id = row.text(5).map_err(&bad)?;
+    let message = Message {
+        id: row.text(1).map_err(&bad)?,
+        env: row.text(2).map_err(&bad)?.parse().map_err(&bad)?,
+        workflow: row.text(3).map_err(&bad)?,
+        category: row.opt_text(4).map_err(&bad)?,
+        distinct_id: DistinctId::parse(&distinct_id).map_err(|e| bad(e.to_string()))?,
+        channel: Channel::from_name(&channel).ok_or_else(|| bad(format!("channel {channel}")))?,
+        identity: row.json(7).map_err(&bad)?,
+        status: MessageStatus::from_name(&status).ok_or_else(|| bad(format!("status {status}")))?,
+        reason: row.opt_text(9).map_err(&bad)?,
+        provider_id: row.opt_text(10).map_err(&bad)?,
+        history: row.json(11).map_err(&bad)?,
+        attempts: row.int(12).map_err(&bad)? as u32,
+        trigger_id: row.text(13).map_err(&bad)?,
+        idempotency_key: row.opt_text(14).map_err(&bad)?,
+        created_at: from_micros(row.int(15).map_err(&bad)?),
+    };
+    Ok((row.int(0).map_err(&bad)?, message))
+}
+
+/// An outbox entry and its claim token from the columns of [`crate::sql::ENTRY_COLUMNS`].
+pub(crate) fn entry(row: &impl Columns) -> Result<(OutboxEntry, i64), StoreError> {
+    let bad = unreadable("outbox entry");
+    let entry = OutboxEntry {
+        message_id: row.text(0).map_err(&bad)?,
+        env: row.text(1).map_err(&bad)?.parse().map_err(&bad)?,
+        attempt: row.int(2).map_err(&bad)? as u32,
+        due_at: from_micros(row.int(3).map_err(&bad)?),
+        content: row.json(4).map_err(&bad)?,
+        identity: row.json(5).map_err(&bad)?,
+    };
+    Ok((entry, row.int(6).map_err(&bad)?))
+}
+
+/// A page from up to `limit + 1` rows: the cursor of the last shown when there are more.
+pub(crate) fn message_page(mut found: Vec<(i64, Message)>, limit: usize) -> MessagePage {
+    let more = found.len() > limit;
+    found.truncate(limit);
+    MessagePage {
+        next: found.last().filter(|_| more).map(|(seq, _)| *seq),
+        messages: found.into_iter().map(|(_, m)| m).collect(),
+    }
 }

@@ -85,6 +85,10 @@ pub(crate) const UPDATE_PROFILE: &str = "UPDATE profiles SET status = ?3, proper
 /// per-user table here and both backends' `erase_user` erase it, for delete and merge alike.
 /// (The index rows and counters go through the backend's index upkeep first.)
 pub(crate) const ERASE_USER: &[&str] = &[
+    // The outbox entries first: they are found through the messages.
+    "DELETE FROM outbox WHERE message_id IN \
+     (SELECT id FROM messages WHERE env = ?1 AND distinct_id = ?2)",
+    "DELETE FROM messages WHERE env = ?1 AND distinct_id = ?2",
     "DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2",
     // Its history, and an earlier tombstone of the same id.
     "DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)",
@@ -234,6 +238,80 @@ pub(crate) const INSERT_WORKFLOW_EVENT: &str =
 pub(crate) const WORKFLOWS_FOR_EVENT: &str = "SELECT w.doc FROM workflow_events e \
      JOIN workflows w ON w.env = e.env AND w.slug = e.slug \
      WHERE e.env = ?1 AND e.event = ?2 ORDER BY w.slug";
+// ---- messages and the outbox ----
+
+/// The columns a message is read from, in the order [`crate::rows::message`] reads them.
+macro_rules! message_columns {
+    () => {
+        "seq, id, env, workflow, category, distinct_id, channel, identity, status, reason, \
+         provider_id, history, attempts, trigger_id, idempotency_key, created_at"
+    };
+}
+
+/// Arguments: id, env, workflow, category, distinct_id, channel, identity, status, reason,
+/// provider_id, history, attempts, trigger_id, idempotency_key, created_at (also updated_at).
+/// 0 rows: the id exists.
+pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, env, workflow, category, \
+     distinct_id, channel, identity, status, reason, provider_id, history, attempts, trigger_id, \
+     idempotency_key, created_at, updated_at) VALUES \
+     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15) \
+     ON CONFLICT DO NOTHING";
+/// Arguments: id, status, reason, provider_id, history, attempts, updated_at.
+pub(crate) const UPDATE_MESSAGE: &str = "UPDATE messages SET status = ?2, reason = ?3, \
+     provider_id = ?4, history = ?5, attempts = ?6, updated_at = ?7 WHERE id = ?1";
+pub(crate) const GET_MESSAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE env = ?1 AND id = ?2"
+);
+/// A message by id alone, for the worker (the outbox entry names its environment).
+pub(crate) const MESSAGE_BY_ID: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE id = ?1"
+);
+/// A page of env `?1`'s messages below cursor `?2`, newest first, up to `?10`; each filter
+/// (`?3` distinct_id, `?4` status, `?5` channel, `?6` workflow, `?7` category, `?8` created at
+/// or after, `?9` created before) applies when not null.
+pub(crate) const MESSAGE_PAGE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE env = ?1 AND seq < ?2 \
+     AND (CAST(?3 AS TEXT) IS NULL OR distinct_id = ?3) \
+     AND (CAST(?4 AS TEXT) IS NULL OR status = ?4) \
+     AND (CAST(?5 AS TEXT) IS NULL OR channel = ?5) \
+     AND (CAST(?6 AS TEXT) IS NULL OR workflow = ?6) \
+     AND (CAST(?7 AS TEXT) IS NULL OR category = ?7) \
+     AND (CAST(?8 AS BIGINT) IS NULL OR created_at >= ?8) \
+     AND (CAST(?9 AS BIGINT) IS NULL OR created_at < ?9) \
+     ORDER BY seq DESC LIMIT ?10"
+);
+
+/// Arguments: message_id, env, attempt, due_at, content, identity.
+pub(crate) const INSERT_ENTRY: &str = "INSERT INTO outbox \
+     (message_id, env, attempt, due_at, content, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+/// The columns of an entry, in the order [`crate::rows::entry`] reads them.
+pub(crate) const ENTRY_COLUMNS: &str = "message_id, env, attempt, due_at, content, identity, claim";
+/// The claim token of an entry, if it is still there.
+pub(crate) const ENTRY_CLAIM: &str = "SELECT claim FROM outbox WHERE message_id = ?1";
+/// Leases entry `?1` until `?2`, if it is still due at `?3`.
+pub(crate) const CLAIM_ENTRY: &str = "UPDATE outbox SET due_at = ?2, claim = claim + 1 \
+     WHERE message_id = ?1 AND due_at <= ?3";
+pub(crate) const DELETE_ENTRY: &str = "DELETE FROM outbox WHERE message_id = ?1";
+/// The next attempt of entry `?1`, due at `?2`.
+pub(crate) const RETRY_ENTRY: &str =
+    "UPDATE outbox SET attempt = attempt + 1, due_at = ?2 WHERE message_id = ?1";
+/// Gives entry `?1` back, due at `?2`, if claim `?3` is still its current one.
+pub(crate) const RELEASE_ENTRY: &str =
+    "UPDATE outbox SET due_at = ?2 WHERE message_id = ?1 AND claim = ?3";
+
+pub(crate) const SELECT_TRIGGER_KEY: &str =
+    "SELECT fingerprint, message_ids FROM trigger_keys WHERE env = ?1 AND key = ?2";
+/// Arguments: env, key, fingerprint, message_ids, created_at. 0 rows: recorded first elsewhere.
+pub(crate) const RECORD_TRIGGER_KEY: &str = "INSERT INTO trigger_keys \
+     (env, key, fingerprint, message_ids, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+     ON CONFLICT DO NOTHING";
+pub(crate) const PURGE_TRIGGER_KEYS: &str = "DELETE FROM trigger_keys WHERE created_at < ?1";
 
 #[cfg(test)]
 mod tests {
@@ -250,7 +328,8 @@ mod tests {
         assert!(!for_dialect(Dialect::Postgres, HISTORY_PAGE).contains('?'));
         assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
         assert_eq!(arity(ERASE_USER[0]), 2);
-        assert_eq!(arity(ERASE_USER[1]), 3);
+        assert_eq!(arity(ERASE_USER[3]), 3);
+        assert_eq!(arity(MESSAGE_PAGE), 10);
         assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
         assert_eq!(arity(PROFILE_ID_RANGE), 0);
     }

@@ -8,6 +8,7 @@ mod credentials;
 mod history;
 mod index;
 mod listing;
+mod messages;
 mod migrate;
 mod profiles;
 mod properties;

@@ -7,6 +7,7 @@ mod credentials;
 mod history;
 mod index;
 mod listing;
+mod messages;
 mod migrate;
 mod pool;
 mod profiles;

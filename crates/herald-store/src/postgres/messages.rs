@@ -1,0 +1,325 @@
+//! PostgreSQL: the notification log and the outbox. Claims take due entries with
+//! `FOR UPDATE SKIP LOCKED`, so nodes claiming at once never take the same entry; a completion
+//! locks its entry and applies only while its claim is the current one.
+
+use super::{db, pg, Attempt, PostgresStore};
+use crate::{rows, sql};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Transaction;
+use herald_core::delivery::Delivery;
+use herald_core::env::EnvScope;
+use herald_core::message::Message;
+use herald_core::profile::micros;
+use herald_core::store::{
+    Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
+    OnceKey, StoreError,
+};
+use std::sync::Arc;
+use tokio_postgres::types::Json;
+
+/// Leases up to `$3` entries due at `$1` until `$2`; each row as [`sql::ENTRY_COLUMNS`], with the
+/// time it was due before the lease and its new claim token.
+const CLAIM_DUE: &str = "WITH due AS (SELECT message_id, due_at AS was_due FROM outbox \
+     WHERE due_at <= $1 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     UPDATE outbox o SET due_at = $2, claim = o.claim + 1 FROM due \
+     WHERE o.message_id = due.message_id \
+     RETURNING o.message_id, o.env, o.attempt, due.was_due, o.content, o.identity, o.claim";
+
+async fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Attempt> {
+    let stmt = tx.prepare_cached(&pg(sql::INSERT_MESSAGE)).await?;
+    let inserted = tx
+        .execute(
+            &stmt,
+            &[
+                &m.id,
+                &m.env.as_str(),
+                &m.workflow,
+                &m.category,
+                &m.distinct_id.as_str(),
+                &m.channel.as_str(),
+                &Json(&m.identity),
+                &m.status.as_str(),
+                &m.reason,
+                &m.provider_id,
+                &Json(&m.history),
+                &i64::from(m.attempts),
+                &m.trigger_id,
+                &m.idempotency_key,
+                &micros(m.created_at),
+            ],
+        )
+        .await?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!("message id {} exists", m.id)).into())
+    }
+}
+
+/// What a stored trigger key says about this enqueue: `None` if the key is new.
+async fn key_enqueued(
+    tx: &Transaction<'_>,
+    env: &str,
+    once: &OnceKey,
+) -> Result<Option<EnqueueOutcome>, Attempt> {
+    let row = tx
+        .query_opt(pg(sql::SELECT_TRIGGER_KEY).as_ref(), &[&env, &once.key])
+        .await?;
+    Ok(row.map(|row| {
+        let fingerprint: Option<String> = row.get(0);
+        let Json(message_ids) = row.get(1);
+        if once.reused_by(fingerprint.as_deref()) {
+            EnqueueOutcome::KeyReused
+        } else {
+            EnqueueOutcome::AlreadyEnqueued { message_ids }
+        }
+    }))
+}
+
+async fn enqueue(
+    tx: &Transaction<'_>,
+    scope: EnvScope,
+    messages: &[NewMessage],
+    once: Option<&OnceKey>,
+) -> Result<EnqueueOutcome, Attempt> {
+    let env = scope.env();
+    if let Some(key) = once {
+        if let Some(outcome) = key_enqueued(tx, env.as_str(), key).await? {
+            return Ok(outcome);
+        }
+    }
+    let mut ids = Vec::with_capacity(messages.len());
+    for new in messages {
+        let entry = new.entry(env).map_err(StoreError::internal)?;
+        insert_message(tx, &new.message).await?;
+        if let Some(e) = entry {
+            let stmt = tx.prepare_cached(&pg(sql::INSERT_ENTRY)).await?;
+            tx.execute(
+                &stmt,
+                &[
+                    &e.message_id,
+                    &env.as_str(),
+                    &i64::from(e.attempt),
+                    &micros(e.due_at),
+                    &Json(&e.content),
+                    &Json(&e.identity),
+                ],
+            )
+            .await?;
+        }
+        ids.push(new.message.id.clone());
+    }
+    if let Some(key) = once {
+        let recorded = tx
+            .execute(
+                pg(sql::RECORD_TRIGGER_KEY).as_ref(),
+                &[
+                    &env.as_str(),
+                    &key.key,
+                    &key.fingerprint,
+                    &Json(&ids),
+                    &micros(Utc::now()),
+                ],
+            )
+            .await?;
+        // Another node enqueued the same key first: run again, and answer as it did.
+        if recorded != 1 {
+            return Err(Attempt::Retry);
+        }
+    }
+    Ok(EnqueueOutcome::Enqueued { message_ids: ids })
+}
+
+async fn complete(
+    tx: &Transaction<'_>,
+    claim: &Claim,
+    outcome: &Delivery,
+    now: DateTime<Utc>,
+    next_due: Option<DateTime<Utc>>,
+) -> Result<Completion, Attempt> {
+    let id = claim.entry.message_id.as_str();
+    let current = tx
+        .query_opt(
+            "SELECT claim FROM outbox WHERE message_id = $1 FOR UPDATE",
+            &[&id],
+        )
+        .await?
+        .map(|row| row.get::<_, i64>(0));
+    if current != Some(claim.token) {
+        return Ok(Completion::Stale);
+    }
+    let row = tx
+        .query_opt(pg(sql::MESSAGE_BY_ID).as_ref(), &[&id])
+        .await?;
+    let Some((_, mut message)) = row.as_ref().map(rows::message).transpose()? else {
+        return Ok(Completion::Stale);
+    };
+    let Ok(retry_at) = message.settle(outcome, now, next_due) else {
+        return Ok(Completion::Stale);
+    };
+    tx.execute(
+        pg(sql::UPDATE_MESSAGE).as_ref(),
+        &[
+            &message.id,
+            &message.status.as_str(),
+            &message.reason,
+            &message.provider_id,
+            &Json(&message.history),
+            &i64::from(message.attempts),
+            &micros(now),
+        ],
+    )
+    .await?;
+    match retry_at {
+        Some(due) => {
+            tx.execute(pg(sql::RETRY_ENTRY).as_ref(), &[&id, &micros(due)])
+                .await?
+        }
+        None => tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id]).await?,
+    };
+    Ok(Completion::Recorded {
+        message: Box::new(message),
+        retry_at,
+        invalid_identity: claim.invalid_identity(outcome),
+    })
+}
+
+#[async_trait]
+impl MessageStore for PostgresStore {
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
+    async fn enqueue(
+        &self,
+        scope: EnvScope,
+        messages: Vec<NewMessage>,
+        once: Option<&OnceKey>,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let (messages, once) = (Arc::new(messages), once.cloned());
+        self.in_transaction(|tx| {
+            let (messages, once) = (messages.clone(), once.clone());
+            Box::pin(async move { enqueue(tx, scope, &messages, once.as_ref()).await })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_trigger_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let client = self.client().await?;
+        client
+            .execute(pg(sql::PURGE_TRIGGER_KEYS).as_ref(), &[&micros(before)])
+            .await
+            .map_err(db)
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = limit))]
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let lease_until = now + lease;
+        let client = self.client().await?;
+        let stmt = client.prepare_cached(CLAIM_DUE).await.map_err(db)?;
+        let claimed = client
+            .query(
+                &stmt,
+                &[&micros(now), &micros(lease_until), &(limit as i64)],
+            )
+            .await
+            .map_err(db)?;
+        claimed
+            .iter()
+            .map(|row| {
+                let (entry, token) = rows::entry(row)?;
+                Ok(Claim {
+                    entry,
+                    lease_until,
+                    token,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(skip_all, fields(message = %claim.entry.message_id))]
+    async fn complete(
+        &self,
+        claim: &Claim,
+        outcome: &Delivery,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<Completion, StoreError> {
+        let (claim, outcome) = (Arc::new(claim.clone()), Arc::new(outcome.clone()));
+        self.in_transaction(|tx| {
+            let (claim, outcome) = (claim.clone(), outcome.clone());
+            Box::pin(async move { complete(tx, &claim, &outcome, now, next_due).await })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(claims = claims.len()))]
+    async fn release(&self, claims: &[Claim]) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        for c in claims {
+            client
+                .execute(
+                    pg(sql::RELEASE_ENTRY).as_ref(),
+                    &[&c.entry.message_id, &micros(c.entry.due_at), &c.token],
+                )
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(pg(sql::GET_MESSAGE).as_ref(), &[&scope.env().as_str(), &id])
+            .await
+            .map_err(db)?;
+        Ok(row.as_ref().map(rows::message).transpose()?.map(|(_, m)| m))
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), limit = query.limit))]
+    async fn list_messages(
+        &self,
+        scope: EnvScope,
+        query: &MessageQuery,
+    ) -> Result<MessagePage, StoreError> {
+        let q = query.clone();
+        self.listing(scope.env(), move |tx| {
+            Box::pin(async move {
+                let stmt = tx
+                    .prepare_cached(&pg(sql::MESSAGE_PAGE))
+                    .await
+                    .map_err(db)?;
+                let found = tx
+                    .query(
+                        &stmt,
+                        &[
+                            &scope.env().as_str(),
+                            &q.before.unwrap_or(i64::MAX),
+                            &q.distinct_id.as_ref().map(|d| d.as_str()),
+                            &q.status.map(|s| s.as_str()),
+                            &q.channel.map(|c| c.as_str()),
+                            &q.workflow,
+                            &q.category,
+                            &q.created_after.map(micros),
+                            &q.created_before.map(micros),
+                            &((q.limit + 1) as i64),
+                        ],
+                    )
+                    .await
+                    .map_err(db)?;
+                let found = found
+                    .iter()
+                    .map(rows::message)
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(rows::message_page(found, q.limit))
+            })
+        })
+        .await
+    }
+}

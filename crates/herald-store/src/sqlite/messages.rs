@@ -1,0 +1,283 @@
+//! SQLite: the notification log and the outbox. Every write runs on the writer, inside the
+//! `IMMEDIATE` transaction that also shuts out another process's writer, so a claim is exclusive
+//! without row locks.
+
+use super::{execute, json, query, query_opt, value, SqliteStore};
+use crate::{rows, sql};
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use herald_core::delivery::Delivery;
+use herald_core::env::EnvScope;
+use herald_core::message::Message;
+use herald_core::profile::micros;
+use herald_core::store::{
+    Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
+    OnceKey, StoreError,
+};
+use rusqlite::{params, Connection};
+
+fn insert_message(conn: &Connection, m: &Message) -> Result<(), StoreError> {
+    let inserted = execute(
+        conn,
+        sql::INSERT_MESSAGE,
+        params![
+            m.id,
+            m.env.as_str(),
+            m.workflow,
+            m.category,
+            m.distinct_id.as_str(),
+            m.channel.as_str(),
+            json(&m.identity),
+            m.status.as_str(),
+            m.reason,
+            m.provider_id,
+            json(&m.history),
+            m.attempts,
+            m.trigger_id,
+            m.idempotency_key,
+            micros(m.created_at)
+        ],
+    )?;
+    if inserted == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict(format!("message id {} exists", m.id)))
+    }
+}
+
+fn update_message(conn: &Connection, m: &Message, now: DateTime<Utc>) -> Result<(), StoreError> {
+    execute(
+        conn,
+        sql::UPDATE_MESSAGE,
+        params![
+            m.id,
+            m.status.as_str(),
+            m.reason,
+            m.provider_id,
+            json(&m.history),
+            m.attempts,
+            micros(now)
+        ],
+    )
+    .map(drop)
+}
+
+fn message_by_id(conn: &Connection, id: &str) -> Result<Option<Message>, StoreError> {
+    query_opt(conn, sql::MESSAGE_BY_ID, [id], |r| rows::message(r)).map(|m| m.map(|(_, m)| m))
+}
+
+#[async_trait]
+impl MessageStore for SqliteStore {
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
+    async fn enqueue(
+        &self,
+        scope: EnvScope,
+        messages: Vec<NewMessage>,
+        once: Option<&OnceKey>,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let once = once.cloned();
+        self.writer
+            .write(move |conn| {
+                let env = scope.env();
+                if let Some(key) = &once {
+                    let stored = query_opt(
+                        conn,
+                        sql::SELECT_TRIGGER_KEY,
+                        params![env.as_str(), key.key],
+                        |r| {
+                            let f: Option<String> = r.get(0).map_err(super::pool::internal)?;
+                            let ids: String = r.get(1).map_err(super::pool::internal)?;
+                            Ok((f, ids))
+                        },
+                    )?;
+                    if let Some((fingerprint, ids)) = stored {
+                        if key.reused_by(fingerprint.as_deref()) {
+                            return Ok(EnqueueOutcome::KeyReused);
+                        }
+                        let message_ids = serde_json::from_str(&ids).map_err(|e| {
+                            StoreError::internal(format!("stored trigger key is unreadable: {e}"))
+                        })?;
+                        return Ok(EnqueueOutcome::AlreadyEnqueued { message_ids });
+                    }
+                }
+                let mut ids = Vec::with_capacity(messages.len());
+                for new in &messages {
+                    let entry = new.entry(env).map_err(StoreError::internal)?;
+                    insert_message(conn, &new.message)?;
+                    if let Some(e) = entry {
+                        execute(
+                            conn,
+                            sql::INSERT_ENTRY,
+                            params![
+                                e.message_id,
+                                env.as_str(),
+                                e.attempt,
+                                micros(e.due_at),
+                                json(&e.content),
+                                json(&e.identity)
+                            ],
+                        )?;
+                    }
+                    ids.push(new.message.id.clone());
+                }
+                if let Some(key) = &once {
+                    execute(
+                        conn,
+                        sql::RECORD_TRIGGER_KEY,
+                        params![
+                            env.as_str(),
+                            key.key,
+                            key.fingerprint,
+                            json(&ids),
+                            micros(Utc::now())
+                        ],
+                    )?;
+                }
+                Ok(EnqueueOutcome::Enqueued { message_ids: ids })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn purge_trigger_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let before = micros(before);
+        self.writer
+            .write(move |conn| execute(conn, sql::PURGE_TRIGGER_KEYS, [before]).map(|n| n as u64))
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = limit))]
+    async fn claim_due(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<Claim>, StoreError> {
+        let lease_until = now + lease;
+        let select = format!(
+            "SELECT {} FROM outbox WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+            sql::ENTRY_COLUMNS
+        );
+        self.writer
+            .write(move |conn| {
+                let due = query(conn, &select, params![micros(now), limit as i64], |r| {
+                    rows::entry(r)
+                })?;
+                let mut claims = Vec::with_capacity(due.len());
+                for (entry, token) in due {
+                    execute(
+                        conn,
+                        sql::CLAIM_ENTRY,
+                        params![entry.message_id, micros(lease_until), micros(now)],
+                    )?;
+                    claims.push(Claim {
+                        entry,
+                        lease_until,
+                        token: token + 1,
+                    });
+                }
+                Ok(claims)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(message = %claim.entry.message_id))]
+    async fn complete(
+        &self,
+        claim: &Claim,
+        outcome: &Delivery,
+        now: DateTime<Utc>,
+        next_due: Option<DateTime<Utc>>,
+    ) -> Result<Completion, StoreError> {
+        let (claim, outcome) = (claim.clone(), outcome.clone());
+        self.writer
+            .write(move |conn| {
+                let id = claim.entry.message_id.as_str();
+                let current: Option<i64> = value(conn, sql::ENTRY_CLAIM, [id])?;
+                if current != Some(claim.token) {
+                    return Ok(Completion::Stale);
+                }
+                let Some(mut message) = message_by_id(conn, id)? else {
+                    return Ok(Completion::Stale);
+                };
+                let Ok(retry_at) = message.settle(&outcome, now, next_due) else {
+                    return Ok(Completion::Stale);
+                };
+                update_message(conn, &message, now)?;
+                match retry_at {
+                    Some(due) => execute(conn, sql::RETRY_ENTRY, params![id, micros(due)])?,
+                    None => execute(conn, sql::DELETE_ENTRY, [id])?,
+                };
+                Ok(Completion::Recorded {
+                    message: Box::new(message),
+                    retry_at,
+                    invalid_identity: claim.invalid_identity(&outcome),
+                })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(claims = claims.len()))]
+    async fn release(&self, claims: &[Claim]) -> Result<(), StoreError> {
+        let claims = claims.to_vec();
+        self.writer
+            .write(move |conn| {
+                for c in &claims {
+                    execute(
+                        conn,
+                        sql::RELEASE_ENTRY,
+                        params![c.entry.message_id, micros(c.entry.due_at), c.token],
+                    )?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError> {
+        let id = id.to_owned();
+        self.readers
+            .read(move |conn| {
+                query_opt(
+                    conn,
+                    sql::GET_MESSAGE,
+                    params![scope.env().as_str(), id],
+                    |r| rows::message(r),
+                )
+                .map(|m| m.map(|(_, m)| m))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), limit = query.limit))]
+    async fn list_messages(
+        &self,
+        scope: EnvScope,
+        query: &MessageQuery,
+    ) -> Result<MessagePage, StoreError> {
+        let q = query.clone();
+        self.readers
+            .read_listing(scope.env(), move |conn| {
+                let found = super::query(
+                    conn,
+                    sql::MESSAGE_PAGE,
+                    params![
+                        scope.env().as_str(),
+                        q.before.unwrap_or(i64::MAX),
+                        q.distinct_id.as_ref().map(|d| d.as_str()),
+                        q.status.map(|s| s.as_str()),
+                        q.channel.map(|c| c.as_str()),
+                        q.workflow,
+                        q.category,
+                        q.created_after.map(micros),
+                        q.created_before.map(micros),
+                        (q.limit + 1) as i64
+                    ],
+                    |r| rows::message(r),
+                )?;
+                Ok(rows::message_page(found, q.limit))
+            })
+            .await
+    }
+}

@@ -1,0 +1,602 @@
+//! The message log and the outbox: atomic enqueue, trigger idempotency, exclusive leased claims
+//! across nodes, completion under the current claim only, retries, release, listing, erasure.
+
+use super::{backends, ctx, edit, id};
+use chrono::{DateTime, Duration, Utc};
+use herald_core::channel::{Channel, Identity};
+use herald_core::delivery::{Content, Delivery};
+use herald_core::message::{Message, MessageOrigin, MessageStatus, SkipReason};
+use herald_core::profile::truncate;
+use herald_core::service::profiles;
+use herald_core::store::{
+    Claim, Completion, EnqueueOutcome, MessageQuery, NewMessage, OnceKey, Store,
+};
+use herald_core::{Env, EnvScope};
+use serde_json::json;
+use std::collections::BTreeSet;
+
+const LEASE: std::time::Duration = std::time::Duration::from_secs(60);
+
+fn origin(env: Env, msg: &str, user: &str, channel: Channel, workflow: &str) -> MessageOrigin {
+    MessageOrigin {
+        id: msg.into(),
+        env,
+        workflow: workflow.into(),
+        category: Some(format!("{workflow}-news")),
+        distinct_id: id(user),
+        channel,
+        trigger_id: format!("t-{msg}"),
+        idempotency_key: None,
+    }
+}
+
+fn email(user: &str) -> Identity {
+    Identity::parse(
+        Channel::Email,
+        &json!(format!("{user}@example.com")),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// A queued email to `user`, created at `at`.
+fn queued_at(env: Env, msg: &str, user: &str, at: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        message: Message::queued(
+            origin(env, msg, user, Channel::Email, "welcome"),
+            email(user),
+            at,
+        ),
+        content: Some(Content::Email {
+            subject: format!("Hi {user}"),
+            html: None,
+            text: Some(format!("message {msg}")),
+        }),
+    }
+}
+
+fn queued(env: Env, msg: &str, user: &str) -> NewMessage {
+    queued_at(env, msg, user, truncate(Utc::now()))
+}
+
+fn skipped(env: Env, msg: &str, user: &str, channel: Channel, workflow: &str) -> NewMessage {
+    NewMessage {
+        message: Message::skipped(
+            origin(env, msg, user, channel, workflow),
+            SkipReason::CategoryOptedOut,
+            truncate(Utc::now()),
+        ),
+        content: None,
+    }
+}
+
+fn scope(env: Env) -> EnvScope {
+    EnvScope::operator(env)
+}
+
+fn enqueued(ids: &[&str]) -> EnqueueOutcome {
+    EnqueueOutcome::Enqueued {
+        message_ids: ids.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+/// Everything due far in the future (nothing is leased that long).
+async fn claim_all(store: &dyn Store) -> Vec<Claim> {
+    store
+        .claim_due(Utc::now() + Duration::days(1), LEASE, 10_000)
+        .await
+        .unwrap()
+}
+
+fn sent() -> Delivery {
+    Delivery::Sent {
+        provider_id: Some("p-1".into()),
+    }
+}
+
+fn statuses(m: &Message) -> Vec<MessageStatus> {
+    m.history.iter().map(|c| c.status).collect()
+}
+
+#[tokio::test]
+async fn enqueue_writes_messages_and_entries_in_one_transaction() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let batch = vec![
+            queued(Env::Test, "m1", "ada"),
+            skipped(Env::Test, "m2", "ada", Channel::Sms, "welcome"),
+        ];
+        let wrote = s.enqueue(scope(Env::Test), batch.clone(), None).await;
+        assert_eq!(wrote.unwrap(), enqueued(&["m1", "m2"]), "{}", b.name);
+        for new in &batch {
+            let stored = s.get_message(scope(Env::Test), &new.message.id).await;
+            assert_eq!(stored.unwrap().as_ref(), Some(&new.message), "{}", b.name);
+        }
+        // A duplicate id in the middle of a batch rolls the whole batch back.
+        let bad = vec![
+            queued(Env::Test, "m3", "bob"),
+            queued(Env::Test, "m1", "bob"),
+            queued(Env::Test, "m4", "bob"),
+        ];
+        assert!(s.enqueue(scope(Env::Test), bad, None).await.is_err());
+        // So does a queued message with nothing to send, after a good one.
+        let mut empty = queued(Env::Test, "m6", "bob");
+        empty.content = None;
+        let bad = vec![queued(Env::Test, "m5", "bob"), empty];
+        assert!(s.enqueue(scope(Env::Test), bad, None).await.is_err());
+        for gone in ["m3", "m4", "m5", "m6"] {
+            let found = s.get_message(scope(Env::Test), gone).await.unwrap();
+            assert_eq!(found, None, "{}: {gone} written", b.name);
+        }
+        // Only the queued message of the first batch has an entry, with what to send.
+        let claims = claim_all(s).await;
+        assert_eq!(claims.len(), 1, "{}", b.name);
+        let entry = &claims[0].entry;
+        assert_eq!(entry.message_id, "m1");
+        assert_eq!((entry.env, entry.attempt), (Env::Test, 0));
+        assert_eq!(entry.identity, email("ada"));
+        assert_eq!(Some(&entry.content), batch[0].content.as_ref());
+        assert_eq!(entry.due_at, batch[0].message.created_at);
+    }
+}
+
+#[tokio::test]
+async fn a_trigger_key_enqueues_once_per_env() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let key = |fp: &str| OnceKey {
+            key: "order-42".into(),
+            fingerprint: Some(fp.into()),
+        };
+        let first = vec![
+            queued(Env::Live, "a1", "ada"),
+            queued(Env::Live, "a2", "bob"),
+        ];
+        let outcome = s.enqueue(scope(Env::Live), first, Some(&key("f1"))).await;
+        assert_eq!(outcome.unwrap(), enqueued(&["a1", "a2"]), "{}", b.name);
+        let again = s
+            .enqueue(
+                scope(Env::Live),
+                vec![queued(Env::Live, "a3", "ada")],
+                Some(&key("f1")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            again,
+            EnqueueOutcome::AlreadyEnqueued {
+                message_ids: vec!["a1".into(), "a2".into()]
+            },
+            "{}",
+            b.name
+        );
+        let other = s
+            .enqueue(
+                scope(Env::Live),
+                vec![queued(Env::Live, "a4", "ada")],
+                Some(&key("f2")),
+            )
+            .await
+            .unwrap();
+        assert_eq!(other, EnqueueOutcome::KeyReused, "{}", b.name);
+        for gone in ["a3", "a4"] {
+            assert_eq!(s.get_message(scope(Env::Live), gone).await.unwrap(), None);
+        }
+        assert_eq!(
+            claim_all(s).await.len(),
+            2,
+            "{}: a repeat wrote entries",
+            b.name
+        );
+        // The same key is new in the other environment, and again once purged.
+        let test = s
+            .enqueue(
+                scope(Env::Test),
+                vec![queued(Env::Test, "t1", "ada")],
+                Some(&key("f1")),
+            )
+            .await;
+        assert_eq!(test.unwrap(), enqueued(&["t1"]), "{}", b.name);
+        let purged = s
+            .purge_trigger_keys(Utc::now() + Duration::seconds(1))
+            .await;
+        assert_eq!(purged.unwrap(), 2, "{}", b.name);
+        let after = s
+            .enqueue(
+                scope(Env::Live),
+                vec![queued(Env::Live, "a5", "ada")],
+                Some(&key("f2")),
+            )
+            .await;
+        assert_eq!(after.unwrap(), enqueued(&["a5"]), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn one_trigger_key_sent_to_two_nodes_at_once_enqueues_once() {
+    for b in backends().await {
+        let key = OnceKey {
+            key: "race".into(),
+            fingerprint: Some("f".into()),
+        };
+        let nodes = [b.store.clone(), b.another_node().await];
+        let tasks: Vec<_> = nodes
+            .into_iter()
+            .enumerate()
+            .map(|(n, node)| {
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let batch = (0..20)
+                        .map(|i| queued(Env::Test, &format!("n{n}-{i}"), "ada"))
+                        .collect();
+                    node.enqueue(scope(Env::Test), batch, Some(&key))
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.unwrap());
+        }
+        let firsts: Vec<_> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                EnqueueOutcome::Enqueued { message_ids } => Some(message_ids.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(firsts.len(), 1, "{}: {outcomes:?}", b.name);
+        let repeat = EnqueueOutcome::AlreadyEnqueued {
+            message_ids: firsts[0].clone(),
+        };
+        assert!(outcomes.contains(&repeat), "{}: {outcomes:?}", b.name);
+        assert_eq!(claim_all(b.store.as_ref()).await.len(), 20, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_claiming_at_once_claim_each_entry_once() {
+    for b in backends().await {
+        let batch: Vec<_> = (0..200)
+            .map(|i| {
+                let env = if i % 2 == 0 { Env::Test } else { Env::Live };
+                queued(env, &format!("c{i:03}"), &format!("u{i}"))
+            })
+            .collect();
+        for env in Env::ALL {
+            let mine = batch.iter().filter(|n| n.message.env == env).cloned();
+            b.store
+                .enqueue(scope(env), mine.collect(), None)
+                .await
+                .unwrap();
+        }
+        let other = b.another_node().await;
+        let mut tasks = Vec::new();
+        for node in [b.store.clone(), other] {
+            for _ in 0..4 {
+                let node = node.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut mine = Vec::new();
+                    loop {
+                        let claims = node.claim_due(Utc::now(), LEASE, 7).await.unwrap();
+                        if claims.is_empty() {
+                            return mine;
+                        }
+                        mine.extend(claims.into_iter().map(|c| c.entry.message_id));
+                    }
+                }));
+            }
+        }
+        let mut all = Vec::new();
+        for t in tasks {
+            all.extend(t.await.unwrap());
+        }
+        let distinct: BTreeSet<_> = all.iter().cloned().collect();
+        assert_eq!(all.len(), 200, "{}: an entry was claimed twice", b.name);
+        assert_eq!(distinct.len(), 200, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_is_claimed_again_and_the_stale_completion_changes_nothing() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        s.enqueue(scope(Env::Test), vec![queued(Env::Test, "x1", "ada")], None)
+            .await
+            .unwrap();
+        let t0 = Utc::now();
+        let lease = std::time::Duration::from_secs(10);
+        let first = s.claim_due(t0, lease, 10).await.unwrap();
+        assert_eq!(first.len(), 1, "{}", b.name);
+        let later = t0 + Duration::seconds(5);
+        assert!(s.claim_due(later, lease, 10).await.unwrap().is_empty());
+        // The first worker died: after its lease, another takes the entry and sends it.
+        let expired = t0 + Duration::seconds(11);
+        let second = s.claim_due(expired, lease, 10).await.unwrap();
+        assert_eq!(second.len(), 1, "{}: an expired lease is due again", b.name);
+        let done = s
+            .complete(&second[0], &sent(), expired, None)
+            .await
+            .unwrap();
+        assert!(matches!(done, Completion::Recorded { retry_at: None, .. }));
+        // The first worker's late completion is refused, whatever it says.
+        for outcome in [
+            sent(),
+            Delivery::Retry {
+                reason: "late".into(),
+                after: None,
+            },
+        ] {
+            let stale = s
+                .complete(&first[0], &outcome, expired, Some(expired))
+                .await;
+            assert_eq!(stale.unwrap(), Completion::Stale, "{}", b.name);
+        }
+        let m = s
+            .get_message(scope(Env::Test), "x1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(statuses(&m), [MessageStatus::Queued, MessageStatus::Sent]);
+        assert_eq!((m.attempts, m.provider_id.as_deref()), (1, Some("p-1")));
+        // Final: the entry is gone, and completing the same claim again is stale too.
+        assert!(claim_all(s).await.is_empty(), "{}", b.name);
+        let twice = s.complete(&second[0], &sent(), expired, None).await;
+        assert_eq!(twice.unwrap(), Completion::Stale, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_retry_reschedules_with_one_more_attempt_and_a_final_failure_removes_the_entry() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let batch = vec![
+            queued(Env::Test, "r1", "ada"),
+            queued(Env::Test, "r2", "bob"),
+        ];
+        s.enqueue(scope(Env::Test), batch, None).await.unwrap();
+        let t0 = truncate(Utc::now());
+        let claims = s.claim_due(t0, LEASE, 10).await.unwrap();
+        let (r1, r2) = if claims[0].entry.message_id == "r1" {
+            (&claims[0], &claims[1])
+        } else {
+            (&claims[1], &claims[0])
+        };
+        let retry = Delivery::Retry {
+            reason: "HTTP 503".into(),
+            after: None,
+        };
+        let t1 = t0 + Duration::seconds(30);
+        let done = s.complete(r1, &retry, t0, Some(t1)).await.unwrap();
+        let Completion::Recorded {
+            message, retry_at, ..
+        } = done
+        else {
+            panic!("{}: {done:?}", b.name)
+        };
+        assert_eq!(
+            (message.status, retry_at),
+            (MessageStatus::Queued, Some(t1))
+        );
+        // Retries spent: a retry with no next attempt fails the message.
+        let spent = s.complete(r2, &retry, t0, None).await.unwrap();
+        assert!(
+            matches!(&spent, Completion::Recorded { message, retry_at: None, .. }
+                if message.status == MessageStatus::Failed && message.reason.as_deref() == Some("HTTP 503"))
+        );
+        assert!(s
+            .claim_due(t1 - Duration::seconds(1), LEASE, 10)
+            .await
+            .unwrap()
+            .is_empty());
+        let again = s.claim_due(t1, LEASE, 10).await.unwrap();
+        assert_eq!(again.len(), 1, "{}", b.name);
+        assert_eq!(
+            (again[0].entry.message_id.as_str(), again[0].entry.attempt),
+            ("r1", 1)
+        );
+        let dead = Delivery::Failed {
+            reason: "550 no such user".into(),
+            identity_invalid: true,
+        };
+        let failed = s.complete(&again[0], &dead, t1, None).await.unwrap();
+        let Completion::Recorded {
+            message,
+            invalid_identity,
+            ..
+        } = failed
+        else {
+            panic!("{}: {failed:?}", b.name)
+        };
+        assert_eq!(invalid_identity, Some(email("ada")), "{}", b.name);
+        assert_eq!(message.attempts, 2);
+        let stored = s
+            .get_message(scope(Env::Test), "r1")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored, *message, "{}", b.name);
+        use MessageStatus::*;
+        assert_eq!(statuses(&stored), [Queued, Queued, Failed]);
+        assert!(
+            claim_all(s).await.is_empty(),
+            "{}: a final outcome left its entry",
+            b.name
+        );
+    }
+}
+
+#[tokio::test]
+async fn released_claims_are_due_again_at_once() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let batch = (0..3)
+            .map(|i| queued(Env::Live, &format!("l{i}"), "ada"))
+            .collect();
+        s.enqueue(scope(Env::Live), batch, None).await.unwrap();
+        let now = Utc::now();
+        let claims = s.claim_due(now, LEASE, 10).await.unwrap();
+        assert_eq!(claims.len(), 3, "{}", b.name);
+        assert!(s.claim_due(now, LEASE, 10).await.unwrap().is_empty());
+        s.release(&claims).await.unwrap();
+        let again = s.claim_due(now, LEASE, 10).await.unwrap();
+        assert_eq!(again.len(), 3, "{}: released entries are not due", b.name);
+        // A release of an outdated claim gives nothing back, and its completion is stale.
+        s.release(&claims).await.unwrap();
+        assert!(
+            s.claim_due(now, LEASE, 10).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        let stale = s.complete(&claims[0], &sent(), now, None).await.unwrap();
+        assert_eq!(stale, Completion::Stale, "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn listings_filter_page_newest_first_and_stay_in_their_env() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let t0 = truncate(Utc::now());
+        for env in Env::ALL {
+            let p = env.as_str();
+            let batch = vec![
+                queued_at(env, &format!("{p}-1"), "ada", t0),
+                skipped(env, &format!("{p}-2"), "ada", Channel::Sms, "digest"),
+                queued_at(env, &format!("{p}-3"), "bob", t0 + Duration::seconds(10)),
+                skipped(env, &format!("{p}-4"), "bob", Channel::Slack, "welcome"),
+                queued_at(env, &format!("{p}-5"), "ada", t0 + Duration::seconds(20)),
+            ];
+            s.enqueue(scope(env), batch, None).await.unwrap();
+        }
+        let ids = |q: MessageQuery| async move {
+            let page = s.list_messages(scope(Env::Test), &q).await.unwrap();
+            page.messages.into_iter().map(|m| m.id).collect::<Vec<_>>()
+        };
+        let q = |limit| MessageQuery {
+            limit,
+            ..MessageQuery::default()
+        };
+        assert_eq!(
+            ids(q(10)).await,
+            ["test-5", "test-4", "test-3", "test-2", "test-1"]
+        );
+        let by_user = MessageQuery {
+            distinct_id: Some(id("ada")),
+            ..q(10)
+        };
+        assert_eq!(
+            ids(by_user).await,
+            ["test-5", "test-2", "test-1"],
+            "{}",
+            b.name
+        );
+        let by_status = MessageQuery {
+            status: Some(MessageStatus::Skipped),
+            ..q(10)
+        };
+        assert_eq!(ids(by_status).await, ["test-4", "test-2"], "{}", b.name);
+        let by_channel = MessageQuery {
+            channel: Some(Channel::Slack),
+            ..q(10)
+        };
+        assert_eq!(ids(by_channel).await, ["test-4"], "{}", b.name);
+        let by_workflow = MessageQuery {
+            workflow: Some("digest".into()),
+            ..q(10)
+        };
+        assert_eq!(ids(by_workflow).await, ["test-2"], "{}", b.name);
+        let by_category = MessageQuery {
+            category: Some("welcome-news".into()),
+            ..q(10)
+        };
+        assert_eq!(ids(by_category).await.len(), 4, "{}", b.name);
+        let window = MessageQuery {
+            created_after: Some(t0 + Duration::seconds(10)),
+            created_before: Some(t0 + Duration::seconds(20)),
+            channel: Some(Channel::Email),
+            ..q(10)
+        };
+        assert_eq!(ids(window).await, ["test-3"], "{}", b.name);
+        // Paging by the cursor visits each message once, newest first.
+        let mut seen = Vec::new();
+        let mut before = None;
+        loop {
+            let page = s
+                .list_messages(scope(Env::Test), &MessageQuery { before, ..q(2) })
+                .await
+                .unwrap();
+            seen.extend(page.messages.iter().map(|m| m.id.clone()));
+            match page.next {
+                Some(next) => before = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            seen,
+            ["test-5", "test-4", "test-3", "test-2", "test-1"],
+            "{}",
+            b.name
+        );
+        let ada = s
+            .user_messages(scope(Env::Live), &id("ada"), None, 2)
+            .await
+            .unwrap();
+        let ada_ids: Vec<_> = ada.messages.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ada_ids, ["live-5", "live-2"], "{}", b.name);
+        assert!(ada.next.is_some());
+        // Another environment's message is not found by id either.
+        assert_eq!(
+            s.get_message(scope(Env::Test), "live-1").await.unwrap(),
+            None
+        );
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_user_erases_their_messages_and_outbox_entries() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        for user in ["ada", "bob"] {
+            edit(s, Env::Test, user, json!([{"$set": {"x": 1}}]))
+                .await
+                .unwrap();
+        }
+        let batch = [
+            queued(Env::Test, "d1", "ada"),
+            skipped(Env::Test, "d2", "ada", Channel::Sms, "welcome"),
+            queued(Env::Test, "d3", "bob"),
+            queued(Env::Live, "d4", "ada"),
+        ];
+        let (test, live) = batch.split_at(3);
+        s.enqueue(scope(Env::Test), test.to_vec(), None)
+            .await
+            .unwrap();
+        s.enqueue(scope(Env::Live), live.to_vec(), None)
+            .await
+            .unwrap();
+        profiles::bulk_delete(s, &ctx(Env::Test), &[id("ada")])
+            .await
+            .unwrap();
+        for gone in ["d1", "d2"] {
+            assert_eq!(s.get_message(scope(Env::Test), gone).await.unwrap(), None);
+        }
+        let left: BTreeSet<_> = claim_all(s)
+            .await
+            .into_iter()
+            .map(|c| c.entry.message_id)
+            .collect();
+        assert_eq!(
+            left,
+            BTreeSet::from(["d3".into(), "d4".into()]),
+            "{}",
+            b.name
+        );
+        assert!(s
+            .get_message(scope(Env::Live), "d4")
+            .await
+            .unwrap()
+            .is_some());
+    }
+}
