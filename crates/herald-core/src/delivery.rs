@@ -97,3 +97,38 @@ pub trait Provider: Send + Sync {
     fn channel(&self) -> Channel;
     async fn send(&self, message: &Outgoing) -> Delivery;
 }
+
+/// Whether `identity` carries its own endpoint, so it needs no provider configured for its
+/// channel: Slack incoming webhooks and Slack identities with their own `access_token`, Teams and
+/// Discord incoming webhooks. (The inbox is delivered by Herald itself.)
+pub fn carries_endpoint(identity: &Identity) -> bool {
+    let v = &identity.value;
+    match identity.channel {
+        Channel::Slack => v.get("incoming_webhook").is_some() || v.get("access_token").is_some(),
+        Channel::MsTeams => v.get("incoming_webhook").is_some(),
+        Channel::Discord => true,
+        Channel::Inbox => true,
+        _ => false,
+    }
+}
+
+/// Where dispatch finds its providers, per environment: the planner asks which channels have
+/// one, the worker asks for the provider that delivers to one identity. Implemented by the
+/// server over the stored provider configurations (`/v1/provider/`) and the config file.
+#[async_trait]
+pub trait Directory: Send + Sync {
+    /// The channels `env` has a provider configured for.
+    async fn configured(
+        &self,
+        env: Env,
+    ) -> Result<std::collections::BTreeSet<Channel>, crate::store::StoreError>;
+
+    /// The provider that delivers to `identity` in `env`: the configured one for its channel, or
+    /// for an identity that [`carries_endpoint`], a provider that needs no configuration.
+    /// `None`: nothing can deliver it.
+    async fn provider(
+        &self,
+        env: Env,
+        identity: &Identity,
+    ) -> Result<Option<std::sync::Arc<dyn Provider>>, crate::store::StoreError>;
+}

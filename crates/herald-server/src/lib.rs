@@ -7,6 +7,7 @@ pub mod config;
 pub mod keys;
 pub mod metrics;
 pub mod ndjson;
+pub mod providers;
 pub mod seed;
 pub mod tasks;
 
@@ -25,6 +26,8 @@ pub struct App {
     pub metrics: Arc<metrics::Metrics>,
     /// This node's copy of the preference-link keys (see [`herald_core::service::links`]).
     pub links: Arc<herald_core::service::links::LinkKeys>,
+    /// Where dispatch finds providers (see [`providers`]).
+    pub providers: Arc<dyn herald_core::delivery::Directory>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -67,6 +70,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
         },
         listener,
     )
@@ -311,6 +315,7 @@ mod tests {
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = listener.local_addr().expect("an address");

@@ -315,6 +315,7 @@ mod tests {
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
         };
         let log = Captured::default();
         let writer = log.clone();

@@ -351,6 +351,7 @@ mod tests {
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
         };
         let doc = doc();
         let ops = documented(&doc);

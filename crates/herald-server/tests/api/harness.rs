@@ -96,6 +96,7 @@ impl TestApp {
             config: Arc::new(config.clone()),
             metrics: Arc::default(),
             links: Arc::default(),
+            providers: Arc::new(herald_server::providers::Unconfigured),
         };
         let server = tokio::spawn(async move {
             herald_server::serve(app, listener)
