@@ -405,6 +405,47 @@ pub trait WorkflowStore: Send + Sync {
     ) -> Result<Vec<Workflow>, StoreError>;
 }
 
+/// One channel's delivery provider configuration in one environment: the config JSON as
+/// `PUT /v1/provider/{channel}/` accepted it, secrets included (the database is trusted; the API
+/// never shows them). Core does not read `config`: the server checks it with `herald-channels`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProviderRecord {
+    pub channel: Channel,
+    pub config: serde_json::Value,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Provider configurations, one per (environment, channel).
+#[async_trait]
+pub trait ProviderConfigStore: Send + Sync {
+    /// Every configured channel of the environment, by channel name.
+    async fn list_provider_configs(
+        &self,
+        scope: EnvScope,
+    ) -> Result<Vec<ProviderRecord>, StoreError>;
+
+    async fn get_provider_config(
+        &self,
+        scope: EnvScope,
+        channel: Channel,
+    ) -> Result<Option<ProviderRecord>, StoreError>;
+
+    /// Inserts or replaces the channel's config (the whole of it). `true`: it was created.
+    async fn put_provider_config(
+        &self,
+        scope: EnvScope,
+        channel: Channel,
+        config: &serde_json::Value,
+    ) -> Result<bool, StoreError>;
+
+    /// `false` when there was none.
+    async fn delete_provider_config(
+        &self,
+        scope: EnvScope,
+        channel: Channel,
+    ) -> Result<bool, StoreError>;
+}
+
 /// A message to record, with what the worker will send for it: a queued message carries its
 /// rendered `content` (and its identity) and gets an outbox entry due at its `created_at`; a
 /// skipped one carries neither.
@@ -615,7 +656,13 @@ pub trait MessageStore: Send + Sync {
 
 /// Everything Herald stores.
 pub trait Store:
-    CredentialStore + ProfileStore + PropertyStore + CategoryStore + WorkflowStore + MessageStore
+    CredentialStore
+    + ProfileStore
+    + PropertyStore
+    + CategoryStore
+    + WorkflowStore
+    + MessageStore
+    + ProviderConfigStore
 {
 }
 impl<T> Store for T where
@@ -625,5 +672,6 @@ impl<T> Store for T where
         + CategoryStore
         + WorkflowStore
         + MessageStore
+        + ProviderConfigStore
 {
 }

@@ -352,8 +352,8 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
     );
     for (env, r) in [(Env::Test, &report.test), (Env::Live, &report.live)] {
         eprintln!(
-            "  {env}: {} profiles ({} already there), {} history events, {} categories, {} workflows, {} property records",
-            r.profiles, r.skipped, r.history_events, r.categories, r.workflows, r.properties
+            "  {env}: {} profiles ({} already there), {} history events, {} categories, {} workflows, {} providers, {} property records",
+            r.profiles, r.skipped, r.history_events, r.categories, r.workflows, r.providers, r.properties
         );
     }
     if !kept {

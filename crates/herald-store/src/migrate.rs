@@ -72,6 +72,11 @@ macro_rules! migrations {
                 name: "messages",
                 sql: include_str!("migrations/0010_messages.sql"),
             },
+            $crate::migrate::Migration {
+                version: 11,
+                name: "provider_configs",
+                sql: include_str!("migrations/0011_provider_configs.sql"),
+            },
         ]
     };
 }

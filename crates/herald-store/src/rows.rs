@@ -12,7 +12,7 @@ use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
 use herald_core::property::{PropertyKind, PropertyRecord};
 use herald_core::store::StoreError;
-use herald_core::store::{MessagePage, OutboxEntry};
+use herald_core::store::{MessagePage, OutboxEntry, ProviderRecord};
 use herald_core::workflow::{Workflow, WorkflowInput};
 use serde::de::DeserializeOwned;
 
@@ -95,6 +95,21 @@ pub(crate) fn workflow(row: &impl Columns) -> Result<Workflow, StoreError> {
     };
     let input: WorkflowInput = row.json(0).map_err(|e| bad(&e))?;
     Workflow::parse(input).map_err(|e| bad(&e))
+}
+
+/// A provider configuration from the columns of [`crate::sql::GET_PROVIDER_CONFIG`].
+pub(crate) fn provider_config(row: &impl Columns) -> Result<ProviderRecord, StoreError> {
+    let bad = unreadable("provider config");
+    let name = row.text(0).map_err(&bad)?;
+    let channel = Channel::ALL
+        .into_iter()
+        .find(|c| c.as_str() == name)
+        .ok_or_else(|| bad(format!("no channel is named '{name}'")))?;
+    Ok(ProviderRecord {
+        channel,
+        config: row.json(1).map_err(&bad)?,
+        updated_at: from_micros(row.int(2).map_err(&bad)?),
+    })
 }
 
 /// The ids one user's history is filed under: its own, and the keyed hash its tombstone is

@@ -238,6 +238,20 @@ pub(crate) const INSERT_WORKFLOW_EVENT: &str =
 pub(crate) const WORKFLOWS_FOR_EVENT: &str = "SELECT w.doc FROM workflow_events e \
      JOIN workflows w ON w.env = e.env AND w.slug = e.slug \
      WHERE e.env = ?1 AND e.event = ?2 ORDER BY w.slug";
+// ---- provider configurations (one per env and channel) ----
+
+pub(crate) const LIST_PROVIDER_CONFIGS: &str =
+    "SELECT channel, config, updated_at FROM provider_configs WHERE env = ?1 ORDER BY channel";
+pub(crate) const GET_PROVIDER_CONFIG: &str =
+    "SELECT channel, config, updated_at FROM provider_configs WHERE env = ?1 AND channel = ?2";
+/// Arguments: env, channel, config, now. Returns the row's `created_at`: `now` when inserted.
+pub(crate) const PUT_PROVIDER_CONFIG: &str = "INSERT INTO provider_configs \
+     (env, channel, config, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+     ON CONFLICT (env, channel) DO UPDATE SET config = excluded.config, \
+     updated_at = excluded.updated_at RETURNING created_at";
+pub(crate) const DELETE_PROVIDER_CONFIG: &str =
+    "DELETE FROM provider_configs WHERE env = ?1 AND channel = ?2";
+
 // ---- messages and the outbox ----
 
 /// The columns a message is read from, in the order [`crate::rows::message`] reads them.

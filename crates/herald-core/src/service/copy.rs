@@ -20,6 +20,8 @@ pub struct EnvReport {
     pub history_events: u64,
     pub categories: u64,
     pub workflows: u64,
+    /// Provider configurations (secrets included).
+    pub providers: u64,
     pub properties: u64,
 }
 
@@ -32,7 +34,7 @@ pub struct Report {
     pub live: EnvReport,
 }
 
-/// Copies keys, then per environment the categories, the workflows, the property registry's declared and
+/// Copies keys, then per environment the categories, the workflows, the provider configurations, the property registry's declared and
 /// labelled records, and every profile with its history (oldest first, times and actors kept).
 /// The target must hold no profiles, so nothing is merged by accident (see [`resume`] for a copy
 /// that was interrupted). `progress` hears of every batch of profiles copied. Profiles written to
@@ -121,6 +123,11 @@ async fn copy_env(
     for workflow in from.list_workflows(scope).await? {
         to.put_workflow(scope, &workflow, true).await?;
         report.workflows += 1;
+    }
+    for provider in from.list_provider_configs(scope).await? {
+        to.put_provider_config(scope, provider.channel, &provider.config)
+            .await?;
+        report.providers += 1;
     }
     // Discovered records come back with the profiles that carry them; declared ones and every
     // label, description and visibility choice are the operator's and are copied as they are.

@@ -12,6 +12,7 @@ mod messages;
 mod migrate;
 mod profiles;
 mod properties;
+mod providers;
 mod workflows;
 
 use crate::limits::{self, EnvSlots};

@@ -12,6 +12,7 @@ mod migrate;
 mod pool;
 mod profiles;
 mod properties;
+mod providers;
 mod workflows;
 
 use crate::rows::Columns;
