@@ -174,8 +174,18 @@ impl ProviderConfig {
 fn typed<T: DeserializeOwned>(fields: Value) -> Result<T, Invalid> {
     serde_path_to_error::deserialize(fields).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        Invalid::new(field, e.into_inner().to_string())
+        let rule = e.into_inner().to_string();
+        // A missing field is named in serde's message only.
+        let missing = rule
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let field = match (path.as_str(), missing) {
+            (".", Some(name)) => name.to_owned(),
+            (".", None) => String::new(),
+            (_, Some(name)) => format!("{path}.{name}"),
+            (_, None) => path,
+        };
+        Invalid::new(field, rule)
     })
 }
 
@@ -197,6 +207,9 @@ mod tests {
         let err = ProviderConfig::parse(&json!({"kind":"discord","base_url":"http://x","extra":1}))
             .unwrap_err();
         assert!(err.rule.contains("extra"), "{err}");
+        let err = ProviderConfig::parse(&json!({"kind":"twilio","account_sid":"AC1","from":"+1"}))
+            .unwrap_err();
+        assert_eq!(err.field, "auth_token", "a missing field is named: {err}");
         let err = ProviderConfig::parse(&json!({"kind":"pigeon"})).unwrap_err();
         assert_eq!(err.field, "kind");
         assert!(err.rule.contains("pigeon"), "{err}");

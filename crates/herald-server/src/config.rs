@@ -19,6 +19,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub server: ServerConfig,
     pub tasks: TasksConfig,
+    /// Every provider call: the address guard for user-supplied URLs, timeout, answer size.
+    pub outbound: herald_channels::OutboundConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -28,6 +30,10 @@ pub struct Config {
     /// categories do.
     #[serde(default)]
     pub workflows: Vec<serde_json::Value>,
+    /// Provider configurations declared in the file (`[[providers]]`: `channel`, optional `env`,
+    /// and the body of `PUT /v1/provider/{channel}/`), put at start in the environments each names.
+    #[serde(default)]
+    pub providers: Vec<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,6 +126,12 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_TASKS_PURGE_IDEMPOTENCY_KEYS",
         "tasks.purge_idempotency_keys",
+    ),
+    ("HERALD_OUTBOUND_ALLOW_PRIVATE", "outbound.allow_private"),
+    ("HERALD_OUTBOUND_TIMEOUT_MS", "outbound.timeout_ms"),
+    (
+        "HERALD_OUTBOUND_MAX_RESPONSE_KIB",
+        "outbound.max_response_kib",
     ),
 ];
 

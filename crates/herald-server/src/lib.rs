@@ -61,6 +61,8 @@ pub async fn open_store_with(config: &Config, migrate: bool) -> Result<Arc<dyn S
 pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     let store = open_store(&config).await?;
     declare(store.as_ref(), &config).await?;
+    let directory = providers::Stored::new(store.clone(), &config.outbound)
+        .map_err(|e| format!("configuration outbound.{e}"))?;
     if let Some(path) = keys::ensure_initial(store.as_ref(), &config.data_dir).await? {
         tracing::info!(path = %path.display(), "first start: created test and live keys; they are in this file (readable by you only)");
     }
@@ -70,7 +72,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
-            providers: Arc::new(crate::providers::Unconfigured),
+            providers: Arc::new(directory),
         },
         listener,
     )
@@ -81,7 +83,32 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
 /// that may name them.
 pub async fn declare(store: &dyn Store, config: &Config) -> Result<(), String> {
     declare_categories(store, config).await?;
-    declare_workflows(store, config).await
+    declare_workflows(store, config).await?;
+    declare_providers(store, config).await
+}
+
+/// Puts the provider configurations the configuration file declares (`channel`, optional `env`,
+/// and the body of `PUT /v1/provider/{channel}/`), checked as the API checks them.
+pub async fn declare_providers(store: &dyn Store, config: &Config) -> Result<(), String> {
+    let http = herald_channels::Http::new(&config.outbound)
+        .map_err(|e| format!("configuration outbound.{e}"))?;
+    for (i, raw) in config.providers.iter().enumerate() {
+        let (mut body, envs) = declared_envs("providers", i, raw)?;
+        let channel = match body.as_object_mut().and_then(|o| o.remove("channel")) {
+            Some(serde_json::Value::String(name)) => providers::channel_named(&name),
+            _ => Err(herald_core::Invalid::new(
+                "channel",
+                "is required: the channel it sends on",
+            )),
+        }
+        .map_err(|e| format!("configuration providers[{i}].{e}"))?;
+        for env in envs {
+            providers::put(store, &http, operator(env).scope, channel, &body)
+                .await
+                .map_err(|e| format!("configuration providers[{i}] ({env}): {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// Creates or overwrites the categories the configuration file declares.

@@ -8,6 +8,7 @@ pub mod hosted;
 mod meta;
 pub(crate) mod preferences;
 mod properties;
+mod providers;
 mod templates;
 mod users;
 pub(crate) mod workflows;
@@ -72,6 +73,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(hosted::router())
         .merge(templates::router())
         .merge(workflows::router())
+        .merge(providers::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())

@@ -48,6 +48,8 @@ pub struct TestApp {
     pub test: Keys,
     pub live: Keys,
     pub config: Config,
+    /// The server's provider directory (over the stored provider configurations).
+    pub providers: Arc<dyn herald_core::delivery::Directory>,
     server: JoinHandle<()>,
     scratch: Arc<Scratch>,
 }
@@ -70,6 +72,8 @@ impl TestApp {
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
         let scratch = Arc::new(scratch().await);
         let mut config = Config::load(None, |_| None).expect("default config");
+        // The tests' fake providers listen on loopback.
+        config.outbound.allow_private = true;
         adjust(&mut config);
         config.database_url = scratch.url.clone();
         config.data_dir = std::env::temp_dir();
@@ -91,12 +95,16 @@ impl TestApp {
             .expect("categories and workflows from the configuration");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
+        let providers: Arc<dyn herald_core::delivery::Directory> = Arc::new(
+            herald_server::providers::Stored::new(store.clone(), &config.outbound)
+                .expect("the outbound configuration builds"),
+        );
         let app = App {
             store: store.clone(),
             config: Arc::new(config.clone()),
             metrics: Arc::default(),
             links: Arc::default(),
-            providers: Arc::new(herald_server::providers::Unconfigured),
+            providers: providers.clone(),
         };
         let server = tokio::spawn(async move {
             herald_server::serve(app, listener)
@@ -110,6 +118,7 @@ impl TestApp {
             test,
             live,
             config,
+            providers,
             server,
             scratch,
         }

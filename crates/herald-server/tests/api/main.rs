@@ -14,6 +14,7 @@ mod history;
 mod limits;
 mod ndjson;
 mod preferences;
+mod providers;
 mod registry;
 mod users;
 mod workflows;
