@@ -2,6 +2,7 @@
 //! client that signs requests (HMAC, as the SuprSend SDKs do) or sends a bearer key.
 
 use chrono::Utc;
+use herald_core::delivery::Directory;
 use herald_core::signature;
 use herald_core::Env;
 use herald_server::config::Config;
@@ -48,6 +49,8 @@ pub struct TestApp {
     pub test: Keys,
     pub live: Keys,
     pub config: Config,
+    /// What the server runs on, for driving the dispatch worker (`worker::drain(&app.app)`).
+    pub app: App,
     server: JoinHandle<()>,
     scratch: Arc<Scratch>,
 }
@@ -68,8 +71,19 @@ impl TestApp {
 
     /// Like [`spawn`](Self::spawn), with the configuration adjusted first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_with_directory(Arc::new(herald_server::providers::Unconfigured), adjust).await
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), with dispatch finding its providers in
+    /// `directory`. The dispatch task is off (tests drive `worker::drain`) unless `adjust` turns
+    /// it on.
+    pub async fn spawn_with_directory(
+        directory: Arc<dyn Directory>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let scratch = Arc::new(scratch().await);
         let mut config = Config::load(None, |_| None).expect("default config");
+        config.tasks.dispatch = false;
         adjust(&mut config);
         config.database_url = scratch.url.clone();
         config.data_dir = std::env::temp_dir();
@@ -79,10 +93,16 @@ impl TestApp {
         let test = to_keys(keys::create(store.as_ref(), Env::Test).await.unwrap());
         let live = to_keys(keys::create(store.as_ref(), Env::Live).await.unwrap());
         drop(store);
-        Self::start(config, scratch, test, live).await
+        Self::start(config, scratch, test, live, directory).await
     }
 
-    async fn start(config: Config, scratch: Arc<Scratch>, test: Keys, live: Keys) -> TestApp {
+    async fn start(
+        config: Config,
+        scratch: Arc<Scratch>,
+        test: Keys,
+        live: Keys,
+        directory: Arc<dyn Directory>,
+    ) -> TestApp {
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
@@ -96,10 +116,11 @@ impl TestApp {
             config: Arc::new(config.clone()),
             metrics: Arc::default(),
             links: Arc::default(),
-            providers: Arc::new(herald_server::providers::Unconfigured),
+            providers: directory,
         };
+        let served = app.clone();
         let server = tokio::spawn(async move {
-            herald_server::serve(app, listener)
+            herald_server::serve(served, listener)
                 .await
                 .expect("server runs");
         });
@@ -110,6 +131,7 @@ impl TestApp {
             test,
             live,
             config,
+            app,
             server,
             scratch,
         }
@@ -119,7 +141,8 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.server.abort();
         let _ = self.server.await;
-        Self::start(self.config, self.scratch, self.test, self.live).await
+        let directory = self.app.providers.clone();
+        Self::start(self.config, self.scratch, self.test, self.live, directory).await
     }
 
     pub fn keys(&self, env: Env) -> &Keys {
