@@ -21,6 +21,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// Every provider call: the address guard for user-supplied URLs, timeout, answer size.
     pub outbound: herald_channels::OutboundConfig,
+    pub dispatch: DispatchConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -90,6 +91,24 @@ pub struct ServerConfig {
 pub struct TasksConfig {
     /// Forget idempotency keys older than [`crate::IDEMPOTENCY_WINDOW`], every ten minutes.
     pub purge_idempotency_keys: bool,
+    /// Run the dispatch worker (see [`crate::worker`]) on this node.
+    pub dispatch: bool,
+}
+
+/// How the dispatch worker claims, sends and retries (see [`crate::worker`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchConfig {
+    /// How long a claim is this worker's; past it another worker may send the message again.
+    pub lease_secs: u64,
+    /// Longest one provider call may take; past it the attempt is retried.
+    pub send_timeout_secs: u64,
+    /// Seconds before each retry, in order; as many retries as entries.
+    pub retry_backoff_secs: Vec<u64>,
+    /// Outbox entries claimed (and sent concurrently) per step.
+    pub batch_size: usize,
+    /// How long an idle worker waits before looking for due entries again.
+    pub poll_interval_ms: u64,
 }
 
 /// Environment variables and the option each sets (`section.key`).
@@ -132,6 +151,21 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_OUTBOUND_MAX_RESPONSE_KIB",
         "outbound.max_response_kib",
+    ),
+    ("HERALD_TASKS_DISPATCH", "tasks.dispatch"),
+    ("HERALD_DISPATCH_LEASE_SECS", "dispatch.lease_secs"),
+    (
+        "HERALD_DISPATCH_SEND_TIMEOUT_SECS",
+        "dispatch.send_timeout_secs",
+    ),
+    (
+        "HERALD_DISPATCH_RETRY_BACKOFF_SECS",
+        "dispatch.retry_backoff_secs",
+    ),
+    ("HERALD_DISPATCH_BATCH_SIZE", "dispatch.batch_size"),
+    (
+        "HERALD_DISPATCH_POLL_INTERVAL_MS",
+        "dispatch.poll_interval_ms",
     ),
 ];
 
@@ -205,6 +239,15 @@ fn set(table: &mut toml::Table, key: &str, raw: &str) -> Result<(), String> {
             raw.trim()
                 .parse()
                 .map_err(|_| format!("'{raw}' is not true or false"))?,
+        ),
+        // A list of integers, comma-separated: `10,60,300`.
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| s.parse().map(toml::Value::Integer))
+                .collect::<Result<_, _>>()
+                .map_err(|_| format!("'{raw}' is not a comma-separated list of integers"))?,
         ),
         _ => toml::Value::String(raw.to_owned()),
     };
@@ -289,6 +332,11 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:9000");
         assert_eq!(c.auth.max_clock_skew_secs, 30);
         assert_eq!(c.store.pool_size, 8);
+        let backoff = Config::load(None, |k| {
+            (k == "HERALD_DISPATCH_RETRY_BACKOFF_SECS").then(|| "5, 50".to_owned())
+        })
+        .unwrap();
+        assert_eq!(backoff.dispatch.retry_backoff_secs, [5, 50]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod ndjson;
 pub mod providers;
 pub mod seed;
 pub mod tasks;
+pub mod worker;
 
 use config::{Config, LogFormat};
 use herald_core::store::Store;
@@ -256,7 +257,7 @@ pub async fn serve_until(
     Ok(())
 }
 
-/// The background tasks the configuration enables. The dispatch worker will start here too.
+/// The background tasks the configuration enables.
 fn start_tasks(app: &App) -> tasks::Supervisor {
     let mut supervisor = tasks::Supervisor::new();
     let store = app.store.clone();
@@ -265,6 +266,10 @@ fn start_tasks(app: &App) -> tasks::Supervisor {
         app.config.tasks.purge_idempotency_keys,
         |cancel| forget_old_idempotency_keys(store, cancel),
     );
+    let dispatcher = app.clone();
+    supervisor.start("dispatch", app.config.tasks.dispatch, |cancel| {
+        worker::run(dispatcher, cancel)
+    });
     supervisor
 }
 
@@ -292,6 +297,15 @@ async fn forget_old_idempotency_keys(
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "forgot expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+        // Triggers' `$idempotency_key`s share the window.
+        match store
+            .purge_trigger_keys(chrono::Utc::now() - IDEMPOTENCY_WINDOW)
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot expired trigger keys"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired trigger keys"),
         }
     }
 }

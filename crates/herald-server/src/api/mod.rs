@@ -5,6 +5,7 @@ pub mod doc;
 pub mod error;
 mod events;
 pub mod hosted;
+mod messages;
 mod meta;
 pub(crate) mod preferences;
 mod properties;
@@ -74,6 +75,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(templates::router())
         .merge(workflows::router())
         .merge(providers::router())
+        .merge(messages::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())

@@ -2,6 +2,7 @@
 //! client that signs requests (HMAC, as the SuprSend SDKs do) or sends a bearer key.
 
 use chrono::Utc;
+use herald_core::delivery::Directory;
 use herald_core::signature;
 use herald_core::Env;
 use herald_server::config::Config;
@@ -50,6 +51,10 @@ pub struct TestApp {
     pub config: Config,
     /// The server's provider directory (over the stored provider configurations).
     pub providers: Arc<dyn herald_core::delivery::Directory>,
+    /// What the server runs on, for driving the dispatch worker (`worker::drain(&app.app)`).
+    pub app: App,
+    /// The directory a test gave (`spawn_with_directory`), kept across restarts.
+    custom_directory: Option<Arc<dyn Directory>>,
     server: JoinHandle<()>,
     scratch: Arc<Scratch>,
 }
@@ -70,10 +75,30 @@ impl TestApp {
 
     /// Like [`spawn`](Self::spawn), with the configuration adjusted first.
     pub async fn spawn_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+        Self::spawn_inner(None, adjust).await
+    }
+
+    /// Like [`spawn_with`](Self::spawn_with), with dispatch finding its providers in
+    /// `directory`. The dispatch task is off (tests drive `worker::drain`) unless `adjust` turns
+    /// it on.
+    pub async fn spawn_with_directory(
+        directory: Arc<dyn Directory>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        Self::spawn_inner(Some(directory), adjust).await
+    }
+
+    /// Starts an app; dispatch uses `directory`, or without one the server's own (the stored
+    /// provider configurations).
+    async fn spawn_inner(
+        directory: Option<Arc<dyn Directory>>,
+        adjust: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let scratch = Arc::new(scratch().await);
         let mut config = Config::load(None, |_| None).expect("default config");
         // The tests' fake providers listen on loopback.
         config.outbound.allow_private = true;
+        config.tasks.dispatch = false;
         adjust(&mut config);
         config.database_url = scratch.url.clone();
         config.data_dir = std::env::temp_dir();
@@ -83,10 +108,16 @@ impl TestApp {
         let test = to_keys(keys::create(store.as_ref(), Env::Test).await.unwrap());
         let live = to_keys(keys::create(store.as_ref(), Env::Live).await.unwrap());
         drop(store);
-        Self::start(config, scratch, test, live).await
+        Self::start(config, scratch, test, live, directory).await
     }
 
-    async fn start(config: Config, scratch: Arc<Scratch>, test: Keys, live: Keys) -> TestApp {
+    async fn start(
+        config: Config,
+        scratch: Arc<Scratch>,
+        test: Keys,
+        live: Keys,
+        custom_directory: Option<Arc<dyn Directory>>,
+    ) -> TestApp {
         let store = herald_server::open_store(&config)
             .await
             .expect("open store");
@@ -95,10 +126,13 @@ impl TestApp {
             .expect("categories and workflows from the configuration");
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let providers: Arc<dyn herald_core::delivery::Directory> = Arc::new(
-            herald_server::providers::Stored::new(store.clone(), &config.outbound)
-                .expect("the outbound configuration builds"),
-        );
+        let providers: Arc<dyn Directory> = match &custom_directory {
+            Some(d) => d.clone(),
+            None => Arc::new(
+                herald_server::providers::Stored::new(store.clone(), &config.outbound)
+                    .expect("the outbound configuration builds"),
+            ),
+        };
         let app = App {
             store: store.clone(),
             config: Arc::new(config.clone()),
@@ -106,8 +140,9 @@ impl TestApp {
             links: Arc::default(),
             providers: providers.clone(),
         };
+        let served = app.clone();
         let server = tokio::spawn(async move {
-            herald_server::serve(app, listener)
+            herald_server::serve(served, listener)
                 .await
                 .expect("server runs");
         });
@@ -119,6 +154,8 @@ impl TestApp {
             live,
             config,
             providers,
+            app,
+            custom_directory,
             server,
             scratch,
         }
@@ -128,7 +165,8 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         self.server.abort();
         let _ = self.server.await;
-        Self::start(self.config, self.scratch, self.test, self.live).await
+        let directory = self.custom_directory.clone();
+        Self::start(self.config, self.scratch, self.test, self.live, directory).await
     }
 
     pub fn keys(&self, env: Env) -> &Keys {

@@ -4,6 +4,7 @@
 mod auth;
 mod concurrency;
 mod crash;
+mod dispatch;
 mod envs;
 mod events;
 mod hardening_edge;

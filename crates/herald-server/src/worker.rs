@@ -1,0 +1,248 @@
+//! The dispatch worker: claims due outbox entries, hands each to its provider under a timeout,
+//! and records the outcome (sent, retried on the backoff schedule, failed). A provider that finds
+//! the identity dead gets it marked `perma_status: disabled` on the profile, so later plans skip
+//! it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
+//! (what tests call); [`run`] is the background task of `tasks.dispatch`.
+
+use crate::config::DispatchConfig;
+use crate::tasks::CancellationToken;
+use crate::App;
+use chrono::{DateTime, Utc};
+use herald_core::channel::{Identity, IdentityStatus};
+use herald_core::delivery::Delivery;
+use herald_core::history::Actor;
+use herald_core::service::{self, Ctx};
+use herald_core::store::{Claim, Completion, StoreError};
+use herald_core::EnvScope;
+use std::time::Duration;
+
+/// The longest `Retry-After` honoured: a provider asking for more is retried after this long
+/// (and an absurd value cannot overflow the clock).
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// The reason of a message no provider can deliver.
+pub const NO_PROVIDER: &str = "no_provider";
+
+/// When a retryable failure is tried again: `None` once the schedule is spent. `attempt` is the
+/// provider calls made before this one (so the first retry waits `backoff[0]`); a longer
+/// `Retry-After` wins, up to [`MAX_RETRY_AFTER`].
+pub fn next_due(
+    backoff: &[u64],
+    attempt: u32,
+    retry_after: Option<Duration>,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let wait = Duration::from_secs(*backoff.get(attempt as usize)?);
+    let wait = wait.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
+    Some(now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX))
+}
+
+/// One round: claims up to `dispatch.batch_size` entries due at `now`, sends them concurrently
+/// and records each outcome. Returns how many were claimed.
+pub async fn step(app: &App, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    step_until(app, now, &CancellationToken::new()).await
+}
+
+/// [`step`], stopping early once `cancel` fires: sends under way finish (each is bounded by
+/// `dispatch.send_timeout_secs`) and are recorded; claims not yet sent are released, due as
+/// they were, for this or another node to pick up.
+pub async fn step_until(
+    app: &App,
+    now: DateTime<Utc>,
+    cancel: &CancellationToken,
+) -> Result<usize, StoreError> {
+    let config = &app.config.dispatch;
+    let lease = Duration::from_secs(config.lease_secs);
+    let claims = app
+        .store
+        .claim_due(now, lease, config.batch_size.max(1))
+        .await?;
+    let claimed = claims.len();
+    let (to_send, to_release): (Vec<_>, Vec<_>) = if cancel.is_cancelled() {
+        (Vec::new(), claims)
+    } else {
+        (claims, Vec::new())
+    };
+    if !to_release.is_empty() {
+        app.store.release(&to_release).await?;
+        tracing::info!(
+            released = to_release.len(),
+            "shutting down: released claims"
+        );
+    }
+    // Each send on its own task, so slow providers wait side by side.
+    let mut sends = tokio::task::JoinSet::new();
+    for claim in to_send {
+        let app = app.clone();
+        sends.spawn(async move { deliver(&app, &claim, now).await });
+    }
+    let mut first_error = None;
+    while let Some(joined) = sends.join_next().await {
+        match joined {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "could not record a delivery outcome");
+                first_error.get_or_insert(e);
+            }
+            // The claim expires and the entry is sent again: at least once.
+            Err(e) => tracing::error!(error = %e, "a delivery task panicked"),
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(claimed),
+    }
+}
+
+/// Sends one claimed entry and records the outcome.
+async fn deliver(app: &App, claim: &Claim, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let config: &DispatchConfig = &app.config.dispatch;
+    let entry = &claim.entry;
+    let outcome = match app.providers.provider(entry.env, &entry.identity).await? {
+        None => Delivery::Failed {
+            reason: NO_PROVIDER.to_owned(),
+            identity_invalid: false,
+        },
+        Some(provider) => {
+            let timeout = Duration::from_secs(config.send_timeout_secs);
+            match tokio::time::timeout(timeout, provider.send(&entry.outgoing())).await {
+                Ok(outcome) => outcome,
+                Err(_) => Delivery::Retry {
+                    reason: format!("the provider did not answer within {}s", timeout.as_secs()),
+                    after: None,
+                },
+            }
+        }
+    };
+    let next = match &outcome {
+        Delivery::Retry { after, .. } => {
+            next_due(&config.retry_backoff_secs, entry.attempt, *after, now)
+        }
+        _ => None,
+    };
+    match app.store.complete(claim, &outcome, now, next).await? {
+        Completion::Stale => {
+            tracing::info!(message = %entry.message_id, "claim expired before the outcome was recorded; left to its new owner");
+        }
+        Completion::Recorded {
+            message,
+            invalid_identity,
+            ..
+        } => {
+            tracing::debug!(message = %message.id, status = %message.status, "delivery recorded");
+            if let Some(identity) = invalid_identity {
+                mark_invalid(app, &message.distinct_id, entry.env, identity, now).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Marks `dead` `perma_status: disabled` on the user's profile, through the profiles service's
+/// locked edit (recorded in history with actor `dispatch`). A user deleted since is fine.
+async fn mark_invalid(
+    app: &App,
+    id: &herald_core::DistinctId,
+    env: herald_core::Env,
+    dead: Identity,
+    now: DateTime<Utc>,
+) {
+    let ctx = Ctx::new(
+        EnvScope::operator(env),
+        Actor::new("dispatch", "worker"),
+        now,
+    );
+    let key = dead.dedup_key();
+    let channel = dead.channel;
+    let request = serde_json::json!({
+        "$perma_status": {"channel": channel.as_str(), "status": "disabled"}
+    });
+    let result =
+        service::profiles::change_recorded(app.store.as_ref(), &ctx, id, request, move |p| {
+            for identity in p.identities.iter_mut() {
+                if identity.channel == channel && identity.dedup_key() == key {
+                    identity.perma_status = IdentityStatus::Disabled;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    match result {
+        Ok(_) => tracing::info!(channel = channel.as_str(), "identity marked invalid"),
+        Err(service::Error::NotFound { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, "could not mark an invalid identity"),
+    }
+}
+
+/// Runs [`step`] at `now` until a round claims nothing; returns how many entries were claimed in
+/// all. Tests call this (or [`drain_at`] with a later clock, to reach retries).
+pub async fn drain(app: &App) -> usize {
+    drain_at(app, Utc::now()).await
+}
+
+/// [`drain`] as if the clock read `now`.
+pub async fn drain_at(app: &App, now: DateTime<Utc>) -> usize {
+    let mut total = 0;
+    loop {
+        match step(app, now).await {
+            Ok(0) => return total,
+            Ok(n) => total += n,
+            Err(e) => panic!("dispatch step failed: {e}"),
+        }
+    }
+}
+
+/// The `dispatch` background task: steps while work is due, waits `poll_interval_ms` when idle
+/// or after a store error, and at shutdown finishes the sends under way and releases the rest.
+pub async fn run(app: App, cancel: CancellationToken) -> Result<(), String> {
+    let idle = Duration::from_millis(app.config.dispatch.poll_interval_ms.max(1));
+    loop {
+        if cancel.is_cancelled() {
+            return Ok(());
+        }
+        let wait = match step_until(&app, Utc::now(), &cancel).await {
+            Ok(0) => true,
+            Ok(_) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "dispatch step failed; trying again shortly");
+                true
+            }
+        };
+        if wait {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => return Ok(()),
+                () = tokio::time::sleep(idle) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_follow_the_schedule_then_stop() {
+        let now = Utc::now();
+        let backoff = [10, 60];
+        let secs = |d: Option<DateTime<Utc>>| d.map(|d| (d - now).num_seconds());
+        assert_eq!(secs(next_due(&backoff, 0, None, now)), Some(10));
+        assert_eq!(secs(next_due(&backoff, 1, None, now)), Some(60));
+        assert_eq!(secs(next_due(&backoff, 2, None, now)), None, "spent");
+        assert_eq!(secs(next_due(&[], 0, None, now)), None, "no retries");
+    }
+
+    #[test]
+    fn a_longer_retry_after_wins_up_to_a_day() {
+        let now = Utc::now();
+        let secs = |d: Option<DateTime<Utc>>| d.map(|d| (d - now).num_seconds());
+        let after = |s| Some(Duration::from_secs(s));
+        assert_eq!(secs(next_due(&[10], 0, after(5), now)), Some(10));
+        assert_eq!(secs(next_due(&[10], 0, after(120), now)), Some(120));
+        assert_eq!(
+            secs(next_due(&[10], 0, after(u64::MAX), now)),
+            Some(24 * 3600)
+        );
+    }
+}
