@@ -9,6 +9,7 @@ mod meta;
 pub(crate) mod preferences;
 mod properties;
 mod templates;
+mod trigger;
 mod users;
 pub(crate) mod workflows;
 
@@ -72,6 +73,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(hosted::router())
         .merge(templates::router())
         .merge(workflows::router())
+        .merge(trigger::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())

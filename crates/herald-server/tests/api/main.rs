@@ -15,5 +15,6 @@ mod limits;
 mod ndjson;
 mod preferences;
 mod registry;
+mod trigger;
 mod users;
 mod workflows;
