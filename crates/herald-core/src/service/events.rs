@@ -7,6 +7,12 @@ use crate::ids::DistinctId;
 use crate::ops::{self, Step};
 use serde_json::{json, Value};
 
+/// Whether an `/event/` item is a track event (`event`, no `$user_operations`), not an
+/// identity event.
+pub fn is_track_event(raw: &Value) -> bool {
+    raw.get("event").is_some() && raw.get("$user_operations").is_none()
+}
+
 #[derive(Debug, Clone)]
 pub struct IdentityEvent {
     pub distinct_id: DistinctId,
@@ -16,8 +22,9 @@ pub struct IdentityEvent {
     pub insert_id: Option<String>,
 }
 
-/// Parses one event. `env` must name the workspace of the key that sent it; track events
-/// (`event` instead of `$user_operations`) are not identity events.
+/// Parses one identity event. `env` must name the workspace of the key that sent it. Track
+/// events (`event` without `$user_operations`, see [`is_track_event`]) go to
+/// [`super::dispatch::track`].
 pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<IdentityEvent, Invalid> {
     let obj = raw.as_object().ok_or_else(|| {
         Invalid::new(
@@ -34,12 +41,10 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
         }
     }
     let Some(operations) = obj.get("$user_operations") else {
-        let rule = if obj.contains_key("event") {
-            "event tracking is not supported by this Herald version; only identity events ($user_operations) are"
-        } else {
-            "is required: an identity event carries $user_operations"
-        };
-        return Err(Invalid::new("$user_operations", rule));
+        return Err(Invalid::new(
+            "$user_operations",
+            "is required: an identity event carries $user_operations (a track event, `event`)",
+        ));
     };
     let id = obj
         .get("distinct_id")
@@ -80,23 +85,31 @@ pub async fn ingest(
 ) -> Vec<Result<(), Error>> {
     let mut results = Vec::with_capacity(events.len());
     for (i, e) in events.into_iter().enumerate() {
-        results.push(
-            profiles::apply_once(
-                store,
-                ctx,
-                &e.distinct_id,
-                e.ops,
-                e.request,
-                true,
-                e.insert_id.as_deref(),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|err| match err {
-                Error::Invalid(e) => Error::Invalid(e.within(format!("[{i}]"))),
-                other => other,
-            }),
-        );
+        results.push(ingest_one(store, ctx, i, e).await);
     }
     results
+}
+
+/// Applies the event at position `i` of its call; an error names that position.
+pub async fn ingest_one(
+    store: &dyn crate::store::Store,
+    ctx: &Ctx,
+    i: usize,
+    e: IdentityEvent,
+) -> Result<(), Error> {
+    profiles::apply_once(
+        store,
+        ctx,
+        &e.distinct_id,
+        e.ops,
+        e.request,
+        true,
+        e.insert_id.as_deref(),
+    )
+    .await
+    .map(|_| ())
+    .map_err(|err| match err {
+        Error::Invalid(e) => Error::Invalid(e.within(format!("[{i}]"))),
+        other => other,
+    })
 }

@@ -2,6 +2,7 @@
 //! reach storage only through the [`crate::store`] traits.
 
 pub mod copy;
+pub mod dispatch;
 pub mod events;
 pub mod links;
 pub mod preferences;

@@ -1,12 +1,14 @@
 //! `POST /event/`: identity events, one object or an array of up to 400.
 
 use super::error::ApiError;
+use super::trigger;
 use super::{Caller, JsonBody};
 use crate::App;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use herald_core::service::dispatch::TrackEvent;
 use herald_core::service::{events, limits};
 use serde_json::{json, Value};
 use utoipa::ToSchema;
@@ -17,12 +19,12 @@ use utoipa_axum::{router::OpenApiRouter, routes};
     path = "/event",
     operation_id = "ingestEvents",
     tag = "events",
-    summary = "Identity events (asynchronous edits)",
-    description = "One identity event or an array of up to 400, each at most 10 KB (measured as compact JSON). Every event is validated before any is applied: one malformed event refuses the whole call (400, `field` prefixed with the event's index, also for a single object: `[0].env`). Valid events then apply in order, each all or nothing. An event whose `$insert_id` was already applied in this environment within 24 hours is acknowledged and not applied again. Track events (`event` without `$user_operations`) are refused.",
+    summary = "Identity events (asynchronous edits) and track events",
+    description = "One identity event or an array of up to 400, each at most 10 KB (measured as compact JSON). Every event is validated before any is applied: one malformed event refuses the whole call (400, `field` prefixed with the event's index, also for a single object: `[0].env`). Valid events then apply in order, each all or nothing. An event whose `$insert_id` was already applied in this environment within 24 hours is acknowledged and not applied again. Track events (`event` without `$user_operations`, node `track_event`) start the workflows listing the event, as `POST /v2/event/` does; a call holding one answers a single object with {status, message_id}, an array with one record per event.",
     request_body(content = crate::api::events::EventsBody, example = json!({"$schema": "2", "$insert_id": "0b9e6f3c-5b7e-4f43-9d1e-6b1f2f7d9a01", "$time": 1_795_908_108_000_i64, "env": "hk_test_kHdqdnTA4rujTdGOlmchNr6I", "distinct_id": "ada", "$user_operations": [{"$add": {"logins": 1}}, {"$append": {"$email": "ada@work.example"}}], "properties": {"$ss_sdk_version": "suprsend-py-sdk/0.20.0"}})),
     responses(
         (status = 202, description = "Accepted. A single object answers {\"status\": \"success\"} (its failure is the call's failure, with that event's status). An array answers a status of success, partial or fail and one record per event, in order.", body = crate::api::events::EventsReply, example = json!({"status": "partial", "records": [{"status": "success", "status_code": 202}, {"status": "error", "status_code": 400, "error": {"type": "validation_error", "message": "[1].$user_operations[0].$append.age: cannot append: the property is a number, not a list"}}]})),
-        (status = 400, description = "Not an object or array, an empty array, an event without $user_operations (or a track event), a missing distinct_id, an `env` of another workspace, a bad $insert_id, an invalid operation; for a single object, also an operation that cannot apply.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "[0].env: must be the workspace key of the key that signs the request", "detail": "[0].env: must be the workspace key of the key that signs the request", "field": "[0].env", "error": {"type": "validation_error", "message": "[0].env: must be the workspace key of the key that signs the request"}})),
+        (status = 400, description = "Not an object or array, an empty array, an event without $user_operations or `event`, a missing distinct_id, a reserved event name, an `env` of another workspace, a bad $insert_id, an invalid operation; for a single object, also an operation that cannot apply.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "[0].env: must be the workspace key of the key that signs the request", "detail": "[0].env: must be the workspace key of the key that signs the request", "field": "[0].env", "error": {"type": "validation_error", "message": "[0].env: must be the workspace key of the key that signs the request"}})),
         (status = 413, description = "More than 400 events, an event over 10 KB, or a body over 2 MiB.", body = crate::api::doc::ErrorBody, example = json!({"code": 413, "error_code": "payload_too_large", "type": "PayloadTooLarge", "message": "at most 400 events per call, got 401", "detail": "at most 400 events per call, got 401", "field": null, "error": {"type": "payload_too_large", "message": "at most 400 events per call, got 401"}}))
     )
 )]
@@ -57,6 +59,9 @@ pub async fn ingest(
             limits::MAX_EVENTS_PER_CALL,
             items.len()
         )));
+    }
+    if items.iter().any(events::is_track_event) {
+        return with_track_events(&app, &caller, single, items).await;
     }
     let mut parsed = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
@@ -99,6 +104,48 @@ pub async fn ingest(
         Json(json!({ "status": status, "records": records })),
     )
         .into_response())
+}
+
+/// A call holding track events (node `track_event` and bulk events): every event is validated
+/// first (one malformed refuses the call), then each runs in order — identity events as above,
+/// track events through the trigger path — with one record each (a single object: its outcome).
+async fn with_track_events(
+    app: &App,
+    caller: &Caller,
+    single: bool,
+    items: Vec<Value>,
+) -> Result<Response, ApiError> {
+    enum Item {
+        Identity(events::IdentityEvent),
+        Track(TrackEvent),
+    }
+    let mut parsed = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let event = if events::is_track_event(item) {
+            TrackEvent::parse(item, &caller.workspace_key).map(Item::Track)
+        } else {
+            events::parse_identity_event(item, &caller.workspace_key).map(Item::Identity)
+        };
+        parsed.push(event.map_err(|e| e.within(format!("[{i}]")))?);
+    }
+    let ctx = caller.ctx();
+    let mut records = Vec::with_capacity(parsed.len());
+    for (i, item) in parsed.into_iter().enumerate() {
+        let result = match item {
+            Item::Identity(e) => events::ingest_one(app.store.as_ref(), &ctx, i, e)
+                .await
+                .map(|()| None)
+                .map_err(ApiError::from),
+            Item::Track(e) => trigger::run_track(app, &ctx, e)
+                .await
+                .map_err(|e| trigger::at_item(i, e)),
+        };
+        if single {
+            return Ok(trigger::accepted(result?));
+        }
+        records.push(trigger::record(result));
+    }
+    Ok(trigger::bulk_reply(records))
 }
 
 /// `/event`, with its documentation.

@@ -11,6 +11,7 @@ pub(crate) mod preferences;
 mod properties;
 mod providers;
 mod templates;
+mod trigger;
 mod users;
 pub(crate) mod workflows;
 
@@ -76,6 +77,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(workflows::router())
         .merge(providers::router())
         .merge(messages::router())
+        .merge(trigger::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())

@@ -17,5 +17,6 @@ mod ndjson;
 mod preferences;
 mod providers;
 mod registry;
+mod trigger;
 mod users;
 mod workflows;

@@ -1,0 +1,387 @@
+//! Triggers (`POST /trigger/`) and track events (`/event/`, `/v2/event/`): one code path. For
+//! each recipient: resolve the profile (inline data upserted unless transient), plan the channels
+//! ([`crate::dispatch::plan`]), render what is sent, and record every message — queued with its
+//! content, or skipped with its reason — in one [`MessageStore::enqueue`], so a trigger that is
+//! acknowledged is committed, and a repeated `$idempotency_key` answers as the first did.
+
+use super::links::{LinkDays, Links};
+use super::{profiles, Ctx, Error};
+use crate::channel::Channel;
+use crate::delivery::{carries_endpoint, Content, Directory};
+use crate::error::Invalid;
+use crate::ids::DistinctId;
+use crate::message::{Message, MessageOrigin};
+use crate::profile::Profile;
+use crate::store::{EnqueueOutcome, MessageStore, NewMessage, OnceKey, Store};
+use crate::trigger::{Recipient, TriggerRequest};
+use crate::workflow::Workflow;
+use async_trait::async_trait;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+/// Renders one workflow's channels, each with its variables, in order. Rendering is CPU-bound
+/// (see [`Workflow::render`]): the server runs it on a blocking thread; core stays free of any
+/// runtime.
+#[async_trait]
+pub trait Render: Send + Sync {
+    async fn render(
+        &self,
+        workflow: Arc<Workflow>,
+        jobs: Vec<(Channel, Value)>,
+    ) -> Result<Vec<Result<Content, Invalid>>, Error>;
+}
+
+/// Renders on the calling thread (tests, tools).
+pub struct RenderInline;
+
+#[async_trait]
+impl Render for RenderInline {
+    async fn render(
+        &self,
+        workflow: Arc<Workflow>,
+        jobs: Vec<(Channel, Value)>,
+    ) -> Result<Vec<Result<Content, Invalid>>, Error> {
+        Ok(jobs
+            .iter()
+            .map(|(channel, vars)| workflow.render(*channel, vars))
+            .collect())
+    }
+}
+
+/// What a trigger needs besides the store: the providers, the link minter, the renderer.
+pub struct Dispatcher<'a> {
+    pub store: &'a dyn Store,
+    pub directory: &'a dyn Directory,
+    pub links: &'a Links<'a>,
+    pub render: &'a dyn Render,
+}
+
+/// What one trigger did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TriggerOutcome {
+    /// The trigger's id (the wire's `message_id`): derived from the `$idempotency_key` when there
+    /// is one, so a repeat answers with the same id.
+    pub id: String,
+    /// Every message recorded, queued and skipped.
+    pub message_ids: Vec<String>,
+    /// A repeat of a trigger already enqueued with this key: nothing was written or sent.
+    pub repeated: bool,
+}
+
+/// The fingerprint an `$idempotency_key` is bound to: the trigger as the caller sent it.
+pub fn fingerprint(raw: &Value) -> String {
+    super::request_fingerprint("POST", "/trigger", raw.to_string().as_bytes())
+}
+
+/// Runs one trigger. A missing workflow is 404 (`workflow 'x' not found`); a key already used
+/// for another request is a conflict naming `$idempotency_key`. A non-transient recipient with
+/// inline data is upserted (created unless `$skip_create`); one without, that does not exist,
+/// is created as SuprSend does (so the log has a user to sit under) unless `$skip_create`. A
+/// transient recipient, or a `$skip_create` one that does not exist, is planned against its
+/// inline data alone and nothing is stored for it.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "dispatch.trigger", workflow = %request.workflow))]
+pub async fn trigger(
+    d: &Dispatcher<'_>,
+    ctx: &Ctx,
+    request: TriggerRequest,
+    fingerprint: String,
+) -> Result<TriggerOutcome, Error> {
+    let env = ctx.scope.env();
+    let workflow = Arc::new(
+        d.store
+            .get_workflow(ctx.scope, &request.workflow)
+            .await?
+            .ok_or_else(|| Error::Missing {
+                what: "workflow",
+                key: request.workflow.clone(),
+            })?,
+    );
+    let category = match &workflow.category {
+        Some(slug) => d.store.get_category(ctx.scope, slug).await?,
+        None => None,
+    };
+    let configured = d.directory.configured(env).await?;
+    // Profile upserts carry no HTTP Idempotency-Key: the trigger's key guards the messages.
+    let edit_ctx = ctx.clone().with_idempotency_key(None);
+    let actor = match &request.actor {
+        Some(a) => Some(resolve(d.store, &edit_ctx, a, &workflow.slug, false).await?),
+        None => None,
+    };
+    let data = Value::Object(request.data.clone());
+    let id = trigger_id(env, request.idempotency_key.as_deref());
+    let mut messages = Vec::new();
+    for (i, r) in request.recipients.iter().enumerate() {
+        let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
+        let profile = resolve(d.store, &edit_ctx, r, &workflow.slug, true).await?;
+        let plan = crate::dispatch::plan(
+            &workflow,
+            &profile,
+            category.as_ref(),
+            r.channels.as_deref(),
+            &|identity| configured.contains(&identity.channel) || carries_endpoint(identity),
+        );
+        let link = d
+            .links
+            .mint(env, &profile, LinkDays::TEMPLATE, ctx.now)
+            .await?;
+        let vars =
+            crate::template::variables_with_actor(&profile, actor.as_ref(), &link.url, &data)
+                .map_err(at_recipient)?;
+        let jobs = plan.now.iter().map(|s| (s.channel, vars.clone())).collect();
+        let rendered = d.render.render(workflow.clone(), jobs).await?;
+        let origin = |channel: Channel| MessageOrigin {
+            id: new_id("msg"),
+            env,
+            workflow: workflow.slug.clone(),
+            category: workflow.category.clone(),
+            distinct_id: profile.distinct_id.clone(),
+            channel,
+            trigger_id: format!("{id}.{i}"),
+            idempotency_key: request.idempotency_key.clone(),
+        };
+        for (send, content) in plan.now.iter().zip(rendered) {
+            // Templates were checked when saved; what fails here is a render limit.
+            let content = content.map_err(at_recipient)?;
+            messages.push(NewMessage {
+                message: Message::queued(origin(send.channel), send.identity.clone(), ctx.now),
+                content: Some(content),
+            });
+        }
+        // Fallbacks (`first_success`) are not recorded yet: the worker starts them on failure.
+        for (channel, reason) in &plan.skipped {
+            messages.push(NewMessage {
+                message: Message::skipped(origin(*channel), *reason, ctx.now),
+                content: None,
+            });
+        }
+    }
+    let once = request.idempotency_key.as_ref().map(|key| OnceKey {
+        key: key.clone(),
+        fingerprint: Some(fingerprint),
+    });
+    let outcome = MessageStore::enqueue(d.store, ctx.scope, messages, once.as_ref()).await?;
+    match outcome {
+        EnqueueOutcome::Enqueued { message_ids } => Ok(TriggerOutcome {
+            id,
+            message_ids,
+            repeated: false,
+        }),
+        EnqueueOutcome::AlreadyEnqueued { message_ids } => Ok(TriggerOutcome {
+            id,
+            message_ids,
+            repeated: true,
+        }),
+        EnqueueOutcome::KeyReused => Err(Error::Conflict(Invalid::new(
+            "$idempotency_key",
+            "was already used in the last 24 hours for a different trigger; send a new key",
+        ))),
+    }
+}
+
+/// A track event: starts every workflow listing `event` for `distinct_id`, with the event's
+/// `properties` as the templates' `data`. The key (`$idempotency_key`, else `$insert_id`) guards
+/// each workflow's trigger on its own. Answers one outcome per workflow started (none listens:
+/// none).
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "dispatch.track", event = %event.event))]
+pub async fn track(
+    d: &Dispatcher<'_>,
+    ctx: &Ctx,
+    event: TrackEvent,
+) -> Result<Vec<TriggerOutcome>, Error> {
+    let workflows = d.store.workflows_for_event(ctx.scope, &event.event).await?;
+    let mut outcomes = Vec::with_capacity(workflows.len());
+    for w in workflows {
+        let request = TriggerRequest {
+            workflow: w.slug.clone(),
+            recipients: vec![Recipient::by_id(event.distinct_id.clone())],
+            actor: None,
+            data: event.properties.clone(),
+            idempotency_key: event.key.as_ref().map(|k| format!("event:{}:{k}", w.slug)),
+        };
+        let fp = fingerprint(
+            &json!({"event": event.event, "distinct_id": event.distinct_id.as_str(), "properties": event.properties, "workflow": w.slug}),
+        );
+        outcomes.push(trigger(d, ctx, request, fp).await?);
+    }
+    Ok(outcomes)
+}
+
+/// A track event as the wire sends it (§2.6).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrackEvent {
+    pub event: String,
+    pub distinct_id: DistinctId,
+    /// The templates' `data`; `$`-keys (the SDK's `$ss_sdk_version`) are dropped.
+    pub properties: Map<String, Value>,
+    /// `$idempotency_key`, else `$insert_id`.
+    pub key: Option<String>,
+}
+
+/// Event names the SDKs send for themselves; other names starting with `$` or `ss_` are
+/// reserved (wire spec §2.6).
+const SYSTEM_EVENTS: [&str; 7] = [
+    "$identify",
+    "$notification_delivered",
+    "$notification_dismiss",
+    "$notification_clicked",
+    "$app_launched",
+    "$user_login",
+    "$user_logout",
+];
+
+impl TrackEvent {
+    /// Reads one track event (an object with `event`). `workspace_key`: an `env` given must be it.
+    pub fn parse(raw: &Value, workspace_key: &str) -> Result<TrackEvent, Invalid> {
+        use crate::channel::type_name;
+        let obj = raw.as_object().ok_or_else(|| {
+            Invalid::new(
+                "",
+                format!("an event must be an object, got {}", type_name(raw)),
+            )
+        })?;
+        if obj
+            .get("env")
+            .is_some_and(|e| e.as_str() != Some(workspace_key))
+        {
+            return Err(Invalid::new(
+                "env",
+                "must be the workspace key of the key that signs the request",
+            ));
+        }
+        let event = match obj.get("event") {
+            Some(Value::String(s)) if s.trim().chars().count() >= 2 && s.len() <= 255 => {
+                s.trim().to_owned()
+            }
+            _ => {
+                return Err(Invalid::new(
+                    "event",
+                    "is required: a name of 2 to 255 characters",
+                ))
+            }
+        };
+        let lower = event.to_lowercase();
+        if (lower.starts_with('$') || lower.starts_with("ss_"))
+            && !SYSTEM_EVENTS.contains(&event.as_str())
+        {
+            return Err(Invalid::new(
+                "event",
+                "names starting with $ or ss_ are reserved",
+            ));
+        }
+        crate::validate::no_nul(&event).map_err(|r| Invalid::new("event", r))?;
+        let distinct_id = match obj.get("distinct_id") {
+            Some(Value::String(s)) => DistinctId::parse(s)?,
+            _ => {
+                return Err(Invalid::new(
+                    "distinct_id",
+                    "is required and must be a string",
+                ))
+            }
+        };
+        let properties = match obj.get("properties") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(p)) => {
+                let kept: Map<String, Value> = p
+                    .iter()
+                    .filter(|(k, _)| !k.starts_with('$'))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                crate::validate::custom_value(&Value::Object(kept.clone()))
+                    .map_err(|e| e.within("properties"))?;
+                kept
+            }
+            Some(other) => {
+                return Err(Invalid::new(
+                    "properties",
+                    format!("must be an object, got {}", type_name(other)),
+                ))
+            }
+        };
+        let mut key = None;
+        for field in ["$idempotency_key", "$insert_id"] {
+            match obj.get(field) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s))
+                    if !s.trim().is_empty()
+                        && s.chars().count() <= crate::trigger::MAX_IDEMPOTENCY_KEY_CHARS
+                        && crate::validate::no_nul(s).is_ok() =>
+                {
+                    key = key.or_else(|| Some(s.trim().to_owned()));
+                }
+                Some(_) => {
+                    return Err(Invalid::new(
+                        field,
+                        "must be a non-empty string of at most 255 characters, without U+0000",
+                    ))
+                }
+            }
+        }
+        Ok(TrackEvent {
+            event,
+            distinct_id,
+            properties,
+            key,
+        })
+    }
+}
+
+/// The profile a recipient (or the actor) is planned and rendered against. See [`trigger`].
+/// `create_bare`: a stored recipient named by distinct_id alone is created when missing (an
+/// actor is not).
+async fn resolve(
+    store: &dyn Store,
+    ctx: &Ctx,
+    r: &Recipient,
+    workflow: &str,
+    create_bare: bool,
+) -> Result<Profile, Error> {
+    let inline = || -> Result<Profile, Error> {
+        let bare = Profile::new(r.distinct_id.clone(), ctx.now);
+        Ok(crate::ops::apply(&bare, &r.upsert)?)
+    };
+    if r.is_transient {
+        return inline();
+    }
+    if r.upsert.is_empty() {
+        if let Some(p) = store.get_profile(ctx.scope, &r.distinct_id).await? {
+            return Ok(p);
+        }
+        if !create_bare || r.skip_create {
+            return inline();
+        }
+    }
+    let request = json!({ "trigger": workflow });
+    match profiles::apply(
+        store,
+        ctx,
+        &r.distinct_id,
+        r.upsert.clone(),
+        request,
+        !r.skip_create,
+    )
+    .await
+    {
+        Err(Error::NotFound { .. }) if r.skip_create => inline(),
+        other => other,
+    }
+}
+
+/// The id of a trigger: with an idempotency key, a digest of the environment and the key (a
+/// repeat gets the same id); without, random.
+fn trigger_id(env: crate::Env, key: Option<&str>) -> String {
+    match key {
+        Some(k) => {
+            let digest = super::request_fingerprint("trigger", env.as_str(), k.as_bytes());
+            format!("trg_{}", &digest[..32])
+        }
+        None => new_id("trg"),
+    }
+}
+
+/// A new random id: `prefix_` and 128 bits in hex.
+fn new_id(prefix: &str) -> String {
+    let mut bytes = [0u8; 16];
+    getrandom::getrandom(&mut bytes).expect("the OS provides random bytes");
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
