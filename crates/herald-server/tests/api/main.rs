@@ -5,6 +5,7 @@ mod auth;
 mod concurrency;
 mod crash;
 mod dispatch;
+mod end_to_end;
 mod envs;
 mod events;
 mod hardening_edge;
