@@ -8,21 +8,22 @@ use herald_server::worker;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
-/// A Discord API fake: records every request (target and JSON body), answers with a message id.
-async fn discord_fake() -> (Arc<Mutex<Vec<(String, Value)>>>, String) {
-    let seen: Arc<Mutex<Vec<(String, Value)>>> = Arc::default();
+/// What the fake received: each request's target and JSON body.
+type Seen = Arc<Mutex<Vec<(String, Value)>>>;
+
+/// A Discord API fake: records every request, answers with a message id.
+async fn discord_fake() -> (Seen, String) {
+    let seen: Seen = Arc::default();
     let router = axum::Router::new()
-        .fallback(
-            |State(seen): State<Arc<Mutex<Vec<(String, Value)>>>>, request: Request| async move {
-                let target = request.uri().to_string();
-                let body = axum::body::to_bytes(request.into_body(), 1 << 20)
-                    .await
-                    .unwrap();
-                let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-                seen.lock().unwrap().push((target, body));
-                axum::Json(json!({"id": "discord-msg-1"}))
-            },
-        )
+        .fallback(|State(seen): State<Seen>, request: Request| async move {
+            let target = request.uri().to_string();
+            let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+            seen.lock().unwrap().push((target, body));
+            axum::Json(json!({"id": "discord-msg-1"}))
+        })
         .with_state(seen.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
