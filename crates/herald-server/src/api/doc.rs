@@ -62,6 +62,29 @@ pub struct ErrorBody {
     error: ErrorDetail,
 }
 
+/// The error envelope of a call that takes one item or an array: a refused array also carries
+/// `records` (empty), because the py SDK reads `records` before the status (wire spec §2.7).
+#[derive(ToSchema)]
+#[schema(as = BulkError)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // documents the shape that `trigger::refused_bulk` writes
+pub struct BulkErrorBody {
+    code: u16,
+    #[schema(inline)]
+    error_code: ErrorCode,
+    #[serde(rename = "type")]
+    #[schema(inline)]
+    kind: ErrorType,
+    message: String,
+    detail: String,
+    #[schema(required = true)]
+    field: Option<String>,
+    #[schema(inline)]
+    error: ErrorDetail,
+    /// Present (and empty) when an array was refused as a whole.
+    records: Option<Vec<serde_json::Value>>,
+}
+
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]

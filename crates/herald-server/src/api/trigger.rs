@@ -152,7 +152,7 @@ pub(crate) fn accepted(id: Option<String>) -> Response {
     request_body(content = crate::api::trigger::TriggerBody, example = json!({"workflow": "welcome", "recipients": ["ada", {"distinct_id": "bob", "$email": "bob@example.com", "name": "Bob"}], "actor": "grace", "data": {"code": "123456"}, "$idempotency_key": "signup-ada-1"})),
     responses(
         (status = 202, description = "A single trigger: {status, message_id} (the trigger's id). An array: {status: success|partial|fail, records: [{status, status_code, message_id | error}]}, one record per trigger in order.", body = crate::api::trigger::TriggerReply, example = json!({"status": "success", "message_id": "trg_5c0d6a3e9b1f4d2a8e7c6b5a49382716"})),
-        (status = 400, description = "A malformed trigger (the field is named: `workflow`, `recipients[0]`, `data.$x`, ...), or for an array, not 1-100 triggers.", body = crate::api::doc::ErrorBody),
+        (status = 400, description = "A malformed trigger (the field is named: `workflow`, `recipients[0]`, `data.$x`, ...), or for an array, not 1-100 triggers (then with an empty `records`).", body = crate::api::doc::BulkErrorBody),
         (status = 404, description = "No workflow with that slug in this environment.", body = crate::api::doc::ErrorBody),
         (status = 409, description = "The `$idempotency_key` was used for a different trigger.", body = crate::api::doc::ErrorBody)
     )
