@@ -12,7 +12,7 @@ import os
 import sys
 import traceback
 
-from suprsend import Suprsend
+from suprsend import Event, Suprsend, WorkflowTriggerRequest
 from suprsend.exception import SuprsendAPIException
 
 URL = os.environ["HERALD_URL"]
@@ -362,6 +362,53 @@ def preferences(supr, p):
     expect_error(404, supr.users.get_full_preference, f"{p}-nobody")
 
 
+def create_workflow(env):
+    """Workflows are Herald's own API: plain HTTP, bearer key. Email only, and no email provider is
+    configured in this run, so every message is recorded as skipped `no_provider`."""
+    import requests
+    _, _, api_key = keys(env)
+    body = {
+        "slug": "sdk-welcome", "name": "SDK welcome", "category": "newsletter", "policy": "all",
+        "channels": {"email": {"subject": "Hi", "text": "Hello {{$recipient.name}}, {{code}}"}},
+        "events": ["sdk_signed_up"],
+    }
+    r = requests.post(f"{URL}/v1/workflow/", json=body, headers={"Authorization": f"Bearer {api_key}"})
+    assert r.status_code in (201, 409), (r.status_code, r.text)
+
+
+def notifications(supr, p):
+    """workflows.trigger, a bulk trigger, track_event and messages.list of the official SDK."""
+    uid = f"{p}-notif"
+    supr.users.upsert(uid, {"name": "Nia", "$email": ["nia@example.com"]})
+    request = WorkflowTriggerRequest(
+        body={"workflow": "sdk-welcome", "recipients": [uid], "data": {"code": "42"}},
+        idempotency_key=f"{p}-trigger-1")
+    first = supr.workflows.trigger(request)
+    assert first["success"] and first["status_code"] == 202 and first["message"], first
+    again = supr.workflows.trigger(request)
+    assert again["success"] and again["message"] == first["message"], (first, again)
+    bad = supr.workflows.trigger(WorkflowTriggerRequest(body={"workflow": "no-such", "recipients": [uid], "data": {}}))
+    assert not bad["success"] and bad["status_code"] == 404 and "no-such" in bad["message"], bad
+    bulk = supr.workflows.bulk_trigger_instance()
+    bulk.append(
+        WorkflowTriggerRequest(body={"workflow": "sdk-welcome", "recipients": [uid], "data": {"code": "43"}}),
+        WorkflowTriggerRequest(body={"workflow": "no-such", "recipients": [uid], "data": {}}),
+    )
+    result = bulk.trigger()
+    assert (result.status, result.total, result.success, result.failure) == ("partial", 2, 1, 1), str(result)
+    tracked = supr.track_event(Event(uid, "sdk_signed_up", {"code": "44"}))
+    assert tracked["success"] and tracked["status_code"] == 202, tracked
+    log = supr.messages.list({"recipient_id": uid})
+    results = log["results"]
+    # One message per trigger that ran: the first (its repeat recorded nothing), the bulk's good
+    # item and the tracked event.
+    assert len(results) == 3, log
+    for m in results:
+        assert m["recipient"]["distinct_id"] == uid and m["channel"] == "email", m
+        assert m["status"] == "skipped" and m["reason"] == "no_provider", m
+    assert {"count", "limit", "has_next", "after"} <= set(log["meta"]), log
+
+
 CHECKS = [
     upsert_and_get,
     edit_with_every_operator_and_channel_helper,
@@ -374,6 +421,7 @@ CHECKS = [
     delete_and_bulk_delete,
     errors,
     preferences,
+    notifications,
 ]
 MODE_CHECKS = [environments_never_cross, bad_credentials_are_refused]
 
@@ -381,6 +429,7 @@ MODE_CHECKS = [environments_never_cross, bad_credentials_are_refused]
 def main():
     passed, failed = 0, 0
     create_categories("test")
+    create_workflow("test")
     for mode in ["hmac", "bearer"]:
         supr = client(mode)
         runs = [(c, (supr, mode)) for c in CHECKS] + [(c, (supr, mode, mode)) for c in MODE_CHECKS]
