@@ -377,7 +377,7 @@ def create_workflow(env):
 
 
 def notifications(supr, p):
-    """workflows.trigger, a bulk trigger, track_event and messages.list of the official SDK."""
+    """workflows.trigger, a bulk trigger, track_event, bulk_events and messages.list of the SDK."""
     uid = f"{p}-notif"
     supr.users.upsert(uid, {"name": "Nia", "$email": ["nia@example.com"]})
     request = WorkflowTriggerRequest(
@@ -398,11 +398,15 @@ def notifications(supr, p):
     assert (result.status, result.total, result.success, result.failure) == ("partial", 2, 1, 1), str(result)
     tracked = supr.track_event(Event(uid, "sdk_signed_up", {"code": "44"}))
     assert tracked["success"] and tracked["status_code"] == 202, tracked
+    events = supr.bulk_events.new_instance()
+    events.append(Event(uid, "sdk_signed_up", {"code": "45"}), Event(uid, "nobody_listens", {}))
+    sent = events.trigger()
+    assert (sent.status, sent.total, sent.success, sent.failure) == ("success", 2, 2, 0), str(sent)
     log = supr.messages.list({"recipient_id": uid})
     results = log["results"]
     # One message per trigger that ran: the first (its repeat recorded nothing), the bulk's good
-    # item and the tracked event.
-    assert len(results) == 3, log
+    # item, the tracked event and the bulk-tracked one (nobody listens to the other).
+    assert len(results) == 4, log
     for m in results:
         assert m["recipient"]["distinct_id"] == uid and m["channel"] == "email", m
         assert m["status"] == "skipped" and m["reason"] == "no_provider", m

@@ -215,11 +215,56 @@ pub async fn track_v2(
     Ok(accepted(run_track(&app, &caller.ctx(), event).await?))
 }
 
-/// `/trigger` and `/v2/event`, with their documentation.
+#[utoipa::path(
+    post,
+    path = "/v2/bulk/event",
+    operation_id = "trackEvents",
+    tag = "trigger",
+    summary = "Track up to 100 events (py bulk_events)",
+    description = "An array of 1-100 track events, each as `POST /v2/event/` takes it, each run on its own: one record per event, in order (`success`, or `error` with its status and message naming `[i].field`). The answer always carries `records`, also when the whole call is refused (the py SDK reads it first).",
+    request_body(content = Vec<crate::api::trigger::TrackEventBody>),
+    responses(
+        (status = 202, description = "{status: success|partial|fail, records: [{status, status_code, message_id | error}]}.", body = crate::api::trigger::TriggerReply, example = json!({"status": "partial", "records": [{"status": "success", "status_code": 202, "message_id": "trg_5c0d6a3e9b1f4d2a8e7c6b5a49382716"}, {"status": "error", "status_code": 400, "error": {"type": "validation_error", "message": "[1].distinct_id: is required"}}]})),
+        (status = 400, description = "Not an array of 1-100 events (with an empty `records`).", body = crate::api::doc::BulkErrorBody)
+    )
+)]
+pub async fn track_bulk(
+    State(app): State<App>,
+    caller: Caller,
+    JsonBody(body, _): JsonBody,
+) -> Response {
+    let items = match body {
+        Value::Array(items) if (1..=MAX_TRIGGERS_PER_CALL).contains(&items.len()) => items,
+        other => {
+            let got = other
+                .as_array()
+                .map_or_else(|| "no array".to_owned(), |a| a.len().to_string());
+            return refused_bulk(ApiError::bad_request(
+                "body",
+                format!("must be an array of 1 to {MAX_TRIGGERS_PER_CALL} events, got {got}"),
+            ));
+        }
+    };
+    let ctx = caller.ctx();
+    let mut records = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let result = match TrackEvent::parse(item, &caller.workspace_key) {
+            Ok(event) => run_track(&app, &ctx, event)
+                .await
+                .map_err(|e| at_item(i, e)),
+            Err(e) => Err(ApiError::invalid(e.within_index(i))),
+        };
+        records.push(record(result));
+    }
+    bulk_reply(records)
+}
+
+/// `/trigger`, `/v2/event` and `/v2/bulk/event`, with their documentation.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(trigger))
         .routes(routes!(track_v2))
+        .routes(routes!(track_bulk))
 }
 
 /// One trigger (see wire spec §2.7), or an array of 1-100.

@@ -451,3 +451,57 @@ async fn track_events_start_the_workflows_listing_them() {
     .await
     .expect_error(400, Some("event"));
 }
+
+#[tokio::test]
+async fn bulk_track_events_answer_one_record_each_and_always_carry_records() {
+    let app = TestApp::spawn().await;
+    setup(&app, Env::Test).await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"name": "Ada", "$discord": HOOK})),
+    )
+    .await
+    .expect(201);
+    // py bulk_events: /v2/bulk/event/ with an array; each event runs on its own.
+    let reply = app
+        .call(
+            "POST",
+            "/v2/bulk/event/",
+            Some(json!([
+                {"event": "signed_up", "distinct_id": "ada", "properties": {"code": "7"}},
+                {"event": "signed_up", "properties": {}},
+                {"event": "nobody_listens", "distinct_id": "ada"}
+            ])),
+        )
+        .await
+        .expect(202);
+    assert_eq!(reply["status"], "partial", "{reply}");
+    let records = reply["records"].as_array().unwrap();
+    assert_eq!(records.len(), 3);
+    assert_eq!(records[0]["status"], "success");
+    assert!(records[0]["message_id"]
+        .as_str()
+        .unwrap()
+        .starts_with("trg_"));
+    assert_eq!(records[1]["status"], "error");
+    assert_eq!(records[1]["status_code"], 400);
+    assert!(
+        records[1]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("[1].distinct_id"),
+        "{reply}"
+    );
+    assert_eq!(records[2]["status"], "success");
+    assert_eq!(records[2]["message_id"], Value::Null);
+    // Only the first event started a workflow: email (no provider) and Discord.
+    assert_eq!(messages(&app, Env::Test).await.len(), 2);
+    // Refused as a whole, the answer still carries records.
+    for body in [json!([]), json!({"event": "signed_up"})] {
+        let r = app.call("POST", "/v2/bulk/event/", Some(body)).await;
+        assert_eq!(r.status, 400);
+        assert_eq!(r.body["records"], json!([]), "{}", r.body);
+        assert_eq!(r.body["field"], "body");
+    }
+}
