@@ -41,6 +41,19 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         reps: usize,
     },
+    /// Notifications end to end: `--requests` notifications fired with `POST /trigger/` by
+    /// distinct_id only (`--per-call` recipients a call, `--concurrency` calls in flight), each
+    /// delivered by the nodes' workers through the Discord provider to a sink in this process.
+    /// Measures triggers acknowledged and notifications delivered per second, then checks every
+    /// notification reached the sink exactly once.
+    Dispatch {
+        /// Recipients per `/trigger/` call.
+        #[arg(long, default_value_t = 100)]
+        per_call: usize,
+        /// Distinct users the notifications go to (created before the measurement).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+    },
 }
 
 struct Run {
@@ -170,6 +183,9 @@ async fn main() {
             }
         }
         Scenario::Filters { reps } => filters(&cli, &auth, reps).await,
+        Scenario::Dispatch { per_call, users } => {
+            dispatch(&cli, &auth, &baseline, per_call.max(1), users.max(1)).await
+        }
         Scenario::Upserts => {
             let a = auth.clone();
             let tag = std::process::id();
@@ -307,5 +323,198 @@ async fn filters(cli: &Cli, auth: &str, reps: usize) {
             last,
             String::new(),
         );
+    }
+}
+
+/// The `dispatch` scenario: see [`Scenario::Dispatch`].
+async fn dispatch(cli: &Cli, auth: &str, baseline: &Run, per_call: usize, users: usize) {
+    let sink = sink::start().await;
+    let client = reqwest::Client::new();
+    let call = |method: reqwest::Method, url: String, body: Value| {
+        let request = client
+            .request(method, url)
+            .header("Authorization", auth)
+            .json(&body);
+        async move {
+            let resp = request.send().await.expect("request");
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            assert!(status.is_success(), "{status}: {text}");
+        }
+    };
+    let url = &cli.urls[0];
+    // The Discord provider with its origin replaced by the sink: the identities keep real
+    // webhook URLs, the sink receives their paths.
+    call(
+        reqwest::Method::PUT,
+        format!("{url}/v1/provider/discord/"),
+        json!({"kind": "discord", "base_url": sink.url}),
+    )
+    .await;
+    let tag = std::process::id();
+    let workflow = format!("bench-dispatch-{tag}");
+    call(
+        reqwest::Method::POST,
+        format!("{url}/v1/workflow/"),
+        json!({"slug": workflow, "name": "Bench", "policy": "all",
+               "channels": {"discord": {"content": "Hello {{$recipient.name}}, code {{code}}"}}}),
+    )
+    .await;
+    let user = move |i: usize| format!("bench-{tag}-{}", i % users);
+    for chunk in (0..users).collect::<Vec<_>>().chunks(400) {
+        let events: Vec<Value> = chunk
+            .iter()
+            .map(|&i| json!({"distinct_id": user(i), "$insert_id": format!("bench-{tag}-u{i}"),
+                             "$user_operations": [{"$set": {"name": format!("User {i}")}},
+                                 {"$append": {"$discord": format!("https://discord.com/api/webhooks/{i}/token")}}]}))
+            .collect();
+        call(
+            reqwest::Method::POST,
+            format!("{url}/event/"),
+            json!(events),
+        )
+        .await;
+    }
+    let calls = cli.requests.div_ceil(per_call);
+    let total = calls * per_call;
+    println!(
+        "{total} notifications: {calls} trigger calls of {per_call} recipients, {users} users"
+    );
+    let a = auth.to_owned();
+    let w = workflow.clone();
+    let started = Instant::now();
+    let triggers = drive(
+        &Cli {
+            urls: cli.urls.clone(),
+            api_key: String::new(),
+            concurrency: cli.concurrency,
+            requests: calls,
+            scenario: Scenario::Upserts,
+        },
+        move |c, url, n| {
+            let recipients: Vec<String> = (n * per_call..(n + 1) * per_call).map(user).collect();
+            c.post(format!("{url}/trigger/"))
+                .header("Authorization", &a)
+                .json(&json!({"workflow": w, "recipients": recipients, "data": {"code": n}}))
+        },
+    )
+    .await;
+    let acknowledged = triggers.latencies.len() * per_call;
+    // Delivered: wait until the sink has them all (or nothing arrives for 30 s).
+    let (mut seen, mut last_change) = (0, Instant::now());
+    while seen < acknowledged && last_change.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = sink.received();
+        if now != seen {
+            (seen, last_change) = (now, Instant::now());
+        }
+    }
+    let delivered_secs = started.elapsed().as_secs_f64() - last_change.elapsed().as_secs_f64();
+    report("POST /trigger/ calls", &triggers, baseline);
+    let rate = seen as f64 / delivered_secs;
+    println!(
+        "{:<28} {:>9.0} notifications/s  ({seen} of {acknowledged} acknowledged, {:.2} s)  ratio to baseline {:.3}",
+        "delivered at the sink",
+        rate,
+        delivered_secs,
+        rate / baseline.rate()
+    );
+    // Late duplicates would arrive now: give them a moment, then check exactly once.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (received, distinct) = (sink.received(), sink.distinct());
+    if received != acknowledged || distinct != users.min(acknowledged) {
+        eprintln!(
+            "DELIVERY MISMATCH: {acknowledged} acknowledged, {received} received at the sink ({distinct} distinct webhooks)"
+        );
+        std::process::exit(1);
+    }
+}
+
+/// A local HTTP/1.1 sink: answers every request `204 No Content` and counts them (and the
+/// distinct paths). Hand-written so the load generator needs no server framework.
+mod sink {
+    use std::collections::HashSet;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    pub struct Sink {
+        pub url: String,
+        count: Arc<AtomicUsize>,
+        paths: Arc<Mutex<HashSet<String>>>,
+    }
+
+    impl Sink {
+        pub fn received(&self) -> usize {
+            self.count.load(Ordering::Relaxed)
+        }
+
+        pub fn distinct(&self) -> usize {
+            self.paths.lock().expect("paths").len()
+        }
+    }
+
+    pub async fn start() -> Sink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the sink");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let count = Arc::new(AtomicUsize::new(0));
+        let paths = Arc::new(Mutex::new(HashSet::new()));
+        let (c, p) = (count.clone(), paths.clone());
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(serve(stream, c.clone(), p.clone()));
+            }
+        });
+        Sink { url, count, paths }
+    }
+
+    /// Serves one keep-alive connection until the peer closes it.
+    async fn serve(
+        mut stream: tokio::net::TcpStream,
+        count: Arc<AtomicUsize>,
+        paths: Arc<Mutex<HashSet<String>>>,
+    ) {
+        let mut buf = Vec::with_capacity(4096);
+        let mut chunk = [0u8; 4096];
+        loop {
+            // Headers, then the body by Content-Length.
+            let head_end = loop {
+                if let Some(at) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break at + 4;
+                }
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    let (name, value) = l.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            while buf.len() < head_end + length {
+                match stream.read(&mut chunk).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                }
+            }
+            buf.drain(..head_end + length);
+            let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
+            paths.lock().expect("paths").insert(path);
+            count.fetch_add(1, Ordering::Relaxed);
+            if stream
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 }
