@@ -301,9 +301,19 @@ pub(crate) const MESSAGE_PAGE: &str = concat!(
      ORDER BY seq DESC LIMIT ?10"
 );
 
-/// Arguments: message_id, env, attempt, due_at, content, identity.
+/// Arguments: message_id, env, attempt, due_at, content, identity, waits_for (a waiting
+/// fallback's predecessor, due at [`WAITING_DUE`]).
 pub(crate) const INSERT_ENTRY: &str = "INSERT INTO outbox \
-     (message_id, env, attempt, due_at, content, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+     (message_id, env, attempt, due_at, content, identity, waits_for) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// The `due_at` of a waiting fallback's entry: 9999-12-31T23:59:59.999999Z, later than any
+/// claim's clock (and still a time chrono reads).
+pub(crate) const WAITING_DUE: i64 = 253_402_300_799_999_999;
+/// The entry waiting for message `?1`, if any (a chain has one next channel).
+pub(crate) const WAITER: &str = "SELECT message_id FROM outbox WHERE waits_for = ?1";
+/// Waiting entry `?1`'s turn: due at `?2`, waiting for nothing.
+pub(crate) const WAKE_ENTRY: &str =
+    "UPDATE outbox SET waits_for = NULL, due_at = ?2 WHERE message_id = ?1";
 /// The columns of an entry, in the order [`crate::rows::entry`] reads them.
 pub(crate) const ENTRY_COLUMNS: &str = "message_id, env, attempt, due_at, content, identity, claim";
 /// The claim token of an entry, if it is still there.

@@ -103,7 +103,7 @@ fn parse_status(raw: &str) -> Result<MessageStatus, ApiError> {
         other => MessageStatus::from_name(other).ok_or_else(|| {
             ApiError::bad_request(
                 "status",
-                format!("'{raw}' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"),
+                format!("'{raw}' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"),
             )
         }),
     }
@@ -178,7 +178,7 @@ fn parse_query(uri: &Uri) -> Result<(MessageQuery, Option<i64>), ApiError> {
     params(crate::api::messages::MessageListQuery),
     responses(
         (status = 200, description = "A page of messages.", body = crate::api::messages::MessageList),
-        (status = 400, description = "A parameter that does not parse: limit, after, status, channel, a time, a recipient_id; or two different values of one filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "detail": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "field": "status", "error": {"type": "validation_error", "message": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"}}))
+        (status = 400, description = "A parameter that does not parse: limit, after, status, channel, a time, a recipient_id; or two different values of one filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "detail": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "field": "status", "error": {"type": "validation_error", "message": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"}}))
     )
 )]
 pub async fn list_messages(
@@ -273,7 +273,7 @@ pub struct MessageListQuery {
     after: Option<String>,
     /// Messages to this distinct_id (`recipient_id[]` also accepted).
     recipient_id: Option<String>,
-    /// queued, sent, delivered, failed, skipped; SuprSend's triggered and delivery_failed too.
+    /// waiting, queued, sent, delivered, failed, skipped; SuprSend's triggered and delivery_failed too.
     status: Option<String>,
     /// A channel: email, sms, whatsapp, slack, ms_teams, discord, inbox, ...
     channel: Option<String>,
@@ -327,7 +327,7 @@ pub struct MessageListMeta {
 #[allow(dead_code)]
 pub struct MessageBody {
     message_id: String,
-    /// queued, sent, delivered, failed or skipped.
+    /// waiting (a `first_success` fallback: sent only if the channel before it fails for good), queued, sent, delivered, failed or skipped.
     status: String,
     channel: String,
     category: Option<String>,
@@ -343,7 +343,7 @@ pub struct MessageBody {
     channel_identity: Option<Value>,
     /// The provider's id for the message, once sent.
     provider_id: Option<String>,
-    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, …), or the last failure or retry reason.
+    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed), what a waiting fallback waits for, or the last failure or retry reason.
     reason: Option<String>,
     /// The reason, when the message failed.
     failure_reason: Option<String>,

@@ -148,6 +148,7 @@ async fn enqueue(app: &TestApp, env: Env, id: &str, channel: Channel) -> String 
     let message = NewMessage {
         message: Message::queued(origin, identity, Utc::now()),
         content: Some(content),
+        waits_for: None,
     };
     app.store
         .enqueue(EnvScope::operator(env), vec![message], None)
