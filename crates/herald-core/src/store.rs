@@ -609,10 +609,12 @@ pub enum Completion {
     Stale,
 }
 
-/// Filters of a message listing, newest first.
+/// Filters of a message listing, newest first. Each set filter must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MessageQuery {
-    pub distinct_id: Option<DistinctId>,
+    /// Messages to any of these users (OR between them); empty: every user. At most
+    /// [`MessageQuery::MAX_RECIPIENTS`] (the API refuses more).
+    pub distinct_ids: Vec<DistinctId>,
     pub status: Option<MessageStatus>,
     pub channel: Option<Channel>,
     pub workflow: Option<String>,
@@ -624,6 +626,11 @@ pub struct MessageQuery {
     /// The cursor: messages older than the one [`MessagePage::next`] named.
     pub before: Option<i64>,
     pub limit: usize,
+}
+
+impl MessageQuery {
+    /// The most users one listing names (wire spec §2.9's repeated `recipient_id[]`).
+    pub const MAX_RECIPIENTS: usize = 100;
 }
 
 /// One page of messages, newest first; `next` is the cursor of the following page, if any.
@@ -694,7 +701,7 @@ pub trait MessageStore: Send + Sync {
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
         let query = MessageQuery {
-            distinct_id: Some(id.clone()),
+            distinct_ids: vec![id.clone()],
             before,
             limit,
             ..MessageQuery::default()

@@ -5,6 +5,8 @@
 use herald_core::filter::{Bound, Filter, PropOp, TimeField};
 use herald_core::index::{EntryKind, SEARCH_KEY};
 use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::profile::micros;
+use herald_core::store::MessageQuery;
 use herald_core::Env;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +360,60 @@ pub fn count_sample(dialect: Dialect, env: Env, filter: &Filter, ids: &[i64]) ->
     sql
 }
 
+// ---- the message log ----
+
+/// A page of env's messages as `q` filters them, newest first, up to `q.limit + 1` rows (the
+/// extra one tells that there is a next page). Only the filters that are set become conditions,
+/// so the planner sees plain equalities: one user is `distinct_id = ?`, which index
+/// `messages_by_user (env, distinct_id, seq)` answers in page order; several are `IN (…)`.
+pub fn message_page(dialect: Dialect, env: Env, q: &MessageQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let e = sql.text(env.as_str());
+    sql.push(&format!(
+        "SELECT {} FROM messages WHERE env = {e}",
+        crate::sql::MESSAGE_COLUMNS
+    ));
+    match q.distinct_ids.as_slice() {
+        [] => {}
+        [one] => {
+            let id = sql.text(one.as_str());
+            sql.push(&format!(" AND distinct_id = {id}"));
+        }
+        many => {
+            let ids: Vec<String> = many.iter().map(|d| d.as_str().to_owned()).collect();
+            let marks = sql.list(&ids);
+            sql.push(&format!(" AND distinct_id IN ({marks})"));
+        }
+    }
+    if let Some(before) = q.before {
+        let b = sql.bind(Arg::Int(before));
+        sql.push(&format!(" AND seq < {b}"));
+    }
+    let texts = [
+        ("status", q.status.map(|s| s.as_str().to_owned())),
+        ("channel", q.channel.map(|c| c.as_str().to_owned())),
+        ("workflow", q.workflow.clone()),
+        ("category", q.category.clone()),
+    ];
+    for (column, value) in texts {
+        if let Some(v) = value {
+            let m = sql.text(&v);
+            sql.push(&format!(" AND {column} = {m}"));
+        }
+    }
+    if let Some(after) = q.created_after {
+        let m = sql.bind(Arg::Int(micros(after)));
+        sql.push(&format!(" AND created_at >= {m}"));
+    }
+    if let Some(before) = q.created_before {
+        let m = sql.bind(Arg::Int(micros(before)));
+        sql.push(&format!(" AND created_at < {m}"));
+    }
+    let limit = sql.bind(Arg::Int((q.limit + 1) as i64));
+    sql.push(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +469,46 @@ mod tests {
             .text
             .starts_with(&format!("SELECT {PROFILE_COLUMNS} FROM profiles p")));
         assert!(by_id.text.contains("?3"), "{}", by_id.text);
+    }
+
+    #[test]
+    fn a_message_page_names_only_the_filters_set() {
+        use herald_core::DistinctId;
+        let one = MessageQuery {
+            distinct_ids: vec![DistinctId::parse("ada").unwrap()],
+            limit: 20,
+            ..MessageQuery::default()
+        };
+        let sql = message_page(Dialect::Postgres, Env::Test, &one);
+        assert!(
+            sql.text
+                .ends_with("WHERE env = $1 AND distinct_id = $2 ORDER BY seq DESC LIMIT $3"),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.args[2], Arg::Int(21));
+        let many = MessageQuery {
+            distinct_ids: ["ada", "bob", "cy"]
+                .map(|d| DistinctId::parse(d).unwrap())
+                .to_vec(),
+            before: Some(7),
+            channel: Some(herald_core::Channel::Email),
+            limit: 5,
+            ..MessageQuery::default()
+        };
+        let sql = message_page(Dialect::Sqlite, Env::Live, &many);
+        assert!(
+            sql.text.ends_with(
+                "WHERE env = ?1 AND distinct_id IN (?2, ?3, ?4) AND seq < ?5 \
+                 AND channel = ?6 ORDER BY seq DESC LIMIT ?7"
+            ),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.args[4], Arg::Int(7));
+        let all = message_page(Dialect::Sqlite, Env::Test, &MessageQuery::default());
+        assert!(all
+            .text
+            .ends_with("WHERE env = ?1 ORDER BY seq DESC LIMIT ?2"));
     }
 }

@@ -3,6 +3,7 @@
 //! locks its entry and applies only while its claim is the current one.
 
 use super::{db, pg, Attempt, PostgresStore};
+use crate::query::Dialect;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -352,36 +353,16 @@ impl MessageStore for PostgresStore {
         scope: EnvScope,
         query: &MessageQuery,
     ) -> Result<MessagePage, StoreError> {
-        let q = query.clone();
+        let sql = crate::query::message_page(Dialect::Postgres, scope.env(), query);
+        let limit = query.limit;
         self.listing(scope.env(), move |tx| {
             Box::pin(async move {
-                let stmt = tx
-                    .prepare_cached(&pg(sql::MESSAGE_PAGE))
-                    .await
-                    .map_err(db)?;
-                let found = tx
-                    .query(
-                        &stmt,
-                        &[
-                            &scope.env().as_str(),
-                            &q.before.unwrap_or(i64::MAX),
-                            &q.distinct_id.as_ref().map(|d| d.as_str()),
-                            &q.status.map(|s| s.as_str()),
-                            &q.channel.map(|c| c.as_str()),
-                            &q.workflow,
-                            &q.category,
-                            &q.created_after.map(micros),
-                            &q.created_before.map(micros),
-                            &((q.limit + 1) as i64),
-                        ],
-                    )
-                    .await
-                    .map_err(db)?;
+                let found = super::listing::run(tx, &sql).await?;
                 let found = found
                     .iter()
                     .map(rows::message)
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows::message_page(found, q.limit))
+                Ok(rows::message_page(found, limit))
             })
         })
         .await

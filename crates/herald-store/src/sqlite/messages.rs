@@ -3,6 +3,7 @@
 //! without row locks.
 
 use super::{execute, json, query, query_opt, value, SqliteStore};
+use crate::query::Dialect;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -309,27 +310,14 @@ impl MessageStore for SqliteStore {
         scope: EnvScope,
         query: &MessageQuery,
     ) -> Result<MessagePage, StoreError> {
-        let q = query.clone();
+        let sql = crate::query::message_page(Dialect::Sqlite, scope.env(), query);
+        let limit = query.limit;
         self.readers
             .read_listing(scope.env(), move |conn| {
-                let found = super::query(
-                    conn,
-                    sql::MESSAGE_PAGE,
-                    params![
-                        scope.env().as_str(),
-                        q.before.unwrap_or(i64::MAX),
-                        q.distinct_id.as_ref().map(|d| d.as_str()),
-                        q.status.map(|s| s.as_str()),
-                        q.channel.map(|c| c.as_str()),
-                        q.workflow,
-                        q.category,
-                        q.created_after.map(micros),
-                        q.created_before.map(micros),
-                        (q.limit + 1) as i64
-                    ],
-                    |r| rows::message(r),
-                )?;
-                Ok(rows::message_page(found, q.limit))
+                let found = super::query(conn, &sql.text, super::listing::args(&sql), |r| {
+                    rows::message(r)
+                })?;
+                Ok(rows::message_page(found, limit))
             })
             .await
     }

@@ -485,7 +485,7 @@ async fn listings_filter_page_newest_first_and_stay_in_their_env() {
             ["test-5", "test-4", "test-3", "test-2", "test-1"]
         );
         let by_user = MessageQuery {
-            distinct_id: Some(id("ada")),
+            distinct_ids: vec![id("ada")],
             ..q(10)
         };
         assert_eq!(
@@ -494,6 +494,34 @@ async fn listings_filter_page_newest_first_and_stay_in_their_env() {
             "{}",
             b.name
         );
+        // Several users: any of them (a user with no messages changes nothing), and the other
+        // filters still apply to each.
+        let by_users = MessageQuery {
+            distinct_ids: vec![id("bob"), id("nobody"), id("ada")],
+            ..q(10)
+        };
+        assert_eq!(
+            ids(by_users.clone()).await,
+            ["test-5", "test-4", "test-3", "test-2", "test-1"],
+            "{}",
+            b.name
+        );
+        let queued_of_both = MessageQuery {
+            status: Some(MessageStatus::Queued),
+            before: Some(i64::MAX),
+            ..by_users
+        };
+        assert_eq!(
+            ids(queued_of_both).await,
+            ["test-5", "test-3", "test-1"],
+            "{}",
+            b.name
+        );
+        let only_bob = MessageQuery {
+            distinct_ids: vec![id("bob"), id("cy")],
+            ..q(10)
+        };
+        assert_eq!(ids(only_bob).await, ["test-4", "test-3"], "{}", b.name);
         let by_status = MessageQuery {
             status: Some(MessageStatus::Skipped),
             ..q(10)
