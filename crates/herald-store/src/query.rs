@@ -512,3 +512,135 @@ mod tests {
             .ends_with("WHERE env = ?1 ORDER BY seq DESC LIMIT ?2"));
     }
 }
+
+/// The plans the databases choose for one user's page: served by `messages_by_user` in page
+/// order (no sort), with stats and without, on both backends.
+#[cfg(all(test, feature = "testing"))]
+mod plans {
+    use super::*;
+    use crate::testing::{postgres_url, Scratch};
+    use herald_core::message::MessageStatus;
+    use herald_core::DistinctId;
+
+    fn user_pages() -> Vec<MessageQuery> {
+        let one = MessageQuery {
+            distinct_ids: vec![DistinctId::parse("u0007").unwrap()],
+            limit: 20,
+            ..MessageQuery::default()
+        };
+        vec![
+            one.clone(),
+            MessageQuery {
+                before: Some(12_345),
+                ..one.clone()
+            },
+            MessageQuery {
+                status: Some(MessageStatus::Sent),
+                ..one
+            },
+        ]
+    }
+
+    /// 20,000 messages over 500 users (and the other environment), like `docs/performance.md`'s
+    /// larger run; columns as the SQLite and PostgreSQL fill scripts there.
+    const FILL: &str = "INSERT INTO messages (id, env, workflow, category, distinct_id, channel, \
+         identity, status, reason, provider_id, history, attempts, trigger_id, idempotency_key, \
+         created_at, updated_at) SELECT 'msg_' || i, CASE WHEN i % 10 = 0 THEN 'live' ELSE 'test' END, \
+         'w', NULL, 'u' || substr('0000' || (i % 500), -4), 'email', '{}', 'sent', NULL, NULL, \
+         '[]', 1, 't', NULL, i, i FROM ";
+
+    #[test]
+    fn sqlite_serves_a_users_page_from_messages_by_user() {
+        let scratch = Scratch::sqlite();
+        let path = scratch.url.trim_start_matches("sqlite://");
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        crate::sqlite::migrate(&mut conn).unwrap();
+        conn.execute_batch(&format!(
+            "{FILL} (WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999) SELECT i FROM n)"
+        ))
+        .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                conn.execute_batch("ANALYZE").unwrap();
+            }
+            for q in user_pages() {
+                let sql = message_page(Dialect::Sqlite, Env::Test, &q);
+                let mut explain = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                    .unwrap();
+                let plan: Vec<String> = explain
+                    .query_map(crate::sqlite::listing::args(&sql), |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let shown = format!("analyzed {analyzed}: {}: {plan:?}", sql.text);
+                assert!(
+                    plan.iter()
+                        .any(|p| p.contains("USING INDEX messages_by_user")),
+                    "{shown}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{shown}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_serves_a_users_page_from_messages_by_user() {
+        let Some(base) = postgres_url() else {
+            eprintln!("!!! PostgreSQL plan test skipped: HERALD_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let scratch = Scratch::postgres(&base).await;
+        drop(
+            crate::connect(&scratch.url, &crate::StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let (client, conn) = tokio_postgres::connect(&scratch.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "{} generate_series(0, 19999) AS i; ANALYZE messages",
+                FILL.replace("'{}'", "'{}'::jsonb")
+                    .replace("'[]'", "'[]'::jsonb")
+            ))
+            .await
+            .unwrap();
+        // A custom plan (the first executions), then the generic one a prepared statement may
+        // settle on.
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            client
+                .batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                .await
+                .unwrap();
+            for q in user_pages() {
+                let page = message_page(Dialect::Postgres, Env::Test, &q);
+                let explain = Sql {
+                    text: format!("EXPLAIN {}", page.text),
+                    args: page.args.clone(),
+                    dialect: Dialect::Postgres,
+                };
+                let owned = crate::postgres::listing::params(&explain);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let plan: Vec<String> = client
+                    .query(&explain.text, &refs)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let shown = format!("{mode}: {}:\n{}", page.text, plan.join("\n"));
+                assert!(
+                    plan.iter().any(|p| p.contains("using messages_by_user")),
+                    "{shown}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("Sort")), "{shown}");
+            }
+        }
+    }
+}
