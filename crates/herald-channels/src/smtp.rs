@@ -10,7 +10,7 @@ use herald_core::error::Invalid;
 use lettre::address::Envelope;
 use lettre::message::{Mailbox, Message, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use lettre::transport::smtp::Error as SmtpError;
@@ -49,7 +49,15 @@ pub struct SmtpConfig {
     /// The EHLO name; defaults to the sender's domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hello_name: Option<String>,
+    /// Extra root certificates (PEM, one or more `BEGIN CERTIFICATE` blocks) trusted for this
+    /// server besides the public roots: a private CA, or a self-signed server. Only with
+    /// `starttls` or `tls`; the certificate is always verified, host name included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pem: Option<String>,
 }
+
+/// The most PEM text `ca_pem` takes.
+pub const MAX_CA_PEM_BYTES: usize = 64 * 1024;
 
 fn default_timeout_ms() -> u64 {
     15_000
@@ -63,6 +71,8 @@ pub struct SmtpProvider {
     host: String,
     port: u16,
     tls: SmtpTls,
+    /// Built once: the public roots and `ca_pem`'s (none when `tls` is `none`).
+    tls_parameters: Option<TlsParameters>,
     from: Mailbox,
     credentials: Option<Credentials>,
     timeout: Duration,
@@ -103,10 +113,23 @@ impl SmtpProvider {
                 .hello_name
                 .unwrap_or_else(|| from.email.domain().to_owned()),
         );
+        let tls_parameters = match config.tls {
+            SmtpTls::None if config.ca_pem.is_some() => {
+                return Err(Invalid::new(
+                    "ca_pem",
+                    "applies only with tls starttls or tls",
+                ))
+            }
+            SmtpTls::None => None,
+            SmtpTls::Starttls | SmtpTls::Tls => {
+                Some(tls_parameters(&host, config.ca_pem.as_deref())?)
+            }
+        };
         Ok(SmtpProvider {
             host,
             port,
             tls: config.tls,
+            tls_parameters,
             from,
             credentials,
             timeout: Duration::from_millis(config.timeout_ms),
@@ -115,7 +138,14 @@ impl SmtpProvider {
     }
 
     fn tls_parameters(&self) -> Result<TlsParameters, Attempt> {
-        TlsParameters::new_rustls(self.host.clone()).map_err(|e| Attempt::failed(Step::Connect, e))
+        self.tls_parameters.clone().ok_or_else(|| Attempt {
+            step: Step::Connect,
+            unusable: false,
+            outcome: Delivery::Failed {
+                reason: "smtp: TLS requested without TLS parameters".into(),
+                identity_invalid: false,
+            },
+        })
     }
 
     async fn converse(
@@ -143,6 +173,9 @@ impl SmtpProvider {
                 // The message is accepted; a failing QUIT changes nothing.
                 let _ = connection.quit().await;
             }
+            // A failed STARTTLS handshake leaves lettre's connection without a stream, which it
+            // does not mark broken: a QUIT on it would panic. Dropping it closes the socket.
+            Err(attempt) if attempt.unusable => drop(connection),
             Err(_) => connection.abort().await,
         }
         result
@@ -159,6 +192,7 @@ impl SmtpProvider {
             if !connection.can_starttls() {
                 return Err(Attempt {
                     step: Step::Connect,
+                    unusable: false,
                     outcome: Delivery::Failed {
                         reason:
                             "smtp: the server does not offer STARTTLS, which tls=starttls requires"
@@ -170,7 +204,10 @@ impl SmtpProvider {
             connection
                 .starttls(self.tls_parameters()?, &self.hello)
                 .await
-                .map_err(|e| Attempt::failed(Step::Connect, e))?;
+                .map_err(|e| Attempt {
+                    unusable: true,
+                    ..Attempt::failed(Step::Connect, e)
+                })?;
         }
         if let Some(credentials) = &self.credentials {
             connection
@@ -210,6 +247,35 @@ impl SmtpProvider {
     }
 }
 
+/// The TLS parameters for `host`: the public (webpki) roots, and the certificates of `ca_pem`.
+/// `ca_pem` must hold at least one certificate, each one a root rustls accepts.
+fn tls_parameters(host: &str, ca_pem: Option<&str>) -> Result<TlsParameters, Invalid> {
+    let mut builder = TlsParameters::builder(host.to_owned());
+    if let Some(pem) = ca_pem {
+        let bad = |why: String| Invalid::new("ca_pem", why);
+        if pem.len() > MAX_CA_PEM_BYTES {
+            return Err(bad(format!(
+                "must be at most {} KiB of PEM",
+                MAX_CA_PEM_BYTES / 1024
+            )));
+        }
+        if !pem.contains("-----BEGIN CERTIFICATE-----") {
+            return Err(bad(
+                "must hold at least one PEM certificate (-----BEGIN CERTIFICATE-----)".into(),
+            ));
+        }
+        let certificate = Certificate::from_pem(pem.as_bytes())
+            .map_err(|e| bad(format!("is not readable PEM: {e}")))?;
+        builder = builder.add_root_certificate(certificate);
+        return builder
+            .build_rustls()
+            .map_err(|e| bad(format!("holds a certificate that cannot be a root: {e}")));
+    }
+    builder
+        .build_rustls()
+        .map_err(|e| Invalid::new("tls", format!("TLS could not be set up: {e}")))
+}
+
 /// The server's id for the message, from a `250 2.0.0 Ok: queued as 4Bc1Xy` style answer, or the
 /// whole answer text when it names no queue id.
 fn queue_id(answer: &str) -> Option<String> {
@@ -237,6 +303,8 @@ enum Step {
 struct Attempt {
     step: Step,
     outcome: Delivery,
+    /// The connection must not be spoken to again (not even QUIT): a STARTTLS upgrade failed.
+    unusable: bool,
 }
 
 impl Attempt {
@@ -258,7 +326,11 @@ impl Attempt {
                 after: None,
             }
         };
-        Attempt { step, outcome }
+        Attempt {
+            step,
+            outcome,
+            unusable: false,
+        }
     }
 }
 

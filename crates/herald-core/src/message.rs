@@ -23,10 +23,15 @@ pub enum MessageStatus {
     Failed,
     /// Never sent: see its [`SkipReason`].
     Skipped,
+    /// A `first_success` fallback, rendered and recorded at trigger time: it becomes `queued`
+    /// only once the message it waits for has failed for good, and `skipped`
+    /// (`sent_on_other_channel`) once that one (or one before it) was sent.
+    Waiting,
 }
 
 impl MessageStatus {
-    pub const ALL: [MessageStatus; 5] = [
+    pub const ALL: [MessageStatus; 6] = [
+        MessageStatus::Waiting,
         MessageStatus::Queued,
         MessageStatus::Sent,
         MessageStatus::Delivered,
@@ -41,6 +46,7 @@ impl MessageStatus {
             MessageStatus::Delivered => "delivered",
             MessageStatus::Failed => "failed",
             MessageStatus::Skipped => "skipped",
+            MessageStatus::Waiting => "waiting",
         }
     }
 
@@ -49,16 +55,21 @@ impl MessageStatus {
     }
 
     /// Whether a message may move from `self` to `next`:
+    /// - `waiting → queued` (the channel before it failed for good) `| skipped` (a channel before
+    ///   it was sent);
     /// - `queued → sent | failed`, and `queued → queued` (a retry is recorded);
     /// - `sent → delivered | failed` (a late bounce);
     /// - nothing leaves `delivered`, `failed` or `skipped`.
     ///
-    /// Nothing goes back to `queued` from `sent`: a message recorded as sent is never sent again.
+    /// Nothing goes back to `queued` from `sent`: a message recorded as sent is never sent again;
+    /// and only a waiting fallback is skipped after the trigger.
     pub fn can_become(self, next: MessageStatus) -> bool {
         use MessageStatus::*;
         matches!(
             (self, next),
-            (Queued, Queued | Sent | Failed) | (Sent, Delivered | Failed)
+            (Waiting, Queued | Skipped)
+                | (Queued, Queued | Sent | Failed)
+                | (Sent, Delivered | Failed)
         )
     }
 
@@ -93,10 +104,12 @@ pub enum SkipReason {
     /// No provider is configured for the channel in the environment, and the identity does not
     /// carry its own endpoint.
     NoProvider,
+    /// A `first_success` fallback not needed: a channel before it in the order was sent.
+    SentOnOtherChannel,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 7] = [
+    pub const ALL: [SkipReason; 8] = [
         SkipReason::UserDisabled,
         SkipReason::CategoryOptedOut,
         SkipReason::ChannelOptedOut,
@@ -104,6 +117,7 @@ impl SkipReason {
         SkipReason::NoIdentity,
         SkipReason::IdentityInvalid,
         SkipReason::NoProvider,
+        SkipReason::SentOnOtherChannel,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -115,6 +129,7 @@ impl SkipReason {
             SkipReason::NoIdentity => "no_identity",
             SkipReason::IdentityInvalid => "identity_invalid",
             SkipReason::NoProvider => "no_provider",
+            SkipReason::SentOnOtherChannel => "sent_on_other_channel",
         }
     }
 
@@ -209,6 +224,24 @@ impl Message {
         Message::start(origin, Some(identity), MessageStatus::Queued, None, at)
     }
 
+    /// A `first_success` fallback to `identity`, waiting for `previous` (the message on the
+    /// channel before it in the order) to fail for good; its reason names that message.
+    pub fn waiting(
+        origin: MessageOrigin,
+        identity: Identity,
+        previous: &Message,
+        at: DateTime<Utc>,
+    ) -> Message {
+        let reason = format!("waits for {} ({})", previous.id, previous.channel.as_str());
+        Message::start(
+            origin,
+            Some(identity),
+            MessageStatus::Waiting,
+            Some(reason),
+            at,
+        )
+    }
+
     /// A message that is not sent, and why.
     pub fn skipped(origin: MessageOrigin, reason: SkipReason, at: DateTime<Utc>) -> Message {
         Message::start(
@@ -280,6 +313,36 @@ impl Message {
             reason,
         });
         Ok(())
+    }
+
+    /// Moves a waiting fallback on once `previous`, the message it waits for, has moved:
+    /// - `previous` failed for good: its turn, `queued` (reason: `<channel> failed`);
+    /// - `previous` was sent or delivered, or was itself closed (`skipped`): `skipped` with
+    ///   `sent_on_other_channel`, and it never will be sent;
+    /// - `previous` is still queued or waiting: nothing changes (`Ok(false)`).
+    ///
+    /// `Ok(true)` when the message moved. Only a waiting message moves.
+    pub fn follow(
+        &mut self,
+        previous: &Message,
+        at: DateTime<Utc>,
+    ) -> Result<bool, IllegalTransition> {
+        use MessageStatus::*;
+        let (next, reason) = match previous.status {
+            Failed => (Queued, format!("{} failed", previous.channel.as_str())),
+            Sent | Delivered | Skipped => {
+                (Skipped, SkipReason::SentOnOtherChannel.as_str().to_owned())
+            }
+            Queued | Waiting => return Ok(false),
+        };
+        // `queued → queued` is a retry's move, not a fallback's: only a waiting message follows.
+        if self.status != Waiting {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.transition(next, at, Some(reason)).map(|()| true)
     }
 
     /// Records the outcome of one provider call on a queued message: `sent` with the provider's
@@ -367,6 +430,8 @@ mod tests {
     fn the_transition_table() {
         use MessageStatus::*;
         let allowed = [
+            (Waiting, Queued),
+            (Waiting, Skipped),
             (Queued, Queued),
             (Queued, Sent),
             (Queued, Failed),
@@ -385,6 +450,10 @@ mod tests {
         assert!(
             !Sent.can_become(Queued),
             "a sent message is never queued again"
+        );
+        assert!(
+            !Queued.can_become(Skipped),
+            "only a waiting fallback is skipped after the trigger"
         );
         let finals: Vec<_> = MessageStatus::ALL
             .into_iter()
@@ -413,7 +482,8 @@ mod tests {
                 "channel_restricted",
                 "no_identity",
                 "identity_invalid",
-                "no_provider"
+                "no_provider",
+                "sent_on_other_channel"
             ]
         );
         assert_eq!(MessageStatus::from_name("triggered"), None);
@@ -508,5 +578,91 @@ mod tests {
         assert!(m
             .record(&Delivery::Sent { provider_id: None }, Utc::now())
             .is_err());
+    }
+
+    fn with(id: &str, channel: Channel) -> MessageOrigin {
+        MessageOrigin {
+            id: id.into(),
+            channel,
+            ..origin()
+        }
+    }
+
+    fn sms() -> Identity {
+        Identity::parse(Channel::Sms, &json!("+14155550100"), &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn a_fallback_waits_then_is_queued_when_the_channel_before_it_fails_for_good() {
+        let t0 = Utc::now();
+        let mut first = Message::queued(with("m1", Channel::Email), email(), t0);
+        let mut fallback = Message::waiting(with("m2", Channel::Sms), sms(), &first, t0);
+        assert_eq!(fallback.status, MessageStatus::Waiting);
+        assert_eq!(fallback.reason.as_deref(), Some("waits for m1 (email)"));
+        assert_eq!(fallback.identity, Some(sms()));
+        // A retry of the first changes nothing for the fallback.
+        let retry = Delivery::Retry {
+            reason: "HTTP 503".into(),
+            after: None,
+        };
+        first.record(&retry, t0).unwrap();
+        let before = fallback.clone();
+        assert_eq!(fallback.follow(&first, t0), Ok(false));
+        assert_eq!(fallback, before);
+        // Failed for good (here: the retries are spent): the fallback's turn.
+        first.settle(&retry, t0, None).unwrap();
+        assert_eq!(fallback.follow(&first, t0), Ok(true));
+        assert_eq!(fallback.status, MessageStatus::Queued);
+        assert_eq!(fallback.reason.as_deref(), Some("email failed"));
+        assert_eq!(
+            fallback
+                .history
+                .iter()
+                .map(|c| c.status)
+                .collect::<Vec<_>>(),
+            [MessageStatus::Waiting, MessageStatus::Queued]
+        );
+        // Queued now: it is sent like any other, and follows nothing any more.
+        assert!(fallback.follow(&first, t0).is_err());
+        fallback
+            .record(&Delivery::Sent { provider_id: None }, t0)
+            .unwrap();
+        assert_eq!(fallback.status, MessageStatus::Sent);
+    }
+
+    #[test]
+    fn a_fallback_is_skipped_once_a_channel_before_it_was_sent() {
+        let t0 = Utc::now();
+        let mut first = Message::queued(with("m1", Channel::Email), email(), t0);
+        let mut second = Message::waiting(with("m2", Channel::Sms), sms(), &first, t0);
+        let mut third = Message::waiting(with("m3", Channel::Inbox), email(), &second, t0);
+        first
+            .record(&Delivery::Sent { provider_id: None }, t0)
+            .unwrap();
+        assert_eq!(second.follow(&first, t0), Ok(true));
+        assert_eq!(
+            (second.status, second.reason.as_deref()),
+            (MessageStatus::Skipped, Some("sent_on_other_channel"))
+        );
+        // The one after it closes in turn: the chain stops at the first delivered.
+        assert_eq!(third.follow(&second, t0), Ok(true));
+        assert_eq!(third.status, MessageStatus::Skipped);
+        assert!(third.status.is_final());
+        // A queued message is never skipped by this rule.
+        let mut queued = Message::queued(with("m4", Channel::Sms), sms(), t0);
+        assert!(queued.follow(&first, t0).is_err());
+        assert_eq!(queued.status, MessageStatus::Queued);
+    }
+
+    #[test]
+    fn a_waiting_message_is_never_handed_to_a_provider() {
+        let t0 = Utc::now();
+        let first = Message::queued(with("m1", Channel::Email), email(), t0);
+        let mut fallback = Message::waiting(with("m2", Channel::Sms), sms(), &first, t0);
+        let before = fallback.clone();
+        assert!(fallback
+            .record(&Delivery::Sent { provider_id: None }, t0)
+            .is_err());
+        assert_eq!(fallback, before);
     }
 }

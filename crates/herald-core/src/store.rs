@@ -448,24 +448,38 @@ pub trait ProviderConfigStore: Send + Sync {
 
 /// A message to record, with what the worker will send for it: a queued message carries its
 /// rendered `content` (and its identity) and gets an outbox entry due at its `created_at`; a
-/// skipped one carries neither.
+/// waiting one (a `first_success` fallback) carries them too and names the message it
+/// `waits_for`, and its entry is never due while it waits; a skipped one carries neither.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewMessage {
     pub message: Message,
     pub content: Option<Content>,
+    /// A waiting message's predecessor: the message before it in the `first_success` order,
+    /// recorded earlier in the same [`MessageStore::enqueue`].
+    pub waits_for: Option<String>,
 }
 
 impl NewMessage {
-    /// The outbox entry of a queued message. `Err` says what does not fit: a message of another
-    /// environment, a queued one without content or identity (or content for another channel),
-    /// content on a message that is not queued.
+    /// The outbox entry of a queued or waiting message. `Err` says what does not fit: a message
+    /// of another environment, a queued or waiting one without content or identity (or content
+    /// for another channel), content on a message that is neither, a waiting one that waits
+    /// for nothing or a queued one that waits.
     pub fn entry(&self, env: Env) -> Result<Option<OutboxEntry>, String> {
         let m = &self.message;
         if m.env != env {
             return Err(format!("message {} is not of the {env} environment", m.id));
         }
+        let waits = m.status == MessageStatus::Waiting;
+        if waits != self.waits_for.is_some() {
+            return Err(format!(
+                "a {} message {} {} for another",
+                m.status,
+                m.id,
+                if waits { "must wait" } else { "cannot wait" }
+            ));
+        }
         match (m.status, &self.content, &m.identity) {
-            (MessageStatus::Queued, Some(content), Some(identity))
+            (MessageStatus::Queued | MessageStatus::Waiting, Some(content), Some(identity))
                 if content.channel() == m.channel && identity.channel == m.channel =>
             {
                 Ok(Some(OutboxEntry {
@@ -477,14 +491,45 @@ impl NewMessage {
                     identity: identity.clone(),
                 }))
             }
-            (MessageStatus::Queued, ..) => Err(format!(
-                "queued message {} needs content and an identity on {}",
+            (MessageStatus::Queued | MessageStatus::Waiting, ..) => Err(format!(
+                "{} message {} needs content and an identity on {}",
+                m.status,
                 m.id,
                 m.channel.as_str()
             )),
             (_, None, _) => Ok(None),
             (status, Some(_), _) => Err(format!("a {status} message {} has content", m.id)),
         }
+    }
+
+    /// Checks the fallback chains of one enqueue: each waiting message waits for a queued or
+    /// waiting message recorded before it in `batch`, and no two wait for the same one (a chain
+    /// is a line: the next channel after each).
+    pub fn check_chains(batch: &[NewMessage]) -> Result<(), String> {
+        let mut waited = std::collections::HashSet::new();
+        for (i, new) in batch.iter().enumerate() {
+            let Some(previous) = &new.waits_for else {
+                continue;
+            };
+            let found = batch[..i].iter().any(|b| {
+                b.message.id == *previous
+                    && matches!(
+                        b.message.status,
+                        MessageStatus::Queued | MessageStatus::Waiting
+                    )
+            });
+            if !found {
+                return Err(format!(
+                    "message {} waits for {previous}, which is not a queued or waiting message \
+                     recorded before it",
+                    new.message.id
+                ));
+            }
+            if !waited.insert(previous.as_str()) {
+                return Err(format!("two messages wait for {previous}"));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -564,10 +609,12 @@ pub enum Completion {
     Stale,
 }
 
-/// Filters of a message listing, newest first.
+/// Filters of a message listing, newest first. Each set filter must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MessageQuery {
-    pub distinct_id: Option<DistinctId>,
+    /// Messages to any of these users (OR between them); empty: every user. At most
+    /// [`MessageQuery::MAX_RECIPIENTS`] (the API refuses more).
+    pub distinct_ids: Vec<DistinctId>,
     pub status: Option<MessageStatus>,
     pub channel: Option<Channel>,
     pub workflow: Option<String>,
@@ -581,6 +628,11 @@ pub struct MessageQuery {
     pub limit: usize,
 }
 
+impl MessageQuery {
+    /// The most users one listing names (wire spec §2.9's repeated `recipient_id[]`).
+    pub const MAX_RECIPIENTS: usize = 100;
+}
+
 /// One page of messages, newest first; `next` is the cursor of the following page, if any.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MessagePage {
@@ -591,8 +643,9 @@ pub struct MessagePage {
 /// The notification log and the durable outbox the dispatch workers drain.
 #[async_trait]
 pub trait MessageStore: Send + Sync {
-    /// Records `messages` and the outbox entries of the queued ones in one transaction: an error
-    /// leaves nothing written. With `once` (a trigger's `$idempotency_key`), a key already
+    /// Records `messages` and the outbox entries of the queued and waiting ones in one
+    /// transaction: an error leaves nothing written (also a batch whose fallback chains do not
+    /// hold, [`NewMessage::check_chains`]). With `once` (a trigger's `$idempotency_key`), a key already
     /// enqueued in this environment writes nothing and answers as the first trigger did.
     async fn enqueue(
         &self,
@@ -616,7 +669,10 @@ pub trait MessageStore: Send + Sync {
 
     /// Records one provider outcome of a current claim ([`Message::record`]) and deletes the
     /// entry, or, for a retry, makes it due at `next_due` with one more attempt. A retry with no
-    /// `next_due` (the retries are spent) fails the message with the retry's reason.
+    /// `next_due` (the retries are spent) fails the message with the retry's reason. In the same
+    /// transaction, the fallback waiting for this message follows it ([`Message::follow`]): on
+    /// a failure for good it is due at `now`; once sent, it and every fallback after it in the
+    /// chain are skipped (`sent_on_other_channel`) and their entries deleted.
     async fn complete(
         &self,
         claim: &Claim,
@@ -645,7 +701,7 @@ pub trait MessageStore: Send + Sync {
         limit: usize,
     ) -> Result<MessagePage, StoreError> {
         let query = MessageQuery {
-            distinct_id: Some(id.clone()),
+            distinct_ids: vec![id.clone()],
             before,
             limit,
             ..MessageQuery::default()
@@ -674,4 +730,108 @@ impl<T> Store for T where
         + MessageStore
         + ProviderConfigStore
 {
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::message::MessageOrigin;
+    use serde_json::json;
+
+    fn origin(id: &str, channel: Channel) -> MessageOrigin {
+        MessageOrigin {
+            id: id.into(),
+            env: Env::Test,
+            workflow: "w".into(),
+            category: None,
+            distinct_id: DistinctId::parse("ada").unwrap(),
+            channel,
+            trigger_id: "t".into(),
+            idempotency_key: None,
+        }
+    }
+
+    fn send(channel: Channel, value: serde_json::Value) -> (Identity, Content) {
+        let identity = Identity::parse(channel, &value, &Default::default()).unwrap();
+        let content = match channel {
+            Channel::Email => Content::Email {
+                subject: "s".into(),
+                html: None,
+                text: Some("t".into()),
+            },
+            _ => Content::Sms { text: "t".into() },
+        };
+        (identity, content)
+    }
+
+    fn queued(id: &str) -> NewMessage {
+        let (identity, content) = send(Channel::Email, json!("ada@example.com"));
+        NewMessage {
+            message: Message::queued(origin(id, Channel::Email), identity, Utc::now()),
+            content: Some(content),
+            waits_for: None,
+        }
+    }
+
+    fn waiting(id: &str, after: &NewMessage) -> NewMessage {
+        let (identity, content) = send(Channel::Sms, json!("+14155550100"));
+        let m = Message::waiting(
+            origin(id, Channel::Sms),
+            identity,
+            &after.message,
+            Utc::now(),
+        );
+        NewMessage {
+            message: m,
+            content: Some(content),
+            waits_for: Some(after.message.id.clone()),
+        }
+    }
+
+    #[test]
+    fn a_waiting_message_has_an_entry_and_must_name_what_it_waits_for() {
+        let first = queued("m1");
+        let fallback = waiting("m2", &first);
+        let entry = fallback.entry(Env::Test).unwrap().unwrap();
+        assert_eq!(entry.message_id, "m2");
+        let mut lost = fallback.clone();
+        lost.waits_for = None;
+        assert!(lost.entry(Env::Test).unwrap_err().contains("must wait"));
+        let mut eager = first.clone();
+        eager.waits_for = Some("m0".into());
+        assert!(eager.entry(Env::Test).unwrap_err().contains("cannot wait"));
+        let mut empty = fallback.clone();
+        empty.content = None;
+        assert!(empty.entry(Env::Test).is_err());
+    }
+
+    #[test]
+    fn a_chain_waits_on_earlier_messages_of_the_batch_one_after_another() {
+        let first = queued("m1");
+        let second = waiting("m2", &first);
+        let third = waiting("m3", &second);
+        assert_eq!(
+            NewMessage::check_chains(&[first.clone(), second.clone(), third.clone()]),
+            Ok(())
+        );
+        // Waiting for a message written after it, or not in the batch.
+        assert!(NewMessage::check_chains(&[second.clone(), first.clone()]).is_err());
+        assert!(NewMessage::check_chains(std::slice::from_ref(&third)).is_err());
+        // Two fallbacks after the same message: a chain is a line.
+        let twin = waiting("m4", &first);
+        let err = NewMessage::check_chains(&[first.clone(), second, twin]).unwrap_err();
+        assert_eq!(err, "two messages wait for m1");
+        // Waiting for a skipped message would wait forever.
+        let skipped = NewMessage {
+            message: Message::skipped(
+                origin("m5", Channel::Email),
+                crate::message::SkipReason::NoIdentity,
+                Utc::now(),
+            ),
+            content: None,
+            waits_for: None,
+        };
+        let after_skipped = waiting("m6", &skipped);
+        assert!(NewMessage::check_chains(&[skipped, after_skipped]).is_err());
+    }
 }

@@ -77,6 +77,11 @@ macro_rules! migrations {
                 name: "provider_configs",
                 sql: include_str!("migrations/0011_provider_configs.sql"),
             },
+            $crate::migrate::Migration {
+                version: 12,
+                name: "fallbacks",
+                sql: include_str!("migrations/0012_fallbacks.sql"),
+            },
         ]
     };
 }

@@ -5,6 +5,8 @@
 use herald_core::filter::{Bound, Filter, PropOp, TimeField};
 use herald_core::index::{EntryKind, SEARCH_KEY};
 use herald_core::listing::{ListQuery, PagePosition, SortField, SortValue};
+use herald_core::profile::micros;
+use herald_core::store::MessageQuery;
 use herald_core::Env;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,6 +360,60 @@ pub fn count_sample(dialect: Dialect, env: Env, filter: &Filter, ids: &[i64]) ->
     sql
 }
 
+// ---- the message log ----
+
+/// A page of env's messages as `q` filters them, newest first, up to `q.limit + 1` rows (the
+/// extra one tells that there is a next page). Only the filters that are set become conditions,
+/// so the planner sees plain equalities: one user is `distinct_id = ?`, which index
+/// `messages_by_user (env, distinct_id, seq)` answers in page order; several are `IN (…)`.
+pub fn message_page(dialect: Dialect, env: Env, q: &MessageQuery) -> Sql {
+    let mut sql = Sql::new(dialect);
+    let e = sql.text(env.as_str());
+    sql.push(&format!(
+        "SELECT {} FROM messages WHERE env = {e}",
+        crate::sql::MESSAGE_COLUMNS
+    ));
+    match q.distinct_ids.as_slice() {
+        [] => {}
+        [one] => {
+            let id = sql.text(one.as_str());
+            sql.push(&format!(" AND distinct_id = {id}"));
+        }
+        many => {
+            let ids: Vec<String> = many.iter().map(|d| d.as_str().to_owned()).collect();
+            let marks = sql.list(&ids);
+            sql.push(&format!(" AND distinct_id IN ({marks})"));
+        }
+    }
+    if let Some(before) = q.before {
+        let b = sql.bind(Arg::Int(before));
+        sql.push(&format!(" AND seq < {b}"));
+    }
+    let texts = [
+        ("status", q.status.map(|s| s.as_str().to_owned())),
+        ("channel", q.channel.map(|c| c.as_str().to_owned())),
+        ("workflow", q.workflow.clone()),
+        ("category", q.category.clone()),
+    ];
+    for (column, value) in texts {
+        if let Some(v) = value {
+            let m = sql.text(&v);
+            sql.push(&format!(" AND {column} = {m}"));
+        }
+    }
+    if let Some(after) = q.created_after {
+        let m = sql.bind(Arg::Int(micros(after)));
+        sql.push(&format!(" AND created_at >= {m}"));
+    }
+    if let Some(before) = q.created_before {
+        let m = sql.bind(Arg::Int(micros(before)));
+        sql.push(&format!(" AND created_at < {m}"));
+    }
+    let limit = sql.bind(Arg::Int((q.limit + 1) as i64));
+    sql.push(&format!(" ORDER BY seq DESC LIMIT {limit}"));
+    sql
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,5 +469,178 @@ mod tests {
             .text
             .starts_with(&format!("SELECT {PROFILE_COLUMNS} FROM profiles p")));
         assert!(by_id.text.contains("?3"), "{}", by_id.text);
+    }
+
+    #[test]
+    fn a_message_page_names_only_the_filters_set() {
+        use herald_core::DistinctId;
+        let one = MessageQuery {
+            distinct_ids: vec![DistinctId::parse("ada").unwrap()],
+            limit: 20,
+            ..MessageQuery::default()
+        };
+        let sql = message_page(Dialect::Postgres, Env::Test, &one);
+        assert!(
+            sql.text
+                .ends_with("WHERE env = $1 AND distinct_id = $2 ORDER BY seq DESC LIMIT $3"),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.args[2], Arg::Int(21));
+        let many = MessageQuery {
+            distinct_ids: ["ada", "bob", "cy"]
+                .map(|d| DistinctId::parse(d).unwrap())
+                .to_vec(),
+            before: Some(7),
+            channel: Some(herald_core::Channel::Email),
+            limit: 5,
+            ..MessageQuery::default()
+        };
+        let sql = message_page(Dialect::Sqlite, Env::Live, &many);
+        assert!(
+            sql.text.ends_with(
+                "WHERE env = ?1 AND distinct_id IN (?2, ?3, ?4) AND seq < ?5 \
+                 AND channel = ?6 ORDER BY seq DESC LIMIT ?7"
+            ),
+            "{}",
+            sql.text
+        );
+        assert_eq!(sql.args[4], Arg::Int(7));
+        let all = message_page(Dialect::Sqlite, Env::Test, &MessageQuery::default());
+        assert!(all
+            .text
+            .ends_with("WHERE env = ?1 ORDER BY seq DESC LIMIT ?2"));
+    }
+}
+
+/// The plans the databases choose for one user's page: served by `messages_by_user` in page
+/// order (no sort), with stats and without, on both backends.
+#[cfg(all(test, feature = "testing"))]
+mod plans {
+    use super::*;
+    use crate::testing::{postgres_url, Scratch};
+    use herald_core::message::MessageStatus;
+    use herald_core::DistinctId;
+
+    fn user_pages() -> Vec<MessageQuery> {
+        let one = MessageQuery {
+            distinct_ids: vec![DistinctId::parse("u0007").unwrap()],
+            limit: 20,
+            ..MessageQuery::default()
+        };
+        vec![
+            one.clone(),
+            MessageQuery {
+                before: Some(12_345),
+                ..one.clone()
+            },
+            MessageQuery {
+                status: Some(MessageStatus::Sent),
+                ..one
+            },
+        ]
+    }
+
+    /// 20,000 messages over 500 users (and the other environment), like `docs/performance.md`'s
+    /// larger run; columns as the SQLite and PostgreSQL fill scripts there.
+    const FILL: &str = "INSERT INTO messages (id, env, workflow, category, distinct_id, channel, \
+         identity, status, reason, provider_id, history, attempts, trigger_id, idempotency_key, \
+         created_at, updated_at) SELECT 'msg_' || i, CASE WHEN i % 10 = 0 THEN 'live' ELSE 'test' END, \
+         'w', NULL, 'u' || substr('0000' || (i % 500), -4), 'email', '{}', 'sent', NULL, NULL, \
+         '[]', 1, 't', NULL, i, i FROM ";
+
+    #[test]
+    fn sqlite_serves_a_users_page_from_messages_by_user() {
+        let scratch = Scratch::sqlite();
+        let path = scratch.url.trim_start_matches("sqlite://");
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        crate::sqlite::migrate(&mut conn).unwrap();
+        conn.execute_batch(&format!(
+            "{FILL} (WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 19999) SELECT i FROM n)"
+        ))
+        .unwrap();
+        for analyzed in [false, true] {
+            if analyzed {
+                conn.execute_batch("ANALYZE").unwrap();
+            }
+            for q in user_pages() {
+                let sql = message_page(Dialect::Sqlite, Env::Test, &q);
+                let mut explain = conn
+                    .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                    .unwrap();
+                let plan: Vec<String> = explain
+                    .query_map(crate::sqlite::listing::args(&sql), |r| r.get(3))
+                    .unwrap()
+                    .collect::<Result<_, _>>()
+                    .unwrap();
+                let shown = format!("analyzed {analyzed}: {}: {plan:?}", sql.text);
+                assert!(
+                    plan.iter()
+                        .any(|p| p.contains("USING INDEX messages_by_user")),
+                    "{shown}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{shown}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn postgres_serves_a_users_page_from_messages_by_user() {
+        let Some(base) = postgres_url() else {
+            eprintln!("!!! PostgreSQL plan test skipped: HERALD_TEST_POSTGRES_URL is not set");
+            return;
+        };
+        let scratch = Scratch::postgres(&base).await;
+        drop(
+            crate::connect(&scratch.url, &crate::StoreOptions::default())
+                .await
+                .unwrap(),
+        );
+        let (client, conn) = tokio_postgres::connect(&scratch.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client
+            .batch_execute(&format!(
+                "{} generate_series(0, 19999) AS i; ANALYZE messages",
+                FILL.replace("'{}'", "'{}'::jsonb")
+                    .replace("'[]'", "'[]'::jsonb")
+            ))
+            .await
+            .unwrap();
+        // A custom plan (the first executions), then the generic one a prepared statement may
+        // settle on.
+        for mode in ["force_custom_plan", "force_generic_plan"] {
+            client
+                .batch_execute(&format!("SET plan_cache_mode = {mode}"))
+                .await
+                .unwrap();
+            for q in user_pages() {
+                let page = message_page(Dialect::Postgres, Env::Test, &q);
+                let explain = Sql {
+                    text: format!("EXPLAIN {}", page.text),
+                    args: page.args.clone(),
+                    dialect: Dialect::Postgres,
+                };
+                let owned = crate::postgres::listing::params(&explain);
+                let refs: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = owned
+                    .iter()
+                    .map(|b| b.as_ref() as &(dyn tokio_postgres::types::ToSql + Sync))
+                    .collect();
+                let plan: Vec<String> = client
+                    .query(&explain.text, &refs)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect();
+                let shown = format!("{mode}: {}:\n{}", page.text, plan.join("\n"));
+                assert!(
+                    plan.iter().any(|p| p.contains("using messages_by_user")),
+                    "{shown}"
+                );
+                assert!(!plan.iter().any(|p| p.contains("Sort")), "{shown}");
+            }
+        }
     }
 }

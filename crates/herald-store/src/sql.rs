@@ -262,6 +262,9 @@ macro_rules! message_columns {
     };
 }
 
+/// The message columns, for the listing built in [`crate::query::message_page`].
+pub(crate) const MESSAGE_COLUMNS: &str = message_columns!();
+
 /// Arguments: id, env, workflow, category, distinct_id, channel, identity, status, reason,
 /// provider_id, history, attempts, trigger_id, idempotency_key, created_at (also updated_at).
 /// 0 rows: the id exists.
@@ -284,26 +287,19 @@ pub(crate) const MESSAGE_BY_ID: &str = concat!(
     message_columns!(),
     " FROM messages WHERE id = ?1"
 );
-/// A page of env `?1`'s messages below cursor `?2`, newest first, up to `?10`; each filter
-/// (`?3` distinct_id, `?4` status, `?5` channel, `?6` workflow, `?7` category, `?8` created at
-/// or after, `?9` created before) applies when not null.
-pub(crate) const MESSAGE_PAGE: &str = concat!(
-    "SELECT ",
-    message_columns!(),
-    " FROM messages WHERE env = ?1 AND seq < ?2 \
-     AND (CAST(?3 AS TEXT) IS NULL OR distinct_id = ?3) \
-     AND (CAST(?4 AS TEXT) IS NULL OR status = ?4) \
-     AND (CAST(?5 AS TEXT) IS NULL OR channel = ?5) \
-     AND (CAST(?6 AS TEXT) IS NULL OR workflow = ?6) \
-     AND (CAST(?7 AS TEXT) IS NULL OR category = ?7) \
-     AND (CAST(?8 AS BIGINT) IS NULL OR created_at >= ?8) \
-     AND (CAST(?9 AS BIGINT) IS NULL OR created_at < ?9) \
-     ORDER BY seq DESC LIMIT ?10"
-);
-
-/// Arguments: message_id, env, attempt, due_at, content, identity.
+/// Arguments: message_id, env, attempt, due_at, content, identity, waits_for (a waiting
+/// fallback's predecessor, due at [`WAITING_DUE`]).
 pub(crate) const INSERT_ENTRY: &str = "INSERT INTO outbox \
-     (message_id, env, attempt, due_at, content, identity) VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+     (message_id, env, attempt, due_at, content, identity, waits_for) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+/// The `due_at` of a waiting fallback's entry: 9999-12-31T23:59:59.999999Z, later than any
+/// claim's clock (and still a time chrono reads).
+pub(crate) const WAITING_DUE: i64 = 253_402_300_799_999_999;
+/// The entry waiting for message `?1`, if any (a chain has one next channel).
+pub(crate) const WAITER: &str = "SELECT message_id FROM outbox WHERE waits_for = ?1";
+/// Waiting entry `?1`'s turn: due at `?2`, waiting for nothing.
+pub(crate) const WAKE_ENTRY: &str =
+    "UPDATE outbox SET waits_for = NULL, due_at = ?2 WHERE message_id = ?1";
 /// The columns of an entry, in the order [`crate::rows::entry`] reads them.
 pub(crate) const ENTRY_COLUMNS: &str = "message_id, env, attempt, due_at, content, identity, claim";
 /// The claim token of an entry, if it is still there.
@@ -343,7 +339,6 @@ mod tests {
         assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
         assert_eq!(arity(ERASE_USER[0]), 2);
         assert_eq!(arity(ERASE_USER[3]), 3);
-        assert_eq!(arity(MESSAGE_PAGE), 10);
         assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
         assert_eq!(arity(PROFILE_ID_RANGE), 0);
     }

@@ -1,6 +1,8 @@
-//! SMTP against the fake SMTP server: the conversation and the rendered parts on the wire.
+//! SMTP against the fake SMTP server: the conversation and the rendered parts on the wire, in
+//! plain text, upgraded with STARTTLS, and in implicit TLS (a certificate made for the test and
+//! trusted through the provider's `ca_pem`).
 
-use crate::fake_smtp::{Script, SmtpFake};
+use crate::fake_smtp::{FakeTls, Script, SmtpFake, TestCert};
 use crate::{assert_failed, assert_retry, outgoing};
 use herald_channels::smtp::{SmtpConfig, SmtpProvider, SmtpTls};
 use herald_channels::Secret;
@@ -19,6 +21,7 @@ fn config(port: u16) -> SmtpConfig {
         password: None,
         timeout_ms: 2_000,
         hello_name: None,
+        ca_pem: None,
     }
 }
 
@@ -183,11 +186,201 @@ async fn no_server_retries() {
 }
 
 #[tokio::test]
-async fn starttls_required_but_not_offered_fails() {
+async fn starttls_required_but_not_offered_fails_before_anything_is_sent() {
     let fake = SmtpFake::start(Script::default()).await;
     let mut config = config(fake.port);
     config.tls = SmtpTls::Starttls;
+    config.username = Some("mailer".into());
+    config.password = Some(Secret::new("hunter2"));
     let provider = SmtpProvider::new(config).unwrap();
-    assert_failed(&provider.send(&email()).await, false);
+    let outcome = provider.send(&email()).await;
+    // Permanent: retrying cannot make the server offer it; the configuration must change.
+    assert_failed(&outcome, false);
+    let Delivery::Failed { reason, .. } = &outcome else {
+        unreachable!()
+    };
+    assert_eq!(
+        reason,
+        "smtp: the server does not offer STARTTLS, which tls=starttls requires"
+    );
+    // The credentials and the message never went out in clear.
+    assert_eq!(fake.commands(), ["EHLO example.com", "QUIT"]);
     assert!(fake.messages().is_empty());
+}
+
+/// The fake's conversation must carry the whole email: the subject and both parts.
+#[track_caller]
+fn assert_rendered(fake: &SmtpFake) {
+    let messages = fake.messages();
+    assert_eq!(messages.len(), 1);
+    for needle in [
+        "Subject: Hello Ada",
+        "Content-Type: multipart/alternative",
+        "Your code is 4711.",
+        "<p>Your code is <b>4711</b>.</p>",
+    ] {
+        assert!(
+            messages[0].contains(needle),
+            "{needle} missing from:\n{}",
+            messages[0]
+        );
+    }
+}
+
+#[tokio::test]
+async fn starttls_upgrades_then_authenticates_and_sends_encrypted() {
+    let cert = TestCert::new();
+    let fake = SmtpFake::start(Script {
+        tls: FakeTls::Starttls(cert.server.clone()),
+        ..Script::default()
+    })
+    .await;
+    let mut config = config(fake.port);
+    config.tls = SmtpTls::Starttls;
+    config.ca_pem = Some(cert.pem.clone());
+    config.username = Some("mailer".into());
+    config.password = Some(Secret::new("hunter2"));
+    let provider = SmtpProvider::new(config).unwrap();
+    assert_eq!(
+        provider.send(&email()).await,
+        Delivery::Sent {
+            provider_id: Some("FAKE42".into())
+        }
+    );
+    let commands = fake.commands();
+    let verbs: Vec<&str> = commands
+        .iter()
+        .map(|c| c.split([' ', ':']).next().unwrap())
+        .collect();
+    assert_eq!(
+        verbs,
+        ["EHLO", "STARTTLS", "EHLO", "AUTH", "MAIL", "RCPT", "DATA", "QUIT"],
+        "{commands:?}"
+    );
+    // Everything after STARTTLS went over TLS: a new EHLO, then the credentials and the mail.
+    let secured = fake.commands_in_tls();
+    assert_eq!(secured, commands[2..], "{commands:?}");
+    assert_eq!(secured[0], "EHLO example.com");
+    assert!(secured.contains(&"MAIL FROM:<herald@example.com>".to_owned()));
+    assert!(secured.contains(&"RCPT TO:<ada@example.com>".to_owned()));
+    use base64::Engine;
+    let auth = secured[1].trim_start_matches("AUTH PLAIN ").trim();
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(auth)
+        .unwrap();
+    assert_eq!(decoded, b"\0mailer\0hunter2");
+    assert_rendered(&fake);
+}
+
+#[tokio::test]
+async fn implicit_tls_is_encrypted_from_the_first_byte() {
+    let cert = TestCert::new();
+    let fake = SmtpFake::start(Script {
+        tls: FakeTls::Implicit(cert.server.clone()),
+        ..Script::default()
+    })
+    .await;
+    let mut config = config(fake.port);
+    config.tls = SmtpTls::Tls;
+    config.ca_pem = Some(cert.pem.clone());
+    let provider = SmtpProvider::new(config).unwrap();
+    assert_eq!(
+        provider.send(&email()).await,
+        Delivery::Sent {
+            provider_id: Some("FAKE42".into())
+        }
+    );
+    let commands = fake.commands();
+    assert_eq!(fake.commands_in_tls(), commands, "all of it encrypted");
+    assert_eq!(commands[0], "EHLO example.com");
+    assert!(!commands.iter().any(|c| c == "STARTTLS"), "{commands:?}");
+    assert!(commands.contains(&"MAIL FROM:<herald@example.com>".to_owned()));
+    assert!(commands.contains(&"RCPT TO:<ada@example.com>".to_owned()));
+    assert_eq!(commands.last().unwrap(), "QUIT");
+    assert_rendered(&fake);
+}
+
+#[tokio::test]
+async fn a_certificate_nobody_vouches_for_is_refused_before_anything_is_sent() {
+    let cert = TestCert::new();
+    let stranger = TestCert::new();
+    for (tls, trusted) in [
+        (SmtpTls::Tls, None),
+        (SmtpTls::Tls, Some(stranger.pem.clone())),
+        (SmtpTls::Starttls, None),
+        (SmtpTls::Starttls, Some(stranger.pem.clone())),
+    ] {
+        let fake_tls = match tls {
+            SmtpTls::Tls => FakeTls::Implicit(cert.server.clone()),
+            _ => FakeTls::Starttls(cert.server.clone()),
+        };
+        let fake = SmtpFake::start(Script {
+            tls: fake_tls,
+            ..Script::default()
+        })
+        .await;
+        let mut config = config(fake.port);
+        config.tls = tls;
+        config.ca_pem = trusted.clone();
+        config.username = Some("mailer".into());
+        config.password = Some(Secret::new("hunter2"));
+        let provider = SmtpProvider::new(config).unwrap();
+        let outcome = provider.send(&email()).await;
+        let at = format!("{tls:?} trusting {}", trusted.is_some());
+        // Not delivered, and retried as network trouble is (the server's certificate may be
+        // fixed): the reason says what went wrong.
+        let Delivery::Retry { reason, .. } = &outcome else {
+            panic!("{at}: {outcome:?}")
+        };
+        assert!(reason.contains("certificate"), "{at}: {reason}");
+        assert!(fake.commands_in_tls().is_empty(), "{at}");
+        let clear: &[&str] = match tls {
+            SmtpTls::Tls => &[],
+            _ => &["EHLO example.com", "STARTTLS"],
+        };
+        assert_eq!(
+            fake.commands(),
+            clear,
+            "{at}: nothing more, in clear or not"
+        );
+        assert!(fake.messages().is_empty(), "{at}");
+    }
+}
+
+#[test]
+fn ca_pem_must_hold_certificates_and_needs_tls() {
+    let cert = TestCert::new();
+    let with = |tls: SmtpTls, pem: &str| {
+        let mut c = config(25);
+        c.tls = tls;
+        c.ca_pem = Some(pem.to_owned());
+        SmtpProvider::new(c)
+    };
+    assert!(with(SmtpTls::Starttls, &cert.pem).is_ok());
+    // Two certificates in one PEM are fine.
+    let both = format!("{}{}", cert.pem, TestCert::new().pem);
+    assert!(with(SmtpTls::Tls, &both).is_ok());
+    let garbled =
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n";
+    let too_big = "x".repeat(herald_channels::smtp::MAX_CA_PEM_BYTES + 1);
+    for (tls, pem, says) in [
+        (
+            SmtpTls::Tls,
+            "not pem at all",
+            "at least one PEM certificate",
+        ),
+        (SmtpTls::Tls, garbled, "cannot be a root"),
+        (SmtpTls::Tls, too_big.as_str(), "at most 64 KiB"),
+        (
+            SmtpTls::None,
+            cert.pem.as_str(),
+            "only with tls starttls or tls",
+        ),
+    ] {
+        let Err(e) = with(tls, pem) else {
+            panic!("{tls:?} {pem:.40} accepted")
+        };
+        assert_eq!(e.field, "ca_pem", "{e}");
+        assert!(e.rule.contains(says), "{e}");
+    }
 }

@@ -1,8 +1,9 @@
 //! Triggers (`POST /trigger/`) and track events (`/event/`, `/v2/event/`): one code path. For
 //! each recipient: resolve the profile (inline data upserted unless transient), plan the channels
 //! ([`crate::dispatch::plan`]), render what is sent, and record every message — queued with its
-//! content, or skipped with its reason — in one [`MessageStore::enqueue`], so a trigger that is
-//! acknowledged is committed, and a repeated `$idempotency_key` answers as the first did.
+//! content, waiting with its content (a `first_success` fallback), or skipped with its reason —
+//! in one [`MessageStore::enqueue`], so a trigger that is acknowledged is committed, and a
+//! repeated `$idempotency_key` answers as the first did.
 
 use super::links::{LinkDays, Links};
 use super::{profiles, Ctx, Error};
@@ -127,7 +128,11 @@ pub async fn trigger(
         let vars =
             crate::template::variables_with_actor(&profile, actor.as_ref(), &link.url, &data)
                 .map_err(at_recipient)?;
-        let jobs = plan.now.iter().map(|s| (s.channel, vars.clone())).collect();
+        // Under `first_success` the fallbacks are rendered now too and recorded waiting, each
+        // for the one before it: the switch to the next channel is then the store's, in the
+        // transaction that records the failure.
+        let sends: Vec<_> = plan.now.iter().chain(&plan.fallbacks).collect();
+        let jobs = sends.iter().map(|s| (s.channel, vars.clone())).collect();
         let rendered = d.render.render(workflow.clone(), jobs).await?;
         let origin = |channel: Channel| MessageOrigin {
             id: new_id("msg"),
@@ -139,19 +144,31 @@ pub async fn trigger(
             trigger_id: format!("{id}.{i}"),
             idempotency_key: request.idempotency_key.clone(),
         };
-        for (send, content) in plan.now.iter().zip(rendered) {
+        let mut previous: Option<Message> = None;
+        for (n, (send, content)) in sends.iter().zip(rendered).enumerate() {
             // Templates were checked when saved; what fails here is a render limit.
             let content = content.map_err(at_recipient)?;
+            let origin = origin(send.channel);
+            let identity = send.identity.clone();
+            let (message, waits_for) = match &previous {
+                Some(before) if n >= plan.now.len() => (
+                    Message::waiting(origin, identity, before, ctx.now),
+                    Some(before.id.clone()),
+                ),
+                _ => (Message::queued(origin, identity, ctx.now), None),
+            };
+            previous = Some(message.clone());
             messages.push(NewMessage {
-                message: Message::queued(origin(send.channel), send.identity.clone(), ctx.now),
+                message,
                 content: Some(content),
+                waits_for,
             });
         }
-        // Fallbacks (`first_success`) are not recorded yet: the worker starts them on failure.
         for (channel, reason) in &plan.skipped {
             messages.push(NewMessage {
                 message: Message::skipped(origin(*channel), *reason, ctx.now),
                 content: None,
+                waits_for: None,
             });
         }
     }

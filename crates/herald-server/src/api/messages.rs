@@ -103,14 +103,14 @@ fn parse_status(raw: &str) -> Result<MessageStatus, ApiError> {
         other => MessageStatus::from_name(other).ok_or_else(|| {
             ApiError::bad_request(
                 "status",
-                format!("'{raw}' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"),
+                format!("'{raw}' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"),
             )
         }),
     }
 }
 
 /// Sets a filter that takes one value; the same value repeated is fine, two different ones are
-/// not (yet) supported and say so.
+/// not (yet) supported and say so (`recipient_id` takes several).
 fn once<T: PartialEq>(slot: &mut Option<T>, field: &str, value: T) -> Result<(), ApiError> {
     match slot {
         Some(existing) if *existing != value => Err(ApiError::bad_request(
@@ -142,7 +142,9 @@ fn parse_query(uri: &Uri) -> Result<(MessageQuery, Option<i64>), ApiError> {
             "recipient_id" | "distinct_id" => {
                 let id = DistinctId::parse(&v)
                     .map_err(|e| ApiError::bad_request("recipient_id", e.rule))?;
-                once(&mut q.distinct_id, "recipient_id", id)?
+                if !q.distinct_ids.contains(&id) {
+                    q.distinct_ids.push(id);
+                }
             }
             "status" => once(&mut q.status, "status", parse_status(&v)?)?,
             "channel" => {
@@ -164,6 +166,16 @@ fn parse_query(uri: &Uri) -> Result<(MessageQuery, Option<i64>), ApiError> {
             _ => {}
         }
     }
+    if q.distinct_ids.len() > MessageQuery::MAX_RECIPIENTS {
+        return Err(ApiError::bad_request(
+            "recipient_id",
+            format!(
+                "takes at most {} distinct values per request, got {}",
+                MessageQuery::MAX_RECIPIENTS,
+                q.distinct_ids.len()
+            ),
+        ));
+    }
     q.before = after;
     Ok((q, after))
 }
@@ -174,11 +186,11 @@ fn parse_query(uri: &Uri) -> Result<(MessageQuery, Option<i64>), ApiError> {
     operation_id = "listMessages",
     tag = "messages",
     summary = "The notification log, newest first",
-    description = "Messages of the caller's environment. Filters combine (AND); each takes one value (a repeated one must repeat the same value). `recipient_id[]` and the other bracketed names are accepted with or without the brackets.",
+    description = "Messages of the caller's environment. Filters combine (AND). `recipient_id` may repeat, up to 100 distinct ids: messages to any of them (OR). Every other filter takes one value (a repeated one must repeat the same value). `recipient_id[]` and the other bracketed names are accepted with or without the brackets.",
     params(crate::api::messages::MessageListQuery),
     responses(
         (status = 200, description = "A page of messages.", body = crate::api::messages::MessageList),
-        (status = 400, description = "A parameter that does not parse: limit, after, status, channel, a time, a recipient_id; or two different values of one filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "detail": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "field": "status", "error": {"type": "validation_error", "message": "status: 'done' is not one of queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"}}))
+        (status = 400, description = "A parameter that does not parse: limit, after, status, channel, a time, a recipient_id; more than 100 distinct recipient_id values; or two different values of another filter.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "detail": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)", "field": "status", "error": {"type": "validation_error", "message": "status: 'done' is not one of waiting, queued, sent, delivered, failed, skipped (or triggered, delivery_failed)"}}))
     )
 )]
 pub async fn list_messages(
@@ -271,9 +283,10 @@ pub struct MessageListQuery {
     limit: Option<i64>,
     /// The meta.after of the previous page: older messages.
     after: Option<String>,
-    /// Messages to this distinct_id (`recipient_id[]` also accepted).
-    recipient_id: Option<String>,
-    /// queued, sent, delivered, failed, skipped; SuprSend's triggered and delivery_failed too.
+    /// Messages to these distinct_ids: repeat the parameter (`recipient_id=a&recipient_id=b`, or `recipient_id[]=…`), up to 100 distinct ids, any of which matches.
+    #[param(style = Form, explode, max_items = 100)]
+    recipient_id: Option<Vec<String>>,
+    /// waiting, queued, sent, delivered, failed, skipped; SuprSend's triggered and delivery_failed too.
     status: Option<String>,
     /// A channel: email, sms, whatsapp, slack, ms_teams, discord, inbox, ...
     channel: Option<String>,
@@ -327,7 +340,7 @@ pub struct MessageListMeta {
 #[allow(dead_code)]
 pub struct MessageBody {
     message_id: String,
-    /// queued, sent, delivered, failed or skipped.
+    /// waiting (a `first_success` fallback: sent only if the channel before it fails for good), queued, sent, delivered, failed or skipped.
     status: String,
     channel: String,
     category: Option<String>,
@@ -343,7 +356,7 @@ pub struct MessageBody {
     channel_identity: Option<Value>,
     /// The provider's id for the message, once sent.
     provider_id: Option<String>,
-    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, …), or the last failure or retry reason.
+    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed), what a waiting fallback waits for, or the last failure or retry reason.
     reason: Option<String>,
     /// The reason, when the message failed.
     failure_reason: Option<String>,

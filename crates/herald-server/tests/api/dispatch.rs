@@ -10,7 +10,7 @@ use herald_channels::discord::{DiscordConfig, DiscordProvider};
 use herald_channels::http::{Http, OutboundConfig};
 use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{Content, Directory, Provider};
-use herald_core::message::{Message, MessageOrigin};
+use herald_core::message::{Message, MessageOrigin, SkipReason};
 use herald_core::store::{NewMessage, StoreError};
 use herald_core::{DistinctId, Env, EnvScope};
 use herald_server::worker;
@@ -148,6 +148,7 @@ async fn enqueue(app: &TestApp, env: Env, id: &str, channel: Channel) -> String 
     let message = NewMessage {
         message: Message::queued(origin, identity, Utc::now()),
         content: Some(content),
+        waits_for: None,
     };
     app.store
         .enqueue(EnvScope::operator(env), vec![message], None)
@@ -361,10 +362,115 @@ async fn the_log_refuses_bad_filters_naming_them() {
         ("limit=0", "limit"),
         ("after=x", "after"),
         ("created_at_gte=yesterday", "created_at_gte"),
-        ("recipient_id=a&recipient_id=b", "recipient_id"),
+        ("channel=email&channel=sms", "channel"),
+        ("recipient_id=a&recipient_id=%00", "recipient_id"),
     ] {
         app.call("GET", &format!("/v1/message/?{query}"), None)
             .await
             .expect_error(400, Some(field));
     }
+}
+
+/// Records a skipped message to `user` on `channel` in `env` (no provider involved).
+async fn skipped(app: &TestApp, env: Env, id: &str, user: &str, channel: Channel) {
+    let origin = MessageOrigin {
+        id: id.into(),
+        env,
+        workflow: "welcome".into(),
+        category: None,
+        distinct_id: DistinctId::parse(user).unwrap(),
+        channel,
+        trigger_id: format!("t-{id}"),
+        idempotency_key: None,
+    };
+    let message = NewMessage {
+        message: Message::skipped(origin, SkipReason::NoIdentity, Utc::now()),
+        content: None,
+        waits_for: None,
+    };
+    app.store
+        .enqueue(EnvScope::operator(env), vec![message], None)
+        .await
+        .expect("enqueued");
+}
+
+#[tokio::test]
+async fn the_log_lists_several_recipients_at_once() {
+    let (app, _fake) = spawn(&[]).await;
+    for (id, user, channel) in [
+        ("s1", "ada", Channel::Email),
+        ("s2", "bob", Channel::Sms),
+        ("s3", "cy", Channel::Email),
+        ("s4", "ada", Channel::Sms),
+        ("s5", "bob", Channel::Email),
+    ] {
+        skipped(&app, Env::Test, id, user, channel).await;
+    }
+    skipped(&app, Env::Live, "l1", "bob", Channel::Email).await;
+    let ids = |page: &Value| -> Vec<String> {
+        page["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["message_id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let list = |env: Env, query: &'static str| {
+        let app = &app;
+        async move {
+            app.call_in(env, "GET", &format!("/v1/message/?{query}"), None)
+                .await
+                .expect(200)
+        }
+    };
+    // The SDK's form (brackets percent-encoded), any of the ids, newest first.
+    let both = list(Env::Test, "recipient_id%5B%5D=ada&recipient_id%5B%5D=bob").await;
+    assert_eq!(ids(&both), ["s5", "s4", "s2", "s1"], "{both}");
+    // AND with the other filters; a repeated id counts once; no brackets works too.
+    let sms = list(
+        Env::Test,
+        "recipient_id=ada&recipient_id=bob&recipient_id=ada&channel=sms",
+    )
+    .await;
+    assert_eq!(ids(&sms), ["s4", "s2"], "{sms}");
+    // Paging through several recipients visits each message once.
+    let first = list(Env::Test, "recipient_id=cy&recipient_id=bob&limit=2").await;
+    assert_eq!(ids(&first), ["s5", "s3"]);
+    let after = first["meta"]["after"].as_str().unwrap().to_owned();
+    let rest = app
+        .call(
+            "GET",
+            &format!("/v1/message/?recipient_id=cy&recipient_id=bob&limit=2&after={after}"),
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(ids(&rest), ["s2"]);
+    // Never another environment's.
+    let live = list(Env::Live, "recipient_id=ada&recipient_id=bob").await;
+    assert_eq!(ids(&live), ["l1"]);
+
+    // Up to 100 distinct ids; the same id repeated is one.
+    let hundred: Vec<String> = (0..99)
+        .map(|i| format!("recipient_id=u{i}"))
+        .chain(["recipient_id=bob".to_owned()])
+        .collect();
+    let page = app
+        .call("GET", &format!("/v1/message/?{}", hundred.join("&")), None)
+        .await
+        .expect(200);
+    assert_eq!(ids(&page), ["s5", "s2"]);
+    let repeated = vec!["recipient_id=ada"; 150].join("&");
+    app.call("GET", &format!("/v1/message/?{repeated}"), None)
+        .await
+        .expect(200);
+    let too_many = format!("{}&recipient_id=ada", hundred.join("&"));
+    let refused = app
+        .call("GET", &format!("/v1/message/?{too_many}"), None)
+        .await
+        .expect_error(400, Some("recipient_id"));
+    assert!(
+        refused["message"].as_str().unwrap().contains("at most 100"),
+        "{refused}"
+    );
 }

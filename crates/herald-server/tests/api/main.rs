@@ -8,6 +8,7 @@ mod dispatch;
 mod end_to_end;
 mod envs;
 mod events;
+mod fallbacks;
 mod hardening_edge;
 mod hardening_input;
 mod hardening_store;

@@ -170,6 +170,21 @@ async fn bad_fields_and_wrong_kinds_are_named() {
     )
     .await
     .expect_error(400, Some("base_url"));
+    // Extra SMTP roots must be certificates, and only go with TLS.
+    for (tls, pem) in [
+        ("starttls", "not a certificate"),
+        (
+            "none",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ),
+    ] {
+        let mut body = smtp();
+        body["tls"] = json!(tls);
+        body["ca_pem"] = json!(pem);
+        app.call("PUT", "/v1/provider/email/", Some(body))
+            .await
+            .expect_error(400, Some("ca_pem"));
+    }
     // Nothing was stored.
     let list = app.call("GET", "/v1/provider/", None).await.expect(200);
     assert_eq!(list["meta"]["count"], 0);

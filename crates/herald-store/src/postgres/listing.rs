@@ -13,7 +13,7 @@ use herald_core::store::StoreError;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
+pub(crate) fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
     sql.args
         .iter()
         .map(|a| -> Box<dyn ToSql + Sync + Send> {
@@ -26,7 +26,7 @@ fn params(sql: &Sql) -> Vec<Box<dyn ToSql + Sync + Send>> {
         .collect()
 }
 
-async fn run(client: &impl GenericClient, sql: &Sql) -> Result<Vec<Row>, StoreError> {
+pub(super) async fn run(client: &impl GenericClient, sql: &Sql) -> Result<Vec<Row>, StoreError> {
     let owned = params(sql);
     let refs: Vec<&(dyn ToSql + Sync)> = owned
         .iter()

@@ -3,13 +3,14 @@
 //! locks its entry and applies only while its claim is the current one.
 
 use super::{db, pg, Attempt, PostgresStore};
+use crate::query::Dialect;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
-use herald_core::message::Message;
+use herald_core::message::{Message, MessageStatus};
 use herald_core::profile::micros;
 use herald_core::store::{
     Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
@@ -21,7 +22,8 @@ use tokio_postgres::types::Json;
 /// Leases up to `$3` entries due at `$1` until `$2`; each row as [`sql::ENTRY_COLUMNS`], with the
 /// time it was due before the lease and its new claim token.
 const CLAIM_DUE: &str = "WITH due AS (SELECT message_id, due_at AS was_due FROM outbox \
-     WHERE due_at <= $1 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     WHERE due_at <= $1 AND waits_for IS NULL ORDER BY due_at LIMIT $3 \
+     FOR UPDATE SKIP LOCKED) \
      UPDATE outbox o SET due_at = $2, claim = o.claim + 1 FROM due \
      WHERE o.message_id = due.message_id \
      RETURNING o.message_id, o.env, o.attempt, due.was_due, o.content, o.identity, o.claim";
@@ -57,6 +59,75 @@ async fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Attempt
     }
 }
 
+async fn update_message(
+    tx: &Transaction<'_>,
+    message: &Message,
+    now: DateTime<Utc>,
+) -> Result<(), Attempt> {
+    tx.execute(
+        pg(sql::UPDATE_MESSAGE).as_ref(),
+        &[
+            &message.id,
+            &message.status.as_str(),
+            &message.reason,
+            &message.provider_id,
+            &Json(&message.history),
+            &i64::from(message.attempts),
+            &micros(now),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn message_by_id(tx: &Transaction<'_>, id: &str) -> Result<Option<Message>, Attempt> {
+    let row = tx
+        .query_opt(pg(sql::MESSAGE_BY_ID).as_ref(), &[&id])
+        .await?;
+    Ok(row.as_ref().map(rows::message).transpose()?.map(|(_, m)| m))
+}
+
+/// Moves the fallbacks waiting for `completed` on ([`Message::follow`]): the next one is due at
+/// `now` when `completed` failed for good; when it was sent, each one after it in the chain is
+/// skipped and its entry deleted. Runs in the completion's transaction. (A waiting entry is
+/// never claimed, so only this completion, holding `completed`'s entry, moves it.)
+async fn follow_chain(
+    tx: &Transaction<'_>,
+    completed: &Message,
+    now: DateTime<Utc>,
+) -> Result<(), Attempt> {
+    let mut previous = completed.clone();
+    loop {
+        let waiter = tx
+            .query_opt(pg(sql::WAITER).as_ref(), &[&previous.id])
+            .await?
+            .map(|row| row.get::<_, String>(0));
+        let Some(id) = waiter else {
+            return Ok(());
+        };
+        let Some(mut next) = message_by_id(tx, &id).await? else {
+            return Ok(());
+        };
+        match next.follow(&previous, now) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(message = %next.id, error = %e, "a fallback entry's message is not waiting; left as it is");
+                return Ok(());
+            }
+        }
+        update_message(tx, &next, now).await?;
+        if next.status == MessageStatus::Queued {
+            tx.execute(pg(sql::WAKE_ENTRY).as_ref(), &[&next.id, &micros(now)])
+                .await?;
+            return Ok(());
+        }
+        tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&next.id])
+            .await?;
+        previous = next;
+    }
+}
+
 /// What a stored trigger key says about this enqueue: `None` if the key is new.
 async fn key_enqueued(
     tx: &Transaction<'_>,
@@ -89,6 +160,7 @@ async fn enqueue(
             return Ok(outcome);
         }
     }
+    NewMessage::check_chains(messages).map_err(StoreError::internal)?;
     let mut ids = Vec::with_capacity(messages.len());
     for new in messages {
         let entry = new.entry(env).map_err(StoreError::internal)?;
@@ -101,9 +173,14 @@ async fn enqueue(
                     &e.message_id,
                     &env.as_str(),
                     &i64::from(e.attempt),
-                    &micros(e.due_at),
+                    &if new.waits_for.is_some() {
+                        sql::WAITING_DUE
+                    } else {
+                        micros(e.due_at)
+                    },
                     &Json(&e.content),
                     &Json(&e.identity),
+                    &new.waits_for,
                 ],
             )
             .await?;
@@ -149,35 +226,23 @@ async fn complete(
     if current != Some(claim.token) {
         return Ok(Completion::Stale);
     }
-    let row = tx
-        .query_opt(pg(sql::MESSAGE_BY_ID).as_ref(), &[&id])
-        .await?;
-    let Some((_, mut message)) = row.as_ref().map(rows::message).transpose()? else {
+    let Some(mut message) = message_by_id(tx, id).await? else {
         return Ok(Completion::Stale);
     };
     let Ok(retry_at) = message.settle(outcome, now, next_due) else {
         return Ok(Completion::Stale);
     };
-    tx.execute(
-        pg(sql::UPDATE_MESSAGE).as_ref(),
-        &[
-            &message.id,
-            &message.status.as_str(),
-            &message.reason,
-            &message.provider_id,
-            &Json(&message.history),
-            &i64::from(message.attempts),
-            &micros(now),
-        ],
-    )
-    .await?;
+    update_message(tx, &message, now).await?;
     match retry_at {
         Some(due) => {
             tx.execute(pg(sql::RETRY_ENTRY).as_ref(), &[&id, &micros(due)])
-                .await?
+                .await?;
         }
-        None => tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id]).await?,
-    };
+        None => {
+            tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id]).await?;
+            follow_chain(tx, &message, now).await?;
+        }
+    }
     Ok(Completion::Recorded {
         message: Box::new(message),
         retry_at,
@@ -288,36 +353,16 @@ impl MessageStore for PostgresStore {
         scope: EnvScope,
         query: &MessageQuery,
     ) -> Result<MessagePage, StoreError> {
-        let q = query.clone();
+        let sql = crate::query::message_page(Dialect::Postgres, scope.env(), query);
+        let limit = query.limit;
         self.listing(scope.env(), move |tx| {
             Box::pin(async move {
-                let stmt = tx
-                    .prepare_cached(&pg(sql::MESSAGE_PAGE))
-                    .await
-                    .map_err(db)?;
-                let found = tx
-                    .query(
-                        &stmt,
-                        &[
-                            &scope.env().as_str(),
-                            &q.before.unwrap_or(i64::MAX),
-                            &q.distinct_id.as_ref().map(|d| d.as_str()),
-                            &q.status.map(|s| s.as_str()),
-                            &q.channel.map(|c| c.as_str()),
-                            &q.workflow,
-                            &q.category,
-                            &q.created_after.map(micros),
-                            &q.created_before.map(micros),
-                            &((q.limit + 1) as i64),
-                        ],
-                    )
-                    .await
-                    .map_err(db)?;
+                let found = super::listing::run(tx, &sql).await?;
                 let found = found
                     .iter()
                     .map(rows::message)
                     .collect::<Result<Vec<_>, _>>()?;
-                Ok(rows::message_page(found, q.limit))
+                Ok(rows::message_page(found, limit))
             })
         })
         .await

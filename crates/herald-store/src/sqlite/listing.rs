@@ -13,7 +13,7 @@ use herald_core::store::StoreError;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{params, Connection};
 
-fn args(sql: &Sql) -> rusqlite::ParamsFromIter<Vec<SqlValue>> {
+pub(crate) fn args(sql: &Sql) -> rusqlite::ParamsFromIter<Vec<SqlValue>> {
     rusqlite::params_from_iter(
         sql.args
             .iter()

@@ -3,12 +3,13 @@
 //! without row locks.
 
 use super::{execute, json, query, query_opt, value, SqliteStore};
+use crate::query::Dialect;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
-use herald_core::message::Message;
+use herald_core::message::{Message, MessageStatus};
 use herald_core::profile::micros;
 use herald_core::store::{
     Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
@@ -66,6 +67,51 @@ fn message_by_id(conn: &Connection, id: &str) -> Result<Option<Message>, StoreEr
     query_opt(conn, sql::MESSAGE_BY_ID, [id], |r| rows::message(r)).map(|m| m.map(|(_, m)| m))
 }
 
+/// Moves the fallbacks waiting for `completed` on ([`Message::follow`]): the next one is due at
+/// `now` when `completed` failed for good; when it was sent, each one after it in the chain is
+/// skipped and its entry deleted. Runs in the completion's transaction.
+fn follow_chain(
+    conn: &Connection,
+    completed: &Message,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let mut previous = completed.clone();
+    loop {
+        let waiter: Option<String> = value(conn, sql::WAITER, [previous.id.as_str()])?;
+        let Some(mut next) = waiter
+            .map(|id| message_by_id(conn, &id))
+            .transpose()?
+            .flatten()
+        else {
+            return Ok(());
+        };
+        match next.follow(&previous, now) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => {
+                tracing::warn!(message = %next.id, error = %e, "a fallback entry's message is not waiting; left as it is");
+                return Ok(());
+            }
+        }
+        update_message(conn, &next, now)?;
+        if next.status == MessageStatus::Queued {
+            execute(conn, sql::WAKE_ENTRY, params![next.id, micros(now)])?;
+            return Ok(());
+        }
+        execute(conn, sql::DELETE_ENTRY, [next.id.as_str()])?;
+        previous = next;
+    }
+}
+
+/// The `due_at` an entry is written with: never due while it waits.
+fn entry_due(new: &NewMessage, due: DateTime<Utc>) -> i64 {
+    if new.waits_for.is_some() {
+        sql::WAITING_DUE
+    } else {
+        micros(due)
+    }
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
@@ -100,6 +146,7 @@ impl MessageStore for SqliteStore {
                         return Ok(EnqueueOutcome::AlreadyEnqueued { message_ids });
                     }
                 }
+                NewMessage::check_chains(&messages).map_err(StoreError::internal)?;
                 let mut ids = Vec::with_capacity(messages.len());
                 for new in &messages {
                     let entry = new.entry(env).map_err(StoreError::internal)?;
@@ -112,9 +159,10 @@ impl MessageStore for SqliteStore {
                                 e.message_id,
                                 env.as_str(),
                                 e.attempt,
-                                micros(e.due_at),
+                                entry_due(new, e.due_at),
                                 json(&e.content),
-                                json(&e.identity)
+                                json(&e.identity),
+                                new.waits_for
                             ],
                         )?;
                     }
@@ -155,7 +203,8 @@ impl MessageStore for SqliteStore {
     ) -> Result<Vec<Claim>, StoreError> {
         let lease_until = now + lease;
         let select = format!(
-            "SELECT {} FROM outbox WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+            "SELECT {} FROM outbox WHERE due_at <= ?1 AND waits_for IS NULL \
+             ORDER BY due_at LIMIT ?2",
             sql::ENTRY_COLUMNS
         );
         self.writer
@@ -205,9 +254,14 @@ impl MessageStore for SqliteStore {
                 };
                 update_message(conn, &message, now)?;
                 match retry_at {
-                    Some(due) => execute(conn, sql::RETRY_ENTRY, params![id, micros(due)])?,
-                    None => execute(conn, sql::DELETE_ENTRY, [id])?,
-                };
+                    Some(due) => {
+                        execute(conn, sql::RETRY_ENTRY, params![id, micros(due)])?;
+                    }
+                    None => {
+                        execute(conn, sql::DELETE_ENTRY, [id])?;
+                        follow_chain(conn, &message, now)?;
+                    }
+                }
                 Ok(Completion::Recorded {
                     message: Box::new(message),
                     retry_at,
@@ -256,27 +310,14 @@ impl MessageStore for SqliteStore {
         scope: EnvScope,
         query: &MessageQuery,
     ) -> Result<MessagePage, StoreError> {
-        let q = query.clone();
+        let sql = crate::query::message_page(Dialect::Sqlite, scope.env(), query);
+        let limit = query.limit;
         self.readers
             .read_listing(scope.env(), move |conn| {
-                let found = super::query(
-                    conn,
-                    sql::MESSAGE_PAGE,
-                    params![
-                        scope.env().as_str(),
-                        q.before.unwrap_or(i64::MAX),
-                        q.distinct_id.as_ref().map(|d| d.as_str()),
-                        q.status.map(|s| s.as_str()),
-                        q.channel.map(|c| c.as_str()),
-                        q.workflow,
-                        q.category,
-                        q.created_after.map(micros),
-                        q.created_before.map(micros),
-                        (q.limit + 1) as i64
-                    ],
-                    |r| rows::message(r),
-                )?;
-                Ok(rows::message_page(found, q.limit))
+                let found = super::query(conn, &sql.text, super::listing::args(&sql), |r| {
+                    rows::message(r)
+                })?;
+                Ok(rows::message_page(found, limit))
             })
             .await
     }

@@ -6,7 +6,7 @@ mod categories;
 mod credentials;
 mod history;
 mod index;
-mod listing;
+pub(crate) mod listing;
 mod messages;
 mod migrate;
 mod pool;

@@ -52,6 +52,7 @@ fn queued_at(env: Env, msg: &str, user: &str, at: DateTime<Utc>) -> NewMessage {
             html: None,
             text: Some(format!("message {msg}")),
         }),
+        waits_for: None,
     }
 }
 
@@ -67,6 +68,7 @@ fn skipped(env: Env, msg: &str, user: &str, channel: Channel, workflow: &str) ->
             truncate(Utc::now()),
         ),
         content: None,
+        waits_for: None,
     }
 }
 
@@ -483,7 +485,7 @@ async fn listings_filter_page_newest_first_and_stay_in_their_env() {
             ["test-5", "test-4", "test-3", "test-2", "test-1"]
         );
         let by_user = MessageQuery {
-            distinct_id: Some(id("ada")),
+            distinct_ids: vec![id("ada")],
             ..q(10)
         };
         assert_eq!(
@@ -492,6 +494,34 @@ async fn listings_filter_page_newest_first_and_stay_in_their_env() {
             "{}",
             b.name
         );
+        // Several users: any of them (a user with no messages changes nothing), and the other
+        // filters still apply to each.
+        let by_users = MessageQuery {
+            distinct_ids: vec![id("bob"), id("nobody"), id("ada")],
+            ..q(10)
+        };
+        assert_eq!(
+            ids(by_users.clone()).await,
+            ["test-5", "test-4", "test-3", "test-2", "test-1"],
+            "{}",
+            b.name
+        );
+        let queued_of_both = MessageQuery {
+            status: Some(MessageStatus::Queued),
+            before: Some(i64::MAX),
+            ..by_users
+        };
+        assert_eq!(
+            ids(queued_of_both).await,
+            ["test-5", "test-3", "test-1"],
+            "{}",
+            b.name
+        );
+        let only_bob = MessageQuery {
+            distinct_ids: vec![id("bob"), id("cy")],
+            ..q(10)
+        };
+        assert_eq!(ids(only_bob).await, ["test-4", "test-3"], "{}", b.name);
         let by_status = MessageQuery {
             status: Some(MessageStatus::Skipped),
             ..q(10)
@@ -598,5 +628,194 @@ async fn deleting_a_user_erases_their_messages_and_outbox_entries() {
             .await
             .unwrap()
             .is_some());
+    }
+}
+
+fn sms(user: &str) -> Identity {
+    let _ = user;
+    Identity::parse(Channel::Sms, &json!("+14155550100"), &Default::default()).unwrap()
+}
+
+/// A `first_success` chain for `user`: an email sent now (`{p}1`), then an SMS (`{p}2`)
+/// waiting for it, then another email (`{p}3`) waiting for the SMS.
+fn chain(env: Env, p: &str, user: &str) -> Vec<NewMessage> {
+    let first = queued(env, &format!("{p}1"), user);
+    let at = first.message.created_at;
+    let second = NewMessage {
+        message: Message::waiting(
+            origin(env, &format!("{p}2"), user, Channel::Sms, "welcome"),
+            sms(user),
+            &first.message,
+            at,
+        ),
+        content: Some(Content::Sms {
+            text: format!("sms to {user}"),
+        }),
+        waits_for: Some(first.message.id.clone()),
+    };
+    let third = NewMessage {
+        message: Message::waiting(
+            origin(env, &format!("{p}3"), user, Channel::Email, "welcome"),
+            email(user),
+            &second.message,
+            at,
+        ),
+        content: Some(Content::Email {
+            subject: "again".into(),
+            html: None,
+            text: Some("third".into()),
+        }),
+        waits_for: Some(second.message.id.clone()),
+    };
+    vec![first, second, third]
+}
+
+async fn stored(s: &dyn Store, env: Env, id: &str) -> Message {
+    s.get_message(scope(env), id).await.unwrap().unwrap()
+}
+
+fn ids(claims: &[Claim]) -> Vec<&str> {
+    claims.iter().map(|c| c.entry.message_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn a_fallback_waits_unclaimed_until_the_message_before_it_fails_for_good() {
+    use MessageStatus::*;
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let batch = chain(Env::Test, "f", "ada");
+        s.enqueue(scope(Env::Test), batch.clone(), None)
+            .await
+            .unwrap();
+        // Recorded waiting, visible in the log with what it waits for; only the first is due.
+        let second = stored(s, Env::Test, "f2").await;
+        assert_eq!(second, batch[1].message, "{}", b.name);
+        assert_eq!(second.reason.as_deref(), Some("waits for f1 (email)"));
+        let t0 = truncate(Utc::now());
+        let claims = s.claim_due(t0, LEASE, 10).await.unwrap();
+        assert_eq!(ids(&claims), ["f1"], "{}", b.name);
+        // (Within the first's lease: a year later would claim it again, as a lease ran out.)
+        let within = s.claim_due(t0 + Duration::seconds(50), LEASE, 10).await;
+        assert!(within.unwrap().is_empty(), "{}: a fallback was due", b.name);
+        // A retryable failure of the first: retried later, the fallback still waits.
+        let retry = Delivery::Retry {
+            reason: "HTTP 503".into(),
+            after: None,
+        };
+        let t1 = t0 + Duration::seconds(30);
+        s.complete(&claims[0], &retry, t0, Some(t1)).await.unwrap();
+        assert_eq!(stored(s, Env::Test, "f2").await.status, Waiting);
+        let again = s.claim_due(t1, LEASE, 10).await.unwrap();
+        assert_eq!(ids(&again), ["f1"], "{}", b.name);
+        // A stale completion (a lease that ran out) moves nothing either.
+        let stale = s.complete(&claims[0], &retry, t1, None).await.unwrap();
+        assert_eq!(stale, Completion::Stale, "{}", b.name);
+        assert_eq!(stored(s, Env::Test, "f2").await.status, Waiting);
+        // The retries are spent: the first fails, and in the same completion the SMS is due.
+        s.complete(&again[0], &retry, t1, None).await.unwrap();
+        assert_eq!(stored(s, Env::Test, "f1").await.status, Failed);
+        let second = stored(s, Env::Test, "f2").await;
+        assert_eq!(statuses(&second), [Waiting, Queued], "{}", b.name);
+        assert_eq!(second.reason.as_deref(), Some("email failed"));
+        assert_eq!(stored(s, Env::Test, "f3").await.status, Waiting);
+        let next = s.claim_due(t1, LEASE, 10).await.unwrap();
+        assert_eq!(
+            ids(&next),
+            ["f2"],
+            "{}: the fallback is due at once",
+            b.name
+        );
+        assert_eq!(next[0].entry.attempt, 0);
+        assert_eq!(next[0].entry.identity, sms("ada"));
+        assert_eq!(Some(&next[0].entry.content), batch[1].content.as_ref());
+        // The SMS is sent: the last fallback is closed, never sent, and its entry gone.
+        s.complete(&next[0], &sent(), t1, None).await.unwrap();
+        let third = stored(s, Env::Test, "f3").await;
+        assert_eq!(statuses(&third), [Waiting, Skipped], "{}", b.name);
+        assert_eq!(third.reason.as_deref(), Some("sent_on_other_channel"));
+        assert!(claim_all(s).await.is_empty(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn once_a_message_is_sent_every_fallback_after_it_is_skipped() {
+    use MessageStatus::*;
+    for b in backends().await {
+        let s = b.store.as_ref();
+        s.enqueue(scope(Env::Live), chain(Env::Live, "s", "ada"), None)
+            .await
+            .unwrap();
+        // Another user's chain in the same environment is not touched.
+        s.enqueue(scope(Env::Live), chain(Env::Live, "o", "bob"), None)
+            .await
+            .unwrap();
+        let t0 = truncate(Utc::now());
+        let claims = s.claim_due(t0, LEASE, 10).await.unwrap();
+        let mine = claims.iter().find(|c| c.entry.message_id == "s1").unwrap();
+        let done = s.complete(mine, &sent(), t0, None).await.unwrap();
+        assert!(matches!(&done, Completion::Recorded { message, .. } if message.status == Sent));
+        for id in ["s2", "s3"] {
+            let m = stored(s, Env::Live, id).await;
+            assert_eq!(statuses(&m), [Waiting, Skipped], "{}: {id}", b.name);
+            assert_eq!(m.reason.as_deref(), Some("sent_on_other_channel"));
+            assert_eq!(m.attempts, 0);
+        }
+        assert_eq!(stored(s, Env::Live, "o2").await.status, Waiting);
+        // A permanent failure of bob's first message hands over to his SMS.
+        let other = claims.iter().find(|c| c.entry.message_id == "o1").unwrap();
+        let dead = Delivery::Failed {
+            reason: "550 no such user".into(),
+            identity_invalid: true,
+        };
+        s.complete(other, &dead, t0, None).await.unwrap();
+        assert_eq!(ids(&claim_all(s).await), ["o2"], "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn a_broken_fallback_chain_is_refused_and_writes_nothing() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        let mut batch = chain(Env::Test, "b", "ada");
+        // The last waits for a message that is not in the batch.
+        batch[2].waits_for = Some("elsewhere".into());
+        assert!(s.enqueue(scope(Env::Test), batch, None).await.is_err());
+        // A waiting message written before the one it waits for.
+        let mut batch = chain(Env::Test, "b", "ada");
+        batch.swap(0, 1);
+        assert!(s.enqueue(scope(Env::Test), batch, None).await.is_err());
+        for gone in ["b1", "b2", "b3"] {
+            let found = s.get_message(scope(Env::Test), gone).await.unwrap();
+            assert_eq!(found, None, "{}: {gone} written", b.name);
+        }
+        assert!(claim_all(s).await.is_empty(), "{}", b.name);
+    }
+}
+
+#[tokio::test]
+async fn erasing_a_user_erases_their_waiting_fallbacks() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        edit(s, Env::Test, "ada", json!([{"$set": {"x": 1}}]))
+            .await
+            .unwrap();
+        s.enqueue(scope(Env::Test), chain(Env::Test, "e", "ada"), None)
+            .await
+            .unwrap();
+        let claims = claim_all(s).await;
+        profiles::bulk_delete(s, &ctx(Env::Test), &[id("ada")])
+            .await
+            .unwrap();
+        // The first's late failure finds nothing to hand over to, and nothing is left.
+        let failed = Delivery::Failed {
+            reason: "x".into(),
+            identity_invalid: false,
+        };
+        let done = s.complete(&claims[0], &failed, Utc::now(), None).await;
+        assert_eq!(done.unwrap(), Completion::Stale, "{}", b.name);
+        for gone in ["e1", "e2", "e3"] {
+            assert_eq!(s.get_message(scope(Env::Test), gone).await.unwrap(), None);
+        }
+        assert!(claim_all(s).await.is_empty(), "{}", b.name);
     }
 }
