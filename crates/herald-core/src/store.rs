@@ -240,6 +240,20 @@ pub trait ProfileStore: Send + Sync {
         id: &DistinctId,
     ) -> Result<Option<Profile>, StoreError>;
 
+    /// The stored profiles among `ids`, in no particular order (missing ones are left out): one
+    /// round trip where the backend allows, for callers that resolve many users at once.
+    async fn get_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+    ) -> Result<Vec<Profile>, StoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.get_profile(scope, id).await?);
+        }
+        Ok(found)
+    }
+
     /// Up to `query.limit + 1` profiles in scan order (reversed for a `Before` page), so the caller
     /// can tell whether more exist.
     async fn list_profiles(

@@ -57,6 +57,14 @@ pub(crate) const SELECT_PROFILE: &str = concat!(
     " FROM profiles WHERE env = ?1 AND distinct_id = ?2"
 );
 
+/// The stored profiles among the ids in the array `$2` (PostgreSQL only: SQLite reads them one by
+/// one on a single connection, which costs no round trips).
+pub(crate) const SELECT_PROFILES_IN: &str = concat!(
+    "SELECT ",
+    profile_columns!(),
+    " FROM profiles WHERE env = $1 AND distinct_id = ANY($2)"
+);
+
 /// [`SELECT_PROFILE`] holding the row until commit (PostgreSQL only: SQLite's single writer
 /// already serialises edits).
 pub(crate) const SELECT_PROFILE_FOR_UPDATE: &str = concat!(

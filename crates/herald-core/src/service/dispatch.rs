@@ -13,11 +13,12 @@ use crate::error::Invalid;
 use crate::ids::DistinctId;
 use crate::message::{Message, MessageOrigin};
 use crate::profile::Profile;
-use crate::store::{EnqueueOutcome, MessageStore, NewMessage, OnceKey, Store};
+use crate::store::{EnqueueOutcome, MessageStore, NewMessage, OnceKey, Store, StoreError};
 use crate::trigger::{Recipient, TriggerRequest};
 use crate::workflow::Workflow;
 use async_trait::async_trait;
 use serde_json::{json, Map, Value};
+use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Renders one workflow's channels, each with its variables, in order. Rendering is CPU-bound
@@ -105,15 +106,31 @@ pub async fn trigger(
     // Profile upserts carry no HTTP Idempotency-Key: the trigger's key guards the messages.
     let edit_ctx = ctx.clone().with_idempotency_key(None);
     let actor = match &request.actor {
-        Some(a) => Some(resolve(d.store, &edit_ctx, a, &workflow.slug, false).await?),
+        Some(a) => Some(resolve(d.store, &edit_ctx, a, &workflow.slug, None).await?),
         None => None,
     };
     let data = Value::Object(request.data.clone());
     let id = trigger_id(env, request.idempotency_key.as_deref());
-    let mut messages = Vec::new();
+    // The stored recipients named by distinct_id alone, read in one round trip.
+    let by_id: Vec<DistinctId> = request
+        .recipients
+        .iter()
+        .filter(|r| !r.is_transient && r.upsert.is_empty())
+        .map(|r| r.distinct_id.clone())
+        .collect();
+    let stored: HashMap<DistinctId, Profile> = d
+        .store
+        .get_profiles(ctx.scope, &by_id)
+        .await?
+        .into_iter()
+        .map(|p| (p.distinct_id.clone(), p))
+        .collect();
+    // Each recipient planned, then every channel of every recipient rendered in one job.
+    let mut planned = Vec::with_capacity(request.recipients.len());
+    let mut jobs = Vec::new();
     for (i, r) in request.recipients.iter().enumerate() {
         let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
-        let profile = resolve(d.store, &edit_ctx, r, &workflow.slug, true).await?;
+        let profile = resolve(d.store, &edit_ctx, r, &workflow.slug, Some(&stored)).await?;
         let plan = crate::dispatch::plan(
             &workflow,
             &profile,
@@ -121,19 +138,27 @@ pub async fn trigger(
             r.channels.as_deref(),
             &|identity| configured.contains(&identity.channel) || carries_endpoint(identity),
         );
-        let link = d
-            .links
-            .mint(env, &profile, LinkDays::TEMPLATE, ctx.now)
-            .await?;
-        let vars =
-            crate::template::variables_with_actor(&profile, actor.as_ref(), &link.url, &data)
-                .map_err(at_recipient)?;
         // Under `first_success` the fallbacks are rendered now too and recorded waiting, each
         // for the one before it: the switch to the next channel is then the store's, in the
         // transaction that records the failure.
-        let sends: Vec<_> = plan.now.iter().chain(&plan.fallbacks).collect();
-        let jobs = sends.iter().map(|s| (s.channel, vars.clone())).collect();
-        let rendered = d.render.render(workflow.clone(), jobs).await?;
+        if !plan.now.is_empty() {
+            let link = d
+                .links
+                .mint(env, &profile, LinkDays::TEMPLATE, ctx.now)
+                .await?;
+            let vars =
+                crate::template::variables_with_actor(&profile, actor.as_ref(), &link.url, &data)
+                    .map_err(at_recipient)?;
+            for send in plan.now.iter().chain(&plan.fallbacks) {
+                jobs.push((send.channel, vars.clone()));
+            }
+        }
+        planned.push((profile, plan));
+    }
+    let mut rendered = d.render.render(workflow.clone(), jobs).await?.into_iter();
+    let mut messages = Vec::new();
+    for (i, (profile, plan)) in planned.into_iter().enumerate() {
+        let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
         let origin = |channel: Channel| MessageOrigin {
             id: new_id("msg"),
             env,
@@ -145,7 +170,10 @@ pub async fn trigger(
             idempotency_key: request.idempotency_key.clone(),
         };
         let mut previous: Option<Message> = None;
-        for (n, (send, content)) in sends.iter().zip(rendered).enumerate() {
+        for (n, send) in plan.now.iter().chain(&plan.fallbacks).enumerate() {
+            let content = rendered.next().ok_or_else(|| {
+                StoreError::internal("the renderer answered fewer jobs than sent")
+            })?;
             // Templates were checked when saved; what fails here is a render limit.
             let content = content.map_err(at_recipient)?;
             let origin = origin(send.channel);
@@ -343,15 +371,17 @@ impl TrackEvent {
 }
 
 /// The profile a recipient (or the actor) is planned and rendered against. See [`trigger`].
-/// `create_bare`: a stored recipient named by distinct_id alone is created when missing (an
-/// actor is not).
+/// `stored`: for a recipient, the stored profiles already read (see [`crate::store::ProfileStore::get_profiles`]),
+/// and a recipient named by distinct_id alone is created when missing; `None` for the actor,
+/// which is read here and never created.
 async fn resolve(
     store: &dyn Store,
     ctx: &Ctx,
     r: &Recipient,
     workflow: &str,
-    create_bare: bool,
+    stored: Option<&HashMap<DistinctId, Profile>>,
 ) -> Result<Profile, Error> {
+    let create_bare = stored.is_some();
     let inline = || -> Result<Profile, Error> {
         let bare = Profile::new(r.distinct_id.clone(), ctx.now);
         Ok(crate::ops::apply(&bare, &r.upsert)?)
@@ -360,7 +390,11 @@ async fn resolve(
         return inline();
     }
     if r.upsert.is_empty() {
-        if let Some(p) = store.get_profile(ctx.scope, &r.distinct_id).await? {
+        let found = match stored {
+            Some(stored) => stored.get(&r.distinct_id).cloned(),
+            None => store.get_profile(ctx.scope, &r.distinct_id).await?,
+        };
+        if let Some(p) = found {
             return Ok(p);
         }
         if !create_bare || r.skip_create {

@@ -8,16 +8,18 @@ use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
+use futures_util::future::{try_join, try_join_all};
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
 use herald_core::message::{Message, MessageStatus};
 use herald_core::profile::micros;
 use herald_core::store::{
     Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
-    OnceKey, StoreError,
+    OnceKey, OutboxEntry, StoreError,
 };
 use std::sync::Arc;
 use tokio_postgres::types::Json;
+use tokio_postgres::Statement;
 
 /// Leases up to `$3` entries due at `$1` until `$2`; each row as [`sql::ENTRY_COLUMNS`], with the
 /// time it was due before the lease and its new claim token.
@@ -28,11 +30,14 @@ const CLAIM_DUE: &str = "WITH due AS (SELECT message_id, due_at AS was_due FROM 
      WHERE o.message_id = due.message_id \
      RETURNING o.message_id, o.env, o.attempt, due.was_due, o.content, o.identity, o.claim";
 
-async fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Attempt> {
-    let stmt = tx.prepare_cached(&pg(sql::INSERT_MESSAGE)).await?;
+async fn insert_message(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    m: &Message,
+) -> Result<(), Attempt> {
     let inserted = tx
         .execute(
-            &stmt,
+            stmt,
             &[
                 &m.id,
                 &m.env.as_str(),
@@ -57,6 +62,33 @@ async fn insert_message(tx: &Transaction<'_>, m: &Message) -> Result<(), Attempt
     } else {
         Err(StoreError::Conflict(format!("message id {} exists", m.id)).into())
     }
+}
+
+async fn insert_entry(
+    tx: &Transaction<'_>,
+    stmt: &Statement,
+    e: &OutboxEntry,
+    waits_for: &Option<String>,
+) -> Result<(), Attempt> {
+    let due = if waits_for.is_some() {
+        sql::WAITING_DUE
+    } else {
+        micros(e.due_at)
+    };
+    tx.execute(
+        stmt,
+        &[
+            &e.message_id,
+            &e.env.as_str(),
+            &i64::from(e.attempt),
+            &due,
+            &Json(&e.content),
+            &Json(&e.identity),
+            waits_for,
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn update_message(
@@ -161,32 +193,32 @@ async fn enqueue(
         }
     }
     NewMessage::check_chains(messages).map_err(StoreError::internal)?;
-    let mut ids = Vec::with_capacity(messages.len());
+    let mut entries = Vec::new();
     for new in messages {
-        let entry = new.entry(env).map_err(StoreError::internal)?;
-        insert_message(tx, &new.message).await?;
-        if let Some(e) = entry {
-            let stmt = tx.prepare_cached(&pg(sql::INSERT_ENTRY)).await?;
-            tx.execute(
-                &stmt,
-                &[
-                    &e.message_id,
-                    &env.as_str(),
-                    &i64::from(e.attempt),
-                    &if new.waits_for.is_some() {
-                        sql::WAITING_DUE
-                    } else {
-                        micros(e.due_at)
-                    },
-                    &Json(&e.content),
-                    &Json(&e.identity),
-                    &new.waits_for,
-                ],
-            )
-            .await?;
+        if let Some(e) = new.entry(env).map_err(StoreError::internal)? {
+            entries.push((e, &new.waits_for));
         }
-        ids.push(new.message.id.clone());
     }
+    // Every insert is sent at once and answered in order on this connection (pipelining): a
+    // trigger of 100 recipients costs a few round trips, not 200.
+    let (insert_message_stmt, insert_entry_stmt) = (
+        tx.prepare_cached(&pg(sql::INSERT_MESSAGE)).await?,
+        tx.prepare_cached(&pg(sql::INSERT_ENTRY)).await?,
+    );
+    try_join(
+        try_join_all(
+            messages
+                .iter()
+                .map(|new| insert_message(tx, &insert_message_stmt, &new.message)),
+        ),
+        try_join_all(
+            entries
+                .iter()
+                .map(|(e, waits_for)| insert_entry(tx, &insert_entry_stmt, e, waits_for)),
+        ),
+    )
+    .await?;
+    let ids: Vec<String> = messages.iter().map(|new| new.message.id.clone()).collect();
     if let Some(key) = once {
         let recorded = tx
             .execute(

@@ -192,6 +192,26 @@ impl ProfileStore for PostgresStore {
             .transpose()
     }
 
+    async fn get_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+    ) -> Result<Vec<Profile>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(sql::SELECT_PROFILES_IN)
+            .await
+            .map_err(db)?;
+        let ids: Vec<&str> = ids.iter().map(DistinctId::as_str).collect();
+        client
+            .query(&stmt, &[&scope.env().as_str(), &ids])
+            .await
+            .map_err(db)?
+            .iter()
+            .map(rows::profile)
+            .collect()
+    }
+
     #[tracing::instrument(skip_all, fields(env = %scope.env(), limit = query.limit))]
     async fn list_profiles(
         &self,

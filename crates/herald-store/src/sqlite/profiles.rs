@@ -164,6 +164,23 @@ impl ProfileStore for SqliteStore {
             .await
     }
 
+    async fn get_profiles(
+        &self,
+        scope: EnvScope,
+        ids: &[DistinctId],
+    ) -> Result<Vec<Profile>, StoreError> {
+        let ids: Vec<String> = ids.iter().map(|id| id.to_string()).collect();
+        self.readers
+            .read(move |conn| {
+                let mut found = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    found.extend(select_profile(conn, scope.env(), id)?);
+                }
+                Ok(found)
+            })
+            .await
+    }
+
     #[tracing::instrument(skip_all, fields(env = %scope.env(), limit = query.limit))]
     async fn list_profiles(
         &self,

@@ -273,6 +273,41 @@ async fn refused_edits_change_nothing() {
 }
 
 #[tokio::test]
+async fn many_profiles_are_read_at_once_within_their_environment() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        for user in ["ada", "alan"] {
+            edit(s, Env::Test, user, json!([{"$set": {"name": user}}]))
+                .await
+                .unwrap();
+        }
+        edit(s, Env::Live, "grace", json!([{"$set": {"name": "grace"}}]))
+            .await
+            .unwrap();
+        let wanted = [id("ada"), id("alan"), id("grace"), id("nobody")];
+        let mut found: Vec<String> = s
+            .get_profiles(EnvScope::operator(Env::Test), &wanted)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| format!("{}={}", p.distinct_id, p.properties["name"]))
+            .collect();
+        found.sort();
+        assert_eq!(found, ["ada=\"ada\"", "alan=\"alan\""], "{}", b.name);
+        let live = s
+            .get_profiles(EnvScope::operator(Env::Live), &wanted)
+            .await
+            .unwrap();
+        assert_eq!(live.len(), 1, "{}", b.name);
+        assert!(s
+            .get_profiles(EnvScope::operator(Env::Test), &[])
+            .await
+            .unwrap()
+            .is_empty());
+    }
+}
+
+#[tokio::test]
 async fn environments_never_cross() {
     for b in backends().await {
         let s = b.store.as_ref();
