@@ -8,12 +8,14 @@ use crate::config::DispatchConfig;
 use crate::tasks::CancellationToken;
 use crate::App;
 use chrono::{DateTime, Utc};
-use herald_core::channel::{Identity, IdentityStatus};
-use herald_core::delivery::Delivery;
+use herald_core::channel::{Channel, Identity, IdentityStatus};
+use herald_core::delivery::{carries_endpoint, Delivery, Provider};
 use herald_core::history::Actor;
 use herald_core::service::{self, Ctx};
 use herald_core::store::{Claim, Completion, StoreError};
-use herald_core::EnvScope;
+use herald_core::{Env, EnvScope};
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest `Retry-After` honoured: a provider asking for more is retried after this long
@@ -70,11 +72,33 @@ pub async fn step_until(
             "shutting down: released claims"
         );
     }
+    // The provider of each (environment, channel) is looked up once per round, not per message,
+    // and before anything is sent: a failed lookup gives the whole round back.
+    let mut providers: HashMap<(Env, Channel, bool), Option<Arc<dyn Provider>>> = HashMap::new();
+    let key = |identity: &Identity| (identity.channel, carries_endpoint(identity));
+    for claim in &to_send {
+        let entry = &claim.entry;
+        let (channel, own_endpoint) = key(&entry.identity);
+        if providers.contains_key(&(entry.env, channel, own_endpoint)) {
+            continue;
+        }
+        match app.providers.provider(entry.env, &entry.identity).await {
+            Ok(provider) => {
+                providers.insert((entry.env, channel, own_endpoint), provider);
+            }
+            Err(e) => {
+                app.store.release(&to_send).await?;
+                return Err(e);
+            }
+        }
+    }
     // Each send on its own task, so slow providers wait side by side.
     let mut sends = tokio::task::JoinSet::new();
     for claim in to_send {
+        let (channel, own_endpoint) = key(&claim.entry.identity);
+        let provider = providers[&(claim.entry.env, channel, own_endpoint)].clone();
         let app = app.clone();
-        sends.spawn(async move { deliver(&app, &claim, now).await });
+        sends.spawn(async move { deliver(&app, &claim, provider, now).await });
     }
     let mut first_error = None;
     while let Some(joined) = sends.join_next().await {
@@ -94,11 +118,17 @@ pub async fn step_until(
     }
 }
 
-/// Sends one claimed entry and records the outcome.
-async fn deliver(app: &App, claim: &Claim, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Sends one claimed entry through `provider` (the directory's answer for it) and records the
+/// outcome.
+async fn deliver(
+    app: &App,
+    claim: &Claim,
+    provider: Option<Arc<dyn Provider>>,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
     let config: &DispatchConfig = &app.config.dispatch;
     let entry = &claim.entry;
-    let outcome = match app.providers.provider(entry.env, &entry.identity).await? {
+    let outcome = match provider {
         None => Delivery::Failed {
             reason: NO_PROVIDER.to_owned(),
             identity_invalid: false,
