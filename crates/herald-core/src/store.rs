@@ -676,6 +676,14 @@ pub trait InboxStore: Send + Sync {
         query: &InboxQuery,
     ) -> Result<InboxPage, StoreError>;
 
+    /// One of the user's items, by its message id.
+    async fn inbox_item(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        message_id: &str,
+    ) -> Result<Option<InboxItem>, StoreError>;
+
     async fn inbox_counts(
         &self,
         scope: EnvScope,

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod inbox;
 pub mod keys;
 pub mod metrics;
 pub mod ndjson;
@@ -29,6 +30,8 @@ pub struct App {
     pub links: Arc<herald_core::service::links::LinkKeys>,
     /// Where dispatch finds providers (see [`providers`]).
     pub providers: Arc<dyn herald_core::delivery::Directory>,
+    /// This node's live inbox streams (see [`inbox`]).
+    pub inbox: Arc<inbox::Hub>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -74,6 +77,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(directory),
+            inbox: Arc::default(),
         },
         listener,
     )
@@ -192,6 +196,7 @@ pub async fn serve_until(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let background = start_tasks(&app);
     let limits = app.config.server.clone();
+    let streams = app.inbox.clone();
     let router = api::router(app);
     let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
     let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -251,6 +256,8 @@ pub async fn serve_until(
     }
     tracing::info!("shutting down: finishing requests in flight");
     drop(listener);
+    // Live inbox streams never finish on their own: end them, so the rest can.
+    streams.close();
     graceful.shutdown().await;
     tracing::info!("requests finished; stopping background tasks");
     background.shutdown().await;
@@ -357,6 +364,7 @@ mod tests {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = listener.local_addr().expect("an address");

@@ -139,6 +139,7 @@ impl TestApp {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: providers.clone(),
+            inbox: Arc::default(),
         };
         let served = app.clone();
         let server = tokio::spawn(async move {

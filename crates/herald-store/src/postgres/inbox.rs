@@ -175,6 +175,27 @@ impl InboxStore for PostgresStore {
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn inbox_item(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        message_id: &str,
+    ) -> Result<Option<InboxItem>, StoreError> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&pg(sql::USER_INBOX_ITEM))
+            .await
+            .map_err(db)?;
+        client
+            .query_opt(&stmt, &[&scope.env().as_str(), &id.as_str(), &message_id])
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(rows::inbox_item)
+            .transpose()
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
     async fn inbox_counts(
         &self,
         scope: EnvScope,

@@ -140,6 +140,26 @@ impl InboxStore for SqliteStore {
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn inbox_item(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        message_id: &str,
+    ) -> Result<Option<InboxItem>, StoreError> {
+        let (id, message_id) = (id.clone(), message_id.to_owned());
+        self.readers
+            .read(move |conn| {
+                query_opt(
+                    conn,
+                    sql::USER_INBOX_ITEM,
+                    params![scope.env().as_str(), id.as_str(), message_id],
+                    |r| rows::inbox_item(r),
+                )
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
     async fn inbox_counts(
         &self,
         scope: EnvScope,
