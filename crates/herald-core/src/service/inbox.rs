@@ -129,3 +129,18 @@ pub async fn open(
     let secret = current_secret(store, credentials.env).await?;
     Ok(inbox::verify(&secret, credentials.env, id, subscriber_id))
 }
+
+/// For `herald copy`: gives the target each environment's inbox secret of the source, so the
+/// subscriber ids browsers hold keep working after the move. `false` if the target had a secret
+/// of its own for an environment (it keeps it).
+pub async fn copy_secrets(
+    from: &dyn CredentialStore,
+    to: &dyn CredentialStore,
+) -> Result<bool, StoreError> {
+    let mut kept = true;
+    for env in crate::Env::ALL {
+        let secret = current_secret(from, env).await?;
+        kept &= to.server_secret(&inbox::secret_name(env), &secret).await? == secret;
+    }
+    Ok(kept)
+}

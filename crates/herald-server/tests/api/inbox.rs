@@ -642,3 +642,44 @@ async fn a_stream_hears_items_delivered_by_another_node() {
         ("counts".into(), json!({"counts": counts(1, 0, 0, 0)}))
     );
 }
+
+#[tokio::test]
+async fn the_cli_prints_and_rotates_the_secret_and_subscriber_ids() {
+    let app = TestApp::spawn().await;
+    let herald = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+            .args(args)
+            .env("HERALD_DATABASE_URL", &app.config.database_url)
+            .env("HERALD_LOG_LEVEL", "warn")
+            .output()
+            .expect("herald runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let secret = app.call("GET", "/v1/inbox/secret/", None).await.expect(200);
+    assert_eq!(
+        herald(&["inbox", "secret", "--env", "test"]),
+        secret["secret"]
+    );
+    assert_eq!(
+        herald(&["inbox", "subscriber", "ada", "--env", "test"]),
+        subscriber(&app, Env::Test, "ada").await
+    );
+    let rotated = herald(&["inbox", "secret", "--env", "test", "--rotate"]);
+    assert_ne!(rotated, secret["secret"].as_str().unwrap());
+    let now = app.call("GET", "/v1/inbox/secret/", None).await.expect(200);
+    assert_eq!(
+        now["secret"],
+        rotated.as_str(),
+        "every node reads the stored secret"
+    );
+    let live = app
+        .call_in(Env::Live, "GET", "/v1/inbox/secret/", None)
+        .await
+        .expect(200);
+    assert_ne!(live["secret"], rotated.as_str(), "live's is its own");
+}

@@ -573,3 +573,36 @@ async fn deleting_or_merging_away_a_user_erases_their_inbox() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_copy_carries_the_inbox_secrets_so_subscriber_ids_keep_working() {
+    use herald_core::service::inbox as service;
+    for b in backends().await {
+        let target = herald_store::testing::Scratch::sqlite();
+        let to = herald_store::connect(&target.url, &herald_store::StoreOptions::default())
+            .await
+            .unwrap();
+        let (test, live) = (ctx(Env::Test), ctx(Env::Live));
+        let secret = service::secret(b.store.as_ref(), &test).await.unwrap();
+        assert!(service::copy_secrets(b.store.as_ref(), to.as_ref())
+            .await
+            .unwrap());
+        assert_eq!(
+            service::secret(to.as_ref(), &test).await.unwrap(),
+            secret,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            service::secret(to.as_ref(), &live).await.unwrap(),
+            service::secret(b.store.as_ref(), &live).await.unwrap(),
+            "{}",
+            b.name
+        );
+        // A target with secrets of its own keeps them, and says so.
+        service::rotate_secret(to.as_ref(), &test).await.unwrap();
+        assert!(!service::copy_secrets(b.store.as_ref(), to.as_ref())
+            .await
+            .unwrap());
+    }
+}
