@@ -538,7 +538,7 @@ pub async fn browser_mark_inbox_item(
     description = "For EventSource. First `event: counts` with `{\"counts\": {...}}`; then `event: item` with `{\"item\": {...}, \"counts\": {...}}` for each new item and `event: counts` whenever marks (from any node) change the counts; `:` comments keep an idle stream open (every inbox.keep_alive_secs). The stream ends after inbox.stream_max_secs or at shutdown, and EventSource reconnects. A user may hold inbox.max_streams_per_user streams per node (more is 429).",
     params(crate::api::inbox::WorkspacePath, crate::api::doc::UserPath),
     responses(
-        (status = 200, description = "The stream (text/event-stream).", body = String, content_type = "text/event-stream", example = "event: counts\ndata: {\"counts\":{\"total\":1,\"unseen\":1,\"unread\":1,\"archived\":0}}\n\n"),
+        (status = 200, description = "The stream: Server-Sent Events, each as InboxEvent describes.", body = crate::api::inbox::InboxEvent, content_type = "text/event-stream", example = "event: counts\ndata: {\"counts\":{\"total\":1,\"unseen\":1,\"unread\":1,\"archived\":0}}\n\n"),
         (status = 400, description = "The distinct_id in the path is empty, longer than 255 bytes or holds control characters.", body = crate::api::doc::ErrorBody),
         (status = 429, description = "Too many streams open for this user on this node (inbox.max_streams_per_user), or on the node (inbox.max_streams).", body = crate::api::doc::ErrorBody)
     )
@@ -751,6 +751,26 @@ pub struct InboxCountsBody {
     unseen: u64,
     unread: u64,
     archived: u64,
+}
+
+/// One event of the live stream: its name, and its data (JSON, as text): `{"counts": {...}}`
+/// for `counts`, `{"item": {...}, "counts": {...}}` for `item`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct InboxEvent {
+    #[schema(inline)]
+    event: InboxEventName,
+    /// JSON text: {"counts": InboxCounts}, or {"item": InboxItem, "counts": InboxCounts}.
+    #[schema(content_media_type = "application/json")]
+    data: String,
+}
+
+#[derive(ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum InboxEventName {
+    Counts,
+    Item,
 }
 
 /// A mark.
