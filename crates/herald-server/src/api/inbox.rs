@@ -281,7 +281,7 @@ pub async fn mark_user_inbox(
     tag = "inbox",
     summary = "Mark one of a user's items",
     description = "seen, read (also seen), unread, archive or unarchive the item of this message. Marking what is already so changes nothing. Live streams of the user get the new counts.",
-    params(crate::api::doc::UserPath, ("message_id" = String, Path, description = "The message the item was delivered for (its message_id).")),
+    params(crate::api::doc::UserPath, crate::api::inbox::MessagePath),
     request_body(content = crate::api::inbox::MarkBody, example = json!({"action": "read"})),
     responses(
         (status = 200, description = "The item after the mark, and the counts.", body = crate::api::inbox::MarkResult),
@@ -511,7 +511,7 @@ pub async fn browser_mark_inbox(
     tag = "inbox",
     summary = "Mark one of a user's items, from their browser",
     description = "As POST /v1/user/{distinct_id}/inbox/{message_id}/mark/.",
-    params(crate::api::inbox::WorkspacePath, crate::api::doc::UserPath, ("message_id" = String, Path, description = "The message the item was delivered for.")),
+    params(crate::api::inbox::WorkspacePath, crate::api::doc::UserPath, crate::api::inbox::MessagePath),
     request_body(content = crate::api::inbox::MarkBody, example = json!({"action": "read"})),
     responses(
         (status = 200, description = "The item after the mark, and the counts.", body = crate::api::inbox::MarkResult),
@@ -678,6 +678,20 @@ pub fn browser_router() -> OpenApiRouter<App> {
 pub struct WorkspacePath {
     /// The workspace key of the environment (hk_test_… or hk_live_…): public, it names the environment.
     workspace_key: String,
+}
+
+/// The `{message_id}` path segment of a mark.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)]
+pub struct MessagePath {
+    /// The message the item was delivered for (its message_id, as the listing shows it): 1-255 bytes, no control characters.
+    #[param(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
+    message_id: String,
 }
 
 /// Paging and filters of an inbox listing.

@@ -96,7 +96,7 @@ async fn a_triggered_inbox_message_is_delivered_rendered_and_logged_sent() {
     assert_eq!(worker::drain(&app.app).await, 1);
 
     let page = inbox(&app, Env::Test, "ada").await;
-    assert_eq!(ids(&page), [id.clone()]);
+    assert_eq!(ids(&page), [id.as_str()]);
     let item = &page["results"][0];
     assert_eq!(item["title"], "Hello ADA");
     assert_eq!(item["body"], "Your code is 314");
@@ -151,7 +151,7 @@ async fn a_triggered_inbox_message_is_delivered_rendered_and_logged_sent() {
         }
     );
     let page = inbox(&app, Env::Test, "ada").await;
-    assert_eq!(ids(&page), [id.clone()], "one item per message");
+    assert_eq!(ids(&page), [id.as_str()], "one item per message");
     assert!(page["results"][0]["read_at"].is_string(), "{page}");
     assert_eq!(page["meta"]["counts"], counts(1, 0, 0, 0));
 }
@@ -190,18 +190,18 @@ async fn marks_change_one_item_or_all_and_the_counts() {
         .call("GET", "/v1/user/ada/inbox/?read=false&archived=false", None)
         .await
         .expect(200);
-    assert_eq!(ids(&unread), [third.clone()]);
+    assert_eq!(ids(&unread), [third.as_str()]);
     let archive = app
         .call("GET", "/v1/user/ada/inbox/?archived=true", None)
         .await
         .expect(200);
-    assert_eq!(ids(&archive), [second.clone()]);
+    assert_eq!(ids(&archive), [second.as_str()]);
     // Paging: one at a time, following meta.after.
     let one = app
         .call("GET", "/v1/user/ada/inbox/?limit=1", None)
         .await
         .expect(200);
-    assert_eq!(ids(&one), [third.clone()]);
+    assert_eq!(ids(&one), [third.as_str()]);
     let after = one["meta"]["after"].as_str().unwrap();
     let two = app
         .call(
@@ -211,7 +211,7 @@ async fn marks_change_one_item_or_all_and_the_counts() {
         )
         .await
         .expect(200);
-    assert_eq!(ids(&two), [second.clone()]);
+    assert_eq!(ids(&two), [second.as_str()]);
 
     // All at once: only what changes is counted.
     let all = mark(&app, "/v1/user/ada/inbox/mark/", "read").await;
@@ -295,8 +295,14 @@ async fn test_and_live_inboxes_never_cross_and_deleting_the_user_erases_theirs()
     let test_id = trigger(&app, Env::Test, "ada", "1").await;
     let live_id = trigger(&app, Env::Live, "ada", "2").await;
     assert_eq!(worker::drain(&app.app).await, 2);
-    assert_eq!(ids(&inbox(&app, Env::Test, "ada").await), [test_id.clone()]);
-    assert_eq!(ids(&inbox(&app, Env::Live, "ada").await), [live_id.clone()]);
+    assert_eq!(
+        ids(&inbox(&app, Env::Test, "ada").await),
+        [test_id.as_str()]
+    );
+    assert_eq!(
+        ids(&inbox(&app, Env::Live, "ada").await),
+        [live_id.as_str()]
+    );
     // The test key cannot mark a live item, nor read live's secret.
     app.call(
         "POST",
@@ -378,7 +384,7 @@ async fn browsers_use_a_subscriber_id_computed_from_the_inbox_secret() {
         )
         .await;
     assert_eq!(list.status, 200, "{}", list.body);
-    assert_eq!(ids(&list.body), [id.clone()]);
+    assert_eq!(ids(&list.body), [id.as_str()]);
     let count = app
         .raw(
             "GET",
