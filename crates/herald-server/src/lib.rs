@@ -391,4 +391,61 @@ mod tests {
             .expect("no panic")
             .expect("no error");
     }
+
+    /// An open live inbox stream does not hold shutdown up: the hub ends it, then the server
+    /// stops.
+    #[tokio::test]
+    async fn shutdown_ends_open_inbox_streams() {
+        use herald_core::inbox;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let scratch = Scratch::sqlite();
+        let mut config = Config::load(None, |_| None).expect("default config");
+        config.database_url = scratch.url.clone();
+        config.tasks.dispatch = false;
+        let store = open_store(&config).await.expect("a scratch store");
+        let keys = keys::create(store.as_ref(), herald_core::Env::Test)
+            .await
+            .expect("keys");
+        let secret = store
+            .server_secret(&inbox::secret_name(herald_core::Env::Test), "s3cret")
+            .await
+            .expect("the inbox secret");
+        let ada = herald_core::DistinctId::parse("ada").unwrap();
+        let app = App {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
+        };
+        let hub = app.inbox.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_until(app, listener, async {
+            let _ = stopped.await;
+        }));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "GET /inbox/{}/ada/stream/?subscriber_id={} HTTP/1.1\r\nhost: x\r\n\r\n",
+            keys.credentials.workspace_key,
+            inbox::subscriber_id(&secret, &ada)
+        );
+        conn.write_all(request.as_bytes()).await.expect("send");
+        let mut head = vec![0u8; 4096];
+        let n = conn.read(&mut head).await.expect("the stream answers");
+        let head = String::from_utf8_lossy(&head[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(hub.streams(), 1);
+        stop.send(()).expect("the server waits for the signal");
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server stops although a stream was open")
+            .expect("no panic")
+            .expect("no error");
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest).await;
+        assert_eq!(hub.streams(), 0, "the stream was ended");
+    }
 }
