@@ -161,11 +161,14 @@ async fn marks_change_one_item_or_all_and_the_counts() {
     let app = TestApp::spawn().await;
     setup(&app, Env::Test, "ada").await;
     setup(&app, Env::Test, "bob").await;
-    let first = trigger(&app, Env::Test, "ada", "1").await;
-    let second = trigger(&app, Env::Test, "ada", "2").await;
-    let third = trigger(&app, Env::Test, "ada", "3").await;
-    let bobs = trigger(&app, Env::Test, "bob", "9").await;
-    assert_eq!(worker::drain(&app.app).await, 4);
+    // Delivered one at a time: items are listed in the order they arrived (a worker sends a
+    // batch concurrently, so one drain of several would arrive in any order).
+    let mut delivered = Vec::new();
+    for (user, code) in [("ada", "1"), ("ada", "2"), ("ada", "3"), ("bob", "9")] {
+        delivered.push(trigger(&app, Env::Test, user, code).await);
+        assert_eq!(worker::drain(&app.app).await, 1);
+    }
+    let [first, second, third, bobs] = <[String; 4]>::try_from(delivered).unwrap();
     let page = inbox(&app, Env::Test, "ada").await;
     assert_eq!(
         ids(&page),
