@@ -6,6 +6,7 @@ mod config;
 pub mod discord;
 pub mod guard;
 pub mod http;
+pub mod inbox;
 pub mod meta_whatsapp;
 pub mod slack;
 pub mod smtp;

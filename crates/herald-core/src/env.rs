@@ -42,11 +42,12 @@ impl FromStr for Env {
     }
 }
 
-/// Proof that the holder acts inside one environment. Only three kinds of code may make one, each
+/// Proof that the holder acts inside one environment. Only four kinds of code may make one, each
 /// through its own constructor so a reader (and `grep`) can see which it is: authentication, from
 /// verified credentials ([`EnvScope::authenticated`]); the operator's own processes, which name an
-/// environment explicitly ([`EnvScope::operator`]); and a verified preference link
-/// ([`crate::link::LinkSubject::scope`]). Nothing in a request body can make one.
+/// environment explicitly ([`EnvScope::operator`]); a verified preference link
+/// ([`crate::link::LinkSubject::scope`]); and a verified inbox subscriber id
+/// ([`crate::inbox::Subscriber::scope`]). Nothing in a request body can make one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvScope(Env);
 
@@ -73,6 +74,15 @@ impl crate::link::LinkSubject {
     /// The scope a preference link acts in: the environment its signed payload names. Only a
     /// subject that [`crate::link::open`] verified should be asked for it. (Defined here, beside
     /// the other constructors, so that `EnvScope` keeps its field private to this module.)
+    pub fn scope(&self) -> EnvScope {
+        EnvScope(self.env)
+    }
+}
+
+impl crate::inbox::Subscriber {
+    /// The scope a browser reading one user's inbox acts in: the environment whose inbox secret
+    /// keyed its subscriber id. Only a subscriber that [`crate::inbox::verify`] returned should be
+    /// asked for it.
     pub fn scope(&self) -> EnvScope {
         EnvScope(self.env)
     }

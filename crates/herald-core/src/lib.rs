@@ -12,6 +12,7 @@ pub mod error;
 pub mod filter;
 pub mod history;
 pub mod ids;
+pub mod inbox;
 pub mod index;
 pub mod link;
 pub mod listing;

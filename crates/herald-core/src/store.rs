@@ -9,6 +9,9 @@ use crate::error::Invalid;
 use crate::filter::Filter;
 use crate::history::HistoryEvent;
 use crate::ids::DistinctId;
+use crate::inbox::{
+    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, Mark, NewItem,
+};
 use crate::listing::{Count, ListQuery};
 use crate::message::{Message, MessageStatus};
 use crate::preference::Category;
@@ -724,6 +727,65 @@ pub trait MessageStore: Send + Sync {
     }
 }
 
+/// The in-app inbox: items the `inbox` channel delivered, their marks, and the signals that tell
+/// live streams (on any node) about changes. Every write that changes an inbox announces it on
+/// [`inbox_feed`](Self::inbox_feed) once committed.
+#[async_trait]
+pub trait InboxStore: Send + Sync {
+    /// Records `item` for the message of that id in this environment, for the message's user,
+    /// workflow and category. Idempotent by message id: a second delivery of the same message
+    /// writes nothing and answers [`Delivered::Already`].
+    async fn deliver_inbox(&self, scope: EnvScope, item: &NewItem)
+        -> Result<Delivered, StoreError>;
+
+    /// Up to `query.limit` of the user's items passing the filter, newest first.
+    async fn list_inbox(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        query: &InboxQuery,
+    ) -> Result<InboxPage, StoreError>;
+
+    /// One of the user's items, by its message id.
+    async fn inbox_item(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        message_id: &str,
+    ) -> Result<Option<InboxItem>, StoreError>;
+
+    async fn inbox_counts(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+    ) -> Result<InboxCounts, StoreError>;
+
+    /// Applies `mark` to one of the user's items: the item as stored after it, or `None` when
+    /// the user has no item for that message in this environment.
+    async fn mark_inbox_item(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        message_id: &str,
+        mark: Mark,
+        now: DateTime<Utc>,
+    ) -> Result<Option<InboxItem>, StoreError>;
+
+    /// Applies `mark` to every item of the user; how many items it changed.
+    async fn mark_inbox(
+        &self,
+        scope: EnvScope,
+        id: &DistinctId,
+        mark: Mark,
+        now: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+
+    /// The inbox signals from now on: SQLite's from this store; PostgreSQL's from every node on
+    /// the database (`LISTEN`/`NOTIFY`), listening already when this returns. Each call opens
+    /// its own feed (on PostgreSQL, a connection of its own): a node opens one and fans out.
+    async fn inbox_feed(&self) -> Result<Box<dyn InboxFeed>, StoreError>;
+}
+
 /// Everything Herald stores.
 pub trait Store:
     CredentialStore
@@ -733,6 +795,7 @@ pub trait Store:
     + WorkflowStore
     + MessageStore
     + ProviderConfigStore
+    + InboxStore
 {
 }
 impl<T> Store for T where
@@ -743,6 +806,7 @@ impl<T> Store for T where
         + WorkflowStore
         + MessageStore
         + ProviderConfigStore
+        + InboxStore
 {
 }
 

@@ -47,6 +47,11 @@ pub enum Command {
         #[command(subcommand)]
         command: LinksCommand,
     },
+    /// The in-app inbox's browser credentials.
+    Inbox {
+        #[command(subcommand)]
+        command: InboxCommand,
+    },
     /// Read and change profiles from scripts.
     User {
         #[command(subcommand)]
@@ -119,6 +124,28 @@ pub enum LinksCommand {
     },
     /// Retire every secret but the current one: links they signed stop opening.
     Retire,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InboxCommand {
+    /// Print the environment's inbox secret (created on first use), the key of every
+    /// subscriber_id: subscriber_id = hex(HMAC-SHA256(secret, distinct_id)).
+    Secret {
+        /// The environment: test or live.
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+        /// Replace it with a new one first: every subscriber_id made with the old one is refused
+        /// from the next request on (open streams end within inbox.stream_max_secs).
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// Print a user's subscriber_id, what their browser sends to /inbox/{workspace_key}/{id}/.
+    Subscriber {
+        distinct_id: String,
+        /// The environment: test or live.
+        #[arg(long, value_parser = parse_env)]
+        env: Env,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,6 +230,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Keys { command } => keys_command(&config, command).await,
         Command::Copy { to, resume } => copy_command(&config, &to, resume).await,
         Command::Links { command } => links_command(&config, command).await,
+        Command::Inbox { command } => inbox_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
         Command::Seed {
             env,
@@ -359,6 +387,14 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
     if !kept {
         eprintln!("the target had its own preference-link secret and keeps it: links sent before the move no longer open");
     }
+    let inbox_kept = herald_core::service::inbox::copy_secrets(from.as_ref(), to_store.as_ref())
+        .await
+        .map_err(|e| e.to_string())?;
+    if !inbox_kept {
+        eprintln!(
+            "the target had its own inbox secret and keeps it: browsers need new subscriber ids"
+        );
+    }
     Ok(())
 }
 
@@ -442,6 +478,31 @@ async fn import_command(
         )),
         n => Err(format!("{n} lines were refused (listed above)")),
     }
+}
+
+async fn inbox_command(config: &Config, command: InboxCommand) -> Result<(), String> {
+    use herald_core::service::inbox;
+    let store = open_store(config).await?;
+    let ctx = |env| Ctx::new(EnvScope::operator(env), Actor::cli(), Utc::now());
+    match command {
+        InboxCommand::Secret { env, rotate } => {
+            let secret = if rotate {
+                inbox::rotate_secret(store.as_ref(), &ctx(env)).await
+            } else {
+                inbox::secret(store.as_ref(), &ctx(env)).await
+            }
+            .map_err(|e| e.to_string())?;
+            println!("{secret}");
+        }
+        InboxCommand::Subscriber { distinct_id, env } => {
+            let id = DistinctId::parse(&distinct_id).map_err(|e| e.to_string())?;
+            let secret = inbox::secret(store.as_ref(), &ctx(env))
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("{}", herald_core::inbox::subscriber_id(&secret, &id));
+        }
+    }
+    Ok(())
 }
 
 async fn links_command(config: &Config, command: LinksCommand) -> Result<(), String> {

@@ -22,6 +22,8 @@ pub struct Config {
     /// Every provider call: the address guard for user-supplied URLs, timeout, answer size.
     pub outbound: herald_channels::OutboundConfig,
     pub dispatch: DispatchConfig,
+    /// The live inbox streams of this node.
+    pub inbox: InboxConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -111,6 +113,20 @@ pub struct DispatchConfig {
     pub poll_interval_ms: u64,
 }
 
+/// Live inbox streams (Server-Sent Events) on this node (see [`crate::inbox`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InboxConfig {
+    /// Seconds between keep-alive comments on an idle stream.
+    pub keep_alive_secs: u64,
+    /// Longest one stream stays open; the browser's EventSource then reconnects.
+    pub stream_max_secs: u64,
+    /// Streams one user may hold open on this node at once.
+    pub max_streams_per_user: usize,
+    /// Streams this node holds open at once.
+    pub max_streams: usize,
+}
+
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
@@ -167,6 +183,13 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "HERALD_DISPATCH_POLL_INTERVAL_MS",
         "dispatch.poll_interval_ms",
     ),
+    ("HERALD_INBOX_KEEP_ALIVE_SECS", "inbox.keep_alive_secs"),
+    ("HERALD_INBOX_STREAM_MAX_SECS", "inbox.stream_max_secs"),
+    (
+        "HERALD_INBOX_MAX_STREAMS_PER_USER",
+        "inbox.max_streams_per_user",
+    ),
+    ("HERALD_INBOX_MAX_STREAMS", "inbox.max_streams"),
 ];
 
 impl Config {

@@ -4,6 +4,7 @@
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod inbox;
 pub mod keys;
 pub mod metrics;
 pub mod ndjson;
@@ -29,6 +30,8 @@ pub struct App {
     pub links: Arc<herald_core::service::links::LinkKeys>,
     /// Where dispatch finds providers (see [`providers`]).
     pub providers: Arc<dyn herald_core::delivery::Directory>,
+    /// This node's live inbox streams (see [`inbox`]).
+    pub inbox: Arc<inbox::Hub>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -74,6 +77,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(directory),
+            inbox: Arc::default(),
         },
         listener,
     )
@@ -192,6 +196,7 @@ pub async fn serve_until(
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     let background = start_tasks(&app);
     let limits = app.config.server.clone();
+    let streams = app.inbox.clone();
     let router = api::router(app);
     let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
     let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
@@ -251,6 +256,8 @@ pub async fn serve_until(
     }
     tracing::info!("shutting down: finishing requests in flight");
     drop(listener);
+    // Live inbox streams never finish on their own: end them, so the rest can.
+    streams.close();
     graceful.shutdown().await;
     tracing::info!("requests finished; stopping background tasks");
     background.shutdown().await;
@@ -357,6 +364,7 @@ mod tests {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = listener.local_addr().expect("an address");
@@ -382,5 +390,62 @@ mod tests {
             .expect("the server stops")
             .expect("no panic")
             .expect("no error");
+    }
+
+    /// An open live inbox stream does not hold shutdown up: the hub ends it, then the server
+    /// stops.
+    #[tokio::test]
+    async fn shutdown_ends_open_inbox_streams() {
+        use herald_core::inbox;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let scratch = Scratch::sqlite();
+        let mut config = Config::load(None, |_| None).expect("default config");
+        config.database_url = scratch.url.clone();
+        config.tasks.dispatch = false;
+        let store = open_store(&config).await.expect("a scratch store");
+        let keys = keys::create(store.as_ref(), herald_core::Env::Test)
+            .await
+            .expect("keys");
+        let secret = store
+            .server_secret(&inbox::secret_name(herald_core::Env::Test), "s3cret")
+            .await
+            .expect("the inbox secret");
+        let ada = herald_core::DistinctId::parse("ada").unwrap();
+        let app = App {
+            store,
+            config: Arc::new(config),
+            metrics: Arc::default(),
+            links: Arc::default(),
+            providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
+        };
+        let hub = app.inbox.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("an address");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve_until(app, listener, async {
+            let _ = stopped.await;
+        }));
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let request = format!(
+            "GET /inbox/{}/ada/stream/?subscriber_id={} HTTP/1.1\r\nhost: x\r\n\r\n",
+            keys.credentials.workspace_key,
+            inbox::subscriber_id(&secret, &ada)
+        );
+        conn.write_all(request.as_bytes()).await.expect("send");
+        let mut head = vec![0u8; 4096];
+        let n = conn.read(&mut head).await.expect("the stream answers");
+        let head = String::from_utf8_lossy(&head[..n]).to_string();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert_eq!(hub.streams(), 1);
+        stop.send(()).expect("the server waits for the signal");
+        tokio::time::timeout(std::time::Duration::from_secs(10), server)
+            .await
+            .expect("the server stops although a stream was open")
+            .expect("no panic")
+            .expect("no error");
+        let mut rest = Vec::new();
+        let _ = conn.read_to_end(&mut rest).await;
+        assert_eq!(hub.streams(), 0, "the stream was ended");
     }
 }

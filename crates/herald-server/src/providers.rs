@@ -7,6 +7,7 @@
 //! keeping one the caller cannot see).
 
 use async_trait::async_trait;
+use herald_channels::inbox::InboxProvider;
 use herald_channels::{Http, OutboundConfig, ProviderConfig};
 use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{carries_endpoint, Directory, Provider};
@@ -124,8 +125,11 @@ pub struct Stored {
     built: Mutex<HashMap<(Env, Channel), Built>>,
     /// For identities that carry their own endpoint when their channel has no config: the
     /// providers that need none (Slack, Discord and Teams webhooks; Slack identities with their
-    /// own token). The inbox is delivered by Herald itself, not through a provider: `None` here.
+    /// own token).
     endpoint_only: HashMap<Channel, Arc<dyn Provider>>,
+    /// The inbox, which Herald delivers itself into the store: the provider of every inbox
+    /// identity (the inbox channel takes no configuration).
+    inbox: Arc<dyn Provider>,
 }
 
 impl Stored {
@@ -142,6 +146,7 @@ impl Stored {
             endpoint_only.insert(channel, provider);
         }
         Ok(Stored {
+            inbox: Arc::new(InboxProvider::new(store.clone())),
             store,
             http,
             built: Mutex::default(),
@@ -185,6 +190,9 @@ impl Directory for Stored {
         env: Env,
         identity: &Identity,
     ) -> Result<Option<Arc<dyn Provider>>, StoreError> {
+        if identity.channel == Channel::Inbox {
+            return Ok(Some(self.inbox.clone()));
+        }
         let stored = self
             .store
             .get_provider_config(EnvScope::operator(env), identity.channel)

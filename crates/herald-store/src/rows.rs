@@ -7,6 +7,7 @@ use herald_core::credentials::Credentials;
 use herald_core::erasure;
 use herald_core::history::{Action, HistoryEvent};
 use herald_core::ids::DistinctId;
+use herald_core::inbox::{InboxCounts, InboxItem};
 use herald_core::message::{Message, MessageStatus};
 use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
@@ -23,6 +24,8 @@ pub(crate) trait Columns {
     fn opt_text(&self, i: usize) -> Result<Option<String>, String>;
     /// Any integer column, widened.
     fn int(&self, i: usize) -> Result<i64, String>;
+    /// A nullable integer column (`BIGINT` on PostgreSQL).
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, String>;
     fn flag(&self, i: usize) -> Result<bool, String>;
     /// A JSON document (text on SQLite, `JSONB` on PostgreSQL).
     fn json<T: DeserializeOwned>(&self, i: usize) -> Result<T, String>;
@@ -200,4 +203,40 @@ pub(crate) fn message_page(mut found: Vec<(i64, Message)>, limit: usize) -> Mess
         next: found.last().filter(|_| more).map(|(seq, _)| *seq),
         messages: found.into_iter().map(|(_, m)| m).collect(),
     }
+}
+
+/// An inbox item from the columns of [`crate::sql`]'s inbox selects.
+pub(crate) fn inbox_item(row: &impl Columns) -> Result<InboxItem, StoreError> {
+    let bad = unreadable("inbox item");
+    let time = |i: usize| -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        let stamp: Option<i64> = row.opt_int(i).map_err(&bad)?;
+        Ok(stamp.map(from_micros))
+    };
+    let distinct_id = row.text(2).map_err(&bad)?;
+    Ok(InboxItem {
+        seq: row.int(0).map_err(&bad)?,
+        message_id: row.text(1).map_err(&bad)?,
+        distinct_id: DistinctId::parse(&distinct_id).map_err(|e| bad(e.to_string()))?,
+        workflow: row.text(3).map_err(&bad)?,
+        category: row.opt_text(4).map_err(&bad)?,
+        title: row.text(5).map_err(&bad)?,
+        body: row.text(6).map_err(&bad)?,
+        action_url: row.opt_text(7).map_err(&bad)?,
+        created_at: from_micros(row.int(8).map_err(&bad)?),
+        seen_at: time(9)?,
+        read_at: time(10)?,
+        archived_at: time(11)?,
+    })
+}
+
+/// Counts from the columns of [`crate::sql::INBOX_COUNTS`].
+pub(crate) fn inbox_counts(row: &impl Columns) -> Result<InboxCounts, StoreError> {
+    let bad = unreadable("inbox count");
+    let n = |i: usize| row.int(i).map(|n| n.max(0) as u64).map_err(&bad);
+    Ok(InboxCounts {
+        total: n(0)?,
+        unseen: n(1)?,
+        unread: n(2)?,
+        archived: n(3)?,
+    })
 }

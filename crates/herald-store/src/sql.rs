@@ -100,6 +100,7 @@ pub(crate) const ERASE_USER: &[&str] = &[
     "DELETE FROM profiles WHERE env = ?1 AND distinct_id = ?2",
     // Its history, and an earlier tombstone of the same id.
     "DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)",
+    "DELETE FROM inbox_items WHERE env = ?1 AND distinct_id = ?2",
 ];
 
 // ---- migration 8: re-filing legacy tombstones, repairing index rows (see `crate::migrate`) ----
@@ -331,6 +332,66 @@ pub(crate) const RECORD_TRIGGER_KEY: &str = "INSERT INTO trigger_keys \
      ON CONFLICT DO NOTHING";
 pub(crate) const PURGE_TRIGGER_KEYS: &str = "DELETE FROM trigger_keys WHERE created_at < ?1";
 
+// ---- the in-app inbox ----
+
+/// The columns an inbox item is read from, in the order [`crate::rows::inbox_item`] reads them.
+macro_rules! inbox_columns {
+    () => {
+        "seq, message_id, distinct_id, workflow, category, title, body, action_url, created_at, \
+         seen_at, read_at, archived_at"
+    };
+}
+
+/// The item of message `?2` of env `?1`, for the message's user, workflow and category; a
+/// message already delivered keeps its item (0 rows), and so does a message that does not exist.
+/// Arguments: env, message id, title, body, action_url, created_at.
+pub(crate) const INSERT_INBOX_ITEM: &str = "INSERT INTO inbox_items (message_id, env, \
+     distinct_id, workflow, category, title, body, action_url, created_at) \
+     SELECT id, env, distinct_id, workflow, category, CAST(?3 AS TEXT), CAST(?4 AS TEXT), \
+     CAST(?5 AS TEXT), CAST(?6 AS BIGINT) FROM messages \
+     WHERE env = ?1 AND id = ?2 ON CONFLICT (message_id) DO NOTHING";
+pub(crate) const INBOX_ITEM: &str = concat!(
+    "SELECT ",
+    inbox_columns!(),
+    " FROM inbox_items WHERE env = ?1 AND message_id = ?2"
+);
+/// One user's item by message id (`?3`).
+pub(crate) const USER_INBOX_ITEM: &str = concat!(
+    "SELECT ",
+    inbox_columns!(),
+    " FROM inbox_items WHERE env = ?1 AND distinct_id = ?2 AND message_id = ?3"
+);
+/// A page of user `?2`'s items of env `?1` below cursor `?3`, newest first, up to `?7`; each
+/// filter (`?4` seen, `?5` read, `?6` archived: whether the mark is set) applies when not null,
+/// as `herald_core::inbox::InboxFilter::matches` says.
+pub(crate) const INBOX_PAGE: &str = concat!(
+    "SELECT ",
+    inbox_columns!(),
+    " FROM inbox_items WHERE env = ?1 AND distinct_id = ?2 AND seq < ?3 \
+     AND (CAST(?4 AS BOOLEAN) IS NULL OR (seen_at IS NOT NULL) = CAST(?4 AS BOOLEAN)) \
+     AND (CAST(?5 AS BOOLEAN) IS NULL OR (read_at IS NOT NULL) = CAST(?5 AS BOOLEAN)) \
+     AND (CAST(?6 AS BOOLEAN) IS NULL OR (archived_at IS NOT NULL) = CAST(?6 AS BOOLEAN)) \
+     ORDER BY seq DESC LIMIT ?7"
+);
+/// User `?2`'s counts (`herald_core::inbox::InboxCounts`): total, unseen, unread, archived.
+pub(crate) const INBOX_COUNTS: &str = "SELECT CAST(COUNT(*) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN seen_at IS NULL AND archived_at IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN read_at IS NULL AND archived_at IS NULL THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN archived_at IS NOT NULL THEN 1 ELSE 0 END), 0) AS BIGINT) \
+     FROM inbox_items WHERE env = ?1 AND distinct_id = ?2";
+/// Applies a mark's `herald_core::inbox::Effect` to user `?2`'s items of env `?1` (only the
+/// item of message `?7` when it is not null), at time `?6`: `?3`, `?4`, `?5` are the
+/// `Stamp::code`s for seen, read and archived (0 keep, 1 set unless set, 2 clear). Only items it
+/// changes are written, so the row count is what changed.
+pub(crate) const MARK_INBOX: &str = "UPDATE inbox_items SET \
+     seen_at = CASE CAST(?3 AS BIGINT) WHEN 1 THEN COALESCE(seen_at, ?6) WHEN 2 THEN NULL ELSE seen_at END, \
+     read_at = CASE CAST(?4 AS BIGINT) WHEN 1 THEN COALESCE(read_at, ?6) WHEN 2 THEN NULL ELSE read_at END, \
+     archived_at = CASE CAST(?5 AS BIGINT) WHEN 1 THEN COALESCE(archived_at, ?6) WHEN 2 THEN NULL ELSE archived_at END \
+     WHERE env = ?1 AND distinct_id = ?2 AND (CAST(?7 AS TEXT) IS NULL OR message_id = ?7) \
+     AND ((CAST(?3 AS BIGINT) = 1 AND seen_at IS NULL) OR (CAST(?3 AS BIGINT) = 2 AND seen_at IS NOT NULL) \
+     OR (CAST(?4 AS BIGINT) = 1 AND read_at IS NULL) OR (CAST(?4 AS BIGINT) = 2 AND read_at IS NOT NULL) \
+     OR (CAST(?5 AS BIGINT) = 1 AND archived_at IS NULL) OR (CAST(?5 AS BIGINT) = 2 AND archived_at IS NOT NULL))";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,6 +408,9 @@ mod tests {
         assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
         assert_eq!(arity(ERASE_USER[0]), 2);
         assert_eq!(arity(ERASE_USER[3]), 3);
+        assert_eq!(arity(ERASE_USER[4]), 2);
+        assert_eq!(arity(MARK_INBOX), 7);
+        assert_eq!(arity(INBOX_PAGE), 7);
         assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
         assert_eq!(arity(PROFILE_ID_RANGE), 0);
     }

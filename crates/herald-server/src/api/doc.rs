@@ -15,7 +15,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 #[openapi(
     info(
         title = "Herald",
-        description = "Herald keeps user profiles (general properties, validated channel identities, custom properties, history, preferences) and speaks SuprSend's public wire API, so the official SuprSend SDKs work against it when their base_url points here. Human reference: docs/api.md.\n\n- **Paths**: written with the trailing slash the SDKs send; every path also works without it (and /healthz etc. with one).\n- **Environments**: the credentials pick test or live; nothing crosses between them.\n- **Auth**: every /v1/... and /event/ request carries a bearer API key, or a SuprSend HMAC signature (Authorization: <workspace_key>:<signature> plus a Date header). /healthz, /readyz, /metrics, /openapi.json and /preferences/{token} are public.\n- **Errors**: every JSON failure is the Error envelope. A path that does not exist is 404 (`no such endpoint`) and a method a path does not take is 405 (`method_not_allowed`), both before authentication. A request body over limits.max_body_bytes (default 2 MiB) is 413, also before authentication.\n- **Bodies**: JSON; the Content-Type header is not checked (it is only part of what is signed).",
+        description = "Herald keeps user profiles (general properties, validated channel identities, custom properties, history, preferences) and speaks SuprSend's public wire API, so the official SuprSend SDKs work against it when their base_url points here. Human reference: docs/api.md.\n\n- **Paths**: written with the trailing slash the SDKs send; every path also works without it (and /healthz etc. with one).\n- **Environments**: the credentials pick test or live; nothing crosses between them.\n- **Auth**: every /v1/... and /event/ request carries a bearer API key, or a SuprSend HMAC signature (Authorization: <workspace_key>:<signature> plus a Date header). /healthz, /readyz, /metrics, /openapi.json and /preferences/{token} are public; /inbox/{workspace_key}/{distinct_id}/... take the user's subscriber_id instead (the subscriber scheme).\n- **Errors**: every JSON failure is the Error envelope. A path that does not exist is 404 (`no such endpoint`) and a method a path does not take is 405 (`method_not_allowed`), both before authentication. A request body over limits.max_body_bytes (default 2 MiB) is 413, also before authentication.\n- **Bodies**: JSON; the Content-Type header is not checked (it is only part of what is signed).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080", description = "The default listen address.")),
@@ -26,6 +26,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "preferences", description = "Categories and users' choices (SuprSend preferences API), hosted page."),
         (name = "templates", description = "Template preview."),
         (name = "workflows", description = "What a trigger or a track event sends: templates per channel, policy, events (Herald's addition)."),
+        (name = "inbox", description = "The in-app inbox: items the inbox channel delivered, marks, counts, and the browser endpoints (subscriber_id instead of a key) with a live stream (Herald's addition)."),
         (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
     ),
     components(
@@ -98,6 +99,7 @@ pub enum ErrorCode {
     PayloadTooLarge,
     MethodNotAllowed,
     ServiceUnavailable,
+    TooManyRequests,
     InternalError,
 }
 
@@ -113,6 +115,7 @@ pub enum ErrorType {
     PayloadTooLarge,
     MethodNotAllowed,
     ServiceUnavailable,
+    TooManyRequests,
     InternalError,
 }
 
@@ -216,6 +219,13 @@ impl Modify for Security {
                 "Required with `signature`: RFC 1123 (Sat, 28 Nov 2026 15:21:34 GMT) or RFC 3339 (2026-11-28T15:21:34.000Z), within auth.max_clock_skew_secs (default 900 s) of the server clock, either way.",
             ))),
         );
+        components.add_security_scheme(
+            "subscriber",
+            SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::with_description(
+                "subscriber_id",
+                "The browser endpoints of the inbox (/inbox/{workspace_key}/{distinct_id}/...): subscriber_id = lower-case hex of HMAC-SHA256 keyed with the environment's inbox secret (GET /v1/inbox/secret/, as UTF-8) over the distinct_id (UTF-8), e.g. printf %s \"$DISTINCT_ID\" | openssl dgst -sha256 -hmac \"$INBOX_SECRET\". GET /v1/user/{distinct_id}/inbox/subscriber/ computes it. Test vector: secret key, distinct_id The quick brown fox jumps over the lazy dog -> f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8.",
+            ))),
+        );
         doc.security = Some(vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),
             SecurityRequirement::new("signature", Vec::<String>::new())
@@ -260,6 +270,19 @@ pub fn secured(doc: &mut Document) {
 /// document writes that form (every path works both ways, see [`super::normalize`]).
 pub fn sdk_path(route: &str) -> String {
     format!("{}/", route.replace("{id}", "{distinct_id}"))
+}
+
+/// The inbox's browser operations: outside the auth layer, authenticated by the user's
+/// subscriber_id (the `subscriber` scheme), refused like the others (401, 413, 500, 503), with
+/// their paths written as the key holders' are.
+pub fn subscriber(doc: &mut Document) {
+    for op in operations(doc) {
+        op.security = Some(vec![SecurityRequirement::new(
+            "subscriber",
+            Vec::<String>::new(),
+        )]);
+    }
+    secured(doc);
 }
 
 /// The operations outside the auth layer need no credentials.

@@ -121,6 +121,7 @@ impl ApiError {
             "payload_too_large" => "PayloadTooLarge",
             "method_not_allowed" => "MethodNotAllowed",
             "service_unavailable" => "ServiceUnavailable",
+            "too_many_requests" => "TooManyRequests",
             _ => "InternalError",
         }
     }
@@ -316,6 +317,7 @@ mod tests {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
         };
         let log = Captured::default();
         let writer = log.clone();

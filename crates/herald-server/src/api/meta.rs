@@ -342,6 +342,8 @@ mod tests {
             .replace("{slug}", "news")
             .replace("{category}", "news")
             .replace("{token}", "not-a-token")
+            .replace("{workspace_key}", "hk_probe")
+            .replace("{message_id}", "msg_probe")
     }
 
     /// Sends every documented operation, as documented and with the other trailing-slash form, to
@@ -359,6 +361,7 @@ mod tests {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
+            inbox: Arc::default(),
         };
         let doc = doc();
         let ops = documented(&doc);

@@ -5,6 +5,7 @@ pub mod doc;
 pub mod error;
 mod events;
 pub mod hosted;
+mod inbox;
 mod messages;
 mod meta;
 pub(crate) mod preferences;
@@ -78,17 +79,24 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .merge(providers::router())
         .merge(messages::router())
         .merge(trigger::router())
+        .merge(inbox::router())
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())
         .merge(meta::router())
         .split_for_parts();
+    // Outside the auth layer, but not open: a browser proves itself with its subscriber_id.
+    let (browser, mut subscribers) = OpenApiRouter::new()
+        .merge(inbox::browser_router())
+        .split_for_parts();
     doc::secured(&mut secured);
     doc::public(&mut open);
+    doc::subscriber(&mut subscribers);
     let mut document = doc::ApiDoc::openapi();
     document.merge(secured);
     document.merge(open);
-    (authenticated, public, document)
+    document.merge(subscribers);
+    (authenticated, public.merge(browser), document)
 }
 
 /// Runs before routing: remembers the raw target for signature checks, then drops a trailing

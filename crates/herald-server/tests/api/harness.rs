@@ -139,6 +139,7 @@ impl TestApp {
             metrics: Arc::default(),
             links: Arc::default(),
             providers: providers.clone(),
+            inbox: Arc::default(),
         };
         let served = app.clone();
         let server = tokio::spawn(async move {
@@ -167,6 +168,25 @@ impl TestApp {
         let _ = self.server.await;
         let directory = self.custom_directory.clone();
         Self::start(self.config, self.scratch, self.test, self.live, directory).await
+    }
+
+    /// A second node on the same database (its own store, directory and server), as another
+    /// Herald process would be; both keep running.
+    pub async fn another_node(&self) -> TestApp {
+        let directory = self.custom_directory.clone();
+        Self::start(
+            self.config.clone(),
+            self.scratch.clone(),
+            self.test.clone(),
+            self.live.clone(),
+            directory,
+        )
+        .await
+    }
+
+    /// Whether the run is on PostgreSQL (`HERALD_TEST_BACKEND=postgres`).
+    pub fn is_postgres(&self) -> bool {
+        self.scratch.is_postgres()
     }
 
     pub fn keys(&self, env: Env) -> &Keys {

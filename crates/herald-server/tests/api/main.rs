@@ -14,6 +14,7 @@ mod hardening_input;
 mod hardening_store;
 mod harness;
 mod history;
+mod inbox;
 mod limits;
 mod ndjson;
 mod preferences;

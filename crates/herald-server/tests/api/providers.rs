@@ -342,7 +342,7 @@ async fn the_directory_builds_the_stored_provider_and_it_reaches_the_fake() {
     assert_eq!(seen[0].0, "/api/webhooks/123/tok-abc?wait=true");
     assert_eq!(seen[0].1["content"], "Hello Ada");
     // Live has no config: a webhook identity still has the provider that needs none (which
-    // would send to the real Discord); email and the inbox have none.
+    // would send to the real Discord); email has none.
     assert!(app
         .providers
         .configured(Env::Live)
@@ -362,13 +362,10 @@ async fn the_directory_builds_the_stored_provider_and_it_reaches_the_fake() {
         .await
         .unwrap()
         .is_none());
+    // The inbox is Herald's own: always its provider, configured or not.
     let inbox = identity(Channel::Inbox, json!("ada"));
-    assert!(app
-        .providers
-        .provider(Env::Test, &inbox)
-        .await
-        .unwrap()
-        .is_none());
+    let own = app.providers.provider(Env::Test, &inbox).await.unwrap();
+    assert_eq!(own.map(|p| p.channel()), Some(Channel::Inbox));
     // A deleted config is seen by the next lookup.
     app.call("DELETE", "/v1/provider/discord/", None)
         .await

@@ -6,6 +6,7 @@
 mod categories;
 mod credentials;
 mod history;
+mod inbox;
 mod index;
 pub(crate) mod listing;
 mod messages;
@@ -32,6 +33,8 @@ const MAX_ATTEMPTS: usize = 20;
 
 pub struct PostgresStore {
     pool: Pool,
+    /// For connections outside the pool (the inbox feed's `LISTEN`).
+    config: tokio_postgres::Config,
     /// Listings per environment (see [`EnvSlots`]).
     listing: EnvSlots,
     statement_timeout: std::time::Duration,
@@ -63,7 +66,7 @@ impl PostgresStore {
             .parse()
             .map_err(|e| StoreError::unavailable_from("bad PostgreSQL URL", e))?;
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -76,6 +79,7 @@ impl PostgresStore {
             .map_err(|e| StoreError::unavailable_from("PostgreSQL pool", e))?;
         Ok(PostgresStore {
             pool,
+            config,
             listing: EnvSlots::new(options.pool_size.max(1)),
             statement_timeout: options.statement_timeout,
         })
@@ -217,6 +221,10 @@ impl Columns for Row {
             _ => self.try_get::<_, i64>(i),
         }
         .map_err(|e| e.to_string())
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, String> {
+        self.try_get(i).map_err(|e| e.to_string())
     }
 
     fn flag(&self, i: usize) -> Result<bool, String> {

@@ -5,6 +5,7 @@
 mod categories;
 mod credentials;
 mod history;
+mod inbox;
 mod index;
 pub(crate) mod listing;
 mod messages;
@@ -31,6 +32,8 @@ pub(crate) use migrate::MIGRATIONS;
 pub struct SqliteStore {
     writer: Writer,
     readers: Readers,
+    /// Inbox signals of this store's committed writes (see [`inbox`]).
+    inbox: tokio::sync::broadcast::Sender<herald_core::inbox::InboxSignal>,
 }
 
 impl SqliteStore {
@@ -58,6 +61,7 @@ impl SqliteStore {
             Ok(SqliteStore {
                 writer: Writer::start(conn),
                 readers: Readers::new(readers, statement_timeout),
+                inbox: tokio::sync::broadcast::channel(inbox::SIGNALS_BUFFERED).0,
             })
         })
         .await
@@ -75,6 +79,10 @@ impl Columns for Row<'_> {
     }
 
     fn int(&self, i: usize) -> Result<i64, String> {
+        self.get(i).map_err(|e| e.to_string())
+    }
+
+    fn opt_int(&self, i: usize) -> Result<Option<i64>, String> {
         self.get(i).map_err(|e| e.to_string())
     }
 

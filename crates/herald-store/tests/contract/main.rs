@@ -17,6 +17,7 @@ use std::sync::Arc;
 mod copy;
 mod filters;
 mod hardening;
+mod inbox;
 mod messages;
 mod providers;
 mod schema;

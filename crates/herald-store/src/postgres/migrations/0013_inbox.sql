@@ -1,0 +1,20 @@
+-- The in-app inbox: one item per message the inbox channel delivered, keyed by the message id
+-- (delivery is at least once: a second delivery finds the item). `seq` orders a user's inbox,
+-- newest first, and is its cursor; the marks are times (microseconds), null until marked.
+-- Writes announce themselves with NOTIFY herald_inbox (see postgres/inbox.rs).
+CREATE TABLE inbox_items (
+    seq         BIGSERIAL PRIMARY KEY,
+    message_id  TEXT NOT NULL UNIQUE,
+    env         TEXT NOT NULL,
+    distinct_id TEXT NOT NULL,
+    workflow    TEXT NOT NULL,
+    category    TEXT,
+    title       TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    action_url  TEXT,
+    created_at  BIGINT NOT NULL,
+    seen_at     BIGINT,
+    read_at     BIGINT,
+    archived_at BIGINT
+);
+CREATE INDEX inbox_items_by_user ON inbox_items (env, distinct_id, seq);
