@@ -1,6 +1,7 @@
 //! The `herald` binary's library: configuration, CLI commands, the HTTP API and the wiring of
 //! concrete adapters. This is the only crate that sees the store and the providers together.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;

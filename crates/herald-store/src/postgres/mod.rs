@@ -10,6 +10,7 @@ mod index;
 mod listing;
 mod messages;
 mod migrate;
+mod operators;
 mod profiles;
 mod properties;
 mod providers;

@@ -9,6 +9,7 @@ mod index;
 mod listing;
 mod messages;
 mod migrate;
+mod operators;
 mod pool;
 mod profiles;
 mod properties;

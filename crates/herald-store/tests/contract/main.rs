@@ -18,6 +18,7 @@ mod copy;
 mod filters;
 mod hardening;
 mod messages;
+mod operators;
 mod providers;
 mod schema;
 mod workflows;
