@@ -22,6 +22,7 @@ pub struct Config {
     /// Every provider call: the address guard for user-supplied URLs, timeout, answer size.
     pub outbound: herald_channels::OutboundConfig,
     pub dispatch: DispatchConfig,
+    pub dashboard: DashboardConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -111,6 +112,16 @@ pub struct DispatchConfig {
     pub poll_interval_ms: u64,
 }
 
+/// The dashboard (see [`crate::dashboard`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Believe `X-Forwarded-Proto` and `X-Forwarded-For` (set them only behind a proxy that
+    /// overwrites both): session cookies are `Secure` when the proxy saw HTTPS, and logins are
+    /// throttled per client address rather than per proxy.
+    pub trust_forwarded_headers: bool,
+}
+
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
@@ -166,6 +177,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_DISPATCH_POLL_INTERVAL_MS",
         "dispatch.poll_interval_ms",
+    ),
+    (
+        "HERALD_DASHBOARD_TRUST_FORWARDED_HEADERS",
+        "dashboard.trust_forwarded_headers",
     ),
 ];
 
