@@ -222,7 +222,8 @@ impl ListRequest {
     pub fn parse(pairs: &[(String, String)]) -> Result<ListRequest, Invalid> {
         let filter = Filter::parse(pairs)?;
         let mut limit = DEFAULT_LIMIT;
-        let (mut after, mut before, mut sort, mut with_count) = (None, None, Sort::default(), false);
+        let (mut after, mut before, mut sort, mut with_count) =
+            (None, None, Sort::default(), false);
         for (k, v) in pairs {
             match k.as_str() {
                 "limit" => limit = parse_limit(v)?,

@@ -35,7 +35,13 @@ struct LoginPage {
 pub async fn home(State(app): State<App>, request: Request) -> Response {
     match app.store.list_operators().await {
         Ok(all) if all.is_empty() => {
-            return html(StatusCode::OK, SetupPage { shell: Shell::bare() }.render())
+            return html(
+                StatusCode::OK,
+                SetupPage {
+                    shell: Shell::bare(),
+                }
+                .render(),
+            )
         }
         Ok(_) => {}
         Err(e) => return crate::api::error::ApiError::from(e).into_response(),
@@ -123,14 +129,21 @@ pub async fn submit(State(app): State<App>, request: Request) -> Response {
         Err(r) => return r,
     };
     let sent = fields.get("csrf").unwrap_or("");
-    if !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| !c.is_empty() && same_token(c, sent))
-    {
+    if !cookie(&parts.headers, LOGIN_COOKIE).is_some_and(|c| !c.is_empty() && same_token(c, sent)) {
         return session::csrf_refused();
     }
     let next = safe_next(fields.get("next").unwrap_or(""));
     let username = fields.text("username");
     let password = fields.get("password").unwrap_or("");
-    match admin::login(app.store.as_ref(), &username, password, &address, Utc::now()).await {
+    match admin::login(
+        app.store.as_ref(),
+        &username,
+        password,
+        &address,
+        Utc::now(),
+    )
+    .await
+    {
         Ok(opened) => {
             let secure = is_https(&app, &parts.headers);
             let mut r = redirect(&next);

@@ -56,7 +56,10 @@ pub fn router() -> Router<App> {
 pub const SECTIONS: [(&str, &str); 2] = [("users", "Users"), ("properties", "Properties")];
 
 async fn stylesheet() -> Response {
-    asset("text/css; charset=utf-8", include_str!("../../assets/dashboard.css"))
+    asset(
+        "text/css; charset=utf-8",
+        include_str!("../../assets/dashboard.css"),
+    )
 }
 
 async fn script() -> Response {
@@ -183,10 +186,7 @@ pub fn html(status: StatusCode, rendered: Result<String, askama::Error>) -> Resp
 }
 
 fn secure_headers(h: &mut axum::http::HeaderMap) {
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
@@ -251,9 +251,12 @@ pub fn failure(shell: Shell, e: herald_core::service::Error) -> Response {
         Error::NotFound { .. } | Error::Missing { .. } => {
             message(StatusCode::NOT_FOUND, shell, "Not found", &e.to_string())
         }
-        Error::Invalid(_) | Error::KeyReused => {
-            message(StatusCode::BAD_REQUEST, shell, "Not possible", &e.to_string())
-        }
+        Error::Invalid(_) | Error::KeyReused => message(
+            StatusCode::BAD_REQUEST,
+            shell,
+            "Not possible",
+            &e.to_string(),
+        ),
         Error::Conflict(_) | Error::Stale { .. } => {
             message(StatusCode::CONFLICT, shell, "Not possible", &e.to_string())
         }

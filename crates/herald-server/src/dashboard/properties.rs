@@ -158,7 +158,11 @@ pub async fn update(
         show_in_table: show,
     };
     match properties::update(app.store.as_ref(), &console.ctx, &key, attributes).await {
-        Ok(_) => redirect(&format!("/{}/properties?saved=1#p-{}", console.env, segment(&key))),
+        Ok(_) => redirect(&format!(
+            "/{}/properties?saved=1#p-{}",
+            console.env,
+            segment(&key)
+        )),
         Err(e) => failure(Shell::of(&console, "properties"), e),
     }
 }

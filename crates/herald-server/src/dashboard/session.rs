@@ -94,8 +94,7 @@ pub fn session_cookie(value: &str, secure: bool) -> String {
 /// Equal strings, compared in time that depends on their lengths only.
 pub fn same_token(a: &str, b: &str) -> bool {
     a.len() == b.len()
-        && a
-            .bytes()
+        && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
@@ -119,10 +118,7 @@ fn to_login(parts: &Parts) -> Response {
         .path_and_query()
         .map(|p| p.as_str())
         .unwrap_or("/");
-    super::redirect(&format!(
-        "/login?{}",
-        super::query_string([("next", here)])
-    ))
+    super::redirect(&format!("/login?{}", super::query_string([("next", here)])))
 }
 
 /// An operator at a page of one environment: their session, the environment the URL names, and

@@ -211,11 +211,19 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         Ok(p) => p,
         Err(e) => return failure(Shell::of(&console, "users"), e),
     };
-    let shown: Vec<&Property> = all_props.iter().filter(|p| p.record.show_in_table).collect();
+    let shown: Vec<&Property> = all_props
+        .iter()
+        .filter(|p| p.record.show_in_table)
+        .collect();
     let keys: Vec<(String, String)> = all_props
         .iter()
         .filter(|p| !p.record.key.starts_with("$created") && !p.record.key.starts_with("$updated"))
-        .map(|p| (p.record.key.clone(), format!("{} ({})", p.record.label, p.record.key)))
+        .map(|p| {
+            (
+                p.record.key.clone(),
+                format!("{} ({})", p.record.label, p.record.key),
+            )
+        })
         .collect();
     let (mut rows, mut count, mut prev, mut next, mut error) = (vec![], None, None, None, None);
     let parsed = ListRequest::parse(&pairs);
@@ -245,7 +253,11 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
                         .chain([(cursor_name, cursor)]);
                     format!("/{env}/users?{}", query_string(kept))
                 };
-                prev = listing.page.before.as_deref().map(|c| page_link("before", c));
+                prev = listing
+                    .page
+                    .before
+                    .as_deref()
+                    .map(|c| page_link("before", c));
                 next = listing.page.after.as_deref().map(|c| page_link("after", c));
                 rows = listing
                     .page
@@ -274,7 +286,11 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         limit,
         sorts: options(SORTS, &sort.as_string()),
         statuses: options(
-            [("", "All users"), ("enabled", "Enabled"), ("disabled", "Disabled")],
+            [
+                ("", "All users"),
+                ("enabled", "Enabled"),
+                ("disabled", "Disabled"),
+            ],
             fields.get("status").unwrap_or(""),
         ),
         conditions: conditions(&pairs, &keys),
@@ -537,7 +553,11 @@ async fn user_page(
         .map(|k| PropRow {
             key: (*k).to_owned(),
             label: label_of(k),
-            value: profile.properties.get(*k).map(display_value).unwrap_or_default(),
+            value: profile
+                .properties
+                .get(*k)
+                .map(display_value)
+                .unwrap_or_default(),
         })
         .collect();
     let custom = profile
@@ -575,7 +595,9 @@ async fn user_page(
         })
         .collect();
     // Notifications sent, newest first, with the page's filters.
-    let status_filter = query.get("m_status").and_then(|s| MessageStatus::from_name(s));
+    let status_filter = query
+        .get("m_status")
+        .and_then(|s| MessageStatus::from_name(s));
     let channel_filter = query.get("m_channel").and_then(Channel::from_name);
     let workflow_filter = query.text("m_workflow");
     let before = query
@@ -807,14 +829,21 @@ fn typed_value(kind: &str, raw: &str) -> Result<Value, Invalid> {
         "datetime" => {
             let t = raw.trim();
             // A datetime-local input sends 2026-01-31T09:30 (no zone): read as UTC.
-            let with_zone = if t.len() == 16 { format!("{t}:00Z") } else { t.to_owned() };
+            let with_zone = if t.len() == 16 {
+                format!("{t}:00Z")
+            } else {
+                t.to_owned()
+            };
             chrono::DateTime::parse_from_rfc3339(&with_zone)
                 .map(|d| Value::String(d.with_timezone(&chrono::Utc).to_rfc3339()))
                 .map_err(|_| bad(format!("'{t}' is not a date and time (2026-01-31T09:30)")))
         }
         "json" => serde_json::from_str::<Value>(raw.trim())
             .map_err(|e| bad(format!("is not valid JSON: {e}"))),
-        other => Err(Invalid::new("type", format!("'{other}' is not a value type"))),
+        other => Err(Invalid::new(
+            "type",
+            format!("'{other}' is not a value type"),
+        )),
     }
 }
 
@@ -833,9 +862,12 @@ fn identity_value(raw: &str) -> Value {
 fn edit_operations(f: &Fields) -> Result<(&'static str, Value), (&'static str, Invalid)> {
     let channel_key = |form| {
         let name = f.text("channel");
-        Channel::from_name(&name)
-            .map(|c| c.key())
-            .ok_or_else(|| (form, Invalid::new("channel", format!("'{name}' is not a channel"))))
+        Channel::from_name(&name).map(|c| c.key()).ok_or_else(|| {
+            (
+                form,
+                Invalid::new("channel", format!("'{name}' is not a channel")),
+            )
+        })
     };
     match f.get("action").unwrap_or("") {
         "add_identity" => {
@@ -1075,11 +1107,17 @@ mod tests {
             .collect(),
         );
         let pairs = listing_pairs(&f);
-        let as_str: Vec<(&str, &str)> =
-            pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let as_str: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         assert_eq!(
             as_str,
-            [("q", "ada"), ("prop.plan", "eq:pro"), ("prop.beta", "exists:true")]
+            [
+                ("q", "ada"),
+                ("prop.plan", "eq:pro"),
+                ("prop.beta", "exists:true")
+            ]
         );
         assert!(ListRequest::parse(&pairs).is_ok());
     }

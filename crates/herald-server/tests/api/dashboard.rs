@@ -1,0 +1,524 @@
+//! The dashboard over HTTP: the welcome page, login (sessions in the store, throttled per
+//! account), the redirect of a logged-out request, CSRF refusals, logout, environments kept
+//! apart, and the main pages' forms going through the same rules as the API. The browser test
+//! (tests/browser/dashboard.py) drives the same pages in Chromium.
+
+use super::harness::TestApp;
+use chrono::Utc;
+use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
+use reqwest::redirect::Policy;
+use serde_json::json;
+
+const PASSWORD: &str = "correct horse battery";
+
+/// A browser without a cookie jar of its own: it keeps the session cookie it was given and
+/// follows no redirect, so each answer can be looked at.
+struct Browser<'a> {
+    app: &'a TestApp,
+    http: reqwest::Client,
+    cookie: String,
+}
+
+struct Page {
+    status: u16,
+    location: Option<String>,
+    set_cookies: Vec<String>,
+    body: String,
+    retry_after: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(app: &'a TestApp) -> Self {
+        Browser {
+            app,
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
+            cookie: String::new(),
+        }
+    }
+
+    async fn read(resp: reqwest::Response) -> Page {
+        let h = resp.headers();
+        let location = h.get(LOCATION).map(|v| v.to_str().unwrap().to_owned());
+        let set_cookies = h
+            .get_all(SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect();
+        let retry_after = h.get("retry-after").map(|v| v.to_str().unwrap().to_owned());
+        Page {
+            status: resp.status().as_u16(),
+            location,
+            set_cookies,
+            retry_after,
+            body: resp.text().await.unwrap(),
+        }
+    }
+
+    async fn get(&self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.app.base))
+            .header(COOKIE, &self.cookie)
+            .send()
+            .await
+            .unwrap();
+        Self::read(resp).await
+    }
+
+    async fn post(&self, path: &str, form: &[(&str, &str)]) -> Page {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.app.base))
+            .header(COOKIE, &self.cookie)
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        Self::read(resp).await
+    }
+
+    /// Logs in through the form; keeps the session cookie when it works.
+    async fn login(&mut self, username: &str, password: &str) -> Page {
+        let form = self.get("/login").await;
+        let token = cookie_value(&form.set_cookies, "herald_login").expect("a login token");
+        self.cookie = format!("herald_login={token}");
+        let page = self
+            .post(
+                "/login",
+                &[
+                    ("csrf", &token),
+                    ("username", username),
+                    ("password", password),
+                    ("next", "/test/users"),
+                ],
+            )
+            .await;
+        if let Some(session) = cookie_value(&page.set_cookies, "herald_session") {
+            self.cookie = format!("herald_session={session}");
+        }
+        page
+    }
+
+    /// The CSRF token the pages' forms carry.
+    async fn csrf(&self) -> String {
+        let page = self.get("/test/users").await;
+        hidden_csrf(&page.body)
+    }
+}
+
+fn cookie_value(set_cookies: &[String], name: &str) -> Option<String> {
+    set_cookies.iter().find_map(|c| {
+        c.strip_prefix(&format!("{name}="))
+            .map(|rest| rest.split(';').next().unwrap().to_owned())
+            .filter(|v| !v.is_empty())
+    })
+}
+
+fn hidden_csrf(html: &str) -> String {
+    let at = html
+        .find("name=\"csrf\" value=\"")
+        .expect("a form with a CSRF token");
+    let rest = &html[at + "name=\"csrf\" value=\"".len()..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+async fn operator(app: &TestApp) {
+    herald_server::admin::create(app.store.as_ref(), "ada", PASSWORD, Utc::now())
+        .await
+        .expect("an operator");
+}
+
+#[tokio::test]
+async fn without_an_account_the_home_page_says_how_to_make_one() {
+    let app = TestApp::spawn().await;
+    let b = Browser::new(&app);
+    let home = b.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(
+        home.body
+            .contains("herald admin create --username admin --password-stdin"),
+        "{}",
+        home.body
+    );
+    operator(&app).await;
+    let home = b.get("/").await;
+    assert_eq!(
+        (home.status, home.location.as_deref()),
+        (303, Some("/login"))
+    );
+}
+
+#[tokio::test]
+async fn logged_out_requests_go_to_the_login_page_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let b = Browser::new(&app);
+    for path in ["/test/users", "/live/properties", "/test/users/ada"] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, 303, "{path}");
+        let to = page.location.unwrap();
+        assert!(to.starts_with("/login?next=%2F"), "{path}: {to}");
+    }
+    let before = app
+        .call("GET", "/v1/property/name/", None)
+        .await
+        .expect(200);
+    let posted = b
+        .post("/test/properties/name", &[("show_in_table", "false")])
+        .await;
+    assert_eq!(posted.status, 303);
+    assert!(posted.location.unwrap().starts_with("/login"));
+    // A forged session cookie is no session.
+    let mut forged = Browser::new(&app);
+    forged.cookie = "herald_session=not-a-session".into();
+    assert_eq!(forged.get("/test/users").await.status, 303);
+    let after = app
+        .call("GET", "/v1/property/name/", None)
+        .await
+        .expect(200);
+    assert_eq!(before, after, "nothing changed");
+}
+
+#[tokio::test]
+async fn login_opens_a_stored_session_with_a_safe_cookie_and_logout_ends_it() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    let wrong = b.login("ada", "wrong password!").await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.body.contains("Wrong username or password."));
+    let unknown = b.login("nobody", PASSWORD).await;
+    assert_eq!(
+        unknown.status, 401,
+        "an unknown name answers as a wrong password"
+    );
+    assert!(unknown.body.contains("Wrong username or password."));
+
+    let ok = b.login("Ada", PASSWORD).await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(ok.location.as_deref(), Some("/test/users"));
+    let cookie = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("herald_session="))
+        .unwrap();
+    for attribute in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    let users = b.get("/test/users").await;
+    assert_eq!(users.status, 200);
+    assert!(users.body.contains("Signed in as <strong>ada</strong>"));
+    // The session is in the store: another node (a second app on the same database would do;
+    // the store is what it reads) finds it by the cookie's hash only.
+    let id = b.cookie.trim_start_matches("herald_session=").to_owned();
+    let stored = app
+        .store
+        .get_session(&herald_core::admin::hash_session_id(&id), Utc::now())
+        .await
+        .unwrap()
+        .expect("stored");
+    assert_eq!(stored.username.as_str(), "ada");
+
+    // Logging out needs the token too, then the cookie opens nothing.
+    let csrf = b.csrf().await;
+    assert_eq!(b.post("/logout", &[]).await.status, 403);
+    let out = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!((out.status, out.location.as_deref()), (303, Some("/login")));
+    assert_eq!(b.get("/test/users").await.status, 303);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https() {
+    let app = TestApp::spawn_with(|c| c.public_url = "https://herald.example.com".into()).await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    let ok = b.login("ada", PASSWORD).await;
+    let cookie = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("herald_session="))
+        .unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn a_login_without_its_token_is_refused() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let b = Browser::new(&app);
+    let page = b
+        .post("/login", &[("username", "ada"), ("password", PASSWORD)])
+        .await;
+    assert_eq!(page.status, 403);
+    assert!(page
+        .set_cookies
+        .iter()
+        .all(|c| !c.starts_with("herald_session=")));
+}
+
+#[tokio::test]
+async fn logins_are_throttled_per_account_until_a_password_reset() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    let limit = herald_core::admin::ThrottlePolicy::ACCOUNT.max_attempts;
+    for i in 0..limit {
+        assert_eq!(
+            b.login("ada", "wrong password!").await.status,
+            401,
+            "attempt {i}"
+        );
+    }
+    // The next attempt is refused before the password is looked at, even the right one.
+    let throttled = b.login("ada", PASSWORD).await;
+    assert_eq!(throttled.status, 429, "{}", throttled.body);
+    assert!(throttled.body.contains("Too many login attempts"));
+    let wait: i64 = throttled.retry_after.unwrap().parse().unwrap();
+    assert!(wait > 0 && wait <= 15 * 60, "{wait}");
+    assert!(throttled
+        .set_cookies
+        .iter()
+        .all(|c| !c.starts_with("herald_session=")));
+    // Another account from the same address is not locked by it.
+    herald_server::admin::create(app.store.as_ref(), "bob", PASSWORD, Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(Browser::new(&app).login("bob", PASSWORD).await.status, 303);
+    // `herald admin reset-password` clears the account's count.
+    herald_server::admin::reset_password(app.store.as_ref(), "ada", "a brand new password")
+        .await
+        .unwrap();
+    assert_eq!(b.login("ada", "a brand new password").await.status, 303);
+}
+
+#[tokio::test]
+async fn a_post_without_the_csrf_token_is_refused_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    app.call("POST", "/v1/user/ada/", Some(json!({"name": "Ada"})))
+        .await
+        .expect(201);
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let csrf = b.csrf().await;
+    let before = app.snapshot(herald_core::Env::Test).await;
+    for (path, form) in [
+        ("/test/properties/name", vec![("show_in_table", "false")]),
+        ("/test/users/ada/status", vec![("status", "disabled")]),
+        ("/test/users/ada/delete", vec![("confirm", "ada")]),
+        ("/test/users/new", vec![("distinct_id", "eve")]),
+    ] {
+        let page = b.post(path, &form).await;
+        assert_eq!(page.status, 403, "{path}");
+        assert!(page.body.contains("nothing was changed"), "{path}");
+        let mut wrong = form.clone();
+        wrong.push(("csrf", "not-the-token"));
+        assert_eq!(b.post(path, &wrong).await.status, 403, "{path}");
+    }
+    assert_eq!(app.snapshot(herald_core::Env::Test).await, before);
+    let property = app
+        .call("GET", "/v1/property/name/", None)
+        .await
+        .expect(200);
+    assert_eq!(property["show_in_table"], true);
+    // With the token, the same form works.
+    let ok = b
+        .post(
+            "/test/users/ada/status",
+            &[("status", "disabled"), ("csrf", &csrf)],
+        )
+        .await;
+    assert_eq!(ok.status, 303);
+    assert_eq!(app.user("ada").await["status"], "disabled");
+}
+
+#[tokio::test]
+async fn each_environment_shows_only_its_own_users() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    app.call_in(
+        herald_core::Env::Test,
+        "POST",
+        "/v1/user/test-only/",
+        Some(json!({"name": "T"})),
+    )
+    .await
+    .expect(201);
+    app.call_in(
+        herald_core::Env::Live,
+        "POST",
+        "/v1/user/live-only/",
+        Some(json!({"name": "L"})),
+    )
+    .await
+    .expect(201);
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let test = b.get("/test/users").await.body;
+    assert!(test.contains("test-only") && !test.contains("live-only"));
+    assert!(test.contains("Test environment"), "the banner");
+    let live = b.get("/live/users").await.body;
+    assert!(live.contains("live-only") && !live.contains("test-only"));
+    assert!(!live.contains("Test environment"));
+    // A live user's page is not found in test.
+    assert_eq!(b.get("/test/users/live-only").await.status, 404);
+    assert_eq!(b.get("/live/users/live-only").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_main_pages_go_through_the_api_rules() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let csrf = b.csrf().await;
+    // Create a user from the form; a bad email is refused beside its field.
+    let bad = b
+        .post(
+            "/test/users/new",
+            &[
+                ("csrf", &csrf),
+                ("distinct_id", "eve"),
+                ("email", "not-an-email"),
+            ],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"email-error\""), "{}", bad.body);
+    let made = b
+        .post(
+            "/test/users/new",
+            &[
+                ("csrf", &csrf),
+                ("distinct_id", "eve"),
+                ("name", "Eve"),
+                ("email", "eve@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let eve = app.user("eve").await;
+    assert_eq!(eve["$email"][0]["value"], "eve@example.com");
+    let history = app
+        .call("GET", "/v1/user/eve/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        history["results"][0]["actor"],
+        json!({"kind": "dashboard", "id": "ada"})
+    );
+    let again = b
+        .post(
+            "/test/users/new",
+            &[("csrf", &csrf), ("distinct_id", "eve")],
+        )
+        .await;
+    assert_eq!(again.status, 400);
+    assert!(again.body.contains("exists already"));
+
+    // A custom property with a typed value; a bad number is refused beside the form.
+    let nan = b
+        .post(
+            "/test/users/eve/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "set_property"),
+                ("key", "age"),
+                ("type", "number"),
+                ("value", "old"),
+            ],
+        )
+        .await;
+    assert_eq!(nan.status, 400);
+    assert!(nan.body.contains("id=\"property-error\""));
+    assert!(
+        nan.body.contains("&#39;old&#39; is not a number")
+            || nan.body.contains("'old' is not a number"),
+        "{}",
+        nan.body
+    );
+    let set = b
+        .post(
+            "/test/users/eve/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "set_property"),
+                ("key", "age"),
+                ("type", "number"),
+                ("value", "37"),
+            ],
+        )
+        .await;
+    assert_eq!(set.status, 303);
+    assert_eq!(app.user("eve").await["properties"]["age"], 37);
+    // A reserved key is refused by the same rule as the API's.
+    let reserved = b
+        .post(
+            "/test/users/eve/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "set_property"),
+                ("key", "ss_x"),
+                ("type", "string"),
+                ("value", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(reserved.status, 400, "{}", reserved.body);
+
+    // See in Table: the column appears on the users page.
+    let before = b.get("/test/users").await.body;
+    assert!(!before.contains(">age<"));
+    let toggled = b
+        .post(
+            "/test/properties/age",
+            &[("csrf", &csrf), ("show_in_table", "true")],
+        )
+        .await;
+    assert_eq!(toggled.status, 303);
+    let after = b.get("/test/users").await.body;
+    assert!(after.contains("<th scope=\"col\">age</th>"), "{after}");
+    assert!(after.contains(">37</td>"));
+
+    // The status filter: a disabled user only under "disabled".
+    app.call("POST", "/v1/user/zed/", Some(json!({"name": "Zed"})))
+        .await
+        .expect(201);
+    b.post(
+        "/test/users/zed/status",
+        &[("csrf", &csrf), ("status", "disabled")],
+    )
+    .await;
+    let disabled = b.get("/test/users?status=disabled").await.body;
+    assert!(disabled.contains(">zed</a>") && !disabled.contains(">eve</a>"));
+    assert!(disabled.contains("1 user<"), "the count");
+    // A property filter from the form's rows, and a bad one named.
+    let filtered = b.get("/test/users?fk=age&fo=gte&fv=30").await.body;
+    assert!(filtered.contains(">eve</a>") && !filtered.contains(">zed</a>"));
+    let refused = b.get("/test/users?fk=age&fo=gt&fv=old").await;
+    assert_eq!(refused.status, 400);
+    assert!(refused.body.contains("id=\"filter-error\""));
+    assert!(refused.body.contains("prop.age"));
+
+    // Delete needs the distinct_id typed again.
+    let unconfirmed = b
+        .post(
+            "/test/users/zed/delete",
+            &[("csrf", &csrf), ("confirm", "zex")],
+        )
+        .await;
+    assert_eq!(unconfirmed.status, 400);
+    app.call("GET", "/v1/user/zed/", None).await.expect(200);
+    let deleted = b
+        .post(
+            "/test/users/zed/delete",
+            &[("csrf", &csrf), ("confirm", "zed")],
+        )
+        .await;
+    assert_eq!(deleted.status, 303);
+    app.call("GET", "/v1/user/zed/", None).await.expect(404);
+}
