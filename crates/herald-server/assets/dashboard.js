@@ -6,6 +6,14 @@
     var form = e.target.closest && e.target.closest("form[data-autosubmit]");
     if (form) { form.requestSubmit ? form.requestSubmit() : form.submit(); }
   });
+  // A filtered users page fetches its count after loading (it may take a moment at scale).
+  document.querySelectorAll("[data-count-url]").forEach(function (el) {
+    el.textContent = "Counting…";
+    fetch(el.getAttribute("data-count-url"), { credentials: "same-origin" })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (text) { el.textContent = text; })
+      .catch(function () { el.textContent = "Count unavailable"; });
+  });
   // Buttons with data-confirm ask first (deleting a user, revoking a key).
   document.addEventListener("click", function (e) {
     var button = e.target.closest && e.target.closest("[data-confirm]");

@@ -37,6 +37,7 @@ pub fn router() -> Router<App> {
         router = router
             .route(&at(""), get(login::env_home))
             .route(&at("/users"), get(users::list))
+            .route(&at("/users/count"), get(users::count))
             .route(&at("/users/new"), get(users::new_page).post(users::create))
             .route(&at("/users/{id}"), get(users::show))
             .route(&at("/users/{id}/edit"), post(users::edit))
@@ -190,7 +191,7 @@ fn secure_headers(h: &mut axum::http::HeaderMap) {
     h.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; \
+            "default-src 'none'; style-src 'self'; script-src 'self'; connect-src 'self'; img-src 'self' data:; \
              form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         ),
     );

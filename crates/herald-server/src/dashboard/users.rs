@@ -58,6 +58,10 @@ struct UsersPage {
     columns: Vec<String>,
     rows: Vec<Row>,
     count: String,
+    /// A filtered listing's count is fetched afterwards (it may take longer than the page):
+    /// the URL that answers it, and the page with it inline for browsers without JavaScript.
+    count_url: Option<String>,
+    count_inline: Option<String>,
     prev: Option<String>,
     next: Option<String>,
 }
@@ -211,9 +215,10 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         Ok(p) => p,
         Err(e) => return failure(Shell::of(&console, "users"), e),
     };
+    // Columns no user carries would be empty: left out until some user has the property.
     let shown: Vec<&Property> = all_props
         .iter()
-        .filter(|p| p.record.show_in_table)
+        .filter(|p| p.record.show_in_table && p.profiles > 0)
         .collect();
     let keys: Vec<(String, String)> = all_props
         .iter()
@@ -226,6 +231,7 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         })
         .collect();
     let (mut rows, mut count, mut prev, mut next, mut error) = (vec![], None, None, None, None);
+    let (mut count_url, mut count_inline) = (None, None);
     let parsed = ListRequest::parse(&pairs);
     let (sort, limit) = match &parsed {
         Ok(r) => (r.query.sort, r.query.limit),
@@ -236,7 +242,7 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
             error = Some(e.to_string());
             StatusCode::BAD_REQUEST
         }
-        Ok(request) => match profiles::list(store, ctx, &request.query, true).await {
+        Ok(request) => match profiles::list(store, ctx, &request.query, request.with_count).await {
             Err(Error::Invalid(e)) => {
                 error = Some(e.to_string());
                 StatusCode::BAD_REQUEST
@@ -245,6 +251,15 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
             Ok(listing) => {
                 count = listing.count;
                 let env = console.env.as_str();
+                if count.is_none() {
+                    let kept = pairs
+                        .iter()
+                        .filter(|(k, _)| !matches!(k.as_str(), "after" | "before" | "with_count"))
+                        .map(|(k, v)| (k.as_str(), v.as_str()));
+                    let q = query_string(kept);
+                    count_url = Some(format!("/{env}/users/count?{q}"));
+                    count_inline = Some(format!("/{env}/users?{q}&with_count=true"));
+                }
                 let page_link = |cursor_name: &str, cursor: &str| {
                     let kept = pairs
                         .iter()
@@ -298,11 +313,43 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         columns: shown.iter().map(|p| p.record.label.clone()).collect(),
         rows,
         count: count_text(count),
+        count_url,
+        count_inline,
         prev,
         next,
         shell: Shell::of(&console, "users"),
     };
     html(status_code, page.render())
+}
+
+/// `GET /{env}/users/count?<the listing's query>`: how many users a filtered listing holds, as
+/// the users page shows it (plain text). The page fetches it after it has loaded, so a count
+/// over a million profiles never holds the table back.
+pub async fn count(State(app): State<App>, console: Console, uri: Uri) -> Response {
+    use axum::response::IntoResponse;
+    let pairs = listing_pairs(&Fields(crate::api::query_pairs(&uri)));
+    let text = match ListRequest::parse(&pairs) {
+        Err(e) => Err(Error::Invalid(e)),
+        Ok(mut request) => {
+            request.query.limit = 1;
+            request.query.position = herald_core::listing::PagePosition::First;
+            profiles::list(app.store.as_ref(), &console.ctx, &request.query, true)
+                .await
+                .map(|l| count_text(l.count))
+        }
+    };
+    match text {
+        Ok(text) => {
+            let mut r = text.into_response();
+            r.headers_mut().insert(
+                axum::http::header::CACHE_CONTROL,
+                axum::http::HeaderValue::from_static("no-store"),
+            );
+            r
+        }
+        Err(Error::Invalid(e)) => (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+        Err(e) => failure(Shell::of(&console, "users"), e),
+    }
 }
 
 // ---- creating a user -------------------------------------------------------------------------
@@ -933,7 +980,17 @@ fn id_of(params: Vec<(String, String)>) -> String {
 /// Shows the user page again with `error` beside `form` (400), or the failure page.
 async fn refused_edit(app: &App, console: &Console, raw: &str, form: &str, e: Error) -> Response {
     let message = match e {
-        Error::Invalid(e) | Error::Conflict(e) => e.to_string(),
+        // `operations[0].$set.age: …` reads as `age: …` beside the form that sent it.
+        Error::Invalid(mut e) | Error::Conflict(mut e) => {
+            if let Some(rest) = e.field.strip_prefix("operations[") {
+                let after_op = rest.split_once("].").map_or("", |(_, r)| r);
+                e.field = after_op
+                    .split_once('.')
+                    .map_or(after_op, |(_, key)| key)
+                    .to_owned();
+            }
+            e.to_string()
+        }
         other => return failure(Shell::of(console, "users"), other),
     };
     let errors = BTreeMap::from([(form.to_owned(), message)]);

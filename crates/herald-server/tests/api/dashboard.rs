@@ -473,6 +473,11 @@ async fn the_main_pages_go_through_the_api_rules() {
     // See in Table: the column appears on the users page.
     let before = b.get("/test/users").await.body;
     assert!(!before.contains(">age<"));
+    assert!(before.contains("<th scope=\"col\">Email</th>"));
+    assert!(
+        !before.contains("<th scope=\"col\">SMS</th>"),
+        "a column no user carries is left out"
+    );
     let toggled = b
         .post(
             "/test/properties/age",
@@ -495,7 +500,17 @@ async fn the_main_pages_go_through_the_api_rules() {
     .await;
     let disabled = b.get("/test/users?status=disabled").await.body;
     assert!(disabled.contains(">zed</a>") && !disabled.contains(">eve</a>"));
-    assert!(disabled.contains("1 user<"), "the count");
+    // The count of a filtered listing comes afterwards, or inline when asked for.
+    assert!(disabled.contains("data-count-url=\"/test/users/count?status=disabled\""));
+    assert_eq!(
+        b.get("/test/users/count?status=disabled").await.body,
+        "1 user"
+    );
+    let counted = b
+        .get("/test/users?status=disabled&with_count=true")
+        .await
+        .body;
+    assert!(counted.contains(">1 user<"), "{counted}");
     // A property filter from the form's rows, and a bad one named.
     let filtered = b.get("/test/users?fk=age&fo=gte&fv=30").await.body;
     assert!(filtered.contains(">eve</a>") && !filtered.contains(">zed</a>"));
