@@ -295,6 +295,27 @@ def phone_width(driver):
         driver.set_window_size(1366, 900)
 
 
+def other_pages(driver):
+    """Categories, workflows (with a preview for a user), providers and keys: each page opens from
+    the navigation and shows this environment's records."""
+    driver.get(URL + "/test/users")
+    click(driver, "nav-categories")
+    assert "newsletter" in driver.find_element(By.ID, "categories").text
+    shot(driver, "categories")
+    click(driver, "nav-workflows")
+    navigate(driver, lambda: driver.find_element(By.LINK_TEXT, "welcome").click())
+    driver.find_element(By.ID, "preview-user").send_keys("ada")
+    click(driver, "preview")
+    assert "Hello Ada Lovelace" in driver.find_element(By.ID, "preview-email").text
+    shot(driver, "workflow")
+    click(driver, "nav-providers")
+    assert "No provider configured" in driver.find_element(By.ID, "providers").text
+    shot(driver, "providers")
+    click(driver, "nav-keys")
+    assert KEYS["test"][:12] in driver.find_element(By.ID, "keys").text
+    shot(driver, "keys")
+
+
 def log_out(driver):
     driver.get(URL + "/test/users")
     click(driver, "logout")
@@ -312,7 +333,7 @@ def main():
                       tabs_show_one_environment, create_user_from_the_form, see_in_table_adds_a_column,
                       filter_disabled_users, add_a_custom_property, notifications_and_preferences,
                       disable_a_user_and_a_trigger_skips_them, post_without_csrf_is_refused,
-                      phone_width, log_out]:
+                      phone_width, other_pages, log_out]:
             try:
                 check(driver)
             except Exception as e:  # noqa: BLE001 - report every failure, keep going

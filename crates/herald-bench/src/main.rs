@@ -402,9 +402,15 @@ async fn dashboard(cli: &Cli, username: &str, password: &str, reps: usize) {
         );
     };
     for (name, path) in [
-        ("users page, first page (20 rows, exact count)", "/test/users"),
+        (
+            "users page, first page (20 rows, exact count)",
+            "/test/users",
+        ),
         ("users page, 200 rows", "/test/users?limit=200"),
-        ("users page, sorted by distinct_id", "/test/users?sort=distinct_id"),
+        (
+            "users page, sorted by distinct_id",
+            "/test/users?sort=distinct_id",
+        ),
         ("users page, status=disabled", "/test/users?status=disabled"),
         (
             "users page, plan = pro (filter form)",
@@ -443,7 +449,10 @@ async fn dashboard(cli: &Cli, username: &str, password: &str, reps: usize) {
             break;
         };
         let before = &body[..at];
-        let href = before.rfind("href=\"").map(|i| &before[i + 6..]).unwrap_or("");
+        let href = before
+            .rfind("href=\"")
+            .map(|i| &before[i + 6..])
+            .unwrap_or("");
         path = href[..href.find('"').unwrap_or(0)].replace("&amp;", "&");
     }
     line("users page, page 1 of 50", first);

@@ -306,6 +306,18 @@ async fn forget_old_idempotency_keys(
             Ok(n) => tracing::debug!(purged = n, "forgot expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
         }
+        // Dashboard sessions past their expiry, and login-throttle windows long over.
+        let now = chrono::Utc::now();
+        match store.purge_sessions(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot expired dashboard sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired dashboard sessions"),
+        }
+        match store.purge_login_attempts(now - IDEMPOTENCY_WINDOW).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot old login attempts"),
+            Err(e) => tracing::warn!(error = %e, "could not purge old login attempts"),
+        }
         // Triggers' `$idempotency_key`s share the window.
         match store
             .purge_trigger_keys(chrono::Utc::now() - IDEMPOTENCY_WINDOW)

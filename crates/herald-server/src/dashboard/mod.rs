@@ -8,10 +8,14 @@
 //! frame: banner, tabs, sections, operator) built by [`Shell::of`]. A new section is a module, a
 //! line in [`SECTIONS`] and its routes in [`router`].
 
+mod categories;
+mod keys;
 mod login;
 mod properties;
+mod providers;
 pub mod session;
 mod users;
+mod workflows;
 
 use crate::App;
 use askama::Template;
@@ -48,13 +52,31 @@ pub fn router() -> Router<App> {
                 &at("/properties"),
                 get(properties::list).post(properties::declare),
             )
-            .route(&at("/properties/{key}"), post(properties::update));
+            .route(&at("/properties/{key}"), post(properties::update))
+            .route(
+                &at("/categories"),
+                get(categories::list).post(categories::create),
+            )
+            .route(&at("/categories/{slug}/delete"), post(categories::delete))
+            .route(&at("/workflows"), get(workflows::list))
+            .route(&at("/workflows/{slug}"), get(workflows::show))
+            .route(&at("/providers"), get(providers::list).post(providers::put))
+            .route(&at("/providers/{channel}/delete"), post(providers::delete))
+            .route(&at("/keys"), get(keys::list).post(keys::create))
+            .route(&at("/keys/revoke"), post(keys::revoke));
     }
     router
 }
 
 /// The sections of an environment, in the order the navigation shows them.
-pub const SECTIONS: [(&str, &str); 2] = [("users", "Users"), ("properties", "Properties")];
+pub const SECTIONS: [(&str, &str); 6] = [
+    ("users", "Users"),
+    ("properties", "Properties"),
+    ("categories", "Categories"),
+    ("workflows", "Workflows"),
+    ("providers", "Providers"),
+    ("keys", "Keys"),
+];
 
 async fn stylesheet() -> Response {
     asset(

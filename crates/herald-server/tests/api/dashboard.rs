@@ -537,3 +537,164 @@ async fn the_main_pages_go_through_the_api_rules() {
     assert_eq!(deleted.status, 303);
     app.call("GET", "/v1/user/zed/", None).await.expect(404);
 }
+
+#[tokio::test]
+async fn keys_are_listed_created_once_and_revoked_per_environment() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let csrf = b.csrf().await;
+    let page = b.get("/test/keys").await.body;
+    assert!(page.contains(&app.test.workspace_key) && !page.contains(&app.live.workspace_key));
+    assert!(
+        !page.contains(&app.test.workspace_secret),
+        "no secret in the list"
+    );
+    let created = b.post("/test/keys", &[("csrf", &csrf)]).await;
+    assert_eq!(created.status, 200);
+    let api_key = created
+        .body
+        .split("id=\"new-api-key\">")
+        .nth(1)
+        .and_then(|r| r.split('<').next())
+        .unwrap()
+        .to_owned();
+    assert!(api_key.starts_with("hb_test_"), "{api_key}");
+    let works = app
+        .raw(
+            "GET",
+            "/v1/user/",
+            &[("Authorization", &format!("Bearer {api_key}"))],
+        )
+        .await;
+    assert_eq!(works.status, 200);
+    assert!(
+        !b.get("/test/keys").await.body.contains(&api_key),
+        "shown once"
+    );
+    // Another environment's key set is not found here.
+    let live = &app.live.workspace_key;
+    let refused = b
+        .post(
+            "/test/keys/revoke",
+            &[("csrf", &csrf), ("workspace_key", live)],
+        )
+        .await;
+    assert_eq!(refused.status, 404);
+    app.call_in(herald_core::Env::Live, "GET", "/v1/user/", None)
+        .await
+        .expect(200);
+    let test = app.test.workspace_key.clone();
+    let revoked = b
+        .post(
+            "/test/keys/revoke",
+            &[("csrf", &csrf), ("workspace_key", &test)],
+        )
+        .await;
+    assert_eq!(revoked.status, 303);
+    assert_eq!(app.call("GET", "/v1/user/", None).await.status, 401);
+}
+
+#[tokio::test]
+async fn categories_providers_and_workflows_have_their_pages() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let csrf = b.csrf().await;
+    // A category from the form; a bad slug is named beside its field.
+    let bad = b
+        .post(
+            "/test/categories",
+            &[("csrf", &csrf), ("category", "Not A Slug"), ("name", "X")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"cat-slug-error\""), "{}", bad.body);
+    let made = b
+        .post(
+            "/test/categories",
+            &[
+                ("csrf", &csrf),
+                ("category", "news"),
+                ("name", "News"),
+                ("default_preference", "opt_in"),
+                ("locked", "email"),
+            ],
+        )
+        .await;
+    assert_eq!(made.status, 303, "{}", made.body);
+    let news = app
+        .call("GET", "/v1/category/news/", None)
+        .await
+        .expect(200);
+    assert_eq!(news["locked_channels"], json!(["email"]));
+    assert!(b
+        .get("/live/categories")
+        .await
+        .body
+        .contains("No categories yet."));
+
+    // A provider: its password never comes back.
+    let smtp = json!({"kind": "smtp", "host": "127.0.0.1", "port": 2525, "tls": "none",
+                      "from": "herald@example.com", "username": "u", "password": "s3cret-pw"});
+    let bad = b
+        .post(
+            "/test/providers",
+            &[("csrf", &csrf), ("channel", "email"), ("config", "{nope")],
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.contains("id=\"provider-config-error\""));
+    let put = b
+        .post(
+            "/test/providers",
+            &[
+                ("csrf", &csrf),
+                ("channel", "email"),
+                ("config", &smtp.to_string()),
+            ],
+        )
+        .await;
+    assert_eq!(put.status, 303, "{}", put.body);
+    let page = b.get("/test/providers").await.body;
+    assert!(page.contains("smtp") && page.contains("127.0.0.1"));
+    assert!(!page.contains("s3cret-pw"), "secrets are write-only");
+    assert!(b
+        .get("/live/providers")
+        .await
+        .body
+        .contains("No provider configured"));
+
+    // A workflow, previewed for a user.
+    app.call(
+        "POST",
+        "/v1/workflow/",
+        Some(json!({"slug": "hello", "name": "Hello", "category": "news",
+                    "channels": {"email": {"subject": "Hi {{$recipient.name}}", "text": "Code {{code}}"}}})),
+    )
+    .await
+    .expect(201);
+    app.call("POST", "/v1/user/eve/", Some(json!({"name": "Eve"})))
+        .await
+        .expect(201);
+    assert!(b
+        .get("/test/workflows")
+        .await
+        .body
+        .contains("/test/workflows/hello"));
+    let preview = b
+        .get("/test/workflows/hello?user=eve&data=%7B%22code%22%3A%20%22314%22%7D")
+        .await;
+    assert_eq!(preview.status, 200, "{}", preview.body);
+    assert!(
+        preview.body.contains("Hi Eve") && preview.body.contains("Code 314"),
+        "{}",
+        preview.body
+    );
+    let missing = b.get("/test/workflows/hello?user=nobody").await;
+    assert_eq!(missing.status, 400);
+    assert!(missing.body.contains("id=\"preview-user-error\""));
+    assert_eq!(b.get("/live/workflows/hello").await.status, 404);
+}
