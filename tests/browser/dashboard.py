@@ -248,8 +248,8 @@ def notifications_and_preferences(driver):
 
 def disable_a_user_and_a_trigger_skips_them(driver):
     driver.get(URL + "/test/users/grace")
-    switch = driver.find_element(By.ID, "status-switch")
-    assert switch.get_attribute("aria-checked") == "true"
+    assert driver.find_element(By.ID, "user-status").text == "enabled"
+    assert driver.find_element(By.ID, "status-switch").text == "Disable all notifications"
     click(driver, "status-switch")
     assert driver.find_element(By.ID, "user-status").text == "disabled"
     assert api("GET", "/v1/user/grace/", status=200)["status"] == "disabled"

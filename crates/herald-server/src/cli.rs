@@ -385,10 +385,11 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "copied into {} in {:.1}s: {} key sets",
+        "copied into {} in {:.1}s: {} key sets, {} operator accounts",
         redact(to),
         started.elapsed().as_secs_f64(),
-        report.credentials
+        report.credentials,
+        report.operators
     );
     for (env, r) in [(Env::Test, &report.test), (Env::Live, &report.live)] {
         eprintln!(
