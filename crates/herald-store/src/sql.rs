@@ -327,28 +327,6 @@ pub(crate) const RECORD_TRIGGER_KEY: &str = "INSERT INTO trigger_keys \
      ON CONFLICT DO NOTHING";
 pub(crate) const PURGE_TRIGGER_KEYS: &str = "DELETE FROM trigger_keys WHERE created_at < ?1";
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_follow_the_dialect() {
-        assert_eq!(
-            for_dialect(Dialect::Postgres, UPDATE_PROFILE)
-                .matches('$')
-                .count(),
-            9
-        );
-        assert!(!for_dialect(Dialect::Postgres, HISTORY_PAGE).contains('?'));
-        assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
-        assert_eq!(arity(ERASE_USER[0]), 2);
-        assert_eq!(arity(ERASE_USER[3]), 3);
-        assert_eq!(arity(MESSAGE_PAGE), 10);
-        assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
-        assert_eq!(arity(PROFILE_ID_RANGE), 0);
-    }
-}
-
 // ---- dashboard operators, sessions and login throttling ----
 
 pub(crate) const INSERT_OPERATOR: &str = "INSERT INTO operators (username, password_hash, \
@@ -386,3 +364,25 @@ pub(crate) const ENSURE_LOGIN_ATTEMPTS: &str = "INSERT INTO login_attempts (kind
      window_start) VALUES (?1, ?2, 0, ?3) ON CONFLICT (kind, key) DO NOTHING";
 pub(crate) const LOCK_LOGIN_ATTEMPTS: &str = "SELECT attempts, window_start FROM login_attempts \
      WHERE kind = ?1 AND key = ?2 FOR UPDATE";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_follow_the_dialect() {
+        assert_eq!(
+            for_dialect(Dialect::Postgres, UPDATE_PROFILE)
+                .matches('$')
+                .count(),
+            9
+        );
+        assert!(!for_dialect(Dialect::Postgres, HISTORY_PAGE).contains('?'));
+        assert_eq!(for_dialect(Dialect::Sqlite, SELECT_SECRET), SELECT_SECRET);
+        assert_eq!(arity(ERASE_USER[0]), 2);
+        assert_eq!(arity(ERASE_USER[3]), 3);
+        assert_eq!(arity(MESSAGE_PAGE), 10);
+        assert_eq!(arity(INSERT_PROPERTY_RECORD), 10);
+        assert_eq!(arity(PROFILE_ID_RANGE), 0);
+    }
+}

@@ -139,10 +139,9 @@ pub async fn create(State(app): State<App>, posted: Posted) -> Response {
     match result {
         Ok(_) => redirect(&format!("/{}/categories?saved=added", console.env)),
         Err(Error::Invalid(e) | Error::Conflict(e)) => {
+            // The slug's errors (`category`, `slug`) and any other go beside the slug.
             let field = if FIELDS.contains(&e.field.as_str()) {
                 e.field.clone()
-            } else if e.field == "slug" {
-                "category".into()
             } else {
                 "category".into()
             };

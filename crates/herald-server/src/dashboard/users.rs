@@ -181,7 +181,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -642,9 +642,7 @@ async fn user_page(
         })
         .collect();
     // Notifications sent, newest first, with the page's filters.
-    let status_filter = query
-        .get("m_status")
-        .and_then(|s| MessageStatus::from_name(s));
+    let status_filter = query.get("m_status").and_then(MessageStatus::from_name);
     let channel_filter = query.get("m_channel").and_then(Channel::from_name);
     let workflow_filter = query.text("m_workflow");
     let before = query
