@@ -111,14 +111,22 @@ pub async fn current(app: &App, headers: &HeaderMap) -> Result<Option<Session>, 
         .map_err(|e| crate::api::error::ApiError::from(e).into_response())
 }
 
-/// Where a page without a session sends the browser: the login page, then back here.
+/// Where a page without a session sends the browser: the login page, then back here (for a form
+/// post, whose path answers POST only, back to the environment's users).
 fn to_login(parts: &Parts) -> Response {
-    let here = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    super::redirect(&format!("/login?{}", super::query_string([("next", here)])))
+    let here = if parts.method == axum::http::Method::GET {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".into())
+    } else {
+        env_of(parts.uri.path()).map_or_else(|| "/".into(), |env| format!("/{env}/users"))
+    };
+    super::redirect(&format!(
+        "/login?{}",
+        super::query_string([("next", here.as_str())])
+    ))
 }
 
 /// An operator at a page of one environment: their session, the environment the URL names, and
