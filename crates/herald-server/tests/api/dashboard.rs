@@ -702,3 +702,90 @@ async fn categories_providers_and_workflows_have_their_pages() {
     assert!(missing.body.contains("id=\"preview-user-error\""));
     assert_eq!(b.get("/live/workflows/hello").await.status, 404);
 }
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_address_and_scheme_count() {
+    let app = TestApp::spawn_with(|c| c.dashboard.trust_forwarded_headers = true).await;
+    operator(&app).await;
+    let http = reqwest::Client::builder()
+        .redirect(Policy::none())
+        .build()
+        .unwrap();
+    let attempt = |from: &'static str, username: String, password: &'static str| {
+        let http = http.clone();
+        let base = app.base.clone();
+        async move {
+            let form = http.get(format!("{base}/login")).send().await.unwrap();
+            let set: Vec<String> = form
+                .headers()
+                .get_all(SET_COOKIE)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_owned())
+                .collect();
+            let token = cookie_value(&set, "herald_login").unwrap();
+            let resp = http
+                .post(format!("{base}/login"))
+                .header(COOKIE, format!("herald_login={token}"))
+                .header("X-Forwarded-For", format!("{from}, 10.0.0.1"))
+                .header("X-Forwarded-Proto", "https")
+                .form(&[
+                    ("csrf", token.as_str()),
+                    ("username", &username),
+                    ("password", password),
+                ])
+                .send()
+                .await
+                .unwrap();
+            Browser::read(resp).await
+        }
+    };
+    let limit = herald_core::admin::ThrottlePolicy::ADDRESS.max_attempts;
+    for i in 0..limit {
+        let page = attempt("203.0.113.9", format!("guess{i}"), "wrong password!").await;
+        assert_eq!(page.status, 401, "attempt {i}");
+    }
+    let throttled = attempt("203.0.113.9", "ada".into(), PASSWORD).await;
+    assert_eq!(
+        throttled.status, 429,
+        "this client address has had its attempts"
+    );
+    // Another client behind the same proxy is not held back, and its cookie is Secure.
+    let ok = attempt("203.0.113.10", "ada".into(), PASSWORD).await;
+    assert_eq!(ok.status, 303);
+    let cookie = ok
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("herald_session="))
+        .unwrap();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+}
+
+#[tokio::test]
+async fn pages_are_not_cached_framed_or_scripted_from_elsewhere() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let resp = b
+        .http
+        .get(format!("{}/test/users", app.base))
+        .header(COOKIE, &b.cookie)
+        .send()
+        .await
+        .unwrap();
+    let h = resp.headers();
+    assert_eq!(h["cache-control"], "no-store");
+    assert_eq!(h["x-frame-options"], "DENY");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    // The stylesheet and script are served from the binary.
+    for asset in ["/assets/dashboard.css", "/assets/dashboard.js"] {
+        let r = b.get(asset).await;
+        assert_eq!(r.status, 200, "{asset}");
+        assert!(r.body.len() > 500, "{asset}");
+    }
+}
