@@ -208,11 +208,18 @@ def filter_disabled_users(driver):
 
 def add_a_custom_property(driver):
     driver.get(URL + "/test/users/grace")
-    driver.find_element(By.ID, "prop-key").send_keys("rank")
-    Select(driver.find_element(By.ID, "prop-type")).select_by_value("number")
-    driver.find_element(By.ID, "prop-value").send_keys("rear admiral")
+    # A key the registry knows picks its type, and the value input follows the type.
+    key = driver.find_element(By.ID, "prop-key")
+    key.send_keys("age")
+    assert Select(driver.find_element(By.ID, "prop-type")).first_selected_option.get_attribute("value") == "number"
+    assert driver.find_element(By.ID, "prop-value").get_attribute("type") == "number"
+    key.clear()
+    # A refusal is shown beside the form.
+    key.send_keys("badges")
+    Select(driver.find_element(By.ID, "prop-type")).select_by_value("json")
+    driver.find_element(By.ID, "prop-value").send_keys("[1,")
     click(driver, "prop-save")
-    assert "not a number" in driver.find_element(By.ID, "property-error").text
+    assert "not valid JSON" in driver.find_element(By.ID, "property-error").text
     driver.find_element(By.ID, "prop-key").send_keys("rank")
     Select(driver.find_element(By.ID, "prop-type")).select_by_value("number")
     driver.find_element(By.ID, "prop-value").send_keys("7")

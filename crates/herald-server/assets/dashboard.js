@@ -14,6 +14,30 @@
       .then(function (text) { el.textContent = text; })
       .catch(function () { el.textContent = "Count unavailable"; });
   });
+  // Type-aware value input on a user's page: the type decides the input (a number field, a
+  // date-and-time picker, true/false), and a key the registry knows picks its type.
+  var typeSelect = document.getElementById("prop-type");
+  var valueInput = document.getElementById("prop-value");
+  var keyInput = document.getElementById("prop-key");
+  function fitValue() {
+    var kind = typeSelect.value;
+    valueInput.type = kind === "number" ? "number" : kind === "datetime" ? "datetime-local" : "text";
+    if (kind === "number") { valueInput.step = "any"; }
+    valueInput.placeholder = kind === "boolean" ? "true or false" : kind === "json" ? "[1, 2] or {\"a\": 1}" : "";
+  }
+  if (typeSelect && valueInput) {
+    typeSelect.addEventListener("change", fitValue);
+    fitValue();
+  }
+  if (keyInput && typeSelect) {
+    keyInput.addEventListener("input", function () {
+      var known = document.querySelector("#known-keys option[value=\"" + CSS.escape(keyInput.value) + "\"]");
+      if (known && known.getAttribute("data-type")) {
+        typeSelect.value = known.getAttribute("data-type");
+        fitValue();
+      }
+    });
+  }
   // Buttons with data-confirm ask first (deleting a user, revoking a key).
   document.addEventListener("click", function (e) {
     var button = e.target.closest && e.target.closest("[data-confirm]");

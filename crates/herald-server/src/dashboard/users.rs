@@ -464,7 +464,8 @@ struct UserPage {
     custom: Vec<PropRow>,
     channel_opts: Vec<Opt>,
     type_opts: Vec<Opt>,
-    known_keys: Vec<String>,
+    /// Custom keys of the registry with the value type their input starts with.
+    known_keys: Vec<(String, &'static str)>,
     messages: Vec<MessageRow>,
     message_filters: MessageFilters,
     messages_next: Option<String>,
@@ -795,10 +796,10 @@ async fn user_page(
                 .collect(),
         })
         .collect();
-    let mut known_keys: Vec<String> = props
+    let mut known_keys: Vec<(String, &'static str)> = props
         .iter()
         .filter(|p| p.record.kind == herald_core::property::PropertyKind::Custom)
-        .map(|p| p.record.key.clone())
+        .map(|p| (p.record.key.clone(), input_type(&p.types())))
         .collect();
     known_keys.sort();
     Ok(UserPage {
@@ -849,6 +850,17 @@ const VALUE_TYPES: [(&str, &str); 5] = [
     ("json", "JSON (list or object)"),
 ];
 
+/// The form's value type for a property of these types (the declared or first seen one).
+fn input_type(types: &[&str]) -> &'static str {
+    match types.first().copied() {
+        Some("number") => "number",
+        Some("boolean") => "boolean",
+        Some("datetime") => "datetime",
+        Some("object" | "array") => "json",
+        _ => "string",
+    }
+}
+
 /// A typed value from the property form: the type says how `raw` is read.
 fn typed_value(kind: &str, raw: &str) -> Result<Value, Invalid> {
     let bad = |rule: String| Invalid::new("value", rule);
@@ -873,14 +885,15 @@ fn typed_value(kind: &str, raw: &str) -> Result<Value, Invalid> {
         },
         "datetime" => {
             let t = raw.trim();
-            // A datetime-local input sends 2026-01-31T09:30 (no zone): read as UTC.
-            let with_zone = if t.len() == 16 {
-                format!("{t}:00Z")
-            } else {
-                t.to_owned()
-            };
-            chrono::DateTime::parse_from_rfc3339(&with_zone)
-                .map(|d| Value::String(d.with_timezone(&chrono::Utc).to_rfc3339()))
+            // A datetime-local input sends 2026-01-31T09:30[:15] (no zone): read as UTC.
+            chrono::DateTime::parse_from_rfc3339(t)
+                .map(|d| d.with_timezone(&chrono::Utc))
+                .or_else(|_| {
+                    chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S")
+                        .or_else(|_| chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M"))
+                        .map(|n| n.and_utc())
+                })
+                .map(|d| Value::String(d.to_rfc3339()))
                 .map_err(|_| bad(format!("'{t}' is not a date and time (2026-01-31T09:30)")))
         }
         "json" => serde_json::from_str::<Value>(raw.trim())
@@ -1189,7 +1202,18 @@ mod tests {
             typed_value("datetime", "2026-01-31T09:30").unwrap(),
             json!("2026-01-31T09:30:00+00:00")
         );
+        assert_eq!(
+            typed_value("datetime", "2026-01-31T09:30:15").unwrap(),
+            json!("2026-01-31T09:30:15+00:00")
+        );
+        assert_eq!(
+            typed_value("datetime", "2026-01-31T09:30:00+02:00").unwrap(),
+            json!("2026-01-31T07:30:00+00:00")
+        );
         assert!(typed_value("datetime", "tomorrow").is_err());
+        assert_eq!(input_type(&["number"]), "number");
+        assert_eq!(input_type(&["array", "string"]), "json");
+        assert_eq!(input_type(&[]), "string");
     }
 
     #[test]
