@@ -413,7 +413,13 @@ pub async fn create(State(app): State<App>, posted: Posted) -> Response {
                 "distinct_id",
                 "a user with this distinct_id exists already",
             ))),
-            Ok(None) => profiles::upsert(store, &console.ctx, &id, &Value::Object(body)).await,
+            Ok(None) => {
+                let body = Value::Object(body);
+                match within_edit_limit(&body) {
+                    Err(e) => Err(Error::Invalid(e)),
+                    Ok(()) => profiles::upsert(store, &console.ctx, &id, &body).await,
+                }
+            }
         },
     };
     match result {
@@ -980,6 +986,19 @@ fn edit_operations(f: &Fields) -> Result<(&'static str, Value), (&'static str, I
     }
 }
 
+/// `PATCH /v1/user/{id}/`'s limit on one edit (SuprSend's 10 KB), for the dashboard's edits too.
+fn within_edit_limit(ops: &Value) -> Result<(), Invalid> {
+    let size = ops.to_string().len();
+    let max = herald_core::service::limits::MAX_EDIT_BYTES;
+    if size > max {
+        return Err(Invalid::new(
+            "value",
+            format!("a profile edit may carry at most {max} bytes, this one has {size}"),
+        ));
+    }
+    Ok(())
+}
+
 fn id_of(params: Vec<(String, String)>) -> String {
     params
         .into_iter()
@@ -1031,11 +1050,25 @@ pub async fn edit(
         Ok(id) => id,
         Err(e) => return failure(Shell::of(&console, "users"), e),
     };
-    // An edit of a user that is gone is a 404, not a re-creation.
-    if let Err(e) = profiles::get(app.store.as_ref(), &console.ctx, &id).await {
-        return failure(Shell::of(&console, "users"), e);
-    }
-    match profiles::edit(app.store.as_ref(), &console.ctx, &id, &ops).await {
+    // The API's rules: its size limit for one edit, its operations parser, and the locked edit;
+    // a user that is gone stays gone (404), it is not re-created.
+    let applied = match within_edit_limit(&ops)
+        .and_then(|()| herald_core::ops::parse_operations(&ops, "operations"))
+    {
+        Err(e) => Err(Error::Invalid(e)),
+        Ok(steps) => {
+            let request = json!({ "operations": ops });
+            match profiles::apply(app.store.as_ref(), &console.ctx, &id, steps, request, false)
+                .await
+            {
+                Err(Error::NotFound { .. }) => {
+                    return failure(Shell::of(&console, "users"), Error::user_not_found(&id))
+                }
+                other => other,
+            }
+        }
+    };
+    match applied {
         Ok(_) => redirect(&format!(
             "/{}/users/{}?saved=edit",
             console.env,

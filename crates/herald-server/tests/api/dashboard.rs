@@ -474,6 +474,42 @@ async fn the_main_pages_go_through_the_api_rules() {
         .await;
     assert_eq!(reserved.status, 400, "{}", reserved.body);
 
+    // An edit larger than the API allows one edit is refused the same way.
+    let big = "x".repeat(11 * 1024);
+    let too_big = b
+        .post(
+            "/test/users/eve/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "set_property"),
+                ("key", "bio"),
+                ("type", "string"),
+                ("value", &big),
+            ],
+        )
+        .await;
+    assert_eq!(too_big.status, 400);
+    assert!(
+        too_big.body.contains("at most 10240 bytes"),
+        "{}",
+        too_big.body
+    );
+    // An edit of a user that is gone does not bring them back.
+    let ghost = b
+        .post(
+            "/test/users/ghost/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "set_property"),
+                ("key", "x"),
+                ("type", "string"),
+                ("value", "1"),
+            ],
+        )
+        .await;
+    assert_eq!(ghost.status, 404);
+    app.call("GET", "/v1/user/ghost/", None).await.expect(404);
+
     // See in Table: the column appears on the users page.
     let before = b.get("/test/users").await.body;
     assert!(!before.contains(">age<"));
