@@ -226,7 +226,11 @@ pub async fn list(State(app): State<App>, console: Console, uri: Uri) -> Respons
         .map(|p| {
             (
                 p.record.key.clone(),
-                format!("{} ({})", p.record.label, p.record.key),
+                if p.record.label == p.record.key {
+                    p.record.key.clone()
+                } else {
+                    format!("{} ({})", p.record.label, p.record.key)
+                },
             )
         })
         .collect();
