@@ -54,6 +54,20 @@ enum Scenario {
         #[arg(long, default_value_t = 1000)]
         users: usize,
     },
+    /// The dashboard's pages on a seeded population, one request at a time, as an operator
+    /// logged in through the form: median latency of the users page (plain, filtered, deep by
+    /// cursor), its deferred count, a user's page and the properties page.
+    Dashboard {
+        /// An operator account (`herald admin create`).
+        #[arg(long)]
+        username: String,
+        /// Its password.
+        #[arg(long, env = "HERALD_BENCH_PASSWORD")]
+        password: String,
+        /// Requests per measured page.
+        #[arg(long, default_value_t = 30)]
+        reps: usize,
+    },
 }
 
 struct Run {
@@ -186,6 +200,11 @@ async fn main() {
         Scenario::Dispatch { per_call, users } => {
             dispatch(&cli, &auth, &baseline, per_call.max(1), users.max(1)).await
         }
+        Scenario::Dashboard {
+            ref username,
+            ref password,
+            reps,
+        } => dashboard(&cli, username, password, reps).await,
         Scenario::Upserts => {
             let a = auth.clone();
             let tag = std::process::id();
@@ -517,4 +536,134 @@ mod sink {
             }
         }
     }
+}
+
+/// The value of cookie `name` among a response's `Set-Cookie` headers.
+fn set_cookie(resp: &reqwest::Response, name: &str) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix(&format!("{name}=")))
+        .map(|rest| rest.split(';').next().unwrap_or("").to_owned())
+}
+
+/// Median latency in ms of `reps` sequential GETs of a dashboard page, and the last body.
+async fn page_median(
+    client: &reqwest::Client,
+    url: &str,
+    cookie: &str,
+    path: &str,
+    reps: usize,
+) -> (f64, String) {
+    let mut times = Vec::with_capacity(reps);
+    let mut body = String::new();
+    for _ in 0..reps {
+        let t = Instant::now();
+        let resp = client
+            .get(format!("{url}{path}"))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("request");
+        let status = resp.status();
+        body = resp.text().await.expect("body");
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(status.is_success(), "{path}: {status}");
+    }
+    times.sort_by(f64::total_cmp);
+    (times[times.len() / 2], body)
+}
+
+async fn dashboard(cli: &Cli, username: &str, password: &str, reps: usize) {
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("a client");
+    let url = &cli.urls[0];
+    let form = client
+        .get(format!("{url}/login"))
+        .send()
+        .await
+        .expect("the login page");
+    let token = set_cookie(&form, "herald_login").expect("a login token");
+    let login = client
+        .post(format!("{url}/login"))
+        .header("Cookie", format!("herald_login={token}"))
+        .form(&[
+            ("csrf", token.as_str()),
+            ("username", username),
+            ("password", password),
+            ("next", "/test/users"),
+        ])
+        .send()
+        .await
+        .expect("login");
+    let session = set_cookie(&login, "herald_session")
+        .unwrap_or_else(|| panic!("login refused: {}", login.status()));
+    let cookie = format!("herald_session={session}");
+    let (base, _) = page_median(&client, url, "", "/healthz", reps).await;
+    println!("baseline GET /healthz median {base:.2} ms (sequential)");
+    let line = |name: &str, ms: f64| {
+        println!(
+            "{name:<58} median {ms:>8.2} ms  ratio to /healthz {:>7.1}",
+            ms / base
+        );
+    };
+    for (name, path) in [
+        (
+            "users page, first page (20 rows, exact count)",
+            "/test/users",
+        ),
+        ("users page, 200 rows", "/test/users?limit=200"),
+        (
+            "users page, sorted by distinct_id",
+            "/test/users?sort=distinct_id",
+        ),
+        ("users page, status=disabled", "/test/users?status=disabled"),
+        (
+            "users page, plan = pro (filter form)",
+            "/test/users?fk=plan&fo=eq&fv=pro",
+        ),
+        ("users page, search 'grace'", "/test/users?q=grace"),
+        (
+            "users page, age >= 70 (filter form)",
+            "/test/users?fk=age&fo=gte&fv=70",
+        ),
+        (
+            "count of status=disabled (fetched after the page)",
+            "/test/users/count?status=disabled",
+        ),
+        (
+            "count of plan = pro (fetched after the page)",
+            "/test/users/count?prop.plan=eq%3Apro",
+        ),
+        ("user page (user-0001234)", "/test/users/user-0001234"),
+        ("properties page", "/test/properties"),
+    ] {
+        let (ms, _) = page_median(&client, url, &cookie, path, reps).await;
+        line(name, ms);
+    }
+    // Deep paging through the Next links: page 200 must cost what page 1 does.
+    let mut path = "/test/users?limit=50".to_owned();
+    let mut first = 0.0;
+    let mut last = 0.0;
+    for page in 1..=200 {
+        let (ms, body) = page_median(&client, url, &cookie, &path, 3).await;
+        if page == 1 {
+            first = ms;
+        }
+        last = ms;
+        let Some(at) = body.find("id=\"next\"") else {
+            break;
+        };
+        let before = &body[..at];
+        let href = before
+            .rfind("href=\"")
+            .map(|i| &before[i + 6..])
+            .unwrap_or("");
+        path = href[..href.find('"').unwrap_or(0)].replace("&amp;", "&");
+    }
+    line("users page, page 1 of 50", first);
+    line("users page, page 200 of 50 (10,000 deep, Next links)", last);
 }

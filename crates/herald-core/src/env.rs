@@ -45,9 +45,9 @@ impl FromStr for Env {
 /// Proof that the holder acts inside one environment. Only four kinds of code may make one, each
 /// through its own constructor so a reader (and `grep`) can see which it is: authentication, from
 /// verified credentials ([`EnvScope::authenticated`]); the operator's own processes, which name an
-/// environment explicitly ([`EnvScope::operator`]); a verified preference link
-/// ([`crate::link::LinkSubject::scope`]); and a verified inbox subscriber id
-/// ([`crate::inbox::Subscriber::scope`]). Nothing in a request body can make one.
+/// environment explicitly ([`EnvScope::operator`]); a dashboard session ([`EnvScope::signed_in`]);
+/// a verified preference link ([`crate::link::LinkSubject::scope`]); and a verified inbox
+/// subscriber id ([`crate::inbox::Subscriber::scope`]). Nothing in a request body can make one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvScope(Env);
 
@@ -62,6 +62,13 @@ impl EnvScope {
     /// `--env`, categories declared in the configuration file, server housekeeping (metrics
     /// counts, readiness), `herald copy`, and tests.
     pub fn operator(env: Env) -> Self {
+        Self(env)
+    }
+
+    /// The scope of a dashboard page: an operator whose session was verified, in the
+    /// environment the page's URL names (`/test/…`, `/live/…`). Only the dashboard's session
+    /// check calls this; operators see both environments, one page at a time.
+    pub fn signed_in(_session: &crate::admin::Session, env: Env) -> Self {
         Self(env)
     }
 

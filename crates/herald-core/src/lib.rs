@@ -2,6 +2,7 @@
 //! functions over plain data. No HTTP, no SQL, no runtime: adapters live in other crates and
 //! implement the traits in [`store`].
 
+pub mod admin;
 pub mod channel;
 pub mod credentials;
 pub mod delivery;

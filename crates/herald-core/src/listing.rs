@@ -208,6 +208,75 @@ pub fn sample_ids(min: i64, max: i64, n: usize, seed: u64) -> Vec<i64> {
     ids
 }
 
+/// A listing of profiles as a query string asks for it: the filters of [`Filter::parse`] plus
+/// `limit` (1–1000, default 20), `sort`, one cursor (`after` or `before`, made for that sort) and
+/// `with_count`. The users API (`GET /v1/user/`) and the dashboard's users page both read it
+/// here; parameters it does not know are left to the caller.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListRequest {
+    pub query: ListQuery,
+    pub with_count: bool,
+}
+
+impl ListRequest {
+    pub fn parse(pairs: &[(String, String)]) -> Result<ListRequest, Invalid> {
+        let filter = Filter::parse(pairs)?;
+        let mut limit = DEFAULT_LIMIT;
+        let (mut after, mut before, mut sort, mut with_count) =
+            (None, None, Sort::default(), false);
+        for (k, v) in pairs {
+            match k.as_str() {
+                "limit" => limit = parse_limit(v)?,
+                "after" if !v.is_empty() => after = Some(v),
+                "before" if !v.is_empty() => before = Some(v),
+                "sort" => sort = Sort::parse(v)?,
+                "with_count" => with_count = parse_flag("with_count", v)?,
+                _ => {}
+            }
+        }
+        let position = match (after, before) {
+            (Some(_), Some(_)) => {
+                return Err(Invalid::new("after", "cannot be combined with before"))
+            }
+            (Some(a), None) => PagePosition::After(Cursor::decode(a, "after", sort)?),
+            (None, Some(b)) => PagePosition::Before(Cursor::decode(b, "before", sort)?),
+            (None, None) => PagePosition::First,
+        };
+        Ok(ListRequest {
+            query: ListQuery {
+                filter,
+                sort,
+                limit,
+                position,
+            },
+            with_count,
+        })
+    }
+}
+
+/// A page size: a whole number from 1 to [`MAX_LIMIT`].
+pub fn parse_limit(raw: &str) -> Result<usize, Invalid> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(Invalid::new(
+            "limit",
+            format!("must be an integer from 1 to {MAX_LIMIT}, got '{raw}'"),
+        )),
+    }
+}
+
+/// `true`/`1` or `false`/`0`/empty.
+pub fn parse_flag(field: &str, raw: &str) -> Result<bool, Invalid> {
+    match raw.trim() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(Invalid::new(
+            field,
+            format!("must be true or false, got '{other}'"),
+        )),
+    }
+}
+
 impl ListQuery {
     /// Whether the store should scan against the sort order (to find the page before a cursor).
     pub fn scans_backwards(&self) -> bool {

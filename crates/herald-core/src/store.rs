@@ -1,6 +1,7 @@
 //! The storage contract. Adapters (SQLite, PostgreSQL) implement it; every profile method takes the
 //! [`EnvScope`] it runs in, so nothing can be read or written outside one environment.
 
+use crate::admin::{LoginAttempts, Operator, Session, ThrottleKey, ThrottlePolicy, Username};
 use crate::channel::{Channel, Identity};
 use crate::credentials::Credentials;
 use crate::delivery::{Content, Delivery, Outgoing};
@@ -786,6 +787,62 @@ pub trait InboxStore: Send + Sync {
     async fn inbox_feed(&self) -> Result<Box<dyn InboxFeed>, StoreError>;
 }
 
+/// Dashboard operators, their sessions, and the login throttle's counters. Not per
+/// environment: an operator sees both.
+#[async_trait]
+pub trait OperatorStore: Send + Sync {
+    /// `false` when an account with that username exists already (nothing written).
+    async fn insert_operator(&self, operator: &Operator) -> Result<bool, StoreError>;
+
+    /// Every account, by username.
+    async fn list_operators(&self) -> Result<Vec<Operator>, StoreError>;
+
+    async fn get_operator(&self, username: &Username) -> Result<Option<Operator>, StoreError>;
+
+    /// Replaces the account's password hash, ends every session it has and clears its login
+    /// throttle, in one transaction. `false` when there is no such account.
+    async fn set_operator_password(
+        &self,
+        username: &Username,
+        password_hash: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Deletes the account and its sessions. `false` when there was none.
+    async fn delete_operator(&self, username: &Username) -> Result<bool, StoreError>;
+
+    /// Stores a new session; refused (an error) when its account is gone.
+    async fn insert_session(&self, session: &Session) -> Result<(), StoreError>;
+
+    /// The session with this id hash, if it is still live at `now`.
+    async fn get_session(
+        &self,
+        id_hash: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Session>, StoreError>;
+
+    /// Ends a session (logout). `false` when there was none.
+    async fn delete_session(&self, id_hash: &str) -> Result<bool, StoreError>;
+
+    /// Forgets sessions expired at `now`.
+    async fn purge_sessions(&self, now: DateTime<Utc>) -> Result<u64, StoreError>;
+
+    /// Counts one login attempt against `key` at `now` ([`ThrottlePolicy::count`] over what is
+    /// stored, under a lock, so concurrent attempts on any node are all counted) and returns the
+    /// attempts as stored.
+    async fn count_login_attempt(
+        &self,
+        key: &ThrottleKey,
+        policy: ThrottlePolicy,
+        now: DateTime<Utc>,
+    ) -> Result<LoginAttempts, StoreError>;
+
+    /// Forgets the attempts counted against `key` (a successful login of that account).
+    async fn clear_login_attempts(&self, key: &ThrottleKey) -> Result<(), StoreError>;
+
+    /// Forgets attempt windows that started before `before`.
+    async fn purge_login_attempts(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
+}
+
 /// Everything Herald stores.
 pub trait Store:
     CredentialStore
@@ -796,6 +853,7 @@ pub trait Store:
     + MessageStore
     + ProviderConfigStore
     + InboxStore
+    + OperatorStore
 {
 }
 impl<T> Store for T where
@@ -807,6 +865,7 @@ impl<T> Store for T where
         + MessageStore
         + ProviderConfigStore
         + InboxStore
+        + OperatorStore
 {
 }
 

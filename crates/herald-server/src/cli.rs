@@ -1,4 +1,4 @@
-//! The command line: `herald serve | migrate | keys | user`.
+//! The command line: `herald serve | migrate | keys | admin | user | …`.
 
 use crate::config::Config;
 use crate::{keys, open_store};
@@ -41,6 +41,11 @@ pub enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Manage the operator accounts that log in to the dashboard (http://<listen>/).
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
     },
     /// Manage the secrets that sign hosted preference page links.
     Links {
@@ -108,6 +113,40 @@ pub enum KeysCommand {
     Revoke {
         /// The key set's workspace key (hk_test_… or hk_live_…), as `keys list` shows it.
         workspace_key: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an operator account. The password (12 characters or more) is read from the first
+    /// line of standard input: `printf '%s\n' "$PASSWORD" | herald admin create --username ada --password-stdin`.
+    Create {
+        /// 1 to 64 letters, digits, '.', '_' or '-' (lower-cased).
+        #[arg(long, value_name = "NAME")]
+        username: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
+    },
+    /// List operator accounts (no passwords or hashes).
+    List {
+        /// Print [{"username","created_at"}] as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete an operator account; its sessions end at once.
+    Delete {
+        /// The account's username.
+        username: String,
+    },
+    /// Set a new password (read from the first line of standard input); the account's sessions
+    /// end and its login throttle is cleared.
+    ResetPassword {
+        /// The account's username.
+        username: String,
+        /// Read the password from standard input (the only way: never on the command line).
+        #[arg(long, required = true)]
+        password_stdin: bool,
     },
 }
 
@@ -231,6 +270,7 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Copy { to, resume } => copy_command(&config, &to, resume).await,
         Command::Links { command } => links_command(&config, command).await,
         Command::Inbox { command } => inbox_command(&config, command).await,
+        Command::Admin { command } => admin_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
         Command::Seed {
             env,
@@ -373,10 +413,11 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
         .await
         .map_err(|e| e.to_string())?;
     eprintln!(
-        "copied into {} in {:.1}s: {} key sets",
+        "copied into {} in {:.1}s: {} key sets, {} operator accounts",
         redact(to),
         started.elapsed().as_secs_f64(),
-        report.credentials
+        report.credentials,
+        report.operators
     );
     for (env, r) in [(Env::Test, &report.test), (Env::Live, &report.live)] {
         eprintln!(
@@ -503,6 +544,73 @@ async fn inbox_command(config: &Config, command: InboxCommand) -> Result<(), Str
         }
     }
     Ok(())
+}
+
+async fn admin_command(config: &Config, command: AdminCommand) -> Result<(), String> {
+    use crate::admin;
+    let store = open_store(config).await?;
+    match command {
+        AdminCommand::Create { username, .. } => {
+            let password = password_from_stdin()?;
+            let created = admin::create(store.as_ref(), &username, &password, Utc::now())
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "created operator {}; log in at {}/login",
+                created.username,
+                config.public_base()
+            );
+        }
+        AdminCommand::List { json } => {
+            let all = store.list_operators().await.map_err(|e| e.to_string())?;
+            if json {
+                let rows: Vec<_> = all
+                    .iter()
+                    .map(|o| serde_json::json!({"username": o.username.as_str(), "created_at": format_time(o.created_at)}))
+                    .collect();
+                println!("{}", serde_json::Value::Array(rows));
+            } else if all.is_empty() {
+                eprintln!("no operator accounts; create one with: herald admin create --username NAME --password-stdin");
+            } else {
+                println!("{:<32} created_at", "username");
+                for o in all {
+                    println!("{:<32} {}", o.username.as_str(), format_time(o.created_at));
+                }
+            }
+        }
+        AdminCommand::Delete { username } => {
+            admin::delete(store.as_ref(), &username)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!("deleted operator {}", username.trim().to_ascii_lowercase());
+        }
+        AdminCommand::ResetPassword { username, .. } => {
+            let password = password_from_stdin()?;
+            admin::reset_password(store.as_ref(), &username, &password)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "new password set for {}; their sessions have ended",
+                username.trim().to_ascii_lowercase()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The first line of standard input, without its line ending.
+fn password_from_stdin() -> Result<String, String> {
+    use std::io::BufRead;
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err("no password on standard input (give it as the first line)".into());
+    }
+    Ok(password)
 }
 
 async fn links_command(config: &Config, command: LinksCommand) -> Result<(), String> {

@@ -24,6 +24,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// The live inbox streams of this node.
     pub inbox: InboxConfig,
+    pub dashboard: DashboardConfig,
     /// Notification categories declared in the file (`[[categories]]`), created or overwritten at
     /// start in the environments each names (`env = "test"` or `"live"`; both when absent).
     #[serde(default)]
@@ -127,6 +128,16 @@ pub struct InboxConfig {
     pub max_streams: usize,
 }
 
+/// The dashboard (see [`crate::dashboard`]).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardConfig {
+    /// Believe `X-Forwarded-Proto` and `X-Forwarded-For` (set them only behind a proxy that
+    /// overwrites both): session cookies are `Secure` when the proxy saw HTTPS, and logins are
+    /// throttled per client address rather than per proxy.
+    pub trust_forwarded_headers: bool,
+}
+
 /// Environment variables and the option each sets (`section.key`).
 pub const ENV_VARS: &[(&str, &str)] = &[
     ("HERALD_LISTEN", "listen"),
@@ -190,6 +201,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "inbox.max_streams_per_user",
     ),
     ("HERALD_INBOX_MAX_STREAMS", "inbox.max_streams"),
+    (
+        "HERALD_DASHBOARD_TRUST_FORWARDED_HEADERS",
+        "dashboard.trust_forwarded_headers",
+    ),
 ];
 
 impl Config {

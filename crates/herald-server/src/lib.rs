@@ -1,9 +1,11 @@
 //! The `herald` binary's library: configuration, CLI commands, the HTTP API and the wiring of
 //! concrete adapters. This is the only crate that sees the store and the providers together.
 
+pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod inbox;
 pub mod keys;
 pub mod metrics;
@@ -199,30 +201,35 @@ pub async fn serve_until(
     let streams = app.inbox.clone();
     let router = api::router(app);
     let request_timeout = std::time::Duration::from_secs(limits.request_timeout_secs);
-    let service = tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-        let method = metrics::method_label(req.method());
-        let started = std::time::Instant::now();
-        let handled = router
-            .clone()
-            .oneshot(api::normalize(req.map(axum::body::Body::new)));
-        async move {
-            use axum::response::IntoResponse;
-            match tokio::time::timeout(request_timeout, handled).await {
-                Ok(response) => response,
-                Err(_) => {
-                    let response =
-                        api::error::ApiError::timeout(request_timeout.as_secs()).into_response();
-                    // The router's middleware was dropped with the request, so the 5xx is
-                    // logged here; the route is not known outside the router.
-                    let ms = started.elapsed().as_secs_f64() * 1000.0;
-                    let status = response.status().as_u16();
-                    api::error::log_failure(method, "unknown", status, ms, &response);
-                    Ok(response)
+    // One service per connection, so each request carries its peer's address (the dashboard
+    // throttles logins per address).
+    let service_for = move |peer: std::net::SocketAddr| {
+        let router = router.clone();
+        tower::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+            let method = metrics::method_label(req.method());
+            let started = std::time::Instant::now();
+            let mut req = api::normalize(req.map(axum::body::Body::new));
+            req.extensions_mut()
+                .insert(axum::extract::ConnectInfo(peer));
+            let handled = router.clone().oneshot(req);
+            async move {
+                use axum::response::IntoResponse;
+                match tokio::time::timeout(request_timeout, handled).await {
+                    Ok(response) => response,
+                    Err(_) => {
+                        let response = api::error::ApiError::timeout(request_timeout.as_secs())
+                            .into_response();
+                        // The router's middleware was dropped with the request, so the 5xx is
+                        // logged here; the route is not known outside the router.
+                        let ms = started.elapsed().as_secs_f64() * 1000.0;
+                        let status = response.status().as_u16();
+                        api::error::log_failure(method, "unknown", status, ms, &response);
+                        Ok(response)
+                    }
                 }
             }
-        }
-    });
-    let service = hyper_util::service::TowerToHyperService::new(service);
+        })
+    };
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(std::time::Duration::from_secs(
@@ -233,9 +240,9 @@ pub async fn serve_until(
     let mut shutdown = std::pin::pin!(shutdown);
     tracing::info!(%addr, "herald listening");
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait a moment rather than spin.
                     tracing::warn!(error = %e, "accept failed");
@@ -246,7 +253,8 @@ pub async fn serve_until(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let conn = http.serve_connection(TokioIo::new(stream), service.clone());
+        let service = hyper_util::service::TowerToHyperService::new(service_for(peer));
+        let conn = http.serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
@@ -304,6 +312,18 @@ async fn forget_old_idempotency_keys(
             Ok(0) => {}
             Ok(n) => tracing::debug!(purged = n, "forgot expired idempotency keys"),
             Err(e) => tracing::warn!(error = %e, "could not purge expired idempotency keys"),
+        }
+        // Dashboard sessions past their expiry, and login-throttle windows long over.
+        let now = chrono::Utc::now();
+        match store.purge_sessions(now).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot expired dashboard sessions"),
+            Err(e) => tracing::warn!(error = %e, "could not purge expired dashboard sessions"),
+        }
+        match store.purge_login_attempts(now - IDEMPOTENCY_WINDOW).await {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(purged = n, "forgot old login attempts"),
+            Err(e) => tracing::warn!(error = %e, "could not purge old login attempts"),
         }
         // Triggers' `$idempotency_key`s share the window.
         match store

@@ -87,6 +87,11 @@ macro_rules! migrations {
                 name: "inbox",
                 sql: include_str!("migrations/0013_inbox.sql"),
             },
+            $crate::migrate::Migration {
+                version: 14,
+                name: "dashboard",
+                sql: include_str!("migrations/0014_dashboard.sql"),
+            },
         ]
     };
 }

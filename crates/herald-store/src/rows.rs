@@ -2,6 +2,7 @@
 //! [`Columns`] for its row type (SQLite keeps JSON as text, PostgreSQL as `JSONB`; integers and
 //! flags have different widths); the mapping from columns to values is written here.
 
+use herald_core::admin::{LoginAttempts, Operator, Session, Username};
 use herald_core::channel::Channel;
 use herald_core::credentials::Credentials;
 use herald_core::erasure;
@@ -239,4 +240,39 @@ pub(crate) fn inbox_counts(row: &impl Columns) -> Result<InboxCounts, StoreError
         unread: n(2)?,
         archived: n(3)?,
     })
+}
+
+/// An operator account from the columns of [`crate::sql::LIST_OPERATORS`].
+pub(crate) fn operator(row: &impl Columns) -> Result<Operator, StoreError> {
+    let bad = unreadable("operator");
+    Ok(Operator {
+        username: username(row.text(0).map_err(&bad)?)?,
+        password_hash: row.text(1).map_err(&bad)?,
+        created_at: from_micros(row.int(2).map_err(&bad)?),
+    })
+}
+
+/// A session from the columns of [`crate::sql::GET_SESSION`].
+pub(crate) fn session(row: &impl Columns) -> Result<Session, StoreError> {
+    let bad = unreadable("session");
+    Ok(Session {
+        id_hash: row.text(0).map_err(&bad)?,
+        username: username(row.text(1).map_err(&bad)?)?,
+        csrf_token: row.text(2).map_err(&bad)?,
+        created_at: from_micros(row.int(3).map_err(&bad)?),
+        expires_at: from_micros(row.int(4).map_err(&bad)?),
+    })
+}
+
+/// Login attempts from the columns of [`crate::sql::GET_LOGIN_ATTEMPTS`].
+pub(crate) fn login_attempts(row: &impl Columns) -> Result<LoginAttempts, StoreError> {
+    let bad = unreadable("login attempts");
+    Ok(LoginAttempts {
+        count: u32::try_from(row.int(0).map_err(&bad)?).unwrap_or(u32::MAX),
+        window_start: from_micros(row.int(1).map_err(&bad)?),
+    })
+}
+
+fn username(raw: String) -> Result<Username, StoreError> {
+    Username::parse(&raw).map_err(|e| StoreError::internal(format!("stored username: {e}")))
 }

@@ -392,6 +392,44 @@ pub(crate) const MARK_INBOX: &str = "UPDATE inbox_items SET \
      OR (CAST(?4 AS BIGINT) = 1 AND read_at IS NULL) OR (CAST(?4 AS BIGINT) = 2 AND read_at IS NOT NULL) \
      OR (CAST(?5 AS BIGINT) = 1 AND archived_at IS NULL) OR (CAST(?5 AS BIGINT) = 2 AND archived_at IS NOT NULL))";
 
+// ---- dashboard operators, sessions and login throttling ----
+
+pub(crate) const INSERT_OPERATOR: &str = "INSERT INTO operators (username, password_hash, \
+     created_at) VALUES (?1, ?2, ?3) ON CONFLICT (username) DO NOTHING";
+/// Columns in the order [`crate::rows::operator`] reads them.
+pub(crate) const LIST_OPERATORS: &str =
+    "SELECT username, password_hash, created_at FROM operators ORDER BY username";
+pub(crate) const GET_OPERATOR: &str =
+    "SELECT username, password_hash, created_at FROM operators WHERE username = ?1";
+pub(crate) const SET_OPERATOR_PASSWORD: &str =
+    "UPDATE operators SET password_hash = ?2 WHERE username = ?1";
+pub(crate) const DELETE_OPERATOR: &str = "DELETE FROM operators WHERE username = ?1";
+pub(crate) const DELETE_OPERATOR_SESSIONS: &str =
+    "DELETE FROM operator_sessions WHERE username = ?1";
+/// Inserts only while the account exists, so a session cannot outlive a concurrent delete.
+pub(crate) const INSERT_SESSION: &str = "INSERT INTO operator_sessions (id_hash, username, \
+     csrf_token, created_at, expires_at) SELECT ?1, ?2, ?3, ?4, ?5 \
+     WHERE EXISTS (SELECT 1 FROM operators WHERE username = ?2)";
+/// Columns in the order [`crate::rows::session`] reads them; live at `?2` only.
+pub(crate) const GET_SESSION: &str = "SELECT id_hash, username, csrf_token, created_at, \
+     expires_at FROM operator_sessions WHERE id_hash = ?1 AND expires_at > ?2";
+pub(crate) const DELETE_SESSION: &str = "DELETE FROM operator_sessions WHERE id_hash = ?1";
+pub(crate) const PURGE_SESSIONS: &str = "DELETE FROM operator_sessions WHERE expires_at <= ?1";
+pub(crate) const GET_LOGIN_ATTEMPTS: &str =
+    "SELECT attempts, window_start FROM login_attempts WHERE kind = ?1 AND key = ?2";
+pub(crate) const PUT_LOGIN_ATTEMPTS: &str = "INSERT INTO login_attempts (kind, key, attempts, \
+     window_start) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (kind, key) DO UPDATE SET \
+     attempts = excluded.attempts, window_start = excluded.window_start";
+pub(crate) const DELETE_LOGIN_ATTEMPTS: &str =
+    "DELETE FROM login_attempts WHERE kind = ?1 AND key = ?2";
+pub(crate) const PURGE_LOGIN_ATTEMPTS: &str = "DELETE FROM login_attempts WHERE window_start < ?1";
+/// PostgreSQL: makes the row exist (no attempt counted yet) so that `SELECT … FOR UPDATE` has a
+/// row to lock, even for the very first attempt of two racing nodes.
+pub(crate) const ENSURE_LOGIN_ATTEMPTS: &str = "INSERT INTO login_attempts (kind, key, attempts, \
+     window_start) VALUES (?1, ?2, 0, ?3) ON CONFLICT (kind, key) DO NOTHING";
+pub(crate) const LOCK_LOGIN_ATTEMPTS: &str = "SELECT attempts, window_start FROM login_attempts \
+     WHERE kind = ?1 AND key = ?2 FOR UPDATE";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,11 +30,14 @@ pub struct EnvReport {
 pub struct Report {
     /// Key sets copied (those the target did not hold already).
     pub credentials: u64,
+    /// Dashboard operator accounts copied (those the target did not hold already); their
+    /// sessions are not: operators log in again on the new database.
+    pub operators: u64,
     pub test: EnvReport,
     pub live: EnvReport,
 }
 
-/// Copies keys, then per environment the categories, the workflows, the provider configurations, the property registry's declared and
+/// Copies keys and dashboard operator accounts, then per environment the categories, the workflows, the provider configurations, the property registry's declared and
 /// labelled records, and every profile with its history (oldest first, times and actors kept).
 /// The target must hold no profiles, so nothing is merged by accident (see [`resume`] for a copy
 /// that was interrupted). `progress` hears of every batch of profiles copied. Profiles written to
@@ -99,6 +102,11 @@ async fn copy(
         {
             to.insert_credentials(&c).await?;
             report.credentials += 1;
+        }
+    }
+    for operator in from.list_operators().await? {
+        if to.insert_operator(&operator).await? {
+            report.operators += 1;
         }
     }
     report.test = copy_env(from, to, Env::Test, resume, progress).await?;

@@ -262,7 +262,7 @@ fn failed(e: Error) -> Response {
 }
 
 /// The channels the page offers: those the user has an address on (all, if none).
-fn channels_of(profile: &Profile) -> Vec<Channel> {
+pub(crate) fn channels_of(profile: &Profile) -> Vec<Channel> {
     let held: Vec<Channel> = PREFERENCE_CHANNELS
         .into_iter()
         .filter(|c| profile.identities_on(*c).next().is_some())
@@ -317,7 +317,7 @@ pub async fn view(
 /// What a posted form asks for. Unticked boxes are absent from a form post, so the whole state is
 /// derived from what is present: every visible, non-mandatory category and every offered channel
 /// is set.
-fn changes_of(
+pub(crate) fn changes_of(
     form: &HashMap<String, String>,
     categories: &[Category],
     offered: &[Channel],

@@ -45,6 +45,7 @@ pub fn router(app: App) -> Router {
             auth::authenticate,
         )))
         .merge(public)
+        .merge(crate::dashboard::router())
         .fallback(|| async { ApiError::not_found("no such endpoint") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(

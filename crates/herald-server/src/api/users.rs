@@ -7,8 +7,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use herald_core::filter::Filter;
-use herald_core::listing::{Cursor, ListQuery, PagePosition, Sort, DEFAULT_LIMIT, MAX_LIMIT};
+use herald_core::listing::{ListRequest, DEFAULT_LIMIT};
 use herald_core::service::{limits, profiles};
 use herald_core::{DistinctId, Status};
 use serde_json::{json, Value};
@@ -295,37 +294,8 @@ pub async fn list(
     caller: Caller,
     uri: Uri,
 ) -> Result<Json<Value>, ApiError> {
-    let mut limit = DEFAULT_LIMIT;
-    let (mut after, mut before, mut sort, mut with_count) = (None, None, Sort::default(), false);
-    let pairs = query_pairs(&uri);
-    let filter = Filter::parse(&pairs)?;
-    for (k, v) in pairs {
-        match k.as_str() {
-            "limit" => limit = parse_limit(&v)?,
-            "after" if !v.is_empty() => after = Some(v),
-            "before" if !v.is_empty() => before = Some(v),
-            "sort" => sort = Sort::parse(&v)?,
-            "with_count" => with_count = parse_bool("with_count", &v)?,
-            _ => {}
-        }
-    }
-    let position = match (after, before) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::bad_request(
-                "after",
-                "cannot be combined with before",
-            ))
-        }
-        (Some(a), None) => PagePosition::After(Cursor::decode(&a, "after", sort)?),
-        (None, Some(b)) => PagePosition::Before(Cursor::decode(&b, "before", sort)?),
-        (None, None) => PagePosition::First,
-    };
-    let query = ListQuery {
-        filter,
-        sort,
-        limit,
-        position,
-    };
+    let ListRequest { query, with_count } = ListRequest::parse(&query_pairs(&uri))?;
+    let (limit, sort) = (query.limit, query.sort);
     let listing = profiles::list(app.store.as_ref(), &caller.ctx(), &query, with_count).await?;
     let page = listing.page;
     Ok(Json(json!({
@@ -388,24 +358,11 @@ pub async fn history(
 }
 
 fn parse_limit(raw: &str) -> Result<usize, ApiError> {
-    match raw.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request(
-            "limit",
-            format!("must be an integer from 1 to {MAX_LIMIT}, got '{raw}'"),
-        )),
-    }
+    Ok(herald_core::listing::parse_limit(raw)?)
 }
 
 fn parse_bool(field: &str, raw: &str) -> Result<bool, ApiError> {
-    match raw.trim() {
-        "true" | "1" => Ok(true),
-        "false" | "0" | "" => Ok(false),
-        other => Err(ApiError::bad_request(
-            field,
-            format!("must be true or false, got '{other}'"),
-        )),
-    }
+    Ok(herald_core::listing::parse_flag(field, raw)?)
 }
 
 pub fn within_edit_limit(size: usize) -> Result<(), ApiError> {

@@ -4,6 +4,7 @@
 mod auth;
 mod concurrency;
 mod crash;
+mod dashboard;
 mod dispatch;
 mod end_to_end;
 mod envs;

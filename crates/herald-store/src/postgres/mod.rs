@@ -11,6 +11,7 @@ mod index;
 pub(crate) mod listing;
 mod messages;
 mod migrate;
+mod operators;
 mod profiles;
 mod properties;
 mod providers;

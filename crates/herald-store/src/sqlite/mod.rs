@@ -10,6 +10,7 @@ mod index;
 pub(crate) mod listing;
 mod messages;
 mod migrate;
+mod operators;
 mod pool;
 mod profiles;
 mod properties;

@@ -12,6 +12,12 @@ use serde_json::Value;
 /// Keys, categories, registry labels, and profiles with edits, preferences, a merge and a delete,
 /// in both environments.
 async fn populate(store: &dyn Store) {
+    let operator = herald_core::admin::Operator {
+        username: herald_core::admin::Username::parse("ada").unwrap(),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+        created_at: chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap(),
+    };
+    assert!(store.insert_operator(&operator).await.unwrap());
     for env in [Env::Test, Env::Live] {
         let new = NewCredentials::from_random(
             env,
@@ -184,6 +190,12 @@ async fn a_copy_holds_everything_the_source_held_across_backends() {
             .unwrap();
             // 603 upserted, one merged away and one deleted, per environment.
             assert_eq!(report.credentials, 2, "{name}");
+            assert_eq!(report.operators, 1, "{name}");
+            assert_eq!(
+                source.store.list_operators().await.unwrap(),
+                target.store.list_operators().await.unwrap(),
+                "{name}: operator accounts, hashes and all"
+            );
             assert_eq!(
                 (report.test.profiles, report.live.profiles),
                 (601, 601),

@@ -19,6 +19,7 @@ mod filters;
 mod hardening;
 mod inbox;
 mod messages;
+mod operators;
 mod providers;
 mod schema;
 mod workflows;
