@@ -271,6 +271,15 @@ macro_rules! message_columns {
     };
 }
 
+/// PostgreSQL: the claim of outbox entry `?1`, locked, after the columns of its message (no row
+/// when either is gone); the claim is column [`CLAIMED_MESSAGE_CLAIM`].
+pub(crate) const CLAIMED_MESSAGE_FOR_UPDATE: &str = concat!(
+    "WITH entry AS (SELECT claim FROM outbox WHERE message_id = ?1 FOR UPDATE) SELECT ",
+    message_columns!(),
+    ", entry.claim FROM entry, messages WHERE messages.id = ?1"
+);
+pub(crate) const CLAIMED_MESSAGE_CLAIM: usize = 16;
+
 /// The message columns, for the listing built in [`crate::query::message_page`].
 pub(crate) const MESSAGE_COLUMNS: &str = message_columns!();
 

@@ -8,7 +8,7 @@ use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
-use futures_util::future::{try_join, try_join_all};
+use futures_util::future::{try_join, try_join3, try_join_all};
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
 use herald_core::message::{Message, MessageStatus};
@@ -127,14 +127,11 @@ async fn follow_chain(
     tx: &Transaction<'_>,
     completed: &Message,
     now: DateTime<Utc>,
+    mut waiter: Option<String>,
 ) -> Result<(), Attempt> {
     let mut previous = completed.clone();
     loop {
-        let waiter = tx
-            .query_opt(pg(sql::WAITER).as_ref(), &[&previous.id])
-            .await?
-            .map(|row| row.get::<_, String>(0));
-        let Some(id) = waiter else {
+        let Some(id) = waiter.take() else {
             return Ok(());
         };
         let Some(mut next) = message_by_id(tx, &id).await? else {
@@ -156,8 +153,17 @@ async fn follow_chain(
         }
         tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&next.id])
             .await?;
+        waiter = waiter_of(tx, &next.id).await?;
         previous = next;
     }
+}
+
+/// The entry waiting for message `id`, if any.
+async fn waiter_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, Attempt> {
+    Ok(tx
+        .query_opt(pg(sql::WAITER).as_ref(), &[&id])
+        .await?
+        .map(|row| row.get::<_, String>(0)))
 }
 
 /// What a stored trigger key says about this enqueue: `None` if the key is new.
@@ -248,33 +254,42 @@ async fn complete(
     next_due: Option<DateTime<Utc>>,
 ) -> Result<Completion, Attempt> {
     let id = claim.entry.message_id.as_str();
-    let current = tx
-        .query_opt(
-            "SELECT claim FROM outbox WHERE message_id = $1 FOR UPDATE",
-            &[&id],
-        )
+    // The entry's claim (locked) and its message in one round trip; no row: the entry or the
+    // message is gone.
+    let Some(row) = tx
+        .query_opt(pg(sql::CLAIMED_MESSAGE_FOR_UPDATE).as_ref(), &[&id])
         .await?
-        .map(|row| row.get::<_, i64>(0));
-    if current != Some(claim.token) {
-        return Ok(Completion::Stale);
-    }
-    let Some(mut message) = message_by_id(tx, id).await? else {
+    else {
         return Ok(Completion::Stale);
     };
+    if row.get::<_, i64>(sql::CLAIMED_MESSAGE_CLAIM) != claim.token {
+        return Ok(Completion::Stale);
+    }
+    let (_, mut message) = rows::message(&row)?;
     let Ok(retry_at) = message.settle(outcome, now, next_due) else {
         return Ok(Completion::Stale);
     };
-    update_message(tx, &message, now).await?;
-    match retry_at {
-        Some(due) => {
-            tx.execute(pg(sql::RETRY_ENTRY).as_ref(), &[&id, &micros(due)])
-                .await?;
+    // The writes that follow are independent: sent together (pipelined) on the connection.
+    let entry = async {
+        match retry_at {
+            Some(due) => tx
+                .execute(pg(sql::RETRY_ENTRY).as_ref(), &[&id, &micros(due)])
+                .await
+                .map_err(Attempt::from),
+            None => tx
+                .execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id])
+                .await
+                .map_err(Attempt::from),
         }
-        None => {
-            tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id]).await?;
-            follow_chain(tx, &message, now).await?;
+    };
+    let waiter = async {
+        match retry_at {
+            Some(_) => Ok(None),
+            None => waiter_of(tx, id).await,
         }
-    }
+    };
+    let ((), _, waiter) = try_join3(update_message(tx, &message, now), entry, waiter).await?;
+    follow_chain(tx, &message, now, waiter).await?;
     Ok(Completion::Recorded {
         message: Box::new(message),
         retry_at,
