@@ -49,8 +49,6 @@ macro_rules! profile_columns {
     };
 }
 
-pub(crate) const PROFILE_COLUMNS: &str = profile_columns!();
-
 pub(crate) const SELECT_PROFILE: &str = concat!(
     "SELECT ",
     profile_columns!(),
@@ -63,6 +61,15 @@ pub(crate) const SELECT_PROFILE_FOR_UPDATE: &str = concat!(
     "SELECT ",
     profile_columns!(),
     " FROM profiles WHERE env = ?1 AND distinct_id = ?2 FOR UPDATE"
+);
+
+/// The profiles of env `?1` among the ids of array `?2`, held until commit and locked in
+/// distinct_id order, so two transactions locking overlapping sets on any nodes cannot deadlock
+/// (PostgreSQL only: bulk deletes and batches of edits).
+pub(crate) const SELECT_PROFILES_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    profile_columns!(),
+    " FROM profiles WHERE env = ?1 AND distinct_id = ANY(?2) ORDER BY distinct_id FOR UPDATE"
 );
 
 /// Every profile with its environment last (column 8), for indexing at upgrade.

@@ -56,25 +56,6 @@ pub fn internal(e: rusqlite::Error) -> StoreError {
     StoreError::internal_from("SQLite", e)
 }
 
-/// The failure of a batch, for each of its callers: errors are not `Clone`, so each gets the same
-/// variant and message (the source as text).
-fn for_each_caller(e: &StoreError) -> StoreError {
-    let source =
-        |s: &Option<herald_core::store::ErrorSource>| s.as_ref().map(|s| s.to_string().into());
-    match e {
-        StoreError::Unavailable { context, source: s } => StoreError::Unavailable {
-            context: context.clone(),
-            source: source(s),
-        },
-        StoreError::Internal { context, source: s } => StoreError::Internal {
-            context: context.clone(),
-            source: source(s),
-        },
-        StoreError::Busy(m) => StoreError::Busy(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-    }
-}
-
 /// The single writer. Jobs queue on a bounded channel; the thread drains what is waiting, runs
 /// each job in its own savepoint (a failed or panicking job rolls back alone), commits once, then
 /// answers every caller. A caller hears "done" only after its data is committed. If SQLite rolls
@@ -187,7 +168,10 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         for reply in replies {
             // A reply only sends on a channel; a panic there must not stop the writer either.
-            let commit = committed.as_ref().map(|_| ()).map_err(for_each_caller);
+            let commit = committed
+                .as_ref()
+                .map(|_| ())
+                .map_err(StoreError::for_each_caller);
             let _ = catch_unwind(AssertUnwindSafe(|| reply(commit)));
         }
     }

@@ -4,6 +4,7 @@
 use super::history::{self, erasure_secret, insert_event};
 use super::pool::internal;
 use super::{execute, index, json, listing, query_opt, value, SqliteStore};
+use crate::batch::Tally;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use herald_core::env::{Env, EnvScope};
@@ -14,10 +15,11 @@ use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{micros, Profile};
 use herald_core::store::{
-    EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore, ProfileWrite,
-    StoreError, TombstoneFn,
+    BatchEdit, EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore,
+    ProfileWrite, StoreError, TombstoneFn,
 };
 use rusqlite::{params, Connection};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 
 fn select_profile(conn: &Connection, env: Env, id: &str) -> Result<Option<Profile>, StoreError> {
     query_opt(conn, sql::SELECT_PROFILE, params![env.as_str(), id], |r| {
@@ -49,6 +51,7 @@ fn store_profile(
     env: Env,
     before: Option<&Profile>,
     p: &Profile,
+    tally: &mut Tally,
 ) -> Result<(), StoreError> {
     let changed = match before {
         None => insert_profile(conn, env, p)?,
@@ -74,17 +77,93 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    index::sync(conn, env, before, Some(p))
+    index::rows(conn, env, before, Some(p), tally)
 }
 
+/// Stores `w` and its history event; its counter deltas and sightings go to `tally`.
 fn write_profile(
     conn: &Connection,
     env: Env,
     before: Option<&Profile>,
     w: &ProfileWrite,
+    tally: &mut Tally,
 ) -> Result<(), StoreError> {
-    store_profile(conn, env, before, &w.profile)?;
+    store_profile(conn, env, before, &w.profile, tally)?;
     insert_event(conn, env, &w.event)
+}
+
+/// One edit, as [`ProfileStore::edit_profile`] runs it inside the writer's transaction; its
+/// counter deltas and sightings go to `tally` (for [`index::settle`]).
+fn edit_one(
+    conn: &Connection,
+    env: Env,
+    id: &str,
+    edit: &EditFn,
+    once: Option<&OnceKey>,
+    tally: &mut Tally,
+) -> Result<EditOutcome, StoreError> {
+    let existing = select_profile(conn, env, id)?;
+    if let Some(key) = once {
+        if let Some(outcome) = key_applied(conn, env, key)? {
+            return Ok(outcome);
+        }
+    }
+    let stored = match edit(existing.as_ref()) {
+        Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
+        Ok(None) => existing,
+        Ok(Some(w)) => {
+            write_profile(conn, env, existing.as_ref(), &w, tally)?;
+            Some(w.profile)
+        }
+    };
+    if let Some(key) = once {
+        record_key(conn, env, key)?;
+    }
+    Ok(crate::applied(stored))
+}
+
+/// The edits of a batch, in order, each in its own savepoint inside the writer's job: an edit
+/// that fails (or panics) rolls back alone. The counters and registry sightings of the edits
+/// that succeeded are applied once at the end. `Err`: the job as a whole failed.
+fn edit_many(
+    conn: &Connection,
+    env: Env,
+    edits: Vec<BatchEdit>,
+) -> Result<Vec<Result<EditOutcome, StoreError>>, StoreError> {
+    let mut tally = Tally::default();
+    let mut out = Vec::with_capacity(edits.len());
+    for e in edits {
+        conn.execute_batch("SAVEPOINT edit").map_err(internal)?;
+        let mut mine = Tally::default();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            edit_one(
+                conn,
+                env,
+                e.id.as_str(),
+                &e.edit,
+                e.once.as_ref(),
+                &mut mine,
+            )
+        }))
+        .unwrap_or_else(|_| Err(StoreError::internal("an edit of a batch panicked")));
+        // SQLite may have rolled back the whole transaction (I/O error, disk full): the writer
+        // fails the job, so nothing of it is half-committed.
+        if conn.is_autocommit() {
+            return Err(StoreError::unavailable(
+                "SQLite rolled back the write transaction in a batch of edits",
+            ));
+        }
+        if result.is_ok() {
+            conn.execute_batch("RELEASE edit").map_err(internal)?;
+            tally.merge(mine);
+        } else {
+            conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
+                .map_err(internal)?;
+        }
+        out.push(result);
+    }
+    index::settle(conn, env, &tally)?;
+    Ok(out)
 }
 
 /// What an applied key says about this edit: `None` if the key is new.
@@ -200,26 +279,29 @@ impl ProfileStore for SqliteStore {
         self.writer
             .write(move |conn| {
                 let env = scope.env();
-                let existing = select_profile(conn, env, &id)?;
-                if let Some(key) = &once {
-                    if let Some(outcome) = key_applied(conn, env, key)? {
-                        return Ok(outcome);
-                    }
-                }
-                let stored = match edit(existing.as_ref()) {
-                    Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
-                    Ok(None) => existing,
-                    Ok(Some(w)) => {
-                        write_profile(conn, env, existing.as_ref(), &w)?;
-                        Some(w.profile)
-                    }
-                };
-                if let Some(key) = &once {
-                    record_key(conn, env, key)?;
-                }
-                Ok(crate::applied(stored))
+                let mut tally = Tally::default();
+                let outcome = edit_one(conn, env, &id, &edit, once.as_ref(), &mut tally)?;
+                index::settle(conn, env, &tally)?;
+                Ok(outcome)
             })
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), edits = edits.len()))]
+    async fn edit_profiles(
+        &self,
+        scope: EnvScope,
+        edits: Vec<BatchEdit>,
+    ) -> Vec<Result<EditOutcome, StoreError>> {
+        let n = edits.len();
+        match self
+            .writer
+            .write(move |conn| edit_many(conn, scope.env(), edits))
+            .await
+        {
+            Ok(outcomes) => outcomes,
+            Err(e) => (0..n).map(|_| Err(e.for_each_caller())).collect(),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env(), profiles = items.len()))]
@@ -232,15 +314,17 @@ impl ProfileStore for SqliteStore {
             .write(move |conn| {
                 let env = scope.env();
                 let mut created = 0;
+                let mut tally = Tally::default();
                 for w in &items {
                     if insert_profile(conn, env, &w.profile)? == 1 {
-                        index::sync(conn, env, None, Some(&w.profile))?;
+                        index::rows(conn, env, None, Some(&w.profile), &mut tally)?;
                         for event in &w.history {
                             insert_event(conn, env, event)?;
                         }
                         created += 1;
                     }
                 }
+                index::settle(conn, env, &tally)?;
                 Ok(created)
             })
             .await
@@ -283,7 +367,9 @@ impl ProfileStore for SqliteStore {
                 match merge(existing.as_ref(), &from) {
                     Err(refusal) => Ok(MergeOutcome::Refused(refusal)),
                     Ok((w, tombstone)) => {
-                        write_profile(conn, env, existing.as_ref(), &w)?;
+                        let mut tally = Tally::default();
+                        write_profile(conn, env, existing.as_ref(), &w, &mut tally)?;
+                        index::settle(conn, env, &tally)?;
                         erase_user(conn, env, &from, tombstone)?;
                         Ok(MergeOutcome::Merged(Box::new(w.profile)))
                     }
