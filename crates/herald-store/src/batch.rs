@@ -6,7 +6,7 @@
 use herald_core::history::HistoryEvent;
 use herald_core::index::{Change, Entry};
 use herald_core::profile::Profile;
-use herald_core::store::{BatchEdit, EditOutcome, OnceKey};
+use herald_core::store::{BatchEdit, EditOutcome, OnceKey, StoreError};
 use std::collections::{BTreeMap, HashMap};
 
 /// Presence-counter deltas by `(key, shard)` and custom keys seen with their type bits, summed
@@ -45,8 +45,11 @@ impl Tally {
 }
 
 /// One profile a batch touched.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Slot {
+    /// The stored row could not be read: every edit of it fails with this, and it is not
+    /// written.
+    pub fault: Option<StoreError>,
     /// As stored when the batch began (`None`: not stored).
     pub stored: Option<Profile>,
     /// After the batch's edits.
@@ -78,7 +81,7 @@ impl Slot {
 #[derive(Debug)]
 pub(crate) struct Plan {
     /// One per edit, in order.
-    pub outcomes: Vec<EditOutcome>,
+    pub outcomes: Vec<Result<EditOutcome, StoreError>>,
     /// Every profile the batch names, by distinct_id.
     pub slots: BTreeMap<String, Slot>,
     /// The history events of the writes, in the order they were applied.
@@ -90,13 +93,14 @@ pub(crate) struct Plan {
 }
 
 /// Runs `edits` in order over `stored` (the profiles of the ids they name that exist, locked by
-/// the caller) and `applied` (the stored keys among theirs, with their fingerprints), as
-/// [`herald_core::store::ProfileStore::edit_profile`] would one after another: each edit sees
-/// the state the previous ones left, a key recorded earlier in the batch counts as applied, a
-/// refused edit changes nothing and records no key. `shard` picks a profile's counter shard.
+/// the caller; `Err` for a row that could not be read) and `applied` (the stored keys among
+/// theirs, with their fingerprints), as [`herald_core::store::ProfileStore::edit_profile`]
+/// would one after another: each edit sees the state the previous ones left, a key recorded
+/// earlier in the batch counts as applied, a refused edit changes nothing and records no key,
+/// an edit of an unreadable row fails alone. `shard` picks a profile's counter shard.
 pub(crate) fn plan(
     edits: &[BatchEdit],
-    mut stored: HashMap<String, Profile>,
+    mut stored: HashMap<String, Result<Profile, StoreError>>,
     mut applied: HashMap<String, Option<String>>,
     shard: impl Fn(&str) -> i16,
 ) -> Plan {
@@ -109,27 +113,35 @@ pub(crate) fn plan(
     };
     for e in edits {
         let slot = plan.slots.entry(e.id.to_string()).or_insert_with_key(|id| {
-            let p = stored.remove(id);
+            let (p, fault) = match stored.remove(id).transpose() {
+                Ok(p) => (p, None),
+                Err(fault) => (None, Some(fault)),
+            };
             Slot {
+                fault,
                 current: p.clone(),
                 stored: p,
                 changes: Vec::new(),
             }
         });
+        if let Some(fault) = &slot.fault {
+            plan.outcomes.push(Err(fault.for_each_caller()));
+            continue;
+        }
         if let Some(key) = &e.once {
             if let Some(fingerprint) = applied.get(&key.key) {
                 plan.outcomes
-                    .push(if key.reused_by(fingerprint.as_deref()) {
+                    .push(Ok(if key.reused_by(fingerprint.as_deref()) {
                         EditOutcome::KeyReused
                     } else {
                         EditOutcome::AlreadyApplied
-                    });
+                    }));
                 continue;
             }
         }
         let after = match (e.edit)(slot.current.as_ref()) {
             Err(refusal) => {
-                plan.outcomes.push(EditOutcome::Refused(refusal));
+                plan.outcomes.push(Ok(EditOutcome::Refused(refusal)));
                 continue;
             }
             Ok(None) => slot.current.clone(),
@@ -147,7 +159,7 @@ pub(crate) fn plan(
             applied.insert(key.key.clone(), key.fingerprint.clone());
             plan.keys.push(key.clone());
         }
-        plan.outcomes.push(crate::applied(after));
+        plan.outcomes.push(Ok(crate::applied(after)));
     }
     plan
 }
@@ -180,9 +192,9 @@ mod tests {
         }
     }
 
-    fn n(outcome: &EditOutcome) -> Option<i64> {
+    fn n(outcome: &Result<EditOutcome, StoreError>) -> Option<i64> {
         match outcome {
-            EditOutcome::Applied(p) => p.properties.get("n").and_then(|v| v.as_i64()),
+            Ok(EditOutcome::Applied(p)) => p.properties.get("n").and_then(|v| v.as_i64()),
             _ => None,
         }
     }
@@ -201,13 +213,16 @@ mod tests {
         let applied = HashMap::from([("stored".to_owned(), None)]);
         let plan = plan(&edits, HashMap::new(), applied, |_| 0);
         assert_eq!(n(&plan.outcomes[0]), Some(1));
-        assert!(matches!(plan.outcomes[2], EditOutcome::AlreadyApplied));
+        assert!(matches!(plan.outcomes[2], Ok(EditOutcome::AlreadyApplied)));
         assert!(
-            matches!(plan.outcomes[3], EditOutcome::Refused(Refusal::Invalid(_))),
+            matches!(
+                plan.outcomes[3],
+                Ok(EditOutcome::Refused(Refusal::Invalid(_)))
+            ),
             "appending to a number is refused: {:?}",
             plan.outcomes[3]
         );
-        assert!(matches!(plan.outcomes[4], EditOutcome::AlreadyApplied));
+        assert!(matches!(plan.outcomes[4], Ok(EditOutcome::AlreadyApplied)));
         assert_eq!(
             n(&plan.outcomes[5]),
             Some(3),
@@ -230,5 +245,20 @@ mod tests {
         assert_eq!(ns, ["5"]);
         assert_eq!(plan.tally.counts[&("*".to_owned(), 0)], 2);
         assert_eq!(plan.tally.counts[&("n".to_owned(), 0)], 2);
+    }
+
+    #[test]
+    fn edits_of_an_unreadable_row_fail_alone() {
+        let edits = vec![
+            edit("bad", json!([{"$add": {"n": 1}}]), Some("k1")),
+            edit("ada", json!([{"$add": {"n": 1}}]), Some("k2")),
+        ];
+        let stored = HashMap::from([("bad".to_owned(), Err(StoreError::internal("unreadable")))]);
+        let plan = plan(&edits, stored, HashMap::new(), |_| 0);
+        assert!(matches!(plan.outcomes[0], Err(StoreError::Internal { .. })));
+        assert_eq!(n(&plan.outcomes[1]), Some(1));
+        assert!(!plan.slots["bad"].written());
+        let keys: Vec<&str> = plan.keys.iter().map(|k| k.key.as_str()).collect();
+        assert_eq!(keys, ["k2"], "the failed edit's key is not recorded");
     }
 }

@@ -150,7 +150,7 @@ async fn edit_many(
     tx: &Transaction<'_>,
     env: Env,
     edits: &[BatchEdit],
-) -> Result<Vec<EditOutcome>, Attempt> {
+) -> Result<Vec<Result<EditOutcome, StoreError>>, Attempt> {
     let e = env.as_str();
     let mut ids: Vec<&str> = edits.iter().map(|e| e.id.as_str()).collect();
     ids.sort_unstable();
@@ -160,8 +160,9 @@ async fn edit_many(
         .await?;
     let mut stored = HashMap::new();
     for row in tx.query(&lock, &[&e, &ids]).await? {
-        let p = rows::profile(&row)?;
-        stored.insert(p.distinct_id.to_string(), p);
+        // A row that cannot be read fails its own edits, not the batch.
+        let id: String = row.try_get(0)?;
+        stored.insert(id, rows::profile(&row));
     }
     let keys: Vec<&str> = edits
         .iter()
@@ -380,7 +381,7 @@ impl ProfileStore for PostgresStore {
             })
             .await;
         match done {
-            Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+            Ok(outcomes) => outcomes,
             Err(e) => (0..n).map(|_| Err(e.for_each_caller())).collect(),
         }
     }

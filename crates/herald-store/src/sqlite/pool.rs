@@ -47,6 +47,11 @@ pub fn open_connection(
     if read_only {
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(internal)?;
+    } else {
+        // The writer's savepoints (one per job, one per edit of a batch) keep the pages they
+        // change in a sub-journal: in memory, not in a temporary file written at every change.
+        conn.execute_batch("PRAGMA temp_store = MEMORY;")
+            .map_err(internal)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)

@@ -4,7 +4,7 @@
 
 use super::*;
 use herald_core::index::{entries, presence};
-use herald_core::store::{BatchEdit, EditOutcome, OnceKey, Refusal};
+use herald_core::store::{BatchEdit, EditOutcome, OnceKey, Refusal, StoreError};
 use std::collections::BTreeMap;
 
 fn batch_edit(user: &str, ops: serde_json::Value, key: Option<&str>) -> BatchEdit {
@@ -459,5 +459,97 @@ async fn batches_racing_on_two_nodes_lose_nothing_and_apply_each_key_once() {
         }
         let names: Vec<&str> = users.iter().map(String::as_str).collect();
         assert_index_exact(&b, &names).await;
+    }
+}
+
+/// Runs `sql` on the database as it is, through the backend's own driver.
+async fn raw(b: &Backend, sql: &str) {
+    if b.scratch.is_postgres() {
+        let (client, conn) = tokio_postgres::connect(&b.scratch.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        client.batch_execute(sql).await.unwrap();
+    } else {
+        let path = b.scratch.url.strip_prefix("sqlite://").unwrap();
+        rusqlite::Connection::open(path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap();
+    }
+}
+
+#[tokio::test]
+async fn an_edit_that_hits_a_storage_fault_fails_alone() {
+    for b in backends().await {
+        let s = b.store.as_ref();
+        for user in ["ada", "bad"] {
+            edit(s, Env::Test, user, json!([{"$set": {"n": 0}}]))
+                .await
+                .unwrap();
+        }
+        // A stored row that cannot be read (its properties are not an object).
+        raw(
+            &b,
+            "UPDATE profiles SET properties = '[1]' WHERE distinct_id = 'bad'",
+        )
+        .await;
+        let results = s
+            .edit_profiles(
+                EnvScope::operator(Env::Test),
+                vec![
+                    batch_edit("ada", json!([{"$add": {"n": 1}}]), Some("a1")),
+                    batch_edit("bad", json!([{"$add": {"n": 1}}]), Some("b1")),
+                    batch_edit("cy", json!([{"$set": {"n": 5}}]), None),
+                    batch_edit("ada", json!([{"$add": {"n": 1}}]), Some("a2")),
+                ],
+            )
+            .await;
+        assert!(
+            matches!(&results[1], Err(StoreError::Internal { .. })),
+            "{}: {results:?}",
+            b.name
+        );
+        let ns: Vec<_> = results
+            .iter()
+            .map(|r| r.as_ref().ok().and_then(n_of))
+            .collect();
+        assert_eq!(
+            ns,
+            [Some(json!(1)), None, Some(json!(5)), Some(json!(2))],
+            "{}",
+            b.name
+        );
+        // Applied once each, though the batch may have run twice to isolate the fault.
+        assert_eq!(
+            profile(s, "ada").await.unwrap().properties["n"],
+            json!(2),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            s.list_history(EnvScope::operator(Env::Test), &id("ada"), None, 10)
+                .await
+                .unwrap()
+                .len(),
+            3,
+            "{}",
+            b.name
+        );
+        // The faulty edit's key was not recorded; the others' were.
+        let again = run(
+            s,
+            vec![
+                batch_edit("ada", json!([{"$add": {"n": 1}}]), Some("a1")),
+                batch_edit("cy", json!([{"$add": {"n": 1}}]), Some("b1")),
+            ],
+        )
+        .await;
+        assert!(
+            matches!(again[0], EditOutcome::AlreadyApplied),
+            "{}",
+            b.name
+        );
+        assert_eq!(n_of(&again[1]), Some(json!(6)), "{}", b.name);
     }
 }
