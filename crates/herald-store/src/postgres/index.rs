@@ -213,46 +213,53 @@ pub(super) async fn insert_profiles(
     Ok(inserted.iter().map(|r| r.get(0)).collect())
 }
 
-/// Stores the next state of profiles that exist, each `(before, after)`, in one statement; each
-/// row is written only if it is still at `before`'s version. Returns how many rows were written.
+/// Stores the next state of profiles that exist, each `(row id, before, after)` (their rows
+/// locked by the caller), in one statement; each row is written only if it is still at
+/// `before`'s version. Returns how many rows were written. The rows are found by row id, one
+/// index probe each: joined on `(env, distinct_id)`, a table without statistics was planned as
+/// a hash join over the whole environment.
 pub(super) async fn update_profiles(
     tx: &Transaction<'_>,
-    env: Env,
-    profiles: &[(&Profile, &Profile)],
+    profiles: &[(i64, &Profile, &Profile)],
 ) -> Result<u64, Attempt> {
     if profiles.is_empty() {
         return Ok(0);
     }
-    let ids: Vec<&str> = profiles
+    let rows: Vec<i64> = profiles.iter().map(|(row, _, _)| *row).collect();
+    let statuses: Vec<&str> = profiles.iter().map(|(_, _, p)| p.status.as_str()).collect();
+    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> = profiles
         .iter()
-        .map(|(_, p)| p.distinct_id.as_str())
+        .map(|(_, _, p)| Json(&p.properties))
         .collect();
-    let statuses: Vec<&str> = profiles.iter().map(|(_, p)| p.status.as_str()).collect();
-    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> =
-        profiles.iter().map(|(_, p)| Json(&p.properties)).collect();
-    let identities: Vec<Json<&Vec<herald_core::Identity>>> =
-        profiles.iter().map(|(_, p)| Json(&p.identities)).collect();
-    let updated: Vec<i64> = profiles.iter().map(|(_, p)| micros(p.updated_at)).collect();
-    let versions: Vec<i64> = profiles.iter().map(|(_, p)| p.version).collect();
-    let old_versions: Vec<i64> = profiles.iter().map(|(old, _)| old.version).collect();
-    let prefs: Vec<Json<&herald_core::preference::Preferences>> =
-        profiles.iter().map(|(_, p)| Json(&p.preferences)).collect();
+    let identities: Vec<Json<&Vec<herald_core::Identity>>> = profiles
+        .iter()
+        .map(|(_, _, p)| Json(&p.identities))
+        .collect();
+    let updated: Vec<i64> = profiles
+        .iter()
+        .map(|(_, _, p)| micros(p.updated_at))
+        .collect();
+    let versions: Vec<i64> = profiles.iter().map(|(_, _, p)| p.version).collect();
+    let old_versions: Vec<i64> = profiles.iter().map(|(_, old, _)| old.version).collect();
+    let prefs: Vec<Json<&herald_core::preference::Preferences>> = profiles
+        .iter()
+        .map(|(_, _, p)| Json(&p.preferences))
+        .collect();
     let stmt = tx
         .prepare_cached(
             "UPDATE profiles p SET status = u.status, properties = u.properties,
                  identities = u.identities, updated_at = u.updated_at, version = u.version,
                  preferences = u.preferences
-             FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[], $9::jsonb[])
-                 AS u(distinct_id, status, properties, identities, updated_at, version, old_version, preferences)
-             WHERE p.env = $1 AND p.distinct_id = u.distinct_id AND p.version = u.old_version",
+             FROM UNNEST($1::int8[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int8[], $6::int8[], $7::int8[], $8::jsonb[])
+                 AS u(id, status, properties, identities, updated_at, version, old_version, preferences)
+             WHERE p.id = u.id AND p.version = u.old_version",
         )
         .await?;
     Ok(tx
         .execute(
             &stmt,
             &[
-                &env.as_str(),
-                &ids,
+                &rows,
                 &statuses,
                 &props,
                 &identities,
@@ -328,11 +335,37 @@ impl<'a> IndexRows<'a> {
         }
     }
 
-    /// Inserts the rows.
+    /// Inserts the rows, in the order of the value index, so consecutive rows land on the same
+    /// index pages.
     pub(super) async fn insert(&self, tx: &Transaction<'_>, env: Env) -> Result<(), Attempt> {
         if self.ids.is_empty() {
             return Ok(());
         }
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        order.sort_by(|&a, &b| {
+            (
+                self.keys[a],
+                self.kinds[a],
+                self.texts[a],
+                self.created[a],
+                self.ids[a],
+            )
+                .cmp(&(
+                    self.keys[b],
+                    self.kinds[b],
+                    self.texts[b],
+                    self.created[b],
+                    self.ids[b],
+                ))
+        });
+        let pick = |i: &usize| *i;
+        let ids: Vec<&str> = order.iter().map(pick).map(|i| self.ids[i]).collect();
+        let keys: Vec<&str> = order.iter().map(pick).map(|i| self.keys[i]).collect();
+        let kinds: Vec<i16> = order.iter().map(pick).map(|i| self.kinds[i]).collect();
+        let texts: Vec<&str> = order.iter().map(pick).map(|i| self.texts[i]).collect();
+        let nums: Vec<Option<f64>> = order.iter().map(pick).map(|i| self.nums[i]).collect();
+        let times: Vec<Option<i64>> = order.iter().map(pick).map(|i| self.times[i]).collect();
+        let created: Vec<i64> = order.iter().map(pick).map(|i| self.created[i]).collect();
         let stmt = tx
             .prepare_cached(
                 "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
@@ -343,13 +376,13 @@ impl<'a> IndexRows<'a> {
             &stmt,
             &[
                 &env.as_str(),
-                &self.ids,
-                &self.keys,
-                &self.kinds,
-                &self.texts,
-                &self.nums,
-                &self.times,
-                &self.created,
+                &ids,
+                &keys,
+                &kinds,
+                &texts,
+                &nums,
+                &times,
+                &created,
             ],
         )
         .await?;
@@ -361,6 +394,7 @@ impl<'a> IndexRows<'a> {
         if self.ids.is_empty() {
             return Ok(());
         }
+        // Every column of the per-profile index is matched by equality: one probe per row.
         let stmt = tx
             .prepare_cached(
                 "DELETE FROM profile_values WHERE env = $1 AND (distinct_id, key, kind, text_value) IN

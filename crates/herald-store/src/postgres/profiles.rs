@@ -158,10 +158,11 @@ async fn edit_many(
     let lock = tx
         .prepare_cached(&pg(sql::SELECT_PROFILES_FOR_UPDATE))
         .await?;
-    let mut stored = HashMap::new();
+    let (mut stored, mut row_ids) = (HashMap::new(), HashMap::new());
     for row in tx.query(&lock, &[&e, &ids]).await? {
         // A row that cannot be read fails its own edits, not the batch.
         let id: String = row.try_get(0)?;
+        row_ids.insert(id.clone(), row.try_get::<_, i64>(8)?);
         stored.insert(id, rows::profile(&row));
     }
     let keys: Vec<&str> = edits
@@ -170,11 +171,7 @@ async fn edit_many(
         .collect();
     let mut applied = HashMap::new();
     if !keys.is_empty() {
-        let stmt = tx
-            .prepare_cached(
-                "SELECT key, fingerprint FROM applied_keys WHERE env = $1 AND key = ANY($2)",
-            )
-            .await?;
+        let stmt = tx.prepare_cached(&pg(sql::SELECT_APPLIED_KEYS)).await?;
         for row in tx.query(&stmt, &[&e, &keys]).await? {
             applied.insert(row.get::<_, String>(0), row.get::<_, Option<String>>(1));
         }
@@ -188,7 +185,7 @@ async fn edit_many(
         let Some(now) = &slot.current else { continue };
         match &slot.stored {
             None => created.push(now),
-            Some(before) => updated.push((before, now)),
+            Some(before) => updated.push((row_ids[before.distinct_id.as_str()], before, now)),
         }
         let (r, a) = slot.rows();
         removed.push((now, r));
@@ -198,7 +195,7 @@ async fn edit_many(
         // Another node created one of them since the lock was taken.
         return Err(Attempt::Retry);
     }
-    if index::update_profiles(tx, env, &updated).await? != updated.len() as u64 {
+    if index::update_profiles(tx, &updated).await? != updated.len() as u64 {
         return Err(Attempt::Retry);
     }
     let history: Vec<&HistoryEvent> = plan.history.iter().collect();
@@ -474,7 +471,9 @@ impl ProfileStore for PostgresStore {
         tombstone: TombstoneFn,
     ) -> Result<Vec<DistinctId>, StoreError> {
         let env = scope.env();
-        let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let mut names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
         let asked = ids.to_vec();
         let secret = self.erasure_secret().await?;
         self.in_transaction(|tx| {
