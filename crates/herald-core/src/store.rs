@@ -294,13 +294,14 @@ pub trait ProfileStore: Send + Sync {
         once: Option<&OnceKey>,
     ) -> Result<EditOutcome, StoreError>;
 
-    /// Runs `edits` in order as one unit of work (SQLite: one writer job, each edit in its own
-    /// savepoint; PostgreSQL: one transaction, the touched rows locked together). Each edit is
-    /// all or nothing on its own and answers as [`edit_profile`](Self::edit_profile) would, had
-    /// the edits run one after another: edits of one id apply in order, each on the state the
-    /// previous one left; a key applied by an earlier edit of the batch is applied for the later
-    /// ones. One answer per edit, in order; each is committed when the call returns. A fault of
-    /// the unit as a whole is every edit's error.
+    /// Runs `edits` in order as one unit of work (SQLite: one writer job; PostgreSQL: one
+    /// transaction, the touched rows locked together). Each edit is all or nothing on its own
+    /// and answers as [`edit_profile`](Self::edit_profile) would, had the edits run one after
+    /// another: edits of one id apply in order, each on the state the previous one left; a key
+    /// applied by an earlier edit of the batch is applied for the later ones; an edit that hits
+    /// a storage fault of its own (an unreadable row) fails alone. One answer per edit, in
+    /// order; each is committed when the call returns. A fault of the unit as a whole is every
+    /// edit's error.
     async fn edit_profiles(
         &self,
         scope: EnvScope,

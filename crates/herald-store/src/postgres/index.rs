@@ -1,7 +1,8 @@
 //! PostgreSQL: keeping the index rows, counters and discovered properties in step with each
 //! profile write, and bulk loads. Here the dialects really differ: one profile's change is one
 //! statement of `UNNEST`ed arrays, counters are sharded, registry records are held
-//! `FOR KEY SHARE`, and a bulk load is four `UNNEST` statements per batch.
+//! `FOR KEY SHARE`, and a bulk load or a batch of edits writes profiles, history, index rows
+//! and counters with one `UNNEST` statement each.
 
 use super::properties::write_record;
 use super::{pg, Attempt};

@@ -1,6 +1,7 @@
 //! SQLite: keeping the index rows, counters and discovered properties in step with each profile
 //! write, one row per statement (the single writer makes round trips free; PostgreSQL batches
-//! the same change into one statement).
+//! the same change into one statement). A batch of writes sums its counter deltas and registry
+//! sightings ([`Tally`]) and applies them once ([`settle`]).
 
 use super::execute;
 use super::properties::record_params;
