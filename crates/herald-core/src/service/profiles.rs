@@ -168,6 +168,9 @@ pub async fn apply_many(
     edits: Vec<Edit>,
     create: bool,
 ) -> Vec<Result<Option<Profile>, Error>> {
+    if edits.is_empty() {
+        return Vec::new();
+    }
     let ids: Vec<DistinctId> = edits.iter().map(|e| e.id.clone()).collect();
     let batch = edits
         .into_iter()
