@@ -34,6 +34,15 @@ enum Scenario {
     Contended,
     /// Parallel upserts of distinct new profiles.
     Upserts,
+    /// Bulk identity events: `--requests` calls of `POST /event/`, each `--per-call` events
+    /// creating new profiles (a name, an email, a custom property, a `$insert_id`), with
+    /// `--concurrency` calls in flight. Reports profiles/s, then checks the profile counter grew
+    /// by exactly the events acknowledged.
+    Events {
+        /// Identity events per `/event/` call (at most 400).
+        #[arg(long, default_value_t = 400)]
+        per_call: usize,
+    },
     /// Listing filters on a seeded population (`herald seed`), one request at a time: median
     /// latency of each filter's first page, of deep pages reached by cursor, and of counts.
     Filters {
@@ -156,7 +165,18 @@ fn report(name: &str, run: &Run, baseline: &Run) {
 async fn main() {
     let cli = Cli::parse();
     let auth = format!("Bearer {}", cli.api_key);
-    let baseline = drive(&cli, |c, url, _| c.get(format!("{url}/healthz"))).await;
+    // At least 5000 requests, so a scenario of few large calls still gets a steady baseline.
+    let baseline = drive(
+        &Cli {
+            urls: cli.urls.clone(),
+            api_key: String::new(),
+            concurrency: cli.concurrency,
+            requests: cli.requests.max(5000),
+            scenario: Scenario::Upserts,
+        },
+        |c, url, _| c.get(format!("{url}/healthz")),
+    )
+    .await;
     println!(
         "nodes: {}  concurrency: {}  requests: {}",
         cli.urls.len(),
@@ -197,6 +217,9 @@ async fn main() {
             }
         }
         Scenario::Filters { reps } => filters(&cli, &auth, reps).await,
+        Scenario::Events { per_call } => {
+            events(&cli, &auth, &baseline, per_call.clamp(1, 400)).await
+        }
         Scenario::Dispatch { per_call, users } => {
             dispatch(&cli, &auth, &baseline, per_call.max(1), users.max(1)).await
         }
@@ -216,6 +239,60 @@ async fn main() {
             .await;
             report("POST upsert, new profiles", &run, &baseline);
         }
+    }
+}
+
+/// How many profiles the environment holds (the unfiltered count is a counter).
+async fn profile_count(client: &reqwest::Client, url: &str, auth: &str) -> u64 {
+    let body: Value = client
+        .get(format!("{url}/v1/user/?limit=1"))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .expect("count request")
+        .json()
+        .await
+        .expect("json");
+    body["meta"]["count"].as_u64().expect("meta.count")
+}
+
+/// The `events` scenario: see [`Scenario::Events`].
+async fn events(cli: &Cli, auth: &str, baseline: &Run, per_call: usize) {
+    let client = reqwest::Client::new();
+    let before = profile_count(&client, &cli.urls[0], auth).await;
+    let a = auth.to_owned();
+    let tag = std::process::id();
+    let run = drive(cli, move |c, url, n| {
+        let events: Vec<Value> = (n * per_call..(n + 1) * per_call)
+            .map(|i| {
+                json!({"distinct_id": format!("bench-ev-{tag}-{i}"),
+                       "$insert_id": format!("bench-ev-{tag}-{i}"),
+                       "$user_operations": [
+                           {"$set": {"name": format!("User {i}"), "plan": "pro"}},
+                           {"$append": {"$email": format!("u{i}@example.com")}}]})
+            })
+            .collect();
+        c.post(format!("{url}/event/"))
+            .header("Authorization", &a)
+            .json(&events)
+    })
+    .await;
+    report(&format!("POST /event/ x{per_call}"), &run, baseline);
+    let profiles = (run.latencies.len() * per_call) as f64 / run.secs;
+    println!(
+        "{:<28} {:>9.0} profiles/s  ratio to baseline {:.3}",
+        "new profiles",
+        profiles,
+        profiles / baseline.rate()
+    );
+    let after = profile_count(&client, &cli.urls[0], auth).await;
+    let acknowledged = (run.latencies.len() * per_call) as u64;
+    if after - before != acknowledged {
+        eprintln!(
+            "PROFILE COUNT MISMATCH: {acknowledged} acknowledged, the count grew by {}",
+            after - before
+        );
+        std::process::exit(1);
     }
 }
 

@@ -54,6 +54,27 @@ pub enum StoreError {
     Conflict(String),
 }
 
+impl StoreError {
+    /// The same variant and message, for each caller of a unit of work that failed as a whole
+    /// (a SQLite writer batch, a batch of edits): errors are not `Clone`, so each caller gets its
+    /// own, the source kept as text.
+    pub fn for_each_caller(&self) -> StoreError {
+        let source = |s: &Option<ErrorSource>| s.as_ref().map(|s| s.to_string().into());
+        match self {
+            StoreError::Unavailable { context, source: s } => StoreError::Unavailable {
+                context: context.clone(),
+                source: source(s),
+            },
+            StoreError::Internal { context, source: s } => StoreError::Internal {
+                context: context.clone(),
+                source: source(s),
+            },
+            StoreError::Busy(m) => StoreError::Busy(m.clone()),
+            StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
+        }
+    }
+}
+
 fn detail(source: &Option<ErrorSource>) -> String {
     source
         .as_ref()
@@ -165,6 +186,15 @@ impl OnceKey {
     pub fn reused_by(&self, stored_fingerprint: Option<&str>) -> bool {
         matches!((stored_fingerprint, self.fingerprint.as_deref()), (Some(a), Some(b)) if a != b)
     }
+}
+
+/// One edit of a batch ([`ProfileStore::edit_profiles`]): the profile it edits, its rule, and
+/// its idempotency key.
+#[derive(Clone)]
+pub struct BatchEdit {
+    pub id: DistinctId,
+    pub edit: EditFn,
+    pub once: Option<OnceKey>,
 }
 
 /// What [`ProfileStore::edit_profile`] did.
@@ -281,6 +311,20 @@ pub trait ProfileStore: Send + Sync {
         edit: EditFn,
         once: Option<&OnceKey>,
     ) -> Result<EditOutcome, StoreError>;
+
+    /// Runs `edits` in order as one unit of work (SQLite: one writer job; PostgreSQL: one
+    /// transaction, the touched rows locked together). Each edit is all or nothing on its own
+    /// and answers as [`edit_profile`](Self::edit_profile) would, had the edits run one after
+    /// another: edits of one id apply in order, each on the state the previous one left; a key
+    /// applied by an earlier edit of the batch is applied for the later ones; an edit that hits
+    /// a storage fault of its own (an unreadable row) fails alone. One answer per edit, in
+    /// order; each is committed when the call returns. A fault of the unit as a whole is every
+    /// edit's error.
+    async fn edit_profiles(
+        &self,
+        scope: EnvScope,
+        edits: Vec<BatchEdit>,
+    ) -> Vec<Result<EditOutcome, StoreError>>;
 
     /// Bulk load: creates the profiles of `items` that do not exist yet, each with its history,
     /// index rows and counters, in one transaction; existing ids are left untouched (with their

@@ -11,13 +11,11 @@ use herald_core::service::{profiles, Ctx};
 use herald_core::store::Store;
 use herald_core::{DistinctId, EnvScope};
 use serde_json::Value;
-use std::collections::HashMap;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
-use tokio::task::JoinSet;
 
-/// Lines read and applied at once: enough to keep the database's writer busy, few enough to keep
-/// memory small.
+/// Lines read and applied at once, as one unit of work in the store: enough to share one commit
+/// among many lines, few enough to keep memory small.
 const CHUNK: usize = 256;
 
 /// What an import did.
@@ -29,8 +27,9 @@ pub struct Summary {
     pub refused: Vec<(u64, String)>,
 }
 
-/// Imports every line of `input`. `progress` is told the bytes consumed after each chunk. Lines
-/// run concurrently, except that lines for one distinct_id apply in file order.
+/// Imports every line of `input`. `progress` is told the bytes consumed after each chunk. Each
+/// chunk of lines goes to the store as one unit ([`profiles::upsert_many`]), in file order; a
+/// line that breaks a rule is refused alone.
 pub async fn import(
     store: Arc<dyn Store>,
     ctx: &Ctx,
@@ -45,10 +44,16 @@ pub async fn import(
             return Ok(summary);
         }
         summary.refused.extend(chunk.refused);
-        for (number, result) in apply_chunk(&store, ctx, chunk.by_user).await {
+        let (numbers, items): (Vec<u64>, Vec<(DistinctId, Value)>) = chunk
+            .lines
+            .into_iter()
+            .map(|(number, id, body)| (number, (id, body)))
+            .unzip();
+        let results = profiles::upsert_many(store.as_ref(), ctx, items).await;
+        for (number, result) in numbers.into_iter().zip(results) {
             match result {
                 Ok(()) => summary.applied += 1,
-                Err(reason) => summary.refused.push((number, reason)),
+                Err(e) => summary.refused.push((number, e.to_string())),
             }
         }
         summary.refused.sort_by_key(|(number, _)| *number);
@@ -56,11 +61,11 @@ pub async fn import(
     }
 }
 
-/// Up to [`CHUNK`] lines: their bodies grouped by user (in file order within a user) and the lines
-/// refused while parsing.
+/// Up to [`CHUNK`] lines: the parsed ones in file order (number, id, body) and the lines refused
+/// while parsing.
 struct Chunk {
     bytes: u64,
-    by_user: Vec<(DistinctId, Vec<(u64, Value)>)>,
+    lines: Vec<(u64, DistinctId, Value)>,
     refused: Vec<(u64, String)>,
 }
 
@@ -68,10 +73,9 @@ struct Chunk {
 fn read_chunk(input: &mut impl BufRead, number: &mut u64) -> Result<Chunk, String> {
     let mut chunk = Chunk {
         bytes: 0,
-        by_user: Vec::new(),
+        lines: Vec::new(),
         refused: Vec::new(),
     };
-    let mut position: HashMap<DistinctId, usize> = HashMap::new();
     let mut line = String::new();
     for _ in 0..CHUNK {
         line.clear();
@@ -87,38 +91,11 @@ fn read_chunk(input: &mut impl BufRead, number: &mut u64) -> Result<Chunk, Strin
             continue;
         }
         match parse_line(&line) {
-            Ok((id, body)) => {
-                let at = *position.entry(id.clone()).or_insert_with(|| {
-                    chunk.by_user.push((id, Vec::new()));
-                    chunk.by_user.len() - 1
-                });
-                chunk.by_user[at].1.push((*number, body));
-            }
+            Ok((id, body)) => chunk.lines.push((*number, id, body)),
             Err(reason) => chunk.refused.push((*number, reason)),
         }
     }
     Ok(chunk)
-}
-
-/// Upserts every user's lines, users concurrently, each user's lines in order.
-async fn apply_chunk(
-    store: &Arc<dyn Store>,
-    ctx: &Ctx,
-    by_user: Vec<(DistinctId, Vec<(u64, Value)>)>,
-) -> Vec<(u64, Result<(), String>)> {
-    let mut tasks = JoinSet::new();
-    for (id, bodies) in by_user {
-        let (store, ctx) = (store.clone(), ctx.clone());
-        tasks.spawn(async move {
-            let mut results = Vec::with_capacity(bodies.len());
-            for (number, body) in bodies {
-                let result = profiles::upsert(store.as_ref(), &ctx, &id, &body).await;
-                results.push((number, result.map(|_| ()).map_err(|e| e.to_string())));
-            }
-            results
-        });
-    }
-    tasks.join_all().await.into_iter().flatten().collect()
 }
 
 /// One line: a JSON object with `distinct_id` beside the keys of an upsert body.

@@ -1,6 +1,7 @@
 //! Storage adapters for Herald. Each backend implements `herald_core::store::Store`; [`connect`]
 //! picks one from the database URL.
 
+mod batch;
 mod limits;
 pub use limits::DEFAULT_STATEMENT_TIMEOUT;
 mod migrate;

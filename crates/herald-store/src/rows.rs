@@ -36,7 +36,7 @@ fn unreadable(what: &str) -> impl Fn(String) -> StoreError + '_ {
     move |e| StoreError::internal(format!("stored {what} is unreadable: {e}"))
 }
 
-/// A profile from the columns of [`crate::sql::PROFILE_COLUMNS`].
+/// A profile from the columns of `sql::profile_columns!()`, in their order.
 pub(crate) fn profile(row: &impl Columns) -> Result<Profile, StoreError> {
     let bad = |what: &str, e: &dyn std::fmt::Display| {
         StoreError::internal(format!("stored profile has an unreadable {what}: {e}"))

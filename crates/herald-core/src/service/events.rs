@@ -75,41 +75,38 @@ pub fn parse_identity_event(raw: &Value, workspace_key: &str) -> Result<Identity
     })
 }
 
-/// Applies parsed events in order; each event is all or nothing on its own. An error names the
-/// event's position in the call, as a refusal while parsing does: `[3].$user_operations[1]…`.
+/// Applies parsed events in order, as one unit of work in the store (see
+/// [`profiles::apply_many`]); each event is all or nothing on its own. `first` is the position
+/// of the first event in its call: an error names the event's position, as a refusal while
+/// parsing does (`[3].$user_operations[1]…`).
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "events.ingest"))]
 pub async fn ingest(
     store: &dyn crate::store::Store,
     ctx: &Ctx,
+    first: usize,
     events: Vec<IdentityEvent>,
 ) -> Vec<Result<(), Error>> {
-    let mut results = Vec::with_capacity(events.len());
-    for (i, e) in events.into_iter().enumerate() {
-        results.push(ingest_one(store, ctx, i, e).await);
-    }
-    results
+    let edits = events
+        .into_iter()
+        .map(|e| profiles::Edit {
+            id: e.distinct_id,
+            ops: e.ops,
+            request: e.request,
+            once: e.insert_id,
+        })
+        .collect();
+    profiles::apply_many(store, ctx, edits, true)
+        .await
+        .into_iter()
+        .enumerate()
+        .map(|(i, result)| result.map(drop).map_err(|err| at(first + i, err)))
+        .collect()
 }
 
-/// Applies the event at position `i` of its call; an error names that position.
-pub async fn ingest_one(
-    store: &dyn crate::store::Store,
-    ctx: &Ctx,
-    i: usize,
-    e: IdentityEvent,
-) -> Result<(), Error> {
-    profiles::apply_once(
-        store,
-        ctx,
-        &e.distinct_id,
-        e.ops,
-        e.request,
-        true,
-        e.insert_id.as_deref(),
-    )
-    .await
-    .map(|_| ())
-    .map_err(|err| match err {
+/// An event's error, naming its position `i` in the call.
+fn at(i: usize, err: Error) -> Error {
+    match err {
         Error::Invalid(e) => Error::Invalid(e.within(format!("[{i}]"))),
         other => other,
-    })
+    }
 }

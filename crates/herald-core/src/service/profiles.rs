@@ -7,7 +7,8 @@ use crate::listing::{Count, Cursor, ListQuery, Page, PagePosition, Sort, SortFie
 use crate::ops::{self, Assign, Op, Step};
 use crate::profile::{Profile, Status};
 use crate::store::{
-    EditFn, EditOutcome, MergeFn, MergeOutcome, OnceKey, ProfileWrite, Refusal, Store, TombstoneFn,
+    BatchEdit, EditFn, EditOutcome, MergeFn, MergeOutcome, OnceKey, ProfileWrite, Refusal, Store,
+    TombstoneFn,
 };
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -145,6 +146,85 @@ pub async fn apply_once(
     .await
 }
 
+/// One edit of [`apply_many`]: operations on one profile, the request its history records, and
+/// its idempotency key (an event's `$insert_id`).
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub id: DistinctId,
+    pub ops: Vec<Step>,
+    pub request: Value,
+    pub once: Option<String>,
+}
+
+/// [`apply_once`] for many edits, handed to the store as one unit of work (one SQLite writer
+/// job, one PostgreSQL transaction) instead of one commit each. Each edit applies in order and
+/// all or nothing on its own, and answers as [`apply_once`] would have, run one after another:
+/// edits of one id see the state the earlier ones left, and a key applied earlier in the list is
+/// applied for a later edit. One answer per edit, in order.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.apply_many"))]
+pub async fn apply_many(
+    store: &dyn Store,
+    ctx: &Ctx,
+    edits: Vec<Edit>,
+    create: bool,
+) -> Vec<Result<Option<Profile>, Error>> {
+    if edits.is_empty() {
+        return Vec::new();
+    }
+    let ids: Vec<DistinctId> = edits.iter().map(|e| e.id.clone()).collect();
+    let batch = edits
+        .into_iter()
+        .map(|e| BatchEdit {
+            edit: edit_fn(ctx, &e.id, e.ops, e.request, create),
+            // `$insert_id` is not bound to its event (the wire spec), as in `apply_once`.
+            once: e.once.map(|key| OnceKey {
+                key,
+                fingerprint: None,
+            }),
+            id: e.id,
+        })
+        .collect();
+    store
+        .edit_profiles(ctx.scope, batch)
+        .await
+        .into_iter()
+        .zip(&ids)
+        .map(|(outcome, id)| answer(outcome?, id))
+        .collect()
+}
+
+/// Upserts (`POST /v1/user/{id}/` bodies) of many profiles as one unit of work, as
+/// [`apply_many`] runs edits; a body that is not a valid upsert is refused alone. One answer
+/// per item, in order.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.upsert_many"))]
+pub async fn upsert_many(
+    store: &dyn Store,
+    ctx: &Ctx,
+    items: Vec<(DistinctId, Value)>,
+) -> Vec<Result<(), Error>> {
+    let mut answers: Vec<Option<Result<(), Error>>> = Vec::with_capacity(items.len());
+    let mut edits = Vec::with_capacity(items.len());
+    for (id, body) in items {
+        match ops::upsert_operations(&body) {
+            Ok(ops) => {
+                answers.push(None);
+                edits.push(Edit {
+                    id,
+                    ops,
+                    request: body,
+                    once: None,
+                });
+            }
+            Err(e) => answers.push(Some(Err(e.into()))),
+        }
+    }
+    let mut applied = apply_many(store, ctx, edits, true).await.into_iter();
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| applied.next().expect("one answer per edit").map(drop)))
+        .collect()
+}
+
 /// Runs `edit` with the caller's idempotency key; a retry answers with the profile as it is now.
 async fn run(
     store: &dyn Store,
@@ -166,7 +246,13 @@ async fn run_once(
     edit: EditFn,
     once: Option<&OnceKey>,
 ) -> Result<Option<Profile>, Error> {
-    match store.edit_profile(ctx.scope, id, edit, once).await? {
+    answer(store.edit_profile(ctx.scope, id, edit, once).await?, id)
+}
+
+/// What an edit's outcome means to its caller: the profile after it, `None` when its key was
+/// already applied, or why it was refused.
+fn answer(outcome: EditOutcome, id: &DistinctId) -> Result<Option<Profile>, Error> {
+    match outcome {
         EditOutcome::Applied(profile) => Ok(Some(*profile)),
         EditOutcome::AlreadyApplied => Ok(None),
         EditOutcome::KeyReused => Err(Error::KeyReused),

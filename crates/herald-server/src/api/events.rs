@@ -76,7 +76,7 @@ pub async fn ingest(
             .map_err(|e| e.within(format!("[{i}]")))?;
         parsed.push(event);
     }
-    let mut results = events::ingest(app.store.as_ref(), &caller.ctx(), parsed).await;
+    let mut results = events::ingest(app.store.as_ref(), &caller.ctx(), 0, parsed).await;
     if single {
         // One event: its failure is the call's failure, as for a direct edit.
         results.pop().expect("one event, one result")?;
@@ -107,8 +107,9 @@ pub async fn ingest(
 }
 
 /// A call holding track events (node `track_event` and bulk events): every event is validated
-/// first (one malformed refuses the call), then each runs in order — identity events as above,
-/// track events through the trigger path — with one record each (a single object: its outcome).
+/// first (one malformed refuses the call), then each runs in order — each run of identity events
+/// as one unit, as above, track events through the trigger path — with one record each (a
+/// single object: its outcome).
 async fn with_track_events(
     app: &App,
     caller: &Caller,
@@ -130,12 +131,27 @@ async fn with_track_events(
     }
     let ctx = caller.ctx();
     let mut records = Vec::with_capacity(parsed.len());
-    for (i, item) in parsed.into_iter().enumerate() {
+    let mut identities = Vec::new();
+    let mut parsed = parsed.into_iter().enumerate().peekable();
+    while let Some((i, item)) = parsed.next() {
         let result = match item {
-            Item::Identity(e) => events::ingest_one(app.store.as_ref(), &ctx, i, e)
-                .await
-                .map(|()| None)
-                .map_err(ApiError::from),
+            Item::Identity(e) => {
+                identities.push(e);
+                if matches!(parsed.peek(), Some((_, Item::Identity(_)))) {
+                    continue;
+                }
+                // The run of identity events ending here, as one unit.
+                let run = std::mem::take(&mut identities);
+                let first = i + 1 - run.len();
+                let mut results = events::ingest(app.store.as_ref(), &ctx, first, run).await;
+                let last = results.pop().expect("one result per event");
+                records.extend(
+                    results
+                        .into_iter()
+                        .map(|r| trigger::record(r.map(|()| None).map_err(ApiError::from))),
+                );
+                last.map(|()| None).map_err(ApiError::from)
+            }
             Item::Track(e) => trigger::run_track(app, &ctx, e)
                 .await
                 .map_err(|e| trigger::at_item(i, e)),

@@ -554,3 +554,46 @@ async fn an_insert_id_reused_for_another_user_is_acknowledged_and_ignored() {
     );
     assert_eq!(app.snapshot(herald_core::Env::Test).await, before);
 }
+
+#[tokio::test]
+async fn identity_events_around_a_track_event_apply_in_order_with_a_record_each() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .call(
+            "POST",
+            "/event/",
+            Some(json!([
+                {"distinct_id": "ada", "$user_operations": [{"$set": {"n": 1}}]},
+                {"distinct_id": "ada", "$user_operations": [{"$append": {"n": 2}}]},
+                {"event": "nobody_listens", "distinct_id": "ada"},
+                {"distinct_id": "ada", "$user_operations": [{"$add": {"n": 1}}]},
+                {"distinct_id": "bob", "$user_operations": [{"$set": {"x": 1}}]}
+            ])),
+        )
+        .await
+        .expect(202);
+    assert_eq!(reply["status"], "partial", "{reply}");
+    let codes: Vec<_> = reply["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status_code"].as_u64().unwrap())
+        .collect();
+    assert_eq!(codes, [202, 400, 202, 202, 202], "{reply}");
+    let refused = reply["records"][1]["error"]["message"].as_str().unwrap();
+    assert!(
+        refused.starts_with("[1].$user_operations[0]"),
+        "names the event's position in the call: {refused}"
+    );
+    assert_eq!(app.user("ada").await["properties"]["n"], 2);
+    assert_eq!(app.user("bob").await["properties"]["x"], 1);
+    let history = app
+        .call("GET", "/v1/user/ada/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        history["results"].as_array().unwrap().len(),
+        2,
+        "two applied events, the refused one recorded nothing: {history}"
+    );
+}

@@ -1,24 +1,27 @@
 //! PostgreSQL: keeping the index rows, counters and discovered properties in step with each
 //! profile write, and bulk loads. Here the dialects really differ: one profile's change is one
 //! statement of `UNNEST`ed arrays, counters are sharded, registry records are held
-//! `FOR KEY SHARE`, and a bulk load is four `UNNEST` statements per batch.
+//! `FOR KEY SHARE`, and a bulk load or a batch of edits writes profiles, history, index rows
+//! and counters with one `UNNEST` statement each.
 
 use super::properties::write_record;
 use super::{pg, Attempt};
+use crate::batch::Tally;
 use crate::sql;
 use deadpool_postgres::Transaction;
 use herald_core::env::Env;
-use herald_core::index::Change;
+use herald_core::history::{Actor, Change as KeyChange, HistoryEvent};
+use herald_core::index::{Change, Entry};
 use herald_core::profile::{micros, Profile};
 use herald_core::property;
 use herald_core::store::Imported;
-use std::collections::BTreeMap;
+use std::collections::HashSet;
 use tokio_postgres::types::Json;
 
 /// Counter rows per key: concurrent writers of different profiles rarely wait on one row.
 const SHARDS: u64 = 16;
 
-fn shard_of(id: &str) -> i16 {
+pub(super) fn shard_of(id: &str) -> i16 {
     // FNV-1a: stable across nodes and releases, unlike std's hasher.
     let h = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
@@ -142,110 +145,309 @@ pub(super) async fn import(
     env: Env,
     writes: &[Imported],
 ) -> Result<u64, Attempt> {
-    let e = env.as_str();
-    let ids: Vec<&str> = writes
-        .iter()
-        .map(|w| w.profile.distinct_id.as_str())
-        .collect();
-    let statuses: Vec<&str> = writes.iter().map(|w| w.profile.status.as_str()).collect();
-    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> =
-        writes.iter().map(|w| Json(&w.profile.properties)).collect();
-    let identities: Vec<Json<&Vec<herald_core::Identity>>> =
-        writes.iter().map(|w| Json(&w.profile.identities)).collect();
-    let created: Vec<i64> = writes
-        .iter()
-        .map(|w| micros(w.profile.created_at))
-        .collect();
-    let updated: Vec<i64> = writes
-        .iter()
-        .map(|w| micros(w.profile.updated_at))
-        .collect();
-    let versions: Vec<i64> = writes.iter().map(|w| w.profile.version).collect();
-    let prefs: Vec<Json<&herald_core::preference::Preferences>> = writes
-        .iter()
-        .map(|w| Json(&w.profile.preferences))
-        .collect();
-    let inserted = tx
-        .query(
-            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
-             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[], $9::jsonb[])
-             ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id",
-            &[&e, &ids, &statuses, &props, &identities, &created, &updated, &versions, &prefs],
-        )
-        .await?;
-    let fresh: std::collections::HashSet<String> = inserted.iter().map(|r| r.get(0)).collect();
+    let profiles: Vec<&Profile> = writes.iter().map(|w| &w.profile).collect();
+    let fresh = insert_profiles(tx, env, &profiles).await?;
     let made: Vec<&Imported> = writes
         .iter()
         .filter(|w| fresh.contains(w.profile.distinct_id.as_str()))
         .collect();
+    let history: Vec<&HistoryEvent> = made.iter().flat_map(|w| &w.history).collect();
+    insert_history(tx, env, &history).await?;
+    let changes: Vec<Change> = made
+        .iter()
+        .map(|w| Change::between(None, Some(&w.profile)))
+        .collect();
+    let mut rows = IndexRows::default();
+    let mut tally = Tally::default();
+    for (w, change) in made.iter().zip(&changes) {
+        rows.add(&w.profile, &change.added);
+        tally.add(change, shard_of(w.profile.distinct_id.as_str()));
+    }
+    rows.insert(tx, env).await?;
+    settle(tx, env, &tally).await?;
+    Ok(made.len() as u64)
+}
 
-    let (mut h_ids, mut h_at, mut h_actor, mut h_action, mut h_request, mut h_changes) =
-        (vec![], vec![], vec![], vec![], vec![], vec![]);
-    let (mut v_ids, mut v_keys, mut v_kinds, mut v_texts, mut v_nums, mut v_times, mut v_created) =
-        (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
-    let mut counts: BTreeMap<(String, i16), i64> = BTreeMap::new();
-    let mut seen: BTreeMap<String, u8> = BTreeMap::new();
-    for w in &made {
-        let p = &w.profile;
-        for ev in &w.history {
-            h_ids.push(ev.distinct_id.as_str());
-            h_at.push(micros(ev.at));
-            h_actor.push(Json(&ev.actor));
-            h_action.push(ev.action.as_str());
-            h_request.push(Json(&ev.request));
-            h_changes.push(Json(&ev.changes));
-        }
-        let change = Change::between(None, Some(p));
-        for entry in change.added {
-            v_ids.push(p.distinct_id.as_str());
-            v_keys.push(entry.key);
-            v_kinds.push(entry.kind.code());
-            v_texts.push(entry.text);
-            v_nums.push(entry.num);
-            v_times.push(entry.time);
-            v_created.push(micros(p.created_at));
-        }
-        for (key, delta) in change.counts {
-            *counts
-                .entry((key, shard_of(p.distinct_id.as_str())))
-                .or_insert(0) += delta;
-        }
-        for (key, bits) in change.seen {
-            *seen.entry(key).or_insert(0) |= bits;
+/// Inserts new profiles in one statement, skipping ids that exist; returns the ids inserted.
+pub(super) async fn insert_profiles(
+    tx: &Transaction<'_>,
+    env: Env,
+    profiles: &[&Profile],
+) -> Result<HashSet<String>, Attempt> {
+    if profiles.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let ids: Vec<&str> = profiles.iter().map(|p| p.distinct_id.as_str()).collect();
+    let statuses: Vec<&str> = profiles.iter().map(|p| p.status.as_str()).collect();
+    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> =
+        profiles.iter().map(|p| Json(&p.properties)).collect();
+    let identities: Vec<Json<&Vec<herald_core::Identity>>> =
+        profiles.iter().map(|p| Json(&p.identities)).collect();
+    let created: Vec<i64> = profiles.iter().map(|p| micros(p.created_at)).collect();
+    let updated: Vec<i64> = profiles.iter().map(|p| micros(p.updated_at)).collect();
+    let versions: Vec<i64> = profiles.iter().map(|p| p.version).collect();
+    let prefs: Vec<Json<&herald_core::preference::Preferences>> =
+        profiles.iter().map(|p| Json(&p.preferences)).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
+             SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[], $9::jsonb[])
+             ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id",
+        )
+        .await?;
+    let inserted = tx
+        .query(
+            &stmt,
+            &[
+                &env.as_str(),
+                &ids,
+                &statuses,
+                &props,
+                &identities,
+                &created,
+                &updated,
+                &versions,
+                &prefs,
+            ],
+        )
+        .await?;
+    Ok(inserted.iter().map(|r| r.get(0)).collect())
+}
+
+/// Stores the next state of profiles that exist, each `(row id, before, after)` (their rows
+/// locked by the caller), in one statement; each row is written only if it is still at
+/// `before`'s version. Returns how many rows were written. The rows are found by row id, one
+/// index probe each: joined on `(env, distinct_id)`, a table without statistics was planned as
+/// a hash join over the whole environment.
+pub(super) async fn update_profiles(
+    tx: &Transaction<'_>,
+    profiles: &[(i64, &Profile, &Profile)],
+) -> Result<u64, Attempt> {
+    if profiles.is_empty() {
+        return Ok(0);
+    }
+    let rows: Vec<i64> = profiles.iter().map(|(row, _, _)| *row).collect();
+    let statuses: Vec<&str> = profiles.iter().map(|(_, _, p)| p.status.as_str()).collect();
+    let props: Vec<Json<&serde_json::Map<String, serde_json::Value>>> = profiles
+        .iter()
+        .map(|(_, _, p)| Json(&p.properties))
+        .collect();
+    let identities: Vec<Json<&Vec<herald_core::Identity>>> = profiles
+        .iter()
+        .map(|(_, _, p)| Json(&p.identities))
+        .collect();
+    let updated: Vec<i64> = profiles
+        .iter()
+        .map(|(_, _, p)| micros(p.updated_at))
+        .collect();
+    let versions: Vec<i64> = profiles.iter().map(|(_, _, p)| p.version).collect();
+    let old_versions: Vec<i64> = profiles.iter().map(|(_, old, _)| old.version).collect();
+    let prefs: Vec<Json<&herald_core::preference::Preferences>> = profiles
+        .iter()
+        .map(|(_, _, p)| Json(&p.preferences))
+        .collect();
+    let stmt = tx
+        .prepare_cached(
+            "UPDATE profiles p SET status = u.status, properties = u.properties,
+                 identities = u.identities, updated_at = u.updated_at, version = u.version,
+                 preferences = u.preferences
+             FROM UNNEST($1::int8[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int8[], $6::int8[], $7::int8[], $8::jsonb[])
+                 AS u(id, status, properties, identities, updated_at, version, old_version, preferences)
+             WHERE p.id = u.id AND p.version = u.old_version",
+        )
+        .await?;
+    Ok(tx
+        .execute(
+            &stmt,
+            &[
+                &rows,
+                &statuses,
+                &props,
+                &identities,
+                &updated,
+                &versions,
+                &old_versions,
+                &prefs,
+            ],
+        )
+        .await?)
+}
+
+/// Appends history events in one statement, in the order given (their ids ascend so).
+pub(super) async fn insert_history(
+    tx: &Transaction<'_>,
+    env: Env,
+    events: &[&HistoryEvent],
+) -> Result<(), Attempt> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = events.iter().map(|e| e.distinct_id.as_str()).collect();
+    let at: Vec<i64> = events.iter().map(|e| micros(e.at)).collect();
+    let actors: Vec<Json<&Actor>> = events.iter().map(|e| Json(&e.actor)).collect();
+    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
+    let requests: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.request)).collect();
+    let changes: Vec<Json<&Vec<KeyChange>>> = events.iter().map(|e| Json(&e.changes)).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO history (env, distinct_id, at, actor, action, request, changes)
+             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::jsonb[], $5::text[], $6::jsonb[], $7::jsonb[])",
+        )
+        .await?;
+    tx.execute(
+        &stmt,
+        &[
+            &env.as_str(),
+            &ids,
+            &at,
+            &actors,
+            &actions,
+            &requests,
+            &changes,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Index rows of many profiles, as columns, for one `UNNEST` statement.
+#[derive(Default)]
+pub(super) struct IndexRows<'a> {
+    ids: Vec<&'a str>,
+    keys: Vec<&'a str>,
+    kinds: Vec<i16>,
+    texts: Vec<&'a str>,
+    nums: Vec<Option<f64>>,
+    times: Vec<Option<i64>>,
+    created: Vec<i64>,
+}
+
+impl<'a> IndexRows<'a> {
+    pub(super) fn add(&mut self, p: &'a Profile, entries: &'a [Entry]) {
+        let created = micros(p.created_at);
+        for e in entries {
+            self.ids.push(p.distinct_id.as_str());
+            self.keys.push(&e.key);
+            self.kinds.push(e.kind.code());
+            self.texts.push(&e.text);
+            self.nums.push(e.num);
+            self.times.push(e.time);
+            self.created.push(created);
         }
     }
-    tx.execute(
-        "INSERT INTO history (env, distinct_id, at, actor, action, request, changes)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::jsonb[], $5::text[], $6::jsonb[], $7::jsonb[])",
-        &[&e, &h_ids, &h_at, &h_actor, &h_action, &h_request, &h_changes],
-    )
-    .await?;
-    tx.execute(
-        "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
-         SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[], $6::float8[], $7::int8[], $8::int8[])",
-        &[&e, &v_ids, &v_keys, &v_kinds, &v_texts, &v_nums, &v_times, &v_created],
-    )
-    .await?;
-    let s_keys: Vec<&str> = seen.keys().map(String::as_str).collect();
+
+    /// Inserts the rows, in the order of the value index, so consecutive rows land on the same
+    /// index pages.
+    pub(super) async fn insert(&self, tx: &Transaction<'_>, env: Env) -> Result<(), Attempt> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        order.sort_by(|&a, &b| {
+            (
+                self.keys[a],
+                self.kinds[a],
+                self.texts[a],
+                self.created[a],
+                self.ids[a],
+            )
+                .cmp(&(
+                    self.keys[b],
+                    self.kinds[b],
+                    self.texts[b],
+                    self.created[b],
+                    self.ids[b],
+                ))
+        });
+        let pick = |i: &usize| *i;
+        let ids: Vec<&str> = order.iter().map(pick).map(|i| self.ids[i]).collect();
+        let keys: Vec<&str> = order.iter().map(pick).map(|i| self.keys[i]).collect();
+        let kinds: Vec<i16> = order.iter().map(pick).map(|i| self.kinds[i]).collect();
+        let texts: Vec<&str> = order.iter().map(pick).map(|i| self.texts[i]).collect();
+        let nums: Vec<Option<f64>> = order.iter().map(pick).map(|i| self.nums[i]).collect();
+        let times: Vec<Option<i64>> = order.iter().map(pick).map(|i| self.times[i]).collect();
+        let created: Vec<i64> = order.iter().map(pick).map(|i| self.created[i]).collect();
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
+                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[], $6::float8[], $7::int8[], $8::int8[])",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &env.as_str(),
+                &ids,
+                &keys,
+                &kinds,
+                &texts,
+                &nums,
+                &times,
+                &created,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Deletes the rows (matched on profile, key, kind and text).
+    pub(super) async fn delete(&self, tx: &Transaction<'_>, env: Env) -> Result<(), Attempt> {
+        if self.ids.is_empty() {
+            return Ok(());
+        }
+        // Every column of the per-profile index is matched by equality: one probe per row.
+        let stmt = tx
+            .prepare_cached(
+                "DELETE FROM profile_values WHERE env = $1 AND (distinct_id, key, kind, text_value) IN
+                 (SELECT * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[]))",
+            )
+            .await?;
+        tx.execute(
+            &stmt,
+            &[
+                &env.as_str(),
+                &self.ids,
+                &self.keys,
+                &self.kinds,
+                &self.texts,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Applies the counter deltas (one statement, in `(key, shard)` order, so concurrent writers
+/// lock counter rows in one order) and registry sightings of a batch, holding the registry
+/// records it uses (see [`lock_records`]).
+pub(super) async fn settle(tx: &Transaction<'_>, env: Env, tally: &Tally) -> Result<(), Attempt> {
+    if tally.is_empty() {
+        return Ok(());
+    }
+    let e = env.as_str();
+    let s_keys: Vec<&str> = tally.seen.keys().map(String::as_str).collect();
     lock_records(tx, env, &s_keys).await?;
-    let c_keys: Vec<&str> = counts.keys().map(|(k, _)| k.as_str()).collect();
-    let c_shards: Vec<i16> = counts.keys().map(|(_, s)| *s).collect();
-    let c_deltas: Vec<i64> = counts.values().copied().collect();
-    tx.execute(
-        "INSERT INTO property_counts (env, key, shard, n)
-         SELECT $1, * FROM UNNEST($2::text[], $3::int2[], $4::int8[])
-         ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n",
-        &[&e, &c_keys, &c_shards, &c_deltas],
-    )
-    .await?;
-    for (key, bits) in seen {
-        let r = property::discovered(&key, bits, chrono::Utc::now());
+    let c_keys: Vec<&str> = tally.counts.keys().map(|(k, _)| k.as_str()).collect();
+    let c_shards: Vec<i16> = tally.counts.keys().map(|(_, s)| *s).collect();
+    let c_deltas: Vec<i64> = tally.counts.values().copied().collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO property_counts (env, key, shard, n)
+             SELECT $1, * FROM UNNEST($2::text[], $3::int2[], $4::int8[])
+             ON CONFLICT (env, key, shard) DO UPDATE SET n = property_counts.n + excluded.n",
+        )
+        .await?;
+    tx.execute(&stmt, &[&e, &c_keys, &c_shards, &c_deltas])
+        .await?;
+    let now = chrono::Utc::now();
+    for (key, bits) in &tally.seen {
+        let r = property::discovered(key, *bits, now);
         write_record(tx, sql::INSERT_PROPERTY_RECORD, e, &r).await?;
         tx.execute(
             pg(sql::ADD_TYPES_SEEN).as_ref(),
-            &[&e, &key, &(bits as i16)],
+            &[&e, key, &(*bits as i16)],
         )
         .await?;
     }
-    Ok(made.len() as u64)
+    Ok(())
 }

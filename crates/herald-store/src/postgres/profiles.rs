@@ -3,7 +3,7 @@
 
 use super::history::insert_event;
 use super::{db, index, listing, pg, Attempt, PostgresStore};
-use crate::{rows, sql};
+use crate::{batch, rows, sql};
 use async_trait::async_trait;
 use deadpool_postgres::Transaction;
 use herald_core::env::{Env, EnvScope};
@@ -14,9 +14,10 @@ use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{micros, Profile};
 use herald_core::store::{
-    EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore, ProfileWrite,
-    StoreError, TombstoneFn,
+    BatchEdit, EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore,
+    ProfileWrite, StoreError, TombstoneFn,
 };
+use std::collections::HashMap;
 use tokio_postgres::types::Json;
 
 async fn select_for_update(
@@ -132,6 +133,117 @@ async fn record_key(tx: &Transaction<'_>, env: Env, once: &OnceKey) -> Result<()
         )
         .await?;
     if inserted == 1 {
+        Ok(())
+    } else {
+        Err(Attempt::Retry)
+    }
+}
+
+/// A batch of edits in one transaction (see [`ProfileStore::edit_profiles`]): the profiles it
+/// names are locked and read in one statement (in distinct_id order on every node, so crossed
+/// batches cannot deadlock), their stored keys in another; the edits then run in memory
+/// ([`batch::plan`]) and their results are written set-based: keys, new profiles, updated
+/// profiles, history, index rows, counters and registry, one statement each. A key or a new
+/// profile another transaction committed first is a lost race: the batch is retried and then
+/// sees it.
+async fn edit_many(
+    tx: &Transaction<'_>,
+    env: Env,
+    edits: &[BatchEdit],
+) -> Result<Vec<Result<EditOutcome, StoreError>>, Attempt> {
+    let e = env.as_str();
+    let mut ids: Vec<&str> = edits.iter().map(|e| e.id.as_str()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let lock = tx
+        .prepare_cached(&pg(sql::SELECT_PROFILES_FOR_UPDATE))
+        .await?;
+    let (mut stored, mut row_ids) = (HashMap::new(), HashMap::new());
+    for row in tx.query(&lock, &[&e, &ids]).await? {
+        // A row that cannot be read fails its own edits, not the batch.
+        let id: String = row.try_get(0)?;
+        row_ids.insert(id.clone(), row.try_get::<_, i64>(8)?);
+        stored.insert(id, rows::profile(&row));
+    }
+    let keys: Vec<&str> = edits
+        .iter()
+        .filter_map(|e| e.once.as_ref().map(|k| k.key.as_str()))
+        .collect();
+    let mut applied = HashMap::new();
+    if !keys.is_empty() {
+        let stmt = tx.prepare_cached(&pg(sql::SELECT_APPLIED_KEYS)).await?;
+        for row in tx.query(&stmt, &[&e, &keys]).await? {
+            applied.insert(row.get::<_, String>(0), row.get::<_, Option<String>>(1));
+        }
+    }
+    let plan = batch::plan(edits, stored, applied, index::shard_of);
+    record_keys(tx, env, &plan.keys).await?;
+
+    let (mut created, mut updated) = (Vec::new(), Vec::new());
+    let (mut removed, mut added) = (Vec::new(), Vec::new());
+    for slot in plan.slots.values().filter(|s| s.written()) {
+        let Some(now) = &slot.current else { continue };
+        match &slot.stored {
+            None => created.push(now),
+            Some(before) => updated.push((row_ids[before.distinct_id.as_str()], before, now)),
+        }
+        let (r, a) = slot.rows();
+        removed.push((now, r));
+        added.push((now, a));
+    }
+    if index::insert_profiles(tx, env, &created).await?.len() != created.len() {
+        // Another node created one of them since the lock was taken.
+        return Err(Attempt::Retry);
+    }
+    if index::update_profiles(tx, &updated).await? != updated.len() as u64 {
+        return Err(Attempt::Retry);
+    }
+    let history: Vec<&HistoryEvent> = plan.history.iter().collect();
+    index::insert_history(tx, env, &history).await?;
+    let mut gone = index::IndexRows::default();
+    for (p, entries) in &removed {
+        gone.add(p, entries);
+    }
+    gone.delete(tx, env).await?;
+    let mut new = index::IndexRows::default();
+    for (p, entries) in &added {
+        new.add(p, entries);
+    }
+    new.insert(tx, env).await?;
+    index::settle(tx, env, &plan.tally).await?;
+    Ok(plan.outcomes)
+}
+
+/// Records applied idempotency keys in one statement (in key order, so crossed batches wait
+/// rather than deadlock). A key another transaction committed first is a lost race: the caller
+/// retries, and then sees the key.
+async fn record_keys(tx: &Transaction<'_>, env: Env, keys: &[OnceKey]) -> Result<(), Attempt> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let mut sorted: Vec<&OnceKey> = keys.iter().collect();
+    sorted.sort_by(|a, b| a.key.cmp(&b.key));
+    let names: Vec<&str> = sorted.iter().map(|k| k.key.as_str()).collect();
+    let fingerprints: Vec<Option<&str>> = sorted.iter().map(|k| k.fingerprint.as_deref()).collect();
+    let stmt = tx
+        .prepare_cached(
+            "INSERT INTO applied_keys (env, key, applied_at, fingerprint)
+             SELECT $1, k, $2, f FROM UNNEST($3::text[], $4::text[]) AS u(k, f)
+             ON CONFLICT DO NOTHING",
+        )
+        .await?;
+    let inserted = tx
+        .execute(
+            &stmt,
+            &[
+                &env.as_str(),
+                &micros(chrono::Utc::now()),
+                &names,
+                &fingerprints,
+            ],
+        )
+        .await?;
+    if inserted == names.len() as u64 {
         Ok(())
     } else {
         Err(Attempt::Retry)
@@ -271,6 +383,26 @@ impl ProfileStore for PostgresStore {
         .await
     }
 
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), edits = edits.len()))]
+    async fn edit_profiles(
+        &self,
+        scope: EnvScope,
+        edits: Vec<BatchEdit>,
+    ) -> Vec<Result<EditOutcome, StoreError>> {
+        let (env, n) = (scope.env(), edits.len());
+        let edits = std::sync::Arc::new(edits);
+        let done = self
+            .in_transaction(|tx| {
+                let edits = edits.clone();
+                Box::pin(async move { edit_many(tx, env, &edits).await })
+            })
+            .await;
+        match done {
+            Ok(outcomes) => outcomes,
+            Err(e) => (0..n).map(|_| Err(e.for_each_caller())).collect(),
+        }
+    }
+
     #[tracing::instrument(skip_all, fields(env = %scope.env(), profiles = items.len()))]
     async fn import_profiles(
         &self,
@@ -359,19 +491,19 @@ impl ProfileStore for PostgresStore {
         tombstone: TombstoneFn,
     ) -> Result<Vec<DistinctId>, StoreError> {
         let env = scope.env();
-        let names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        let mut names: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
+        names.sort_unstable();
+        names.dedup();
         let asked = ids.to_vec();
         let secret = self.erasure_secret().await?;
-        let lock = format!(
-            "SELECT {} FROM profiles WHERE env = $1 AND distinct_id = ANY($2) \
-             ORDER BY distinct_id FOR UPDATE",
-            sql::PROFILE_COLUMNS
-        );
         self.in_transaction(|tx| {
             let (names, tombstone, asked) = (names.clone(), tombstone.clone(), asked.clone());
-            let (secret, lock) = (secret.clone(), lock.clone());
+            let secret = secret.clone();
             Box::pin(async move {
                 // Locked in one order on every node, so two crossed bulk deletes cannot deadlock.
+                let lock = tx
+                    .prepare_cached(&pg(sql::SELECT_PROFILES_FOR_UPDATE))
+                    .await?;
                 let found = tx.query(&lock, &[&env.as_str(), &names]).await?;
                 let mut gone = Vec::with_capacity(found.len());
                 for row in &found {

@@ -1,9 +1,11 @@
 //! SQLite: keeping the index rows, counters and discovered properties in step with each profile
 //! write, one row per statement (the single writer makes round trips free; PostgreSQL batches
-//! the same change into one statement).
+//! the same change into one statement). A batch of writes sums its counter deltas and registry
+//! sightings ([`Tally`]) and applies them once ([`settle`]).
 
 use super::execute;
 use super::properties::record_params;
+use crate::batch::Tally;
 use crate::sql;
 use herald_core::env::Env;
 use herald_core::index::Change;
@@ -20,32 +22,27 @@ pub(super) fn sync(
     before: Option<&Profile>,
     after: Option<&Profile>,
 ) -> Result<(), StoreError> {
+    let mut tally = Tally::default();
+    rows(conn, env, before, after, &mut tally)?;
+    settle(conn, env, &tally)
+}
+
+/// Like [`sync`], but the counter deltas and registry sightings go to `tally`, for [`settle`]
+/// to apply once for a whole batch.
+pub(super) fn rows(
+    conn: &Connection,
+    env: Env,
+    before: Option<&Profile>,
+    after: Option<&Profile>,
+    tally: &mut Tally,
+) -> Result<(), StoreError> {
     let Some(p) = after.or(before) else {
         return Ok(());
     };
     let change = Change::between(before, after);
-    apply_change(
-        conn,
-        env,
-        p.distinct_id.as_str(),
-        micros(p.created_at),
-        &change,
-        after.is_none(),
-    )
-}
-
-/// Applies `change` for the profile `id` (created at `created_at`). `gone`: the profile was
-/// removed, so all its rows go at once.
-fn apply_change(
-    conn: &Connection,
-    env: Env,
-    id: &str,
-    created_at: i64,
-    change: &Change,
-    gone: bool,
-) -> Result<(), StoreError> {
-    let env = env.as_str();
-    if gone {
+    let (env, id, created_at) = (env.as_str(), p.distinct_id.as_str(), micros(p.created_at));
+    if after.is_none() {
+        // The profile is removed: all its rows go at once.
         execute(
             conn,
             "DELETE FROM profile_values WHERE env = ?1 AND distinct_id = ?2",
@@ -63,13 +60,28 @@ fn apply_change(
     for e in &change.added {
         execute(
             conn,
-            "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            params![env, id, e.key, e.kind.code(), e.text, e.num, e.time, created_at],
+            sql::INSERT_INDEX_ROW,
+            params![
+                env,
+                id,
+                e.key,
+                e.kind.code(),
+                e.text,
+                e.num,
+                e.time,
+                created_at
+            ],
         )?;
     }
     // One shard: the single writer never waits on a counter row.
-    for (key, delta) in &change.counts {
+    tally.add(&change, 0);
+    Ok(())
+}
+
+/// Applies the counter deltas and registry sightings of `tally`: one statement per key.
+pub(super) fn settle(conn: &Connection, env: Env, tally: &Tally) -> Result<(), StoreError> {
+    let env = env.as_str();
+    for ((key, _), delta) in &tally.counts {
         execute(
             conn,
             "INSERT INTO property_counts (env, key, shard, n) VALUES (?1, ?2, 0, ?3)
@@ -77,8 +89,9 @@ fn apply_change(
             params![env, key, delta],
         )?;
     }
-    for (key, bits) in &change.seen {
-        let r = property::discovered(key, *bits, chrono::Utc::now());
+    let now = chrono::Utc::now();
+    for (key, bits) in &tally.seen {
+        let r = property::discovered(key, *bits, now);
         execute(
             conn,
             sql::INSERT_PROPERTY_RECORD,

@@ -47,6 +47,11 @@ pub fn open_connection(
     if read_only {
         conn.execute_batch("PRAGMA query_only = ON;")
             .map_err(internal)?;
+    } else {
+        // The writer's savepoints (one per job, one per edit of a batch) keep the pages they
+        // change in a sub-journal: in memory, not in a temporary file written at every change.
+        conn.execute_batch("PRAGMA temp_store = MEMORY;")
+            .map_err(internal)?;
     }
     conn.set_prepared_statement_cache_capacity(64);
     Ok(conn)
@@ -54,25 +59,6 @@ pub fn open_connection(
 
 pub fn internal(e: rusqlite::Error) -> StoreError {
     StoreError::internal_from("SQLite", e)
-}
-
-/// The failure of a batch, for each of its callers: errors are not `Clone`, so each gets the same
-/// variant and message (the source as text).
-fn for_each_caller(e: &StoreError) -> StoreError {
-    let source =
-        |s: &Option<herald_core::store::ErrorSource>| s.as_ref().map(|s| s.to_string().into());
-    match e {
-        StoreError::Unavailable { context, source: s } => StoreError::Unavailable {
-            context: context.clone(),
-            source: source(s),
-        },
-        StoreError::Internal { context, source: s } => StoreError::Internal {
-            context: context.clone(),
-            source: source(s),
-        },
-        StoreError::Busy(m) => StoreError::Busy(m.clone()),
-        StoreError::Conflict(m) => StoreError::Conflict(m.clone()),
-    }
 }
 
 /// The single writer. Jobs queue on a bounded channel; the thread drains what is waiting, runs
@@ -187,7 +173,10 @@ fn run_writer(conn: Connection, rx: mpsc::Receiver<Job>) {
         }
         for reply in replies {
             // A reply only sends on a channel; a panic there must not stop the writer either.
-            let commit = committed.as_ref().map(|_| ()).map_err(for_each_caller);
+            let commit = committed
+                .as_ref()
+                .map(|_| ())
+                .map_err(StoreError::for_each_caller);
             let _ = catch_unwind(AssertUnwindSafe(|| reply(commit)));
         }
     }

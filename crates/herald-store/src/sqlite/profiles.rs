@@ -4,6 +4,7 @@
 use super::history::{self, erasure_secret, insert_event};
 use super::pool::internal;
 use super::{execute, index, json, listing, query_opt, value, SqliteStore};
+use crate::batch::Tally;
 use crate::{rows, sql};
 use async_trait::async_trait;
 use herald_core::env::{Env, EnvScope};
@@ -14,10 +15,13 @@ use herald_core::ids::DistinctId;
 use herald_core::listing::{Count, ListQuery};
 use herald_core::profile::{micros, Profile};
 use herald_core::store::{
-    EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore, ProfileWrite,
-    StoreError, TombstoneFn,
+    BatchEdit, EditFn, EditOutcome, Imported, MergeFn, MergeOutcome, OnceKey, ProfileStore,
+    ProfileWrite, StoreError, TombstoneFn,
 };
 use rusqlite::{params, Connection};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 fn select_profile(conn: &Connection, env: Env, id: &str) -> Result<Option<Profile>, StoreError> {
     query_opt(conn, sql::SELECT_PROFILE, params![env.as_str(), id], |r| {
@@ -49,6 +53,7 @@ fn store_profile(
     env: Env,
     before: Option<&Profile>,
     p: &Profile,
+    tally: &mut Tally,
 ) -> Result<(), StoreError> {
     let changed = match before {
         None => insert_profile(conn, env, p)?,
@@ -74,17 +79,132 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    index::sync(conn, env, before, Some(p))
+    index::rows(conn, env, before, Some(p), tally)
 }
 
+/// Stores `w` and its history event; its counter deltas and sightings go to `tally`.
 fn write_profile(
     conn: &Connection,
     env: Env,
     before: Option<&Profile>,
     w: &ProfileWrite,
+    tally: &mut Tally,
 ) -> Result<(), StoreError> {
-    store_profile(conn, env, before, &w.profile)?;
+    store_profile(conn, env, before, &w.profile, tally)?;
     insert_event(conn, env, &w.event)
+}
+
+/// One edit, as [`ProfileStore::edit_profile`] runs it inside the writer's transaction; its
+/// counter deltas and sightings go to `tally` (for [`index::settle`]).
+fn edit_one(
+    conn: &Connection,
+    env: Env,
+    id: &str,
+    edit: &EditFn,
+    once: Option<&OnceKey>,
+    tally: &mut Tally,
+) -> Result<EditOutcome, StoreError> {
+    let existing = select_profile(conn, env, id)?;
+    if let Some(key) = once {
+        if let Some(outcome) = key_applied(conn, env, key)? {
+            return Ok(outcome);
+        }
+    }
+    let stored = match edit(existing.as_ref()) {
+        Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
+        Ok(None) => existing,
+        Ok(Some(w)) => {
+            write_profile(conn, env, existing.as_ref(), &w, tally)?;
+            Some(w.profile)
+        }
+    };
+    if let Some(key) = once {
+        record_key(conn, env, key)?;
+    }
+    Ok(crate::applied(stored))
+}
+
+/// The edits of a batch, in order, with no savepoint of their own: each edit is all or nothing
+/// because its closure decides before anything is written, and a storage fault in any edit
+/// fails the whole job (the writer rolls back the job's savepoint) after setting `faulted`, so
+/// the caller runs the batch again with [`edit_each`]. Savepoints nested in the job's cost a
+/// walk over the job's sub-journal at every release (4× the batch's time, measured): the fast
+/// path takes none. The counters and registry sightings are applied once at the end.
+fn edit_all(
+    conn: &Connection,
+    env: Env,
+    edits: &[BatchEdit],
+    faulted: &AtomicBool,
+) -> Result<Vec<EditOutcome>, StoreError> {
+    let mut tally = Tally::default();
+    let mut out = Vec::with_capacity(edits.len());
+    for e in edits {
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            edit_one(
+                conn,
+                env,
+                e.id.as_str(),
+                &e.edit,
+                e.once.as_ref(),
+                &mut tally,
+            )
+        }))
+        .unwrap_or_else(|_| Err(StoreError::internal("an edit of a batch panicked")));
+        match result {
+            Ok(outcome) => out.push(outcome),
+            Err(fault) => {
+                faulted.store(true, Ordering::SeqCst);
+                return Err(fault);
+            }
+        }
+    }
+    index::settle(conn, env, &tally)?;
+    Ok(out)
+}
+
+/// The edits of a batch, in order, each in its own savepoint inside the writer's job: an edit
+/// that fails (or panics) rolls back alone and answers with its fault. The counters and
+/// registry sightings of the edits that succeeded are applied once at the end. `Err`: the job
+/// as a whole failed.
+fn edit_each(
+    conn: &Connection,
+    env: Env,
+    edits: &[BatchEdit],
+) -> Result<Vec<Result<EditOutcome, StoreError>>, StoreError> {
+    let mut tally = Tally::default();
+    let mut out = Vec::with_capacity(edits.len());
+    for e in edits {
+        conn.execute_batch("SAVEPOINT edit").map_err(internal)?;
+        let mut mine = Tally::default();
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            edit_one(
+                conn,
+                env,
+                e.id.as_str(),
+                &e.edit,
+                e.once.as_ref(),
+                &mut mine,
+            )
+        }))
+        .unwrap_or_else(|_| Err(StoreError::internal("an edit of a batch panicked")));
+        // SQLite may have rolled back the whole transaction (I/O error, disk full): the writer
+        // fails the job, so nothing of it is half-committed.
+        if conn.is_autocommit() {
+            return Err(StoreError::unavailable(
+                "SQLite rolled back the write transaction in a batch of edits",
+            ));
+        }
+        if result.is_ok() {
+            conn.execute_batch("RELEASE edit").map_err(internal)?;
+            tally.merge(mine);
+        } else {
+            conn.execute_batch("ROLLBACK TO edit; RELEASE edit")
+                .map_err(internal)?;
+        }
+        out.push(result);
+    }
+    index::settle(conn, env, &tally)?;
+    Ok(out)
 }
 
 /// What an applied key says about this edit: `None` if the key is new.
@@ -217,26 +337,44 @@ impl ProfileStore for SqliteStore {
         self.writer
             .write(move |conn| {
                 let env = scope.env();
-                let existing = select_profile(conn, env, &id)?;
-                if let Some(key) = &once {
-                    if let Some(outcome) = key_applied(conn, env, key)? {
-                        return Ok(outcome);
-                    }
-                }
-                let stored = match edit(existing.as_ref()) {
-                    Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
-                    Ok(None) => existing,
-                    Ok(Some(w)) => {
-                        write_profile(conn, env, existing.as_ref(), &w)?;
-                        Some(w.profile)
-                    }
-                };
-                if let Some(key) = &once {
-                    record_key(conn, env, key)?;
-                }
-                Ok(crate::applied(stored))
+                let mut tally = Tally::default();
+                let outcome = edit_one(conn, env, &id, &edit, once.as_ref(), &mut tally)?;
+                index::settle(conn, env, &tally)?;
+                Ok(outcome)
             })
             .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), edits = edits.len()))]
+    async fn edit_profiles(
+        &self,
+        scope: EnvScope,
+        edits: Vec<BatchEdit>,
+    ) -> Vec<Result<EditOutcome, StoreError>> {
+        let (env, n) = (scope.env(), edits.len());
+        let edits = Arc::new(edits);
+        let faulted = Arc::new(AtomicBool::new(false));
+        let fast = {
+            let (edits, faulted) = (edits.clone(), faulted.clone());
+            self.writer
+                .write(move |conn| edit_all(conn, env, &edits, &faulted))
+                .await
+        };
+        let done = match fast {
+            Ok(outcomes) => return outcomes.into_iter().map(Ok).collect(),
+            // An edit hit a storage fault and the job was rolled back: again, each edit in its
+            // own savepoint, so the faulty one fails alone.
+            Err(_) if faulted.load(Ordering::SeqCst) => {
+                self.writer
+                    .write(move |conn| edit_each(conn, env, &edits))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match done {
+            Ok(outcomes) => outcomes,
+            Err(e) => (0..n).map(|_| Err(e.for_each_caller())).collect(),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env(), profiles = items.len()))]
@@ -249,15 +387,17 @@ impl ProfileStore for SqliteStore {
             .write(move |conn| {
                 let env = scope.env();
                 let mut created = 0;
+                let mut tally = Tally::default();
                 for w in &items {
                     if insert_profile(conn, env, &w.profile)? == 1 {
-                        index::sync(conn, env, None, Some(&w.profile))?;
+                        index::rows(conn, env, None, Some(&w.profile), &mut tally)?;
                         for event in &w.history {
                             insert_event(conn, env, event)?;
                         }
                         created += 1;
                     }
                 }
+                index::settle(conn, env, &tally)?;
                 Ok(created)
             })
             .await
@@ -300,7 +440,9 @@ impl ProfileStore for SqliteStore {
                 match merge(existing.as_ref(), &from) {
                     Err(refusal) => Ok(MergeOutcome::Refused(refusal)),
                     Ok((w, tombstone)) => {
-                        write_profile(conn, env, existing.as_ref(), &w)?;
+                        let mut tally = Tally::default();
+                        write_profile(conn, env, existing.as_ref(), &w, &mut tally)?;
+                        index::settle(conn, env, &tally)?;
                         erase_user(conn, env, &from, tombstone)?;
                         Ok(MergeOutcome::Merged(Box::new(w.profile)))
                     }

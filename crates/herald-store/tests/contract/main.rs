@@ -14,6 +14,7 @@ use herald_store::{connect, StoreOptions};
 use serde_json::json;
 use std::sync::Arc;
 
+mod batch;
 mod copy;
 mod filters;
 mod hardening;
