@@ -121,70 +121,81 @@ struct PreferencesPage {
     restrictions: Vec<ChannelBox>,
 }
 
-struct SectionBox {
-    name: String,
-    categories: Vec<CategoryBox>,
+/// A section of preference checkboxes, as the hosted page and the dashboard's user page show it.
+pub(crate) struct SectionBox {
+    pub name: String,
+    pub categories: Vec<CategoryBox>,
 }
 
-struct CategoryBox {
-    slug: String,
-    name: String,
-    description: String,
-    checked: bool,
+pub(crate) struct CategoryBox {
+    pub slug: String,
+    pub name: String,
+    pub description: String,
+    pub checked: bool,
     /// Mandatory: always sent, the box cannot be unticked.
-    fixed: bool,
-    channels: Vec<ChannelBox>,
+    pub fixed: bool,
+    pub channels: Vec<ChannelBox>,
 }
 
-struct ChannelBox {
-    name: &'static str,
-    checked: bool,
-    fixed: bool,
+pub(crate) struct ChannelBox {
+    pub name: &'static str,
+    pub checked: bool,
+    pub fixed: bool,
+}
+
+/// `view` (with opted-out channels) as checkboxes on the channels `offered`: the categories by
+/// section, and the "essential only" restriction of each channel.
+pub(crate) fn preference_boxes(
+    view: UserView,
+    offered: &[Channel],
+) -> (Vec<SectionBox>, Vec<ChannelBox>) {
+    let sections = view
+        .sections
+        .into_iter()
+        .map(|s| SectionBox {
+            name: s.name.unwrap_or_else(|| "Notifications".into()),
+            categories: s
+                .categories
+                .into_iter()
+                .map(|c| CategoryBox {
+                    channels: offered
+                        .iter()
+                        .map(|ch| {
+                            let shown = c.channels.iter().find(|v| v.channel == *ch);
+                            ChannelBox {
+                                name: ch.as_str(),
+                                checked: shown.is_some_and(|v| v.preference == Choice::OptIn),
+                                fixed: !shown.is_some_and(|v| v.is_editable),
+                            }
+                        })
+                        .collect(),
+                    checked: c.preference == Choice::OptIn,
+                    fixed: !c.is_editable,
+                    slug: c.slug,
+                    name: c.name,
+                    description: c.description,
+                })
+                .collect(),
+        })
+        .collect();
+    let restrictions = offered
+        .iter()
+        .map(|ch| ChannelBox {
+            name: ch.as_str(),
+            checked: view
+                .channels
+                .iter()
+                .any(|v| v.channel == *ch && v.is_restricted),
+            fixed: false,
+        })
+        .collect();
+    (sections, restrictions)
 }
 
 impl PreferencesPage {
     /// `view` (with opted-out channels) shown with the channels the page offers.
     fn new(view: UserView, offered: &[Channel], saved: bool) -> Self {
-        let sections = view
-            .sections
-            .into_iter()
-            .map(|s| SectionBox {
-                name: s.name.unwrap_or_else(|| "Notifications".into()),
-                categories: s
-                    .categories
-                    .into_iter()
-                    .map(|c| CategoryBox {
-                        channels: offered
-                            .iter()
-                            .map(|ch| {
-                                let shown = c.channels.iter().find(|v| v.channel == *ch);
-                                ChannelBox {
-                                    name: ch.as_str(),
-                                    checked: shown.is_some_and(|v| v.preference == Choice::OptIn),
-                                    fixed: !shown.is_some_and(|v| v.is_editable),
-                                }
-                            })
-                            .collect(),
-                        checked: c.preference == Choice::OptIn,
-                        fixed: !c.is_editable,
-                        slug: c.slug,
-                        name: c.name,
-                        description: c.description,
-                    })
-                    .collect(),
-            })
-            .collect();
-        let restrictions = offered
-            .iter()
-            .map(|ch| ChannelBox {
-                name: ch.as_str(),
-                checked: view
-                    .channels
-                    .iter()
-                    .any(|v| v.channel == *ch && v.is_restricted),
-                fixed: false,
-            })
-            .collect();
+        let (sections, restrictions) = preference_boxes(view, offered);
         PreferencesPage {
             saved,
             sections,

@@ -4,6 +4,7 @@
 
 use super::session::{Console, Fields, Posted};
 use super::{display_value, failure, html, query_string, redirect, segment, show_time, Shell};
+use crate::api::hosted::{ChannelBox, SectionBox};
 use crate::App;
 use askama::Template;
 use axum::extract::{Path, State};
@@ -12,7 +13,7 @@ use axum::response::Response;
 use herald_core::channel::Channel;
 use herald_core::listing::{Count, ListRequest, Sort};
 use herald_core::message::MessageStatus;
-use herald_core::preference::{self, Choice, UserView};
+use herald_core::preference::{self, UserView};
 use herald_core::property::Property;
 use herald_core::service::{preferences, profiles, properties, Error};
 use herald_core::store::MessageQuery;
@@ -479,8 +480,8 @@ struct UserPage {
     messages: Vec<MessageRow>,
     message_filters: MessageFilters,
     messages_next: Option<String>,
-    sections: Vec<PrefSection>,
-    restrictions: Vec<PrefBox>,
+    sections: Vec<SectionBox>,
+    restrictions: Vec<ChannelBox>,
     history: Vec<HistoryRow>,
     history_next: Option<String>,
 }
@@ -524,26 +525,6 @@ struct MessageFilters {
     statuses: Vec<Opt>,
     channels: Vec<Opt>,
     workflow: String,
-}
-
-struct PrefSection {
-    name: String,
-    categories: Vec<PrefCategory>,
-}
-
-struct PrefCategory {
-    slug: String,
-    name: String,
-    description: String,
-    checked: bool,
-    fixed: bool,
-    channels: Vec<PrefBox>,
-}
-
-struct PrefBox {
-    name: &'static str,
-    checked: bool,
-    fixed: bool,
 }
 
 struct HistoryRow {
@@ -732,47 +713,10 @@ async fn user_page(
     // Preferences, as the hosted page shows them, on the channels the user has.
     let categories = preferences::list_categories(store, ctx).await?;
     let offered = crate::api::hosted::channels_of(&profile);
-    let view = UserView::of(&categories, &profile.preferences, true);
-    let sections = view
-        .sections
-        .into_iter()
-        .map(|s| PrefSection {
-            name: s.name.unwrap_or_else(|| "Notifications".into()),
-            categories: s
-                .categories
-                .into_iter()
-                .map(|c| PrefCategory {
-                    channels: offered
-                        .iter()
-                        .map(|ch| {
-                            let shown = c.channels.iter().find(|v| v.channel == *ch);
-                            PrefBox {
-                                name: ch.as_str(),
-                                checked: shown.is_some_and(|v| v.preference == Choice::OptIn),
-                                fixed: !shown.is_some_and(|v| v.is_editable),
-                            }
-                        })
-                        .collect(),
-                    checked: c.preference == Choice::OptIn,
-                    fixed: !c.is_editable,
-                    slug: c.slug,
-                    name: c.name,
-                    description: c.description,
-                })
-                .collect(),
-        })
-        .collect();
-    let restrictions = offered
-        .iter()
-        .map(|ch| PrefBox {
-            name: ch.as_str(),
-            checked: view
-                .channels
-                .iter()
-                .any(|v| v.channel == *ch && v.is_restricted),
-            fixed: false,
-        })
-        .collect();
+    let (sections, restrictions) = crate::api::hosted::preference_boxes(
+        UserView::of(&categories, &profile.preferences, true),
+        &offered,
+    );
     // History, newest first.
     let after = query
         .get("h_after")
