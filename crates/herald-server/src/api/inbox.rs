@@ -14,7 +14,7 @@
 //!   cookie) and are never cached.
 
 use super::error::ApiError;
-use super::{query_pairs, Caller, JsonBody, UserId};
+use super::{parse_page_limit, parse_seq_cursor, query_pairs, Caller, JsonBody, UserId};
 use crate::inbox::OpenError;
 use crate::App;
 use axum::extract::{FromRequestParts, Path, State};
@@ -100,22 +100,8 @@ fn parse_query(uri: &Uri) -> Result<(InboxQuery, Option<i64>), ApiError> {
     let mut after = None;
     for (k, v) in query_pairs(uri) {
         match k.as_str() {
-            "limit" => {
-                q.limit = match v.trim().parse::<usize>() {
-                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "limit",
-                            format!("must be an integer from 1 to {MAX_LIMIT}, got '{v}'"),
-                        ))
-                    }
-                }
-            }
-            "after" if !v.is_empty() => {
-                after = Some(v.trim().parse::<i64>().map_err(|_| {
-                    ApiError::bad_request("after", "is not a cursor returned by this listing")
-                })?)
-            }
+            "limit" => q.limit = parse_page_limit(&v, MAX_LIMIT)?,
+            "after" if !v.is_empty() => after = Some(parse_seq_cursor(&v)?),
             "seen" => q.filter.seen = Some(flag("seen", &v)?),
             "read" => q.filter.read = Some(flag("read", &v)?),
             "archived" => q.filter.archived = Some(flag("archived", &v)?),

@@ -2,7 +2,7 @@
 //! one user's messages, newest first, in the caller's environment only.
 
 use super::error::ApiError;
-use super::{query_pairs, Caller, UserId};
+use super::{parse_page_limit, parse_seq_cursor, query_pairs, Caller, UserId};
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::Uri;
@@ -73,22 +73,6 @@ fn page_json(page: &MessagePage, limit: usize, after: Option<i64>) -> Value {
     })
 }
 
-fn parse_limit(raw: &str) -> Result<usize, ApiError> {
-    match raw.trim().parse::<usize>() {
-        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
-        _ => Err(ApiError::bad_request(
-            "limit",
-            format!("must be an integer from 1 to {MAX_LIMIT}, got '{raw}'"),
-        )),
-    }
-}
-
-fn parse_after(raw: &str) -> Result<i64, ApiError> {
-    raw.trim()
-        .parse::<i64>()
-        .map_err(|_| ApiError::bad_request("after", "is not a cursor returned by this listing"))
-}
-
 fn parse_time(field: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(raw.trim())
         .map(|t| t.with_timezone(&Utc))
@@ -137,8 +121,8 @@ fn parse_query(uri: &Uri) -> Result<(MessageQuery, Option<i64>), ApiError> {
             continue;
         }
         match k.trim_end_matches("[]") {
-            "limit" => q.limit = parse_limit(&v)?,
-            "after" => after = Some(parse_after(&v)?),
+            "limit" => q.limit = parse_page_limit(&v, MAX_LIMIT)?,
+            "after" => after = Some(parse_seq_cursor(&v)?),
             "recipient_id" | "distinct_id" => {
                 let id = DistinctId::parse(&v)
                     .map_err(|e| ApiError::bad_request("recipient_id", e.rule))?;
@@ -251,8 +235,8 @@ pub async fn user_messages(
     let mut after = None;
     for (k, v) in query_pairs(&uri) {
         match k.as_str() {
-            "limit" => limit = parse_limit(&v)?,
-            "after" if !v.is_empty() => after = Some(parse_after(&v)?),
+            "limit" => limit = parse_page_limit(&v, MAX_LIMIT)?,
+            "after" if !v.is_empty() => after = Some(parse_seq_cursor(&v)?),
             _ => {}
         }
     }

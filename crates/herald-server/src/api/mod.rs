@@ -242,3 +242,21 @@ pub fn query_pairs(uri: &Uri) -> Vec<(String, String)> {
         .into_owned()
         .collect()
 }
+
+/// A page size of a cursor listing: an integer from 1 to `max`.
+pub fn parse_page_limit(raw: &str, max: usize) -> Result<usize, ApiError> {
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=max).contains(&n) => Ok(n),
+        _ => Err(ApiError::bad_request(
+            "limit",
+            format!("must be an integer from 1 to {max}, got '{raw}'"),
+        )),
+    }
+}
+
+/// The `after` cursor of a listing whose cursors are sequence numbers.
+pub fn parse_seq_cursor(raw: &str) -> Result<i64, ApiError> {
+    raw.trim()
+        .parse::<i64>()
+        .map_err(|_| ApiError::bad_request("after", "is not a cursor returned by this listing"))
+}
