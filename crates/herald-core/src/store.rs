@@ -280,13 +280,7 @@ pub trait ProfileStore: Send + Sync {
         &self,
         scope: EnvScope,
         ids: &[DistinctId],
-    ) -> Result<Vec<Profile>, StoreError> {
-        let mut found = Vec::with_capacity(ids.len());
-        for id in ids {
-            found.extend(self.get_profile(scope, id).await?);
-        }
-        Ok(found)
-    }
+    ) -> Result<Vec<Profile>, StoreError>;
 
     /// Up to `query.limit + 1` profiles in scan order (reversed for a `Before` page), so the caller
     /// can tell whether more exist.
