@@ -330,6 +330,15 @@ pub(crate) const INSERT_ENTRY: &str = "INSERT INTO outbox \
 /// The `due_at` of a waiting fallback's entry: 9999-12-31T23:59:59.999999Z, later than any
 /// claim's clock (and still a time chrono reads).
 pub(crate) const WAITING_DUE: i64 = 253_402_300_799_999_999;
+
+/// The `due_at` an outbox entry is written with: never due while it waits for another message.
+pub(crate) fn entry_due(waits: bool, due: chrono::DateTime<chrono::Utc>) -> i64 {
+    if waits {
+        WAITING_DUE
+    } else {
+        herald_core::profile::micros(due)
+    }
+}
 /// The entry waiting for message `?1`, if any (a chain has one next channel).
 pub(crate) const WAITER: &str = "SELECT message_id FROM outbox WHERE waits_for = ?1";
 /// Waiting entry `?1`'s turn: due at `?2`, waiting for nothing.

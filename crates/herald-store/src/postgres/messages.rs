@@ -70,11 +70,7 @@ async fn insert_entry(
     e: &OutboxEntry,
     waits_for: &Option<String>,
 ) -> Result<(), Attempt> {
-    let due = if waits_for.is_some() {
-        sql::WAITING_DUE
-    } else {
-        micros(e.due_at)
-    };
+    let due = sql::entry_due(waits_for.is_some(), e.due_at);
     tx.execute(
         stmt,
         &[

@@ -103,15 +103,6 @@ fn follow_chain(
     }
 }
 
-/// The `due_at` an entry is written with: never due while it waits.
-fn entry_due(new: &NewMessage, due: DateTime<Utc>) -> i64 {
-    if new.waits_for.is_some() {
-        sql::WAITING_DUE
-    } else {
-        micros(due)
-    }
-}
-
 #[async_trait]
 impl MessageStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
@@ -159,7 +150,7 @@ impl MessageStore for SqliteStore {
                                 e.message_id,
                                 env.as_str(),
                                 e.attempt,
-                                entry_due(new, e.due_at),
+                                sql::entry_due(new.waits_for.is_some(), e.due_at),
                                 json(&e.content),
                                 json(&e.identity),
                                 new.waits_for
