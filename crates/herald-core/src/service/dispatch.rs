@@ -58,6 +58,9 @@ pub struct Dispatcher<'a> {
     pub render: &'a dyn Render,
 }
 
+/// Render jobs handed to [`Render`] at once by one trigger.
+const RENDER_CHUNK: usize = 64;
+
 /// What one trigger did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TriggerOutcome {
@@ -155,7 +158,15 @@ pub async fn trigger(
         }
         planned.push((profile, plan));
     }
-    let mut rendered = d.render.render(workflow.clone(), jobs).await?.into_iter();
+    // In chunks, so a trigger of many recipients holds a render slot for one chunk at a time
+    // and other requests' renders take turns with it.
+    let mut rendered = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk: Vec<_> = jobs.by_ref().take(RENDER_CHUNK).collect();
+        rendered.extend(d.render.render(workflow.clone(), chunk).await?);
+    }
+    let mut rendered = rendered.into_iter();
     let mut messages = Vec::new();
     for (i, (profile, plan)) in planned.into_iter().enumerate() {
         let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
