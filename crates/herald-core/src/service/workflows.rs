@@ -115,9 +115,3 @@ pub async fn declare(
     store.put_workflow(ctx.scope, &workflow, true).await?;
     Ok(workflow)
 }
-
-/// The workflows a track event named `event` starts (`POST /event/`, `/v2/event/`).
-#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "workflows.for_event"))]
-pub async fn for_event(store: &dyn Store, ctx: &Ctx, event: &str) -> Result<Vec<Workflow>, Error> {
-    Ok(store.workflows_for_event(ctx.scope, event.trim()).await?)
-}
