@@ -1,11 +1,12 @@
 //! `POST /v1/bulk/user/import/`: big loads of profiles over HTTP. The NDJSON body is read as a
 //! stream and applied in chunks of 256 lines as they arrive (never buffered whole), through the
-//! import path of `herald user import` ([`crate::import::apply_chunk`]). Authentication lets
-//! this route's body through unread for a bearer key (see [`streams`]).
+//! import path of `herald user import` ([`crate::import::apply_chunk`]); the next chunk is read
+//! while the store applies the current one. Authentication lets this route's body through
+//! unread for a bearer key (see [`streams`]).
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
-use crate::import::{apply_chunk, ndjson_record, Record, CHUNK};
+use crate::import::{apply_chunk, ndjson_record, ChunkOutcome, Record, CHUNK};
 use crate::App;
 use axum::body::Body;
 use axum::extract::State;
@@ -13,9 +14,11 @@ use axum::http::request::Parts;
 use axum::http::Method;
 use axum::Json;
 use futures_util::StreamExt;
-use herald_core::service::Error;
+use herald_core::service::{Ctx, Error};
+use herald_core::store::Store;
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
@@ -70,7 +73,7 @@ pub async fn import(
     body: Body,
 ) -> Result<Json<ImportReply>, ApiError> {
     let ctx = caller.ctx();
-    let store = app.store.as_ref();
+    let store = &app.store;
     let limit = app.config.limits.bulk_import_max_bytes;
     let mut load = Load::default();
     let mut stream = body.into_data_stream();
@@ -82,6 +85,7 @@ pub async fn import(
         })?;
         received += bytes.len() as u64;
         if received > limit {
+            load.settle().await?;
             return Err(ApiError::too_large(format!(
                 "the request body is larger than the limit of {limit} bytes; {}",
                 load.so_far()
@@ -102,6 +106,7 @@ pub async fn import(
         load.line(&buf)?;
     }
     load.apply(store, &ctx).await?;
+    load.settle().await?;
     if load.lines_seen == 0 {
         return Err(ApiError::bad_request(
             "body",
@@ -111,9 +116,12 @@ pub async fn import(
     Ok(Json(load.reply))
 }
 
-/// An import under way: the lines read, the chunk being gathered and the answer so far.
+/// An import under way: the lines read, the chunk being gathered, the chunk being applied
+/// (while the next is read) and the answer so far.
 #[derive(Default)]
 struct Load {
+    /// The chunk the store is applying, and its last line.
+    in_flight: Option<(u64, tokio::task::JoinHandle<Result<ChunkOutcome, Error>>)>,
     /// The number of the last line read.
     line: u64,
     /// Non-blank lines read.
@@ -160,18 +168,28 @@ impl Load {
         Ok(())
     }
 
-    /// Applies the chunk gathered so far; it is committed when this returns.
-    async fn apply(
-        &mut self,
-        store: &dyn herald_core::store::Store,
-        ctx: &herald_core::service::Ctx,
-    ) -> Result<(), ApiError> {
+    /// Hands the chunk gathered so far to the store, once the one before it is committed (a
+    /// later line may edit the same profile), and goes back to reading while it is applied.
+    async fn apply(&mut self, store: &Arc<dyn Store>, ctx: &Ctx) -> Result<(), ApiError> {
+        self.settle().await?;
         if self.records.is_empty() {
             return Ok(());
         }
         let last = self.records.last().map_or(self.line, |r| r.line);
         let records = std::mem::take(&mut self.records);
-        let outcome = apply_chunk(store, ctx, records, false).await?;
+        let (store, ctx) = (store.clone(), ctx.clone());
+        let applying =
+            tokio::spawn(async move { apply_chunk(store.as_ref(), &ctx, records, false).await });
+        self.in_flight = Some((last, applying));
+        Ok(())
+    }
+
+    /// Waits for the chunk being applied; it is committed when this returns.
+    async fn settle(&mut self) -> Result<(), ApiError> {
+        let Some((last, applying)) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let outcome = applying.await.map_err(ApiError::internal)??;
         self.reply.applied += outcome.applied;
         for refused in outcome.refused {
             self.reply.refused_total += 1;
