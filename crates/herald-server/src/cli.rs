@@ -74,8 +74,9 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
-    /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos.
-    /// Existing ids are skipped, so a second run with a larger --count tops up.
+    /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos,
+    /// through the import path. Profile i is the same on every run, so ids that exist already
+    /// are upserted unchanged and a second run with a larger --count tops up.
     Seed {
         /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
@@ -86,7 +87,7 @@ pub enum Command {
         /// Number of the first profile (to add a range after an earlier run).
         #[arg(long, default_value_t = 0)]
         from: u64,
-        /// Profiles written per transaction.
+        /// Profiles written per unit of work.
         #[arg(long, default_value_t = 2000)]
         batch: usize,
     },
@@ -212,9 +213,10 @@ pub enum UserCommand {
         #[arg(long, value_parser = parse_env)]
         env: Env,
     },
-    /// Write every profile of an environment as NDJSON (the format `import` reads), in
-    /// distinct_id order: properties, status and identities; not history or preferences.
-    /// `herald user export --env test | herald user import --env live -` copies test users to live.
+    /// Write the profiles of an environment as NDJSON (the format `import` reads back) or CSV,
+    /// in distinct_id order, a page at a time: properties, status and identities; not history
+    /// or preferences. `herald user export --env test | herald user import --env live
+    /// --format ndjson -` copies test users to live.
     Export {
         /// The file to write; standard output when absent.
         #[arg(long, value_name = "FILE")]
@@ -222,18 +224,46 @@ pub enum UserCommand {
         /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
+        /// Only profiles matching a filter of GET /v1/user/, as NAME=VALUE: prop.plan=eq:pro,
+        /// status=disabled, has_channel=sms, created_at=gte:2026-01-01T00:00:00Z, q=ada. Repeat
+        /// to combine (AND).
+        #[arg(long, value_name = "NAME=VALUE")]
+        filter: Vec<String>,
+        /// ndjson (default) or csv.
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: crate::import::Format,
+        /// CSV columns, comma-separated: distinct_id, properties and channel keys as an import
+        /// header names them (a channel column holds the first identity).
+        #[arg(long, value_name = "COLUMNS", default_value = crate::ndjson::DEFAULT_COLUMNS)]
+        columns: String,
     },
-    /// Create or update profiles from NDJSON: one JSON object per line, `distinct_id` beside the
-    /// keys of an upsert body, e.g. {"distinct_id": "ada", "name": "Ada", "$email": ["ada@example.com"]}.
-    /// Refused lines are listed with their numbers and the rest kept; running the file again
-    /// leaves every profile as the file says, so an interrupted import is resumed by running it
-    /// again. Exits non-zero if any line was refused.
+    /// Create or update profiles from NDJSON (one JSON object per line, `distinct_id` beside the
+    /// keys of an upsert body, e.g. {"distinct_id": "ada", "name": "Ada", "$email": ["ada@example.com"]})
+    /// or CSV with a header row (`distinct_id,name,$email,$sms,plan,age:number`; see the README).
+    /// Lines are applied in chunks of 256, each committed before the next. Refused lines are
+    /// listed with their numbers and the rest kept; running the file again leaves every profile
+    /// as the file says, so an interrupted import is resumed by running it again. Exits non-zero
+    /// if any line was refused.
     Import {
-        /// The NDJSON file, or - for standard input.
+        /// The file (.ndjson, .jsonl, .json or .csv), or - for standard input (with --format).
         file: PathBuf,
         /// The environment: test or live.
         #[arg(long, value_parser = parse_env)]
         env: Env,
+        /// The input's format; by default the file's extension decides.
+        #[arg(long, value_enum)]
+        format: Option<crate::import::Format>,
+        /// Write each refused line to this file as NDJSON: {"line": N, "reason": "...", "input": "<the line>"}.
+        #[arg(long, value_name = "FILE")]
+        rejects: Option<PathBuf>,
+        /// Check every line by the import's rules against the profiles as stored, write
+        /// nothing, and report what would be refused and how many lines would apply.
+        #[arg(long)]
+        dry_run: bool,
+        /// After each committed chunk, print `committed through line N` on standard error (for
+        /// scripts that watch a long import).
+        #[arg(long)]
+        log_chunks: bool,
     },
 }
 
@@ -363,11 +393,36 @@ async fn user_command(config: &Config, command: UserCommand) -> Result<(), Strin
                 .map_err(|e| format!("properties are not valid JSON: {e}"))?;
             profiles::upsert(store.as_ref(), &ctx(env), &id(&distinct_id)?, &body).await
         }
-        UserCommand::Export { output, env } => {
-            return export_command(store, ctx(env), output.as_deref()).await;
+        UserCommand::Export {
+            output,
+            env,
+            filter,
+            format,
+            columns,
+        } => {
+            let shape = match format {
+                crate::import::Format::Ndjson => crate::ndjson::Shape::Ndjson,
+                crate::import::Format::Csv => crate::ndjson::Shape::Csv(
+                    columns.split(',').map(|c| c.trim().to_owned()).collect(),
+                ),
+            };
+            return export_command(store, ctx(env), output.as_deref(), &filter, &shape).await;
         }
-        UserCommand::Import { file, env } => {
-            return import_command(store, ctx(env), &file).await;
+        UserCommand::Import {
+            file,
+            env,
+            format,
+            rejects,
+            dry_run,
+            log_chunks,
+        } => {
+            let options = ImportOptions {
+                format,
+                rejects,
+                dry_run,
+                log_chunks,
+            };
+            return import_command(store, ctx(env), &file, options).await;
         }
         UserCommand::Delete { distinct_id, env } => {
             profiles::delete(store.as_ref(), &ctx(env), &id(&distinct_id)?)
@@ -439,15 +494,43 @@ async fn copy_command(config: &Config, to: &str, resume: bool) -> Result<(), Str
     Ok(())
 }
 
+/// The filters of `GET /v1/user/` from `NAME=VALUE` arguments; a name that is not a filter is
+/// refused (rather than ignored, as a query string's unknown parameters are).
+fn export_filter(args: &[String]) -> Result<herald_core::filter::Filter, String> {
+    let mut pairs = Vec::with_capacity(args.len());
+    for arg in args {
+        let (name, value) = arg.split_once('=').ok_or_else(|| {
+            format!("--filter '{arg}': must be NAME=VALUE, e.g. prop.plan=eq:pro")
+        })?;
+        let name = name.trim();
+        let known = matches!(
+            name,
+            "status" | "has_channel" | "lacks_channel" | "q" | "created_at" | "updated_at"
+        ) || name.starts_with("prop.");
+        if !known {
+            return Err(format!("--filter '{arg}': '{name}' is not a filter (status, has_channel, lacks_channel, q, created_at, updated_at, prop.KEY)"));
+        }
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    herald_core::filter::Filter::parse(&pairs).map_err(|e| format!("--filter {e}"))
+}
+
 async fn export_command(
     store: std::sync::Arc<dyn herald_core::store::Store>,
     ctx: Ctx,
     output: Option<&std::path::Path>,
+    filter: &[String],
+    shape: &crate::ndjson::Shape,
 ) -> Result<(), String> {
-    let total = profiles::count_all(store.as_ref(), ctx.scope)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bar = crate::profiles_bar(total);
+    let filter = export_filter(filter)?;
+    let bar = if filter.is_empty() {
+        let total = profiles::count_all(store.as_ref(), ctx.scope)
+            .await
+            .map_err(|e| e.to_string())?;
+        crate::profiles_bar(total)
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
     let mut out: Box<dyn std::io::Write> = match output {
         Some(path) => Box::new(std::io::BufWriter::new(
             std::fs::File::create(path)
@@ -455,29 +538,52 @@ async fn export_command(
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let written =
-        crate::ndjson::export(store.as_ref(), ctx.scope, &mut out, |n| bar.inc(n)).await?;
+    let written = crate::ndjson::export(store.as_ref(), ctx.scope, filter, shape, &mut out, |n| {
+        bar.inc(n)
+    })
+    .await?;
     out.flush().map_err(|e| format!("cannot write: {e}"))?;
     bar.finish_and_clear();
     eprintln!("exported {written} profiles from {}", ctx.scope.env());
     Ok(())
 }
 
+/// The options of `herald user import`.
+struct ImportOptions {
+    format: Option<crate::import::Format>,
+    rejects: Option<PathBuf>,
+    dry_run: bool,
+    log_chunks: bool,
+}
+
 async fn import_command(
     store: std::sync::Arc<dyn herald_core::store::Store>,
     ctx: Ctx,
     file: &std::path::Path,
+    options: ImportOptions,
 ) -> Result<(), String> {
-    use std::io::BufReader;
+    use crate::import::{self, Format, Reader};
+    use std::io::{BufReader, Write};
+    let stdin = file == std::path::Path::new("-");
+    let format = match (options.format, stdin) {
+        (Some(f), _) => f,
+        (None, true) => return Err("reading standard input needs --format ndjson or --format csv".into()),
+        (None, false) => Format::of_path(file).ok_or_else(|| {
+            format!(
+                "cannot tell the format of {} from its extension (.ndjson, .jsonl, .json or .csv): give --format",
+                file.display()
+            )
+        })?,
+    };
     let bar = indicatif::ProgressBar::new(0);
-    let input: Box<dyn std::io::BufRead> = if file == std::path::Path::new("-") {
+    let input: Box<dyn std::io::BufRead + Send> = if stdin {
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bytes} read ({bytes_per_sec})",
             )
             .expect("a valid template"),
         );
-        Box::new(BufReader::new(std::io::stdin()))
+        Box::new(BufReader::with_capacity(1 << 16, std::io::stdin()))
     } else {
         let f = std::fs::File::open(file)
             .map_err(|e| format!("cannot open {}: {e}", file.display()))?;
@@ -488,7 +594,15 @@ async fn import_command(
             )
             .expect("a valid template"),
         );
-        Box::new(BufReader::new(f))
+        Box::new(BufReader::with_capacity(1 << 16, f))
+    };
+    let reader = Reader::new(input, format)?;
+    let mut rejects = match &options.rejects {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("cannot create {}: {e}", path.display()))?,
+        )),
+        None => None,
     };
     let count = || async {
         profiles::count_all(store.as_ref(), ctx.scope)
@@ -497,27 +611,60 @@ async fn import_command(
     };
     let before = count().await?;
     let started = std::time::Instant::now();
-    let summary = crate::ndjson::import(store.clone(), &ctx, input, |n| bar.inc(n)).await?;
+    const SHOWN: u64 = 50;
+    let mut shown = 0;
+    let mut read = 0;
+    let summary = import::run(store.as_ref(), &ctx, reader, options.dry_run, |done| {
+        for refused in &done.outcome.refused {
+            if shown < SHOWN {
+                bar.suspend(|| eprintln!("line {}: {}", refused.line, refused.error));
+                shown += 1;
+            }
+            if let Some(out) = rejects.as_mut() {
+                writeln!(out, "{}", refused.reject_line())
+                    .map_err(|e| format!("cannot write the rejects file: {e}"))?;
+            }
+        }
+        if let Some(out) = rejects.as_mut() {
+            out.flush()
+                .map_err(|e| format!("cannot write the rejects file: {e}"))?;
+        }
+        bar.inc(done.bytes - read);
+        read = done.bytes;
+        if options.log_chunks && !options.dry_run {
+            bar.suspend(|| eprintln!("committed through line {}", done.last_line));
+        }
+        Ok(())
+    })
+    .await?;
     bar.finish_and_clear();
-    let after = count().await?;
-    eprintln!(
-        "applied {} lines to {} in {:.1}s; {} new profiles ({after} now)",
-        summary.applied,
-        ctx.scope.env(),
-        started.elapsed().as_secs_f64(),
-        after.saturating_sub(before),
-    );
-    const SHOWN: usize = 50;
-    for (line, reason) in summary.refused.iter().take(SHOWN) {
-        eprintln!("line {line}: {reason}");
+    let seconds = started.elapsed().as_secs_f64();
+    if options.dry_run {
+        eprintln!(
+            "dry run: {} lines would apply to {}, {} would be refused; nothing was written",
+            summary.applied,
+            ctx.scope.env(),
+            summary.refused
+        );
+    } else {
+        let after = count().await?;
+        eprintln!(
+            "applied {} lines to {} in {seconds:.1}s ({:.0} lines/s); {} new profiles ({after} now)",
+            summary.applied,
+            ctx.scope.env(),
+            summary.applied as f64 / seconds.max(1e-9),
+            after.saturating_sub(before),
+        );
     }
-    match summary.refused.len() {
+    let listed = match &options.rejects {
+        Some(path) => format!("listed in {}", path.display()),
+        None if summary.refused > SHOWN => format!("the first {SHOWN} are listed above"),
+        None => "listed above".into(),
+    };
+    match summary.refused {
         0 => Ok(()),
-        1 => Err("1 line was refused (listed above)".into()),
-        n if n > SHOWN => Err(format!(
-            "{n} lines were refused (the first {SHOWN} are listed above)"
-        )),
-        n => Err(format!("{n} lines were refused (listed above)")),
+        1 => Err(format!("1 line was refused ({listed})")),
+        n => Err(format!("{n} lines were refused ({listed})")),
     }
 }
 

@@ -74,6 +74,8 @@ pub struct StoreConfig {
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     pub max_body_bytes: usize,
+    /// Largest body of `POST /v1/bulk/user/import/` (read as a stream, applied in chunks).
+    pub bulk_import_max_bytes: u64,
 }
 
 /// How long a connection may take over each part of its work, so slow or idle clients cannot
@@ -157,6 +159,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "store.sqlite_synchronous",
     ),
     ("HERALD_LIMITS_MAX_BODY_BYTES", "limits.max_body_bytes"),
+    (
+        "HERALD_LIMITS_BULK_IMPORT_MAX_BYTES",
+        "limits.bulk_import_max_bytes",
+    ),
     (
         "HERALD_SERVER_HEADER_READ_TIMEOUT_SECS",
         "server.header_read_timeout_secs",

@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod config;
 pub mod dashboard;
+pub mod import;
 pub mod inbox;
 pub mod keys;
 pub mod metrics;

@@ -1,133 +1,60 @@
-//! Profiles as NDJSON, one JSON object per line: `distinct_id` beside the keys of an upsert body.
-//!
-//! `herald user export` writes every profile of an environment so; `herald user import` loads such
-//! lines (or any the user wrote), one upsert per line, with the same rules, history and index as
-//! `POST /v1/user/{id}/`. A line that breaks a rule is reported with its
-//! number and skipped; the others are kept. Upserts set values and add identities, so running the
-//! same file again leaves every profile as the file says: an interrupted import is resumed by
-//! running it again.
+//! Profile exports: every profile of an environment (or those a listing filter matches), as
+//! NDJSON (one JSON object per line: `distinct_id` beside the keys of an upsert body, the format
+//! `herald user import` reads back) or as CSV with chosen columns. Imports are in
+//! [`crate::import`].
 
-use herald_core::service::{profiles, Ctx};
+use crate::import::csv;
+use herald_core::filter::Filter;
+use herald_core::service::profiles;
 use herald_core::store::Store;
-use herald_core::{DistinctId, EnvScope};
+use herald_core::EnvScope;
 use serde_json::Value;
-use std::io::{BufRead, Write};
-use std::sync::Arc;
-
-/// Lines read and applied at once, as one unit of work in the store: enough to share one commit
-/// among many lines, few enough to keep memory small.
-const CHUNK: usize = 256;
-
-/// What an import did.
-#[derive(Debug, Default, PartialEq)]
-pub struct Summary {
-    /// Lines applied (a profile created, changed, or already as the line says).
-    pub applied: u64,
-    /// Refused lines: `(line number, reason)`, in line order.
-    pub refused: Vec<(u64, String)>,
-}
-
-/// Imports every line of `input`. `progress` is told the bytes consumed after each chunk. Each
-/// chunk of lines goes to the store as one unit ([`profiles::upsert_many`]), in file order; a
-/// line that breaks a rule is refused alone.
-pub async fn import(
-    store: Arc<dyn Store>,
-    ctx: &Ctx,
-    mut input: impl BufRead,
-    progress: impl Fn(u64),
-) -> Result<Summary, String> {
-    let mut summary = Summary::default();
-    let mut number = 0;
-    loop {
-        let chunk = read_chunk(&mut input, &mut number)?;
-        if chunk.bytes == 0 {
-            return Ok(summary);
-        }
-        summary.refused.extend(chunk.refused);
-        let (numbers, items): (Vec<u64>, Vec<(DistinctId, Value)>) = chunk
-            .lines
-            .into_iter()
-            .map(|(number, id, body)| (number, (id, body)))
-            .unzip();
-        let results = profiles::upsert_many(store.as_ref(), ctx, items).await;
-        for (number, result) in numbers.into_iter().zip(results) {
-            match result {
-                Ok(()) => summary.applied += 1,
-                Err(e) => summary.refused.push((number, e.to_string())),
-            }
-        }
-        summary.refused.sort_by_key(|(number, _)| *number);
-        progress(chunk.bytes);
-    }
-}
-
-/// Up to [`CHUNK`] lines: the parsed ones in file order (number, id, body) and the lines refused
-/// while parsing.
-struct Chunk {
-    bytes: u64,
-    lines: Vec<(u64, DistinctId, Value)>,
-    refused: Vec<(u64, String)>,
-}
-
-/// Reads the next chunk; `number` is the number of the last line read, carried across chunks.
-fn read_chunk(input: &mut impl BufRead, number: &mut u64) -> Result<Chunk, String> {
-    let mut chunk = Chunk {
-        bytes: 0,
-        lines: Vec::new(),
-        refused: Vec::new(),
-    };
-    let mut line = String::new();
-    for _ in 0..CHUNK {
-        line.clear();
-        let read = input
-            .read_line(&mut line)
-            .map_err(|e| format!("line {}: cannot read: {e}", *number + 1))?;
-        if read == 0 {
-            break;
-        }
-        *number += 1;
-        chunk.bytes += read as u64;
-        if line.trim().is_empty() {
-            continue;
-        }
-        match parse_line(&line) {
-            Ok((id, body)) => chunk.lines.push((*number, id, body)),
-            Err(reason) => chunk.refused.push((*number, reason)),
-        }
-    }
-    Ok(chunk)
-}
-
-/// One line: a JSON object with `distinct_id` beside the keys of an upsert body.
-fn parse_line(line: &str) -> Result<(DistinctId, Value), String> {
-    // Files saved by spreadsheet tools may start with a byte-order mark.
-    let line = line.trim_start_matches('\u{feff}');
-    let mut body: Value = serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
-    let object = body
-        .as_object_mut()
-        .ok_or("must be a JSON object with distinct_id and the profile's properties")?;
-    let id = match object.shift_remove("distinct_id") {
-        Some(Value::String(id)) => DistinctId::parse(&id).map_err(|e| e.to_string())?,
-        _ => return Err("distinct_id: is required and must be a string".into()),
-    };
-    Ok((id, body))
-}
+use std::io::Write;
 
 /// Profiles read per query while exporting.
 const EXPORT_PAGE: usize = 1000;
 
-/// Writes every profile of `scope` as one line (see [`Profile::to_upsert_body`]), in distinct_id
-/// order, and returns how many. `progress` hears of each page written.
+/// How an export writes profiles.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Shape {
+    /// One JSON object per line (see [`Profile::to_upsert_body`]): everything the profile holds
+    /// but its history and preferences, as `herald user import` reads it back.
+    #[default]
+    Ndjson,
+    /// A header row, then one record per profile with these columns (see [`csv_cell`]).
+    Csv(Vec<String>),
+}
+
+/// The CSV columns when none are chosen.
+pub const DEFAULT_COLUMNS: &str = "distinct_id,name,$email,$sms,$whatsapp,$status";
+
+/// Writes every profile of `scope` that `filter` matches, in distinct_id order, a page at a time
+/// (memory does not grow with the environment), and returns how many. `progress` hears of each
+/// page written.
 ///
 /// [`Profile::to_upsert_body`]: herald_core::Profile::to_upsert_body
 pub async fn export(
     store: &dyn Store,
     scope: EnvScope,
+    filter: Filter,
+    shape: &Shape,
     out: &mut impl Write,
     progress: impl Fn(u64),
 ) -> Result<u64, String> {
-    let mut all = profiles::AllProfiles::new(scope);
+    let mut all = profiles::AllProfiles::new(scope).matching(filter);
     let mut written = 0;
+    let mut record = String::new();
+    if let Shape::Csv(columns) = shape {
+        for (i, c) in columns.iter().enumerate() {
+            if i > 0 {
+                record.push(',');
+            }
+            csv::write_field(&mut record, c);
+        }
+        record.push('\n');
+        out.write_all(record.as_bytes())
+            .map_err(|e| format!("cannot write: {e}"))?;
+    }
     loop {
         let page = all
             .next_page(store, EXPORT_PAGE)
@@ -143,11 +70,52 @@ pub async fn export(
                 Value::String(p.distinct_id.to_string()),
             );
             line.extend(p.to_upsert_body());
-            serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
+            match shape {
+                Shape::Ndjson => {
+                    serde_json::to_writer(&mut *out, &line).map_err(|e| e.to_string())?;
+                }
+                Shape::Csv(columns) => {
+                    record.clear();
+                    for (i, c) in columns.iter().enumerate() {
+                        if i > 0 {
+                            record.push(',');
+                        }
+                        csv::write_field(&mut record, &csv_cell(&line, c));
+                    }
+                    out.write_all(record.as_bytes())
+                        .map_err(|e| format!("cannot write: {e}"))?;
+                }
+            }
             out.write_all(b"\n")
                 .map_err(|e| format!("cannot write: {e}"))?;
         }
         written += page.len() as u64;
         progress(page.len() as u64);
+    }
+}
+
+/// One CSV cell: the value of the column's key (a `:type` suffix, as imports read it, is
+/// dropped) in the profile's upsert body. Strings as they are; numbers, booleans, objects and
+/// lists as JSON; a channel's first identity (its token or value; CSV holds one per cell, NDJSON
+/// is the lossless format); nothing when the profile has no such key.
+pub fn csv_cell(body: &serde_json::Map<String, Value>, column: &str) -> String {
+    let key = match column.rsplit_once(':') {
+        Some((key, "string" | "number" | "boolean" | "json")) => key,
+        _ => column,
+    };
+    let value = match body.get(key) {
+        None | Some(Value::Null) => return String::new(),
+        Some(Value::Array(items)) if herald_core::Channel::from_key(key).is_some() => {
+            match items.first() {
+                Some(Value::Object(o)) if o.contains_key("token") => &o["token"],
+                Some(first) => first,
+                None => return String::new(),
+            }
+        }
+        Some(v) => v,
+    };
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
     }
 }

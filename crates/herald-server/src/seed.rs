@@ -2,8 +2,10 @@
 //! enough to filter on (plans, ages, countries, tags, emails, phones, some disabled) and
 //! deterministic: profile `i` is the same on every run, so runs are comparable.
 
+use crate::import::{apply_chunk, Record};
 use chrono::{DateTime, Duration, Utc};
-use herald_core::service::{profiles, Ctx};
+use herald_core::service::profiles::{self, Upsert};
+use herald_core::service::Ctx;
 use herald_core::store::Store;
 use herald_core::DistinctId;
 use serde_json::{json, Value};
@@ -77,8 +79,10 @@ pub fn profile(i: u64) -> Value {
     body
 }
 
-/// Loads profiles `from..from + count` as `user-0000001`, … with creation times one second
-/// apart, ending now.
+/// Loads profiles `from..from + count` as `user-0000001`, … through the import path
+/// ([`crate::import::apply_chunk`], chunks of `batch`), each created (if it does not exist yet)
+/// at a time one second after the previous one, the last ending now. Profiles that exist are
+/// upserted with the same body, which changes nothing. Returns how many profiles were created.
 pub async fn run(
     store: &dyn Store,
     ctx: &Ctx,
@@ -87,20 +91,38 @@ pub async fn run(
     batch: usize,
 ) -> Result<u64, String> {
     let bar = crate::profiles_bar(count);
-    let start: DateTime<Utc> = Utc::now() - Duration::seconds(count as i64);
-    let mut created = 0;
+    let start: DateTime<Utc> = ctx.now - Duration::seconds(count as i64);
+    let before = profiles::count_all(store, ctx.scope)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut i = from;
     while i < from + count {
         let end = (i + batch as u64).min(from + count);
-        let items: Vec<(DistinctId, Value, DateTime<Utc>)> = (i..end)
+        let records: Vec<Record> = (i..end)
             .map(|n| {
                 let id = DistinctId::parse(&format!("user-{n:07}")).expect("a valid id");
-                (id, profile(n), start + Duration::seconds((n - from) as i64))
+                let upsert = Upsert {
+                    id,
+                    body: profile(n),
+                    created_at: Some(start + Duration::seconds((n - from) as i64)),
+                };
+                Record {
+                    line: n - from + 1,
+                    input: String::new(),
+                    upsert: Ok(upsert),
+                }
             })
             .collect();
-        created += profiles::import(store, ctx, &items)
+        let outcome = apply_chunk(store, ctx, records, false)
             .await
             .map_err(|e| e.to_string())?;
+        if let Some(refused) = outcome.refused.first() {
+            return Err(format!(
+                "profile {}: {}",
+                refused.line - 1 + from,
+                refused.error
+            ));
+        }
         bar.inc(end - i);
         i = end;
     }
@@ -109,7 +131,10 @@ pub async fn run(
         .refresh_statistics()
         .await
         .map_err(|e| e.to_string())?;
-    Ok(created)
+    let after = profiles::count_all(store, ctx.scope)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(after.saturating_sub(before))
 }
 
 #[cfg(test)]

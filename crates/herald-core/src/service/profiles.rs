@@ -10,6 +10,7 @@ use crate::store::{
     BatchEdit, EditFn, EditOutcome, MergeFn, MergeOutcome, OnceKey, ProfileWrite, Refusal, Store,
     TombstoneFn,
 };
+use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -193,36 +194,103 @@ pub async fn apply_many(
         .collect()
 }
 
-/// Upserts (`POST /v1/user/{id}/` bodies) of many profiles as one unit of work, as
-/// [`apply_many`] runs edits; a body that is not a valid upsert is refused alone. One answer
-/// per item, in order.
+/// One profile of a bulk load (imports, `herald seed`): an upsert body (`POST /v1/user/{id}/`)
+/// and, optionally, the time to record as the profile's creation if this upsert creates it (an
+/// existing profile keeps its own). Updates and history are stamped with the load's time.
+#[derive(Debug, Clone)]
+pub struct Upsert {
+    pub id: DistinctId,
+    pub body: Value,
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl Upsert {
+    pub fn new(id: DistinctId, body: Value) -> Self {
+        Self {
+            id,
+            body,
+            created_at: None,
+        }
+    }
+}
+
+/// Upserts of many profiles as one unit of work, as [`apply_many`] runs edits (without
+/// idempotency keys: an upsert applied twice leaves the profile as once, with no second history
+/// event); a body that is not a valid upsert is refused alone. One answer per item, in order.
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.upsert_many"))]
 pub async fn upsert_many(
     store: &dyn Store,
     ctx: &Ctx,
-    items: Vec<(DistinctId, Value)>,
+    items: Vec<Upsert>,
 ) -> Vec<Result<(), Error>> {
     let mut answers: Vec<Option<Result<(), Error>>> = Vec::with_capacity(items.len());
-    let mut edits = Vec::with_capacity(items.len());
-    for (id, body) in items {
-        match ops::upsert_operations(&body) {
+    let mut batch = Vec::with_capacity(items.len());
+    let mut ids = Vec::with_capacity(items.len());
+    for item in items {
+        match ops::upsert_operations(&item.body) {
             Ok(ops) => {
                 answers.push(None);
-                edits.push(Edit {
-                    id,
-                    ops,
-                    request: body,
+                batch.push(BatchEdit {
+                    edit: creating_edit_fn(ctx, &item.id, ops, item.body, item.created_at),
                     once: None,
+                    id: item.id.clone(),
                 });
+                ids.push(item.id);
             }
             Err(e) => answers.push(Some(Err(e.into()))),
         }
     }
-    let mut applied = apply_many(store, ctx, edits, true).await.into_iter();
+    let mut applied = if batch.is_empty() {
+        Vec::new()
+    } else {
+        store.edit_profiles(ctx.scope, batch).await
+    }
+    .into_iter()
+    .zip(&ids)
+    .map(|(outcome, id)| answer(outcome?, id).map(drop));
     answers
         .into_iter()
-        .map(|a| a.unwrap_or_else(|| applied.next().expect("one answer per edit").map(drop)))
+        .map(|a| a.unwrap_or_else(|| applied.next().expect("one answer per edit")))
         .collect()
+}
+
+/// What [`upsert_many`] would answer, without writing: each item's operations are applied by the
+/// same rule to the profile as stored now (read in one query) and as the earlier items of the
+/// list left it. Only a concurrent writer can make the real run differ. One answer per item.
+#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.upsert_preview"))]
+pub async fn upsert_preview(
+    store: &dyn Store,
+    ctx: &Ctx,
+    items: &[Upsert],
+) -> Result<Vec<Result<(), Error>>, Error> {
+    let mut ids: Vec<DistinctId> = items.iter().map(|i| i.id.clone()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut state: std::collections::HashMap<DistinctId, Profile> = store
+        .get_profiles(ctx.scope, &ids)
+        .await?
+        .into_iter()
+        .map(|p| (p.distinct_id.clone(), p))
+        .collect();
+    let mut answers = Vec::with_capacity(items.len());
+    for item in items {
+        let answer = match ops::upsert_operations(&item.body) {
+            Ok(ops) => {
+                let edit = creating_edit_fn(ctx, &item.id, ops, item.body.clone(), item.created_at);
+                match edit(state.get(&item.id)) {
+                    Ok(Some(write)) => {
+                        state.insert(item.id.clone(), write.profile);
+                        Ok(())
+                    }
+                    Ok(None) => Ok(()),
+                    Err(refusal) => Err(Error::from_refusal(refusal, &item.id)),
+                }
+            }
+            Err(e) => Err(e.into()),
+        };
+        answers.push(answer);
+    }
+    Ok(answers)
 }
 
 /// Runs `edit` with the caller's idempotency key; a retry answers with the profile as it is now.
@@ -263,13 +331,41 @@ fn answer(outcome: EditOutcome, id: &DistinctId) -> Result<Option<Profile>, Erro
 /// The rule of an edit: apply the operations to the current state, bump the version and record
 /// the change, or change nothing at all.
 pub fn edit_fn(ctx: &Ctx, id: &DistinctId, ops: Vec<Step>, request: Value, create: bool) -> EditFn {
+    edit_fn_with(ctx, id, ops, request, create.then_some(None))
+}
+
+/// [`edit_fn`] creating a missing profile, with `created_at` (when given) as its creation time.
+fn creating_edit_fn(
+    ctx: &Ctx,
+    id: &DistinctId,
+    ops: Vec<Step>,
+    request: Value,
+    created_at: Option<DateTime<Utc>>,
+) -> EditFn {
+    edit_fn_with(ctx, id, ops, request, Some(created_at))
+}
+
+/// `create`: `None` refuses a missing profile; `Some(at)` creates it, created at `at` or now.
+fn edit_fn_with(
+    ctx: &Ctx,
+    id: &DistinctId,
+    ops: Vec<Step>,
+    request: Value,
+    create: Option<Option<DateTime<Utc>>>,
+) -> EditFn {
     let (ctx, id) = (ctx.clone(), id.clone());
     Arc::new(move |existing: Option<&Profile>| {
         precondition(&ctx, existing)?;
-        let base = match existing {
-            Some(p) => p.clone(),
-            None if create => Profile::new(id.clone(), ctx.now),
-            None => return Err(Refusal::Missing),
+        let base = match (existing, create) {
+            (Some(p), _) => p.clone(),
+            (None, Some(at)) => {
+                let mut new = Profile::new(id.clone(), ctx.now);
+                if let Some(at) = at {
+                    new.created_at = crate::profile::truncate(at);
+                }
+                new
+            }
+            (None, None) => return Err(Refusal::Missing),
         };
         let next = ops::apply(&base, &ops).map_err(Refusal::Invalid)?;
         if existing.is_some() && next.same_content(&base) {
@@ -585,6 +681,7 @@ pub async fn counts_per_env(store: &dyn Store) -> Result<[(crate::Env, u64); 2],
 /// (`herald copy`, `herald user export`) that must not hold a million profiles in memory.
 pub struct AllProfiles {
     scope: crate::EnvScope,
+    filter: crate::filter::Filter,
     position: Option<PagePosition>,
 }
 
@@ -597,8 +694,15 @@ impl AllProfiles {
     pub fn new(scope: crate::EnvScope) -> Self {
         Self {
             scope,
+            filter: crate::filter::Filter::default(),
             position: Some(PagePosition::First),
         }
+    }
+
+    /// Only the profiles `filter` matches (the filters of `GET /v1/user/`), still in distinct_id
+    /// order and a page at a time.
+    pub fn matching(self, filter: crate::filter::Filter) -> Self {
+        Self { filter, ..self }
     }
 
     /// The next page of up to `size` profiles; empty once all were read.
@@ -611,7 +715,7 @@ impl AllProfiles {
             return Ok(Vec::new());
         };
         let query = ListQuery {
-            filter: crate::filter::Filter::default(),
+            filter: self.filter.clone(),
             sort: Self::SORT,
             limit: size,
             position,

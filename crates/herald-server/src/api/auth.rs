@@ -54,16 +54,26 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
 pub async fn authenticate(State(app): State<App>, request: Request, next: Next) -> Response {
     let (mut parts, body) = request.into_parts();
     let limit = app.config.limits.max_body_bytes;
+    // The bulk import reads its own body as a stream, up to its own limit (see `bulk::streams`).
+    let streamed = super::bulk::streams(&parts);
+    let declared_limit = match streamed {
+        true => app.config.limits.bulk_import_max_bytes,
+        false => limit as u64,
+    };
     // A declared length over the limit is refused from the headers alone, before credentials.
     let declared = header_str(&parts.headers, header::CONTENT_LENGTH.as_str())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return too_large(limit);
+    if declared.is_some_and(|n| n > declared_limit) {
+        return too_large(declared_limit as usize);
     }
     let pending = match identify(&app, &parts).await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    if let (true, Pending::Known(caller)) = (streamed, &pending) {
+        parts.extensions.insert(caller.clone());
+        return next.run(Request::from_parts(parts, body)).await;
+    }
     let Ok(bytes) = to_bytes(body, limit).await else {
         return too_large(limit);
     };

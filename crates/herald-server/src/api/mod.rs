@@ -1,6 +1,7 @@
 //! The HTTP API: SuprSend's wire surface plus Herald's additions in the same style.
 
 pub mod auth;
+mod bulk;
 pub mod doc;
 pub mod error;
 mod events;
@@ -71,6 +72,7 @@ pub fn router(app: App) -> Router {
 pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenApi) {
     let (authenticated, mut secured) = OpenApiRouter::new()
         .merge(users::router())
+        .merge(bulk::router())
         .merge(events::router())
         .merge(properties::router())
         .merge(preferences::router())

@@ -15,6 +15,7 @@ mod hardening_input;
 mod hardening_store;
 mod harness;
 mod history;
+mod import;
 mod inbox;
 mod limits;
 mod ndjson;
