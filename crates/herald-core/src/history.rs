@@ -108,6 +108,20 @@ impl Change {
     }
 }
 
+impl Change {
+    /// A change with this `before` and `after` (and no items) as it reads back from storage: a
+    /// JSON `null` reads as no value, as it always has (a [`Change`]'s fields are optional).
+    fn new_unchecked(key: &str, before: Option<Value>, after: Option<Value>) -> Change {
+        Change {
+            key: key.to_owned(),
+            before: before.filter(|v| !v.is_null()),
+            after: after.filter(|v| !v.is_null()),
+            added: None,
+            removed: None,
+        }
+    }
+}
+
 /// The items of `before` that are gone when `after` is `before` with some items taken out (in
 /// order); `None` otherwise.
 fn removed_from(before: &[Value], after: &[Value]) -> Option<Vec<Value>> {
@@ -124,6 +138,84 @@ fn removed_from(before: &[Value], after: &[Value]) -> Option<Vec<Value>> {
         }
     }
     rest.peek().is_none().then_some(removed)
+}
+
+/// One change as the stores keep it: shorter than [`Change`] in the common cases, and read back
+/// into exactly the [`Change`] it was made from ([`pack`] and [`unpack`]). A stored list may mix
+/// the forms, and a list written before they existed (every item a [`Change`]) reads as it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoredChange {
+    /// A key the request set to the value it now has, with nothing before: the index of the key
+    /// among the request's keys in byte order (an order no backend can shuffle), so the value is
+    /// stored once, in the request. A creation's changes are mostly these.
+    FromRequest(usize),
+    /// `[key, after]`: a new key.
+    Added(String, Value),
+    /// `[key, before, after]`: a changed value.
+    Replaced(String, Value, Value),
+    /// Any other change (a removed key, list items added or removed), as it is.
+    Whole(Change),
+}
+
+/// The stored form of `changes`, made with the `request` stored beside them.
+pub fn pack(request: &Value, changes: &[Change]) -> Vec<StoredChange> {
+    let keys = sorted_keys(request);
+    changes
+        .iter()
+        .map(|c| match c {
+            Change {
+                key,
+                before: None,
+                after: Some(after),
+                added: None,
+                removed: None,
+            } => match keys.binary_search(&key.as_str()) {
+                Ok(i) if request.get(key) == Some(after) => StoredChange::FromRequest(i),
+                _ => StoredChange::Added(key.clone(), after.clone()),
+            },
+            Change {
+                key,
+                before: Some(before),
+                after: Some(after),
+                added: None,
+                removed: None,
+            } => StoredChange::Replaced(key.clone(), before.clone(), after.clone()),
+            other => StoredChange::Whole(other.clone()),
+        })
+        .collect()
+}
+
+/// The changes [`pack`] stored beside `request`; an error says which item cannot be read.
+pub fn unpack(request: &Value, stored: Vec<StoredChange>) -> Result<Vec<Change>, String> {
+    let keys = sorted_keys(request);
+    stored
+        .into_iter()
+        .enumerate()
+        .map(|(n, s)| match s {
+            StoredChange::FromRequest(i) => {
+                let key = keys
+                    .get(i)
+                    .ok_or_else(|| format!("change {n} names request key {i} of {}", keys.len()))?;
+                Ok(Change::new_unchecked(key, None, request.get(*key).cloned()))
+            }
+            StoredChange::Added(key, after) => Ok(Change::new_unchecked(&key, None, Some(after))),
+            StoredChange::Replaced(key, before, after) => {
+                Ok(Change::new_unchecked(&key, Some(before), Some(after)))
+            }
+            StoredChange::Whole(change) => Ok(change),
+        })
+        .collect()
+}
+
+/// The keys of an object in byte order; none for anything else.
+fn sorted_keys(request: &Value) -> Vec<&str> {
+    let mut keys: Vec<&str> = request
+        .as_object()
+        .map(|m| m.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    keys.sort_unstable();
+    keys
 }
 
 /// One entry of a profile's history. `id` is assigned by the store and orders events.
@@ -173,4 +265,134 @@ pub fn diff(before: Option<&Profile>, after: Option<&Profile>) -> Vec<Change> {
         }
     }
     changes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    /// A change as `diff` makes it: a `null` value is a value.
+    fn change(key: &str, before: Option<Value>, after: Option<Value>) -> Change {
+        Change {
+            key: key.to_owned(),
+            before,
+            after,
+            added: None,
+            removed: None,
+        }
+    }
+
+    /// What the stored form has always read back as: a `null` value as none.
+    fn as_read(changes: &[Change]) -> Vec<Change> {
+        let text = serde_json::to_string(changes).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// Stored as a backend stores it (JSON text) and read back.
+    fn round_trip(request: &Value, changes: &[Change]) -> (String, Vec<Change>) {
+        let text = serde_json::to_string(&pack(request, changes)).unwrap();
+        let stored: Vec<StoredChange> = serde_json::from_str(&text).unwrap();
+        (text, unpack(request, stored).unwrap())
+    }
+
+    #[test]
+    fn a_creation_stores_each_value_once_and_reads_back_the_same_changes() {
+        let request = json!({"name": "Ada", "$email": ["Ada@Example.COM"], "age": 36, "tags": []});
+        let changes = vec![
+            change("name", None, Some(json!("Ada"))),
+            change("age", None, Some(json!(36))),
+            change("tags", None, Some(json!([]))),
+            change("$status", None, Some(json!("enabled"))),
+            // Normalised: not the request's value, so stored whole.
+            change("$email", None, Some(json!(["Ada@example.com"]))),
+        ];
+        let (text, back) = round_trip(&request, &changes);
+        assert_eq!(
+            text,
+            r#"[2,1,3,["$status","enabled"],["$email",["Ada@example.com"]]]"#
+        );
+        assert_eq!(back, changes);
+    }
+
+    #[test]
+    fn updates_removals_and_list_moves_read_back_the_same() {
+        let request = json!({"operations": [{"$set": {"plan": "pro"}}]});
+        let mut appended = change("tags", None, None);
+        appended.added = Some(vec![json!("c")]);
+        let mut removed = change("tags", None, None);
+        removed.removed = Some(vec![json!("a"), json!(null)]);
+        let changes = vec![
+            change("plan", Some(json!("free")), Some(json!("pro"))),
+            change("name", Some(json!("Ada")), None),
+            change("age", Some(json!(36)), Some(json!(null))),
+            change("nil", None, Some(json!(null))),
+            appended,
+            removed,
+        ];
+        let (text, back) = round_trip(&request, &changes);
+        assert_eq!(
+            text,
+            r#"[["plan","free","pro"],{"key":"name","before":"Ada"},["age",36,null],["nil",null],{"key":"tags","added":["c"]},{"key":"tags","removed":["a",null]}]"#
+        );
+        // A `null` after (or before) reads back as none, exactly as the whole form always did.
+        assert_eq!(back[2], change("age", Some(json!(36)), None));
+        assert_eq!(back[3], change("nil", None, None));
+        assert_eq!(back, as_read(&changes));
+        // Requests that are not objects (a tombstone's null) have no keys to point at.
+        let (_, back) = round_trip(&Value::Null, &changes[..1]);
+        assert_eq!(back, changes[..1]);
+    }
+
+    #[test]
+    fn changes_stored_before_the_compact_form_read_as_they_are() {
+        let old = r#"[{"key":"name","after":"Ada"},{"key":"plan","before":"free","after":"pro"},{"key":"tags","added":["c"]},{"key":"x","before":1}]"#;
+        let expected: Vec<Change> = serde_json::from_str(old).unwrap();
+        let stored: Vec<StoredChange> = serde_json::from_str(old).unwrap();
+        assert_eq!(unpack(&json!({"name": "Ada"}), stored).unwrap(), expected);
+    }
+
+    #[test]
+    fn a_reference_past_the_request_keys_is_an_error_not_a_panic() {
+        let stored: Vec<StoredChange> = serde_json::from_str("[0, 5]").unwrap();
+        let err = unpack(&json!({"a": 1}), stored).unwrap_err();
+        assert!(err.contains("change 1"), "{err}");
+    }
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            "[a-c$]{0,3}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(2, 8, 3, |inner| {
+            prop::collection::vec(inner, 0..3).prop_map(Value::Array)
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn any_changes_read_back_as_they_were(
+            request in prop::collection::btree_map("[a-d$]{1,2}", value(), 0..5),
+            changes in prop::collection::vec(
+                ("[a-d$]{1,2}", prop::option::of(value()), prop::option::of(value()),
+                 prop::option::of(prop::collection::vec(value(), 0..2))),
+                0..6,
+            ),
+        ) {
+            let request = Value::Object(request.into_iter().collect());
+            let changes: Vec<Change> = changes
+                .into_iter()
+                .map(|(key, before, after, items)| {
+                    let mut c = change(&key, before, after);
+                    c.added = items;
+                    c
+                })
+                .collect();
+            let (_, back) = round_trip(&request, &changes);
+            prop_assert_eq!(back, as_read(&changes));
+        }
+    }
 }

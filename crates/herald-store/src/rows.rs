@@ -6,7 +6,7 @@ use herald_core::admin::{LoginAttempts, Operator, Session, Username};
 use herald_core::channel::Channel;
 use herald_core::credentials::Credentials;
 use herald_core::erasure;
-use herald_core::history::{Action, HistoryEvent};
+use herald_core::history::{self, Action, Actor, HistoryEvent, StoredChange};
 use herald_core::ids::DistinctId;
 use herald_core::inbox::{InboxCounts, InboxItem};
 use herald_core::message::{Message, MessageStatus};
@@ -134,13 +134,16 @@ impl HistoryOwner {
 }
 
 /// A history event from the columns of [`crate::sql::HISTORY_PAGE`]; its `distinct_id` is the
-/// id it is filed under (the tombstone keeps its hash).
+/// id it is filed under (the tombstone keeps its hash), its changes unpacked from their stored
+/// form ([`history::unpack`]).
 pub(crate) fn event(row: &impl Columns, owner: &HistoryOwner) -> Result<HistoryEvent, StoreError> {
     let event_id = row.int(0).map_err(unreadable("history event"))?;
     let bad =
         |what: &str| StoreError::internal(format!("history event {event_id}: unreadable {what}"));
-    let filed_under = row.text(6).map_err(|_| bad("distinct_id"))?;
-    let action = row.text(3).map_err(|_| bad("action"))?;
+    let filed_under = row.text(7).map_err(|_| bad("distinct_id"))?;
+    let action = row.text(4).map_err(|_| bad("action"))?;
+    let request = row.json(5).map_err(|_| bad("request"))?;
+    let stored: Vec<StoredChange> = row.json(6).map_err(|_| bad("changes"))?;
     Ok(HistoryEvent {
         id: event_id,
         distinct_id: if filed_under == owner.erased.as_str() {
@@ -149,10 +152,13 @@ pub(crate) fn event(row: &impl Columns, owner: &HistoryOwner) -> Result<HistoryE
             owner.id.clone()
         },
         at: from_micros(row.int(1).map_err(|_| bad("at"))?),
-        actor: row.json(2).map_err(|_| bad("actor"))?,
+        actor: Actor {
+            kind: row.text(2).map_err(|_| bad("actor"))?,
+            id: row.text(3).map_err(|_| bad("actor"))?,
+        },
         action: Action::parse(&action).ok_or_else(|| bad("action"))?,
-        request: row.json(4).map_err(|_| bad("request"))?,
-        changes: row.json(5).map_err(|_| bad("changes"))?,
+        changes: history::unpack(&request, stored).map_err(|e| bad(&format!("changes ({e})")))?,
+        request,
     })
 }
 

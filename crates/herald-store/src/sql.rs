@@ -164,14 +164,24 @@ pub(crate) const PURGE_APPLIED_KEYS: &str = "DELETE FROM applied_keys WHERE appl
 
 // ---- history ----
 
+/// Names an actor (kind, id) once; the events that follow point at it. Run before
+/// [`INSERT_EVENT`] in the same transaction.
+pub(crate) const INSERT_ACTOR: &str = "INSERT INTO history_actors (kind, ident) VALUES (?1, ?2) \
+     ON CONFLICT (kind, ident) DO NOTHING";
+
+/// Arguments: env, distinct_id, at, the actor's kind and id (named by [`INSERT_ACTOR`] first:
+/// an actor not named is a `NOT NULL` failure, never an event without one), action, request,
+/// changes (the form of `herald_core::history::pack`).
 pub(crate) const INSERT_EVENT: &str = "INSERT INTO history \
-     (env, distinct_id, at, actor, action, request, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (env, distinct_id, at, actor_id, action, request, changes) VALUES (?1, ?2, ?3, \
+     (SELECT id FROM history_actors WHERE kind = ?4 AND ident = ?5), ?6, ?7, ?8)";
 
 /// A page of one user's history and tombstone, newest first; columns as [`crate::rows::event`]
 /// reads them. Arguments: env, id, below this event id, limit, tombstone id.
 pub(crate) const HISTORY_PAGE: &str =
-    "SELECT id, at, actor, action, request, changes, distinct_id \
-     FROM history WHERE env = ?1 AND distinct_id IN (?2, ?5) AND id < ?3 ORDER BY id DESC LIMIT ?4";
+    "SELECT h.id, h.at, a.kind, a.ident, h.action, h.request, h.changes, h.distinct_id \
+     FROM history h LEFT JOIN history_actors a ON a.id = h.actor_id \
+     WHERE h.env = ?1 AND h.distinct_id IN (?2, ?5) AND h.id < ?3 ORDER BY h.id DESC LIMIT ?4";
 
 // ---- credentials and server secrets ----
 

@@ -10,7 +10,7 @@ use crate::batch::Tally;
 use crate::sql;
 use deadpool_postgres::Transaction;
 use herald_core::env::Env;
-use herald_core::history::{Actor, Change as KeyChange, HistoryEvent};
+use herald_core::history::HistoryEvent;
 use herald_core::index::{Change, Entry};
 use herald_core::profile::{micros, Profile};
 use herald_core::property;
@@ -152,7 +152,7 @@ pub(super) async fn import(
         .filter(|w| fresh.contains(w.profile.distinct_id.as_str()))
         .collect();
     let history: Vec<&HistoryEvent> = made.iter().flat_map(|w| &w.history).collect();
-    insert_history(tx, env, &history).await?;
+    super::history::insert_history(tx, env, &history).await?;
     let changes: Vec<Change> = made
         .iter()
         .map(|w| Change::between(None, Some(&w.profile)))
@@ -271,43 +271,6 @@ pub(super) async fn update_profiles(
             ],
         )
         .await?)
-}
-
-/// Appends history events in one statement, in the order given (their ids ascend so).
-pub(super) async fn insert_history(
-    tx: &Transaction<'_>,
-    env: Env,
-    events: &[&HistoryEvent],
-) -> Result<(), Attempt> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<&str> = events.iter().map(|e| e.distinct_id.as_str()).collect();
-    let at: Vec<i64> = events.iter().map(|e| micros(e.at)).collect();
-    let actors: Vec<Json<&Actor>> = events.iter().map(|e| Json(&e.actor)).collect();
-    let actions: Vec<&str> = events.iter().map(|e| e.action.as_str()).collect();
-    let requests: Vec<Json<&serde_json::Value>> = events.iter().map(|e| Json(&e.request)).collect();
-    let changes: Vec<Json<&Vec<KeyChange>>> = events.iter().map(|e| Json(&e.changes)).collect();
-    let stmt = tx
-        .prepare_cached(
-            "INSERT INTO history (env, distinct_id, at, actor, action, request, changes)
-             SELECT $1, * FROM UNNEST($2::text[], $3::int8[], $4::jsonb[], $5::text[], $6::jsonb[], $7::jsonb[])",
-        )
-        .await?;
-    tx.execute(
-        &stmt,
-        &[
-            &env.as_str(),
-            &ids,
-            &at,
-            &actors,
-            &actions,
-            &requests,
-            &changes,
-        ],
-    )
-    .await?;
-    Ok(())
 }
 
 /// Index rows of many profiles, as columns, for one `UNNEST` statement.

@@ -199,7 +199,7 @@ async fn edit_many(
         return Err(Attempt::Retry);
     }
     let history: Vec<&HistoryEvent> = plan.history.iter().collect();
-    index::insert_history(tx, env, &history).await?;
+    super::history::insert_history(tx, env, &history).await?;
     let mut gone = index::IndexRows::default();
     for (p, entries) in &removed {
         gone.add(p, entries);

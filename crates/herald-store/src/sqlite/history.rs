@@ -5,17 +5,20 @@ use crate::rows::{self, HistoryOwner};
 use crate::sql;
 use herald_core::env::Env;
 use herald_core::erasure;
-use herald_core::history::HistoryEvent;
+use herald_core::history::{self, HistoryEvent};
 use herald_core::ids::DistinctId;
 use herald_core::profile::micros;
 use herald_core::store::StoreError;
 use rusqlite::{params, Connection};
 
+/// Appends `e`: its actor named in `history_actors` (once), its changes packed beside its
+/// request ([`history::pack`]).
 pub(super) fn insert_event(
     conn: &Connection,
     env: Env,
     e: &HistoryEvent,
 ) -> Result<(), StoreError> {
+    execute(conn, sql::INSERT_ACTOR, params![e.actor.kind, e.actor.id])?;
     execute(
         conn,
         sql::INSERT_EVENT,
@@ -23,10 +26,11 @@ pub(super) fn insert_event(
             env.as_str(),
             e.distinct_id.as_str(),
             micros(e.at),
-            json(&e.actor),
+            e.actor.kind,
+            e.actor.id,
             e.action.as_str(),
             json(&e.request),
-            json(&e.changes)
+            json(&history::pack(&e.request, &e.changes))
         ],
     )
     .map(drop)

@@ -18,6 +18,7 @@ mod batch;
 mod copy;
 mod filters;
 mod hardening;
+mod history;
 mod inbox;
 mod messages;
 mod operators;
