@@ -44,7 +44,7 @@ struct Cli {
     setup: String,
     /// Another baseline of the scenario's figure, as setup:name (repeatable), e.g.
     /// local:baseline-fixed or pg1:get.
-    #[arg(long = "baseline")]
+    #[arg(long = "baseline", global = true)]
     baselines: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
