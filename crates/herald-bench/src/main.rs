@@ -559,7 +559,9 @@ async fn import_http(cli: &Cli, auth: &str, rows: usize, per_call: usize) {
             }
             let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
             let applied = v["applied"].as_u64().ok_or("no `applied`")?;
-            let refused = v["refused"].as_array().map_or(0, Vec::len);
+            let refused = v["refused_total"]
+                .as_u64()
+                .unwrap_or(v["refused"].as_array().map_or(0, Vec::len) as u64);
             if refused > 0 || !expected.contains(&(applied as usize)) {
                 return Err(format!("applied {applied}, refused {refused}"));
             }
