@@ -1,46 +1,91 @@
 //! `herald-bench`: drives a running Herald (one or more nodes) and prints throughput and latency,
-//! each next to a baseline measured in the same run (`GET /healthz`, which touches no database), so
-//! figures from noisy machines compare as ratios.
+//! each next to its baselines measured in the same run: `GET /healthz` of the same nodes (which
+//! touches no database), and the in-process baselines of [`baselines`] (a fixed-body axum server,
+//! an axum + rusqlite point lookup, raw rusqlite upserts, pgbench), so figures from noisy
+//! machines compare as ratios. With `--results FILE` every figure is also appended to FILE, where
+//! later figures find their baselines and `herald-bench report` prints the whole run.
+
+mod baselines;
+mod drive;
+mod profile;
+mod results;
 
 use clap::{Parser, Subcommand};
+use drive::{Load, Run};
+use results::Record;
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
 #[command(name = "herald-bench", about = "Load generator for Herald")]
 struct Cli {
     /// Base URL of a Herald node; repeat for several nodes (requests alternate between them).
-    #[arg(long = "url", required = true)]
+    #[arg(long = "url")]
     urls: Vec<String>,
     /// Bearer API key of the environment to use.
-    #[arg(long, env = "HERALD_API_KEY")]
+    #[arg(long, env = "HERALD_API_KEY", default_value = "")]
     api_key: String,
     /// Requests in flight at once.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// Requests per measurement.
+    /// Requests per measurement (when no --duration).
     #[arg(long, default_value_t = 5000)]
     requests: usize,
+    /// Seconds per measurement, instead of a number of requests.
+    #[arg(long)]
+    duration: Option<f64>,
+    /// Append every figure to this file (JSON lines); baselines are looked up there.
+    #[arg(long)]
+    results: Option<PathBuf>,
+    /// The setup the nodes form, naming the figures: sqlite, pg1, pg2, ...
+    #[arg(long, default_value = "sqlite")]
+    setup: String,
+    /// Another baseline of the scenario's figure, as setup:name (repeatable), e.g.
+    /// local:baseline-fixed or pg1:get.
+    #[arg(long = "baseline", global = true)]
+    baselines: Vec<String>,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Parallel `$add` edits of ONE profile (the hardest case: every edit contends for one row),
-    /// then checks that none was lost.
+    /// Parallel `$add` edits of ONE profile (every edit contends for one row), then checks that
+    /// none was lost. Figure `patch-hot`.
+    #[command(alias = "patch-hot")]
     Contended,
-    /// Parallel upserts of distinct new profiles.
+    /// PATCH `$set` of one property on random seeded profiles (`herald seed`). Figure `patch-many`.
+    PatchMany {
+        /// How many profiles were seeded (user-0000000 ..).
+        #[arg(long)]
+        profiles: u64,
+    },
+    /// GET of random seeded profiles (`herald seed`), keep-alive; first checks that a served
+    /// profile holds the data the baselines hold. Figure `get`.
+    Get {
+        /// How many profiles were seeded (user-0000000 ..).
+        #[arg(long)]
+        profiles: u64,
+    },
+    /// Parallel upserts of distinct new profiles. Figure `upserts`.
     Upserts,
-    /// Bulk identity events: `--requests` calls of `POST /event/`, each `--per-call` events
-    /// creating new profiles (a name, an email, a custom property, a `$insert_id`), with
-    /// `--concurrency` calls in flight. Reports profiles/s, then checks the profile counter grew
-    /// by exactly the events acknowledged.
+    /// Bulk identity events: calls of `POST /event/`, each `--per-call` events creating new
+    /// profiles (a name, an email, a custom property, a `$insert_id`). Reports profiles/s, then
+    /// checks the profile counter grew by exactly the events acknowledged. Figure `events`.
     Events {
         /// Identity events per `/event/` call (at most 400).
         #[arg(long, default_value_t = 400)]
+        per_call: usize,
+    },
+    /// The streaming import endpoint: `--rows` new profiles (seeded-like) posted to
+    /// `POST /v1/bulk/user/import/` as NDJSON bodies of `--per-call` lines, bodies built before
+    /// the clock starts; every answer must say `applied` = its lines. Figure `import-http`.
+    ImportHttp {
+        #[arg(long, default_value_t = 200_000)]
+        rows: usize,
+        #[arg(long, default_value_t = 5_000)]
         per_call: usize,
     },
     /// Listing filters on a seeded population (`herald seed`), one request at a time: median
@@ -49,6 +94,9 @@ enum Scenario {
         /// Requests per measured query.
         #[arg(long, default_value_t = 30)]
         reps: usize,
+        /// Pages walked by cursor for the deep-page figures.
+        #[arg(long, default_value_t = 200)]
+        pages: usize,
     },
     /// Notifications end to end: `--requests` notifications fired with `POST /trigger/` by
     /// distinct_id only (`--per-call` recipients a call, `--concurrency` calls in flight), each
@@ -77,125 +125,206 @@ enum Scenario {
         #[arg(long, default_value_t = 30)]
         reps: usize,
     },
+    /// Baseline: an axum server in this process answering a fixed body the size of a profile
+    /// GET, loaded like `get`. Figure `local:baseline-fixed`.
+    BaselineFixed,
+    /// Baseline: raw rusqlite upserts of the seeded profiles' rows in one transaction into a new
+    /// file `--db`. Figures `local:baseline-upserts`, `local:baseline-sqlite-size`.
+    BaselineUpserts {
+        #[arg(long)]
+        profiles: u64,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Baseline: axum + rusqlite point lookups over the rows of `baseline-upserts` (made first if
+    /// `--db` is missing), loaded like `get`. Figure `local:baseline-sqlite-get`.
+    BaselineSqliteGet {
+        #[arg(long)]
+        profiles: u64,
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// Baseline: pgbench `-M prepared` point selects on a plain table of the seeded profiles'
+    /// rows in `--schema` (created, loaded by COPY, dropped after), `--concurrency` clients for
+    /// `--duration` seconds. Figure `pg1:baseline-pg-get`.
+    BaselinePgGet {
+        #[arg(long)]
+        pg_url: String,
+        #[arg(long)]
+        schema: String,
+        #[arg(long)]
+        profiles: u64,
+    },
+    /// Writes `--count` seeded-like profiles as NDJSON lines (`herald user import`'s format) to
+    /// standard output, ids `{prefix}-{n}`.
+    Ndjson {
+        #[arg(long)]
+        count: u64,
+        #[arg(long, default_value = "imp")]
+        prefix: String,
+    },
+    /// Records a figure measured outside (seed time, import CLI, peak RSS, database size):
+    /// printed with its baselines and appended to `--results`.
+    Record {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        value: f64,
+        #[arg(long)]
+        unit: String,
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Prints every figure in `--results` with its ratios, the figure before and target.
+    Report,
 }
 
-struct Run {
-    secs: f64,
-    latencies: Vec<Duration>,
-    errors: usize,
+impl Cli {
+    fn load(&self) -> Load {
+        Load {
+            urls: self.urls.clone(),
+            concurrency: self.concurrency,
+            requests: self.requests,
+            duration: self.duration.map(Duration::from_secs_f64),
+        }
+    }
+
+    fn results(&self) -> Option<&Path> {
+        self.results.as_deref()
+    }
+
+    /// Emits a request-rate figure of the nodes with the healthz and `--baseline` baselines.
+    fn emit(&self, name: &str, run: &Run, extra: &[&str], note: &str) {
+        Record::new(&self.setup, name, run.rate(), "req/s")
+            .latency(run.pct(0.5), run.pct(0.99))
+            .baselines(extra.iter().copied().chain(["healthz"]))
+            .baselines(&self.baselines)
+            .note(format!(
+                "{note} c={} errors={}",
+                self.concurrency, run.errors
+            ))
+            .emit(self.results());
+    }
+
+    fn needs_nodes(&self) {
+        if self.urls.is_empty() {
+            eprintln!("this scenario needs --url of a Herald node");
+            std::process::exit(2);
+        }
+    }
 }
 
-impl Run {
-    fn rate(&self) -> f64 {
-        self.latencies.len() as f64 / self.secs
+/// Fails the bench when a measurement had failed requests: its figure would flatter.
+fn no_errors(name: &str, run: &Run) {
+    if run.errors > 0 {
+        eprintln!("{name}: {} requests failed", run.errors);
+        std::process::exit(1);
     }
-
-    fn pct(&self, p: f64) -> f64 {
-        let mut l = self.latencies.clone();
-        l.sort();
-        l.get(((l.len() as f64 - 1.0) * p) as usize)
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    }
-}
-
-/// Sends `total` requests, `concurrency` at a time; `make(i)` builds request i.
-async fn drive<F>(cli: &Cli, make: F) -> Run
-where
-    F: Fn(&reqwest::Client, &str, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-{
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(cli.concurrency)
-        .build()
-        .expect("client");
-    let next = Arc::new(AtomicUsize::new(0));
-    let make = Arc::new(make);
-    let urls = Arc::new(cli.urls.clone());
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..cli.concurrency {
-        let (client, next, make, urls, total) = (
-            client.clone(),
-            next.clone(),
-            make.clone(),
-            urls.clone(),
-            cli.requests,
-        );
-        workers.push(tokio::spawn(async move {
-            let (mut lat, mut errors) = (Vec::new(), 0);
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= total {
-                    break;
-                }
-                let t = Instant::now();
-                match make(&client, &urls[i % urls.len()], i).send().await {
-                    Ok(r) if r.status().is_success() => lat.push(t.elapsed()),
-                    _ => errors += 1,
-                }
-            }
-            (lat, errors)
-        }));
-    }
-    let mut run = Run {
-        secs: 0.0,
-        latencies: Vec::new(),
-        errors: 0,
-    };
-    for w in workers {
-        let (lat, errors) = w.await.expect("worker");
-        run.latencies.extend(lat);
-        run.errors += errors;
-    }
-    run.secs = started.elapsed().as_secs_f64();
-    run
-}
-
-fn report(name: &str, run: &Run, baseline: &Run) {
-    println!(
-        "{name:<28} {:>9.0} req/s  p50 {:>7.2} ms  p99 {:>7.2} ms  errors {:>4}  ratio to baseline {:.3}",
-        run.rate(),
-        run.pct(0.5),
-        run.pct(0.99),
-        run.errors,
-        run.rate() / baseline.rate()
-    );
 }
 
 #[tokio::main]
 async fn main() {
     let cli = Cli::parse();
     let auth = format!("Bearer {}", cli.api_key);
+    let results = cli.results();
+    match &cli.scenario {
+        Scenario::BaselineFixed => return baselines::fixed(&cli.load(), results).await,
+        Scenario::BaselineUpserts { profiles, db } => {
+            return baselines::upserts(db, *profiles, results)
+        }
+        Scenario::BaselineSqliteGet { profiles, db } => {
+            return baselines::sqlite_get(db, *profiles, &cli.load(), results).await
+        }
+        Scenario::BaselinePgGet {
+            pg_url,
+            schema,
+            profiles,
+        } => {
+            let secs = cli.duration.unwrap_or(10.0).ceil() as u64;
+            return baselines::pg_get(pg_url, schema, *profiles, cli.concurrency, secs, results);
+        }
+        Scenario::Ndjson { count, prefix } => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            for i in 0..*count {
+                writeln!(out, "{}", profile::ndjson_line(&format!("{prefix}-{i}"), i))
+                    .expect("write");
+            }
+            return;
+        }
+        Scenario::Record {
+            name,
+            value,
+            unit,
+            note,
+        } => {
+            return Record::new(&cli.setup, name, *value, unit)
+                .baselines(&cli.baselines)
+                .note(note.clone())
+                .emit(results)
+        }
+        Scenario::Report => {
+            let Some(path) = results else {
+                eprintln!("report needs --results FILE");
+                std::process::exit(2);
+            };
+            return results::report(path);
+        }
+        Scenario::Filters { reps, pages } => {
+            cli.needs_nodes();
+            return filters(&cli, &auth, *reps, *pages).await;
+        }
+        Scenario::Dashboard {
+            username,
+            password,
+            reps,
+        } => {
+            cli.needs_nodes();
+            return dashboard(&cli, username, password, *reps).await;
+        }
+        _ => cli.needs_nodes(),
+    }
     // At least 5000 requests, so a scenario of few large calls still gets a steady baseline.
-    let baseline = drive(
-        &Cli {
-            urls: cli.urls.clone(),
-            api_key: String::new(),
-            concurrency: cli.concurrency,
+    let baseline = drive::drive(
+        &Load {
             requests: cli.requests.max(5000),
-            scenario: Scenario::Upserts,
+            duration: None,
+            ..cli.load()
         },
         |c, url, _| c.get(format!("{url}/healthz")),
+        drive::ok,
     )
     .await;
+    no_errors("GET /healthz", &baseline);
     println!(
-        "nodes: {}  concurrency: {}  requests: {}",
+        "nodes: {}  concurrency: {}  {}",
         cli.urls.len(),
         cli.concurrency,
-        cli.requests
+        match cli.duration {
+            Some(d) => format!("duration: {d} s"),
+            None => format!("requests: {}", cli.requests),
+        }
     );
-    report("baseline GET /healthz", &baseline, &baseline);
+    Record::new(&cli.setup, "healthz", baseline.rate(), "req/s")
+        .latency(baseline.pct(0.5), baseline.pct(0.99))
+        .note(format!("c={}", cli.concurrency))
+        .emit(results);
+    let tag = std::process::id();
     match cli.scenario {
         Scenario::Contended => {
-            let user = format!("bench-counter-{}", std::process::id());
+            let user = format!("bench-counter-{tag}");
             let a = auth.clone();
             let u = user.clone();
-            let run = drive(&cli, move |c, url, _| {
-                c.patch(format!("{url}/v1/user/{u}/"))
-                    .header("Authorization", &a)
-                    .json(&json!({"operations": [{"$add": {"n": 1}}]}))
-            })
+            let run = drive::drive(
+                &cli.load(),
+                move |c, url, _| {
+                    c.patch(format!("{url}/v1/user/{u}/"))
+                        .header("Authorization", &a)
+                        .json(&json!({"operations": [{"$add": {"n": 1}}]}))
+                },
+                drive::ok,
+            )
             .await;
-            report("PATCH $add, one profile", &run, &baseline);
+            cli.emit("patch-hot", &run, &[], "PATCH $add on one profile;");
             let got: Value = reqwest::Client::new()
                 .get(format!("{}/v1/user/{user}/", cli.urls[0]))
                 .header("Authorization", &auth)
@@ -212,34 +341,98 @@ async fn main() {
                 acknowledged.saturating_sub(n)
             );
             if n != acknowledged {
-                eprintln!("LOST UPDATES: {} acknowledged, n = {n}", acknowledged);
+                eprintln!("LOST UPDATES: {acknowledged} acknowledged, n = {n}");
                 std::process::exit(1);
             }
         }
-        Scenario::Filters { reps } => filters(&cli, &auth, reps).await,
-        Scenario::Events { per_call } => {
-            events(&cli, &auth, &baseline, per_call.clamp(1, 400)).await
+        Scenario::PatchMany { profiles } => {
+            let a = auth.clone();
+            let run = drive::drive(
+                &cli.load(),
+                move |c, url, i| {
+                    let id = profile::seeded_id(profile::rand(i as u64, 98) % profiles.max(1));
+                    c.patch(format!("{url}/v1/user/{id}/"))
+                        .header("Authorization", &a)
+                        .json(&json!({"operations": [{"$set": {"score": i}}]}))
+                },
+                drive::ok,
+            )
+            .await;
+            no_errors("patch-many", &run);
+            cli.emit(
+                "patch-many",
+                &run,
+                &[],
+                &format!("PATCH $set on random profiles of {profiles};"),
+            );
+        }
+        Scenario::Get { profiles } => get(&cli, &auth, profiles).await,
+        Scenario::Events { per_call } => events(&cli, &auth, per_call.clamp(1, 400)).await,
+        Scenario::ImportHttp { rows, per_call } => {
+            import_http(&cli, &auth, rows, per_call.max(1)).await
         }
         Scenario::Dispatch { per_call, users } => {
-            dispatch(&cli, &auth, &baseline, per_call.max(1), users.max(1)).await
+            dispatch(&cli, &auth, per_call.max(1), users.max(1)).await
         }
-        Scenario::Dashboard {
-            ref username,
-            ref password,
-            reps,
-        } => dashboard(&cli, username, password, reps).await,
         Scenario::Upserts => {
             let a = auth.clone();
-            let tag = std::process::id();
-            let run = drive(&cli, move |c, url, i| {
-                c.post(format!("{url}/v1/user/bench-{tag}-{i}/"))
-                    .header("Authorization", &a)
-                    .json(&json!({"name": format!("User {i}"), "$email": [format!("u{i}@example.com")], "plan": "pro"}))
-            })
+            let run = drive::drive(
+                &cli.load(),
+                move |c, url, i| {
+                    c.post(format!("{url}/v1/user/bench-{tag}-{i}/"))
+                        .header("Authorization", &a)
+                        .json(&json!({"name": format!("User {i}"), "$email": [format!("u{i}@example.com")], "plan": "pro"}))
+                },
+                drive::ok,
+            )
             .await;
-            report("POST upsert, new profiles", &run, &baseline);
+            no_errors("upserts", &run);
+            cli.emit("upserts", &run, &[], "POST upsert of new profiles;");
         }
+        _ => unreachable!("handled above"),
     }
+}
+
+/// The `get` scenario: see [`Scenario::Get`].
+async fn get(cli: &Cli, auth: &str, profiles: u64) {
+    let probe = profiles / 2;
+    let id = profile::seeded_id(probe);
+    let resp = reqwest::Client::new()
+        .get(format!("{}/v1/user/{id}/", cli.urls[0]))
+        .header("Authorization", auth)
+        .send()
+        .await
+        .expect("GET a seeded profile");
+    let status = resp.status();
+    let served: Value = resp.json().await.unwrap_or(Value::Null);
+    if !status.is_success() {
+        eprintln!("GET {id}: {status} {served}: were {profiles} profiles seeded?");
+        std::process::exit(1);
+    }
+    if !profile::matches_served(&served, &id, probe) {
+        println!(
+            "note: {id} as served differs from the baselines' row (they hold {}): {served}",
+            profile::get_json(&id, probe)
+        );
+    }
+    let a = auth.to_owned();
+    let run = drive::drive(
+        &cli.load(),
+        move |c, url, i| {
+            let id = profile::seeded_id(profile::rand(i as u64, 99) % profiles.max(1));
+            c.get(format!("{url}/v1/user/{id}/"))
+                .header("Authorization", &a)
+        },
+        drive::ok,
+    )
+    .await;
+    no_errors("get", &run);
+    cli.emit(
+        "get",
+        &run,
+        &[],
+        &format!("GET random profiles of {profiles};"),
+    );
 }
 
 /// How many profiles the environment holds (the unfiltered count is a counter).
@@ -257,36 +450,48 @@ async fn profile_count(client: &reqwest::Client, url: &str, auth: &str) -> u64 {
 }
 
 /// The `events` scenario: see [`Scenario::Events`].
-async fn events(cli: &Cli, auth: &str, baseline: &Run, per_call: usize) {
+async fn events(cli: &Cli, auth: &str, per_call: usize) {
     let client = reqwest::Client::new();
     let before = profile_count(&client, &cli.urls[0], auth).await;
     let a = auth.to_owned();
     let tag = std::process::id();
-    let run = drive(cli, move |c, url, n| {
-        let events: Vec<Value> = (n * per_call..(n + 1) * per_call)
-            .map(|i| {
-                json!({"distinct_id": format!("bench-ev-{tag}-{i}"),
-                       "$insert_id": format!("bench-ev-{tag}-{i}"),
-                       "$user_operations": [
-                           {"$set": {"name": format!("User {i}"), "plan": "pro"}},
-                           {"$append": {"$email": format!("u{i}@example.com")}}]})
-            })
-            .collect();
-        c.post(format!("{url}/event/"))
-            .header("Authorization", &a)
-            .json(&events)
-    })
+    let run = drive::drive(
+        &cli.load(),
+        move |c, url, n| {
+            let events: Vec<Value> = (n * per_call..(n + 1) * per_call)
+                .map(|i| {
+                    json!({"distinct_id": format!("bench-ev-{tag}-{i}"),
+                           "$insert_id": format!("bench-ev-{tag}-{i}"),
+                           "$user_operations": [
+                               {"$set": {"name": format!("User {i}"), "plan": "pro"}},
+                               {"$append": {"$email": format!("u{i}@example.com")}}]})
+                })
+                .collect();
+            c.post(format!("{url}/event/"))
+                .header("Authorization", &a)
+                .json(&events)
+        },
+        drive::ok,
+    )
     .await;
-    report(&format!("POST /event/ x{per_call}"), &run, baseline);
-    let profiles = (run.latencies.len() * per_call) as f64 / run.secs;
-    println!(
-        "{:<28} {:>9.0} profiles/s  ratio to baseline {:.3}",
-        "new profiles",
-        profiles,
-        profiles / baseline.rate()
-    );
-    let after = profile_count(&client, &cli.urls[0], auth).await;
+    no_errors("events", &run);
     let acknowledged = (run.latencies.len() * per_call) as u64;
+    Record::new(
+        &cli.setup,
+        "events",
+        acknowledged as f64 / run.secs,
+        "profiles/s",
+    )
+    .latency(run.pct(0.5), run.pct(0.99))
+    .baselines(["local:baseline-upserts"])
+    .baselines(&cli.baselines)
+    .note(format!(
+        "POST /event/ x{per_call} new profiles, {:.0} calls/s, c={}",
+        run.rate(),
+        cli.concurrency
+    ))
+    .emit(cli.results());
+    let after = profile_count(&client, &cli.urls[0], auth).await;
     if after - before != acknowledged {
         eprintln!(
             "PROFILE COUNT MISMATCH: {acknowledged} acknowledged, the count grew by {}",
@@ -294,6 +499,86 @@ async fn events(cli: &Cli, auth: &str, baseline: &Run, per_call: usize) {
         );
         std::process::exit(1);
     }
+}
+
+/// The `import-http` scenario: see [`Scenario::ImportHttp`].
+async fn import_http(cli: &Cli, auth: &str, rows: usize, per_call: usize) {
+    let url = format!("{}/v1/bulk/user/import/", cli.urls[0]);
+    // The route must exist: a missing endpoint is a failed bench, not a figure.
+    let probe = reqwest::Client::new()
+        .post(&url)
+        .header("Authorization", auth)
+        .header("Content-Type", "application/x-ndjson")
+        .body(String::new())
+        .send()
+        .await
+        .expect("POST /v1/bulk/user/import/");
+    let status = probe.status();
+    if status == reqwest::StatusCode::NOT_FOUND || status == reqwest::StatusCode::METHOD_NOT_ALLOWED
+    {
+        eprintln!(
+            "IMPORT ENDPOINT MISSING: POST /v1/bulk/user/import/ answered {status}: {}",
+            probe.text().await.unwrap_or_default()
+        );
+        std::process::exit(1);
+    }
+    let tag = std::process::id();
+    let calls = rows.div_ceil(per_call);
+    let bodies: std::sync::Arc<Vec<(usize, String)>> = std::sync::Arc::new(
+        (0..calls)
+            .map(|n| {
+                let lines = n * per_call..((n + 1) * per_call).min(rows);
+                let count = lines.len();
+                let mut body = String::with_capacity(count * 260);
+                for i in lines {
+                    body += &profile::ndjson_line(&format!("imp-{tag}-{i}"), i as u64);
+                    body.push('\n');
+                }
+                (count, body)
+            })
+            .collect(),
+    );
+    let a = auth.to_owned();
+    let b = bodies.clone();
+    let expected: Vec<usize> = bodies.iter().map(|(n, _)| *n).collect();
+    let run = drive::drive(
+        &Load {
+            requests: calls,
+            duration: None,
+            ..cli.load()
+        },
+        move |c, url, n| {
+            c.post(format!("{url}/v1/bulk/user/import/"))
+                .header("Authorization", &a)
+                .header("Content-Type", "application/x-ndjson")
+                .body(b[n].1.clone())
+        },
+        move |status, body| {
+            if !status.is_success() {
+                return Err(status.to_string());
+            }
+            let v: Value = serde_json::from_slice(body).map_err(|e| format!("not JSON: {e}"))?;
+            let applied = v["applied"].as_u64().ok_or("no `applied`")?;
+            let refused = v["refused_total"]
+                .as_u64()
+                .unwrap_or(v["refused"].as_array().map_or(0, Vec::len) as u64);
+            if refused > 0 || !expected.contains(&(applied as usize)) {
+                return Err(format!("applied {applied}, refused {refused}"));
+            }
+            Ok(applied)
+        },
+    )
+    .await;
+    no_errors("import-http", &run);
+    Record::new(&cli.setup, "import-http", run.unit_rate(), "rows/s")
+        .latency(run.pct(0.5), run.pct(0.99))
+        .baselines(["local:baseline-upserts"])
+        .baselines(&cli.baselines)
+        .note(format!(
+            "{} rows in {calls} bodies of {per_call} lines, c={}",
+            run.units, cli.concurrency
+        ))
+        .emit(cli.results());
 }
 
 /// Median latency in ms of `reps` sequential GETs of `path`, and the last body.
@@ -323,16 +608,16 @@ async fn median(
     (times[times.len() / 2], body)
 }
 
-async fn filters(cli: &Cli, auth: &str, reps: usize) {
+async fn filters(cli: &Cli, auth: &str, reps: usize, pages: usize) {
     let client = reqwest::Client::new();
     let url = &cli.urls[0];
     let (base, _) = median(&client, url, auth, "/healthz", reps).await;
     println!("baseline GET /healthz median {base:.2} ms (sequential)");
+    // Latencies, not rates: each is recorded with its multiple of /healthz's in the note.
     let line = |name: &str, ms: f64, extra: String| {
-        println!(
-            "{name:<52} median {ms:>8.2} ms  ratio to /healthz {:>7.1}  {extra}",
-            ms / base
-        );
+        Record::new(&cli.setup, &format!("list {name}"), ms, "ms median")
+            .note(format!("{:.1}x /healthz {extra}", ms / base))
+            .emit(cli.results());
     };
     // An email prefix that exists in a seeded population: the local part of user 1234's email.
     let (_, user) = median(&client, url, auth, "/v1/user/user-0001234/", 1).await;
@@ -393,12 +678,14 @@ async fn filters(cli: &Cli, auth: &str, reps: usize) {
             ),
         );
     }
-    // Deep paging: walk 200 pages of 50 by cursor; the 200th page must cost what the first does.
+    // Deep paging: walk `pages` pages of 50 by cursor; the last must cost what the first does.
     for query in ["status=enabled", "prop.plan=eq:pro"] {
         let mut after: Option<String> = None;
         let mut first = 0.0;
         let mut last = 0.0;
-        for page in 1..=200 {
+        let mut reached = 0;
+        for page in 1..=pages.max(1) {
+            reached = page;
             let path = match &after {
                 Some(a) => format!("/v1/user/?limit=50&{query}&after={a}"),
                 None => format!("/v1/user/?limit=50&{query}"),
@@ -415,7 +702,7 @@ async fn filters(cli: &Cli, auth: &str, reps: usize) {
         }
         line(&format!("page 1 of 50, {query}"), first, String::new());
         line(
-            &format!("page 200 of 50 (10,000 deep), {query}"),
+            &format!("page {reached} of 50 ({} deep), {query}", reached * 50),
             last,
             String::new(),
         );
@@ -423,7 +710,7 @@ async fn filters(cli: &Cli, auth: &str, reps: usize) {
 }
 
 /// The `dispatch` scenario: see [`Scenario::Dispatch`].
-async fn dispatch(cli: &Cli, auth: &str, baseline: &Run, per_call: usize, users: usize) {
+async fn dispatch(cli: &Cli, auth: &str, per_call: usize, users: usize) {
     let sink = sink::start().await;
     let client = reqwest::Client::new();
     let call = |method: reqwest::Method, url: String, body: Value| {
@@ -479,13 +766,11 @@ async fn dispatch(cli: &Cli, auth: &str, baseline: &Run, per_call: usize, users:
     let a = auth.to_owned();
     let w = workflow.clone();
     let started = Instant::now();
-    let triggers = drive(
-        &Cli {
-            urls: cli.urls.clone(),
-            api_key: String::new(),
-            concurrency: cli.concurrency,
+    let triggers = drive::drive(
+        &Load {
             requests: calls,
-            scenario: Scenario::Upserts,
+            duration: None,
+            ..cli.load()
         },
         move |c, url, n| {
             let recipients: Vec<String> = (n * per_call..(n + 1) * per_call).map(user).collect();
@@ -493,6 +778,7 @@ async fn dispatch(cli: &Cli, auth: &str, baseline: &Run, per_call: usize, users:
                 .header("Authorization", &a)
                 .json(&json!({"workflow": w, "recipients": recipients, "data": {"code": n}}))
         },
+        drive::ok,
     )
     .await;
     let acknowledged = triggers.latencies.len() * per_call;
@@ -506,15 +792,19 @@ async fn dispatch(cli: &Cli, auth: &str, baseline: &Run, per_call: usize, users:
         }
     }
     let delivered_secs = started.elapsed().as_secs_f64() - last_change.elapsed().as_secs_f64();
-    report("POST /trigger/ calls", &triggers, baseline);
-    let rate = seen as f64 / delivered_secs;
-    println!(
-        "{:<28} {:>9.0} notifications/s  ({seen} of {acknowledged} acknowledged, {:.2} s)  ratio to baseline {:.3}",
-        "delivered at the sink",
-        rate,
-        delivered_secs,
-        rate / baseline.rate()
+    cli.emit(
+        "trigger-calls",
+        &triggers,
+        &[],
+        &format!("POST /trigger/ x{per_call};"),
     );
+    let rate = seen as f64 / delivered_secs;
+    Record::new(&cli.setup, "dispatch-delivered", rate, "notifications/s")
+        .baselines(["healthz"])
+        .note(format!(
+            "{seen} of {acknowledged} acknowledged, {delivered_secs:.2} s"
+        ))
+        .emit(cli.results());
     // Late duplicates would arrive now: give them a moment, then check exactly once.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (received, distinct) = (sink.received(), sink.distinct());
