@@ -92,6 +92,11 @@ macro_rules! migrations {
                 name: "dashboard",
                 sql: include_str!("migrations/0014_dashboard.sql"),
             },
+            $crate::migrate::Migration {
+                version: 15,
+                name: "lean_index",
+                sql: include_str!("migrations/0015_lean_index.sql"),
+            },
         ]
     };
 }
