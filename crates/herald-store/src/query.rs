@@ -100,7 +100,10 @@ fn search_range(sql: &mut Sql, env: Env, q: &str) -> String {
     let k = key_id(sql, env, SEARCH_KEY);
     let lo = sql.text(q);
     let hi = sql.text(&format!("{q}\u{10FFFF}"));
-    format!("s.key_id = {k} AND s.kind = {SEARCH} AND s.text_value >= {lo} AND s.text_value < {hi}")
+    format!(
+        "s.key_id = {k} AND s.kind = {SEARCH} AND s.kind {IN_VALUE_INDEX} \
+         AND s.text_value >= {lo} AND s.text_value < {hi}"
+    )
 }
 
 /// Columns of `profiles` a profile is read from, qualified by the alias `p`.
@@ -110,6 +113,10 @@ pub const PROFILE_COLUMNS: &str =
 const VALUE: i16 = EntryKind::Value as i16;
 const ELEMENT: i16 = EntryKind::Element as i16;
 const SEARCH: i16 = EntryKind::Search as i16;
+/// The kinds the value index holds (its `WHERE`, migration 15): a query that reads it repeats
+/// the condition word for word, which is how SQLite knows a partial index applies.
+const IN_VALUE_INDEX: &str = "IN (0, 3)";
+const _: () = assert!(VALUE == 0 && SEARCH == 3);
 
 /// The prop filter that can drive a listing sorted by creation time from the value index: an
 /// equality on one text. Index `(key_id, kind, text_value, created_at, profile_id)` then yields
@@ -248,7 +255,7 @@ fn from_where(sql: &mut Sql, env: Env, query: &ListQuery, plan: Plan) -> &'stati
             let t = sql.text(&texts[0]);
             sql.push(&format!(
                 " FROM profile_values d JOIN profiles p ON p.id = d.profile_id \
-                 WHERE d.key_id = {k} AND d.kind = {VALUE} AND d.text_value = {t}"
+                 WHERE d.key_id = {k} AND d.kind = {VALUE} AND d.kind {IN_VALUE_INDEX} AND d.text_value = {t}"
             ));
             conditions(sql, env, &query.filter, Some(i), false);
             "d"
@@ -330,7 +337,7 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan:
         let t = sql.text(&texts[0]);
         sql.push(&format!(
             "SELECT COUNT(*) FROM (SELECT 1 FROM profile_values d WHERE d.key_id = {k} \
-             AND d.kind = {VALUE} AND d.text_value = {t} LIMIT {cap}) capped"
+             AND d.kind = {VALUE} AND d.kind {IN_VALUE_INDEX} AND d.text_value = {t} LIMIT {cap}) capped"
         ));
         return sql;
     }
@@ -596,6 +603,71 @@ mod plans {
                 );
                 assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{shown}");
             }
+        }
+    }
+
+    /// The partial value index (migration 15) serves an equality's page, its count and a search
+    /// prefix: the queries repeat its `WHERE`, without which SQLite would scan the table.
+    #[test]
+    fn sqlite_reads_equalities_and_search_prefixes_from_the_partial_value_index() {
+        use herald_core::filter::Filter;
+        use herald_core::listing::Sort;
+        let scratch = Scratch::sqlite();
+        let path = scratch.url.trim_start_matches("sqlite://");
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        crate::sqlite::migrate(&mut conn).unwrap();
+        let filter = |q: &str| {
+            let (k, v) = q.split_once('=').unwrap();
+            Filter::parse(&[(k.to_owned(), v.to_owned())]).unwrap()
+        };
+        let page = |q: &str| ListQuery {
+            filter: filter(q),
+            sort: Sort::parse("-created_at").unwrap(),
+            limit: 20,
+            position: PagePosition::First,
+        };
+        let narrow = Plan {
+            narrow_search: true,
+        };
+        let statements = [
+            list(
+                Dialect::Sqlite,
+                Env::Test,
+                &page("prop.plan=eq:pro"),
+                Plan::default(),
+            ),
+            list(Dialect::Sqlite, Env::Test, &page("q=grace"), narrow),
+            count_capped(
+                Dialect::Sqlite,
+                Env::Test,
+                &filter("prop.plan=eq:pro"),
+                10,
+                Plan::default(),
+            ),
+            count_capped(
+                Dialect::Sqlite,
+                Env::Test,
+                &filter("q=grace"),
+                10,
+                Plan::default(),
+            ),
+            search_probe(Dialect::Sqlite, Env::Test, "grace"),
+        ];
+        for sql in statements {
+            let mut explain = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                .unwrap();
+            let plan: Vec<String> = explain
+                .query_map(crate::sqlite::listing::args(&sql), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("INDEX profile_values_by_value (key_id=? AND kind=?")),
+                "{}: {plan:?}",
+                sql.text
+            );
         }
     }
 

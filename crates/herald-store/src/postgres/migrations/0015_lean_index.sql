@@ -35,5 +35,8 @@ DROP TABLE profile_values;
 ALTER TABLE profile_index RENAME TO profile_values;
 -- Residual conditions (EXISTS per profile) and removal of a profile's rows.
 CREATE INDEX profile_values_by_profile ON profile_values (profile_id, key_id, kind, text_value);
--- Equality filters and search prefixes, in page order for the default sort.
-CREATE INDEX profile_values_by_value ON profile_values (key_id, kind, text_value, created_at, profile_id);
+-- Equality filters and search prefixes, in page order for the default sort: only the kinds they
+-- read (values and search terms; not list elements or presence, which are only probed per
+-- profile). Queries spell out the same `kind IN (0, 3)` so the planner may use it.
+CREATE INDEX profile_values_by_value ON profile_values (key_id, kind, text_value, created_at, profile_id)
+    WHERE kind IN (0, 3);

@@ -34,5 +34,8 @@ JOIN index_keys k ON k.env = v.env AND k.key = v.key
 ORDER BY p.id, k.id, v.kind, v.text_value;
 DROP TABLE profile_values;
 ALTER TABLE profile_index RENAME TO profile_values;
--- Equality filters and search prefixes, in page order for the default sort.
-CREATE INDEX profile_values_by_value ON profile_values (key_id, kind, text_value, created_at);
+-- Equality filters and search prefixes, in page order for the default sort: only the kinds they
+-- read (values and search terms; not list elements or presence, which are only probed per
+-- profile). Queries spell out the same `kind IN (0, 3)` so the planner may use it.
+CREATE INDEX profile_values_by_value ON profile_values (key_id, kind, text_value, created_at)
+    WHERE kind IN (0, 3);
