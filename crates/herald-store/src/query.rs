@@ -1,6 +1,8 @@
 //! The SQL of filtered listings and counts, shared by both backends: the filter is answered from
 //! the `profile_values` index rows (see `herald_core::index`), so both databases run the same
-//! conditions on the same columns; only placeholders and one string function differ.
+//! conditions on the same columns; only placeholders and one string function differ. Index rows
+//! are keyed by the profile's row id and an interned key id (`index_keys`, which implies the
+//! environment); a key is named by [`key_id`]'s subquery, so a key never seen matches nothing.
 
 use herald_core::filter::{Bound, Filter, PropOp, TimeField};
 use herald_core::index::{EntryKind, SEARCH_KEY};
@@ -84,14 +86,24 @@ pub fn search_probe(dialect: Dialect, env: Env, q: &str) -> Sql {
     sql
 }
 
+/// The id of env's `key` in `index_keys`, as an uncorrelated subquery (evaluated once per
+/// statement; NULL, so matching nothing, for a key no profile has used).
+fn key_id(sql: &mut Sql, env: Env, key: &str) -> String {
+    let e = sql.text(env.as_str());
+    let k = sql.text(key);
+    format!("(SELECT id FROM index_keys WHERE env = {e} AND key = {k})")
+}
+
 /// `s.…` conditions selecting the search terms starting with `q`: `q` ≤ term < `q` + U+10FFFF,
 /// a prefix range on the value index, in byte order.
 fn search_range(sql: &mut Sql, env: Env, q: &str) -> String {
-    let e = sql.text(env.as_str());
-    let k = sql.text(SEARCH_KEY);
+    let k = key_id(sql, env, SEARCH_KEY);
     let lo = sql.text(q);
     let hi = sql.text(&format!("{q}\u{10FFFF}"));
-    format!("s.env = {e} AND s.key = {k} AND s.kind = {SEARCH} AND s.text_value >= {lo} AND s.text_value < {hi}")
+    format!(
+        "s.key_id = {k} AND s.kind = {SEARCH} AND s.kind {IN_VALUE_INDEX} \
+         AND s.text_value >= {lo} AND s.text_value < {hi}"
+    )
 }
 
 /// Columns of `profiles` a profile is read from, qualified by the alias `p`.
@@ -101,11 +113,15 @@ pub const PROFILE_COLUMNS: &str =
 const VALUE: i16 = EntryKind::Value as i16;
 const ELEMENT: i16 = EntryKind::Element as i16;
 const SEARCH: i16 = EntryKind::Search as i16;
+/// The kinds the value index holds (its `WHERE`, migration 15): a query that reads it repeats
+/// the condition word for word, which is how SQLite knows a partial index applies.
+const IN_VALUE_INDEX: &str = "IN (0, 3)";
+const _: () = assert!(VALUE == 0 && SEARCH == 3);
 
 /// The prop filter that can drive a listing sorted by creation time from the value index: an
-/// equality on one text. Index `(env, key, kind, text_value, created_at, distinct_id)` then
-/// yields matches already in page order, so the first page costs the same for rare and common
-/// values.
+/// equality on one text. Index `(key_id, kind, text_value, created_at, profile_id)` then yields
+/// matches in creation order (only profiles created in the same microsecond are sorted, by
+/// distinct_id), so the first page costs the same for rare and common values.
 fn driver(query: &ListQuery) -> Option<usize> {
     if query.sort.field != SortField::CreatedAt {
         return None;
@@ -140,10 +156,10 @@ fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>, ski
         sql.push(&format!(" AND {column} {} {m}", t.cmp.symbol()));
     }
     let exists = |sql: &mut Sql, negate: bool, key: &str, cond: Option<String>| {
-        let k = sql.text(key);
+        let k = key_id(sql, env, key);
         let extra = cond.map(|c| format!(" AND ({c})")).unwrap_or_default();
         sql.push(&format!(
-            " AND {}EXISTS (SELECT 1 FROM profile_values v WHERE v.env = p.env AND v.distinct_id = p.distinct_id AND v.key = {k}{extra})",
+            " AND {}EXISTS (SELECT 1 FROM profile_values v WHERE v.profile_id = p.id AND v.key_id = {k}{extra})",
             if negate { "NOT " } else { "" }
         ));
     };
@@ -151,11 +167,11 @@ fn conditions(sql: &mut Sql, env: Env, filter: &Filter, skip: Option<usize>, ski
         exists(sql, !has, channel.key(), None);
     }
     if let Some(q) = filter.q.as_deref().filter(|_| !skip_search) {
-        // Checked per profile on the (env, distinct_id, key, kind, text) index: a broad prefix
+        // Checked per profile on the (profile_id, key_id, kind, text) index: a broad prefix
         // matches often, so the scan in page order stops early.
         let range = search_range(sql, env, q);
         sql.push(&format!(
-            " AND EXISTS (SELECT 1 FROM profile_values s WHERE {range} AND s.distinct_id = p.distinct_id)"
+            " AND EXISTS (SELECT 1 FROM profile_values s WHERE {range} AND s.profile_id = p.id)"
         ));
     }
     for (i, f) in filter.props.iter().enumerate() {
@@ -222,29 +238,30 @@ fn from_where(sql: &mut Sql, env: Env, query: &ListQuery, plan: Plan) -> &'stati
         let e = sql.text(env.as_str());
         // CROSS JOIN keeps the matching terms as the outer loop (SQLite never reorders it).
         sql.push(&format!(
-            " FROM (SELECT DISTINCT s.distinct_id FROM profile_values s WHERE {range}) m \
-             CROSS JOIN profiles p WHERE p.env = {e} AND p.distinct_id = m.distinct_id"
+            " FROM (SELECT DISTINCT s.profile_id FROM profile_values s WHERE {range}) m \
+             CROSS JOIN profiles p WHERE p.id = m.profile_id AND p.env = {e}"
         ));
         conditions(sql, env, &query.filter, None, true);
         return "p";
     }
-    let e = sql.text(env.as_str());
     match driver(query) {
         Some(i) => {
             let f = &query.filter.props[i];
             let PropOp::OneOf(texts) = &f.op else {
                 unreachable!("driver() picks equalities")
             };
-            let k = sql.text(&f.key);
+            // The key id implies the environment.
+            let k = key_id(sql, env, &f.key);
             let t = sql.text(&texts[0]);
             sql.push(&format!(
-                " FROM profile_values d JOIN profiles p ON p.env = d.env AND p.distinct_id = d.distinct_id \
-                 WHERE d.env = {e} AND d.key = {k} AND d.kind = {VALUE} AND d.text_value = {t}"
+                " FROM profile_values d JOIN profiles p ON p.id = d.profile_id \
+                 WHERE d.key_id = {k} AND d.kind = {VALUE} AND d.kind {IN_VALUE_INDEX} AND d.text_value = {t}"
             ));
             conditions(sql, env, &query.filter, Some(i), false);
             "d"
         }
         None => {
+            let e = sql.text(env.as_str());
             sql.push(&format!(" FROM profiles p WHERE p.env = {e}"));
             conditions(sql, env, &query.filter, None, false);
             "p"
@@ -276,12 +293,20 @@ pub fn list(dialect: Dialect, env: Env, query: &ListQuery, plan: Plan) -> Sql {
             SortValue::Text(s) => Arg::Text(s.clone()),
         });
         let id = sql.text(&c.distinct_id);
-        sql.push(&format!(
-            " AND ({source}.{column}, {source}.distinct_id) {cmp} ({v}, {id})"
-        ));
+        if source == "p" {
+            sql.push(&format!(
+                " AND (p.{column}, p.distinct_id) {cmp} ({v}, {id})"
+            ));
+        } else {
+            // The sort column and the tie-breaker are on two tables: the bound on the first is
+            // spelt out on its own, so the value index starts its range there.
+            sql.push(&format!(
+                " AND {source}.{column} {cmp}= {v} AND ({source}.{column} {cmp} {v} OR p.distinct_id {cmp} {id})"
+            ));
+        }
     }
     sql.push(&format!(
-        " ORDER BY {source}.{column} {dir}, {source}.distinct_id {dir} LIMIT {}",
+        " ORDER BY {source}.{column} {dir}, p.distinct_id {dir} LIMIT {}",
         query.limit + 1
     ));
     sql
@@ -308,14 +333,11 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan:
         let PropOp::OneOf(texts) = &filter.props[0].op else {
             unreachable!("driver() picks equalities")
         };
-        let (e, k, t) = (
-            sql.text(env.as_str()),
-            sql.text(&filter.props[0].key),
-            sql.text(&texts[0]),
-        );
+        let k = key_id(&mut sql, env, &filter.props[0].key);
+        let t = sql.text(&texts[0]);
         sql.push(&format!(
-            "SELECT COUNT(*) FROM (SELECT 1 FROM profile_values d WHERE d.env = {e} AND d.key = {k} \
-             AND d.kind = {VALUE} AND d.text_value = {t} LIMIT {cap}) capped"
+            "SELECT COUNT(*) FROM (SELECT 1 FROM profile_values d WHERE d.key_id = {k} \
+             AND d.kind = {VALUE} AND d.kind {IN_VALUE_INDEX} AND d.text_value = {t} LIMIT {cap}) capped"
         ));
         return sql;
     }
@@ -329,7 +351,7 @@ pub fn count_capped(dialect: Dialect, env: Env, filter: &Filter, cap: u64, plan:
         // The search terms alone answer it, however broad the prefix.
         let range = search_range(&mut sql, env, q);
         sql.push(&format!(
-            "SELECT COUNT(*) FROM (SELECT DISTINCT s.distinct_id FROM profile_values s WHERE {range} LIMIT {cap}) capped"
+            "SELECT COUNT(*) FROM (SELECT DISTINCT s.profile_id FROM profile_values s WHERE {range} LIMIT {cap}) capped"
         ));
         return sql;
     }
@@ -450,7 +472,7 @@ mod tests {
         );
         assert!(sql
             .text
-            .contains("ORDER BY d.created_at DESC, d.distinct_id DESC LIMIT 21"));
+            .contains("ORDER BY d.created_at DESC, p.distinct_id DESC LIMIT 21"));
         assert_eq!(
             sql.args[..3],
             [
@@ -581,6 +603,71 @@ mod plans {
                 );
                 assert!(!plan.iter().any(|p| p.contains("TEMP B-TREE")), "{shown}");
             }
+        }
+    }
+
+    /// The partial value index (migration 15) serves an equality's page, its count and a search
+    /// prefix: the queries repeat its `WHERE`, without which SQLite would scan the table.
+    #[test]
+    fn sqlite_reads_equalities_and_search_prefixes_from_the_partial_value_index() {
+        use herald_core::filter::Filter;
+        use herald_core::listing::Sort;
+        let scratch = Scratch::sqlite();
+        let path = scratch.url.trim_start_matches("sqlite://");
+        let mut conn = rusqlite::Connection::open(path).unwrap();
+        crate::sqlite::migrate(&mut conn).unwrap();
+        let filter = |q: &str| {
+            let (k, v) = q.split_once('=').unwrap();
+            Filter::parse(&[(k.to_owned(), v.to_owned())]).unwrap()
+        };
+        let page = |q: &str| ListQuery {
+            filter: filter(q),
+            sort: Sort::parse("-created_at").unwrap(),
+            limit: 20,
+            position: PagePosition::First,
+        };
+        let narrow = Plan {
+            narrow_search: true,
+        };
+        let statements = [
+            list(
+                Dialect::Sqlite,
+                Env::Test,
+                &page("prop.plan=eq:pro"),
+                Plan::default(),
+            ),
+            list(Dialect::Sqlite, Env::Test, &page("q=grace"), narrow),
+            count_capped(
+                Dialect::Sqlite,
+                Env::Test,
+                &filter("prop.plan=eq:pro"),
+                10,
+                Plan::default(),
+            ),
+            count_capped(
+                Dialect::Sqlite,
+                Env::Test,
+                &filter("q=grace"),
+                10,
+                Plan::default(),
+            ),
+            search_probe(Dialect::Sqlite, Env::Test, "grace"),
+        ];
+        for sql in statements {
+            let mut explain = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", sql.text))
+                .unwrap();
+            let plan: Vec<String> = explain
+                .query_map(crate::sqlite::listing::args(&sql), |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("INDEX profile_values_by_value (key_id=? AND kind=?")),
+                "{}: {plan:?}",
+                sql.text
+            );
         }
     }
 

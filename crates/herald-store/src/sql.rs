@@ -137,15 +137,26 @@ pub(crate) const PROFILES_AFTER: &str = concat!(
 );
 /// The index rows of env `?1`'s profiles from id `?2` to `?3`: distinct_id, key, kind, text,
 /// num, time.
-pub(crate) const INDEX_ROWS_BETWEEN: &str = "SELECT distinct_id, key, kind, text_value, \
-     num_value, time_value FROM profile_values WHERE env = ?1 AND distinct_id >= ?2 \
-     AND distinct_id <= ?3";
-pub(crate) const DELETE_INDEX_ROWS: &str =
-    "DELETE FROM profile_values WHERE env = ?1 AND distinct_id = ?2";
-/// Arguments: env, id, key, kind, text, num, time, the profile's created_at.
+pub(crate) const INDEX_ROWS_BETWEEN: &str = "SELECT p.distinct_id, k.key, v.kind, v.text_value, \
+     v.num_value, v.time_value FROM profiles p JOIN profile_values v ON v.profile_id = p.id \
+     JOIN index_keys k ON k.id = v.key_id \
+     WHERE p.env = ?1 AND p.distinct_id >= ?2 AND p.distinct_id <= ?3";
+/// The index rows of env `?1`'s profile `?2`.
+pub(crate) const DELETE_INDEX_ROWS: &str = "DELETE FROM profile_values \
+     WHERE profile_id = (SELECT id FROM profiles WHERE env = ?1 AND distinct_id = ?2)";
+/// Interns key `?2` of env `?1` for index rows: a known key is left alone (and takes no number
+/// from PostgreSQL's sequence). Key ids are never deleted or reused, so one seen stays valid.
+pub(crate) const INTERN_INDEX_KEY: &str = "INSERT INTO index_keys (env, key) SELECT ?1, ?2 \
+     WHERE NOT EXISTS (SELECT 1 FROM index_keys WHERE env = ?1 AND key = ?2) ON CONFLICT DO NOTHING";
+/// An index row of env `?1`'s profile `?2` under key `?3` (interned first by
+/// [`INTERN_INDEX_KEY`]). Arguments: env, id, key, kind, text, num, time, the profile's
+/// created_at.
 pub(crate) const INSERT_INDEX_ROW: &str = "INSERT INTO profile_values \
-     (env, distinct_id, key, kind, text_value, num_value, time_value, created_at) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+     (profile_id, key_id, kind, text_value, num_value, time_value, created_at) \
+     SELECT p.id, k.id, CAST(?4 AS SMALLINT), CAST(?5 AS TEXT), CAST(?6 AS DOUBLE PRECISION), \
+     CAST(?7 AS BIGINT), CAST(?8 AS BIGINT) \
+     FROM profiles p JOIN index_keys k ON k.env = p.env AND k.key = ?3 \
+     WHERE p.env = ?1 AND p.distinct_id = ?2";
 
 // ---- idempotency keys ----
 

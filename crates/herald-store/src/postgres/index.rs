@@ -15,7 +15,7 @@ use herald_core::index::{Change, Entry};
 use herald_core::profile::{micros, Profile};
 use herald_core::property;
 use herald_core::store::Imported;
-use std::collections::HashSet;
+use std::collections::HashMap;
 use tokio_postgres::types::Json;
 
 /// Counter rows per key: concurrent writers of different profiles rarely wait on one row.
@@ -45,10 +45,49 @@ pub(super) async fn sync(
     apply_change(tx, env, id, micros(p.created_at), &change).await
 }
 
-/// Applies `change` for the profile `id` (created at `created_at`) in one round trip: the index
-/// rows it removes and adds, its counter deltas (sorted by key, so concurrent writers lock counter
-/// rows in one order) and the custom keys it shows the registry. `ON CONFLICT DO NOTHING` and the
-/// conditional update take no lock on an existing, unchanged registry row.
+/// The ids of env's `keys` in `index_keys`, interning the keys never seen, in one round trip.
+/// New keys are inserted in key order, so two writers interning the same keys wait rather than
+/// deadlock. A key another transaction committed after this statement's snapshot is neither
+/// inserted nor seen: a lost race, retried (and then seen).
+pub(super) async fn key_ids(
+    tx: &Transaction<'_>,
+    env: Env,
+    keys: impl IntoIterator<Item = &str>,
+) -> Result<HashMap<String, i32>, Attempt> {
+    let mut wanted: Vec<&str> = keys.into_iter().collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut ids = HashMap::new();
+    if wanted.is_empty() {
+        return Ok(ids);
+    }
+    let stmt = tx
+        .prepare_cached(
+            "WITH new AS (
+                 INSERT INTO index_keys (env, key)
+                 SELECT $1, k FROM UNNEST($2::text[]) AS u(k)
+                 WHERE NOT EXISTS (SELECT 1 FROM index_keys WHERE env = $1 AND key = u.k)
+                 ORDER BY k
+                 ON CONFLICT DO NOTHING RETURNING id, key
+             )
+             SELECT id, key FROM new
+             UNION ALL SELECT id, key FROM index_keys WHERE env = $1 AND key = ANY($2::text[])",
+        )
+        .await?;
+    for row in tx.query(&stmt, &[&env.as_str(), &wanted]).await? {
+        ids.insert(row.try_get(1)?, row.try_get(0)?);
+    }
+    if wanted.iter().any(|k| !ids.contains_key(*k)) {
+        return Err(Attempt::Retry);
+    }
+    Ok(ids)
+}
+
+/// Applies `change` for the profile `id` (created at `created_at`) in two round trips: its keys'
+/// ids ([`key_ids`]), then the index rows it removes and adds, its counter deltas (sorted by
+/// key, so concurrent writers lock counter rows in one order) and the custom keys it shows the
+/// registry. `ON CONFLICT DO NOTHING` and the conditional update take no lock on an existing,
+/// unchanged registry row.
 async fn apply_change(
     tx: &Transaction<'_>,
     env: Env,
@@ -60,10 +99,11 @@ async fn apply_change(
         return Ok(());
     }
     let (r, a) = (&change.removed, &change.added);
-    let r_keys: Vec<&str> = r.iter().map(|e| e.key.as_str()).collect();
+    let ids = key_ids(tx, env, r.iter().chain(a).map(|e| e.key.as_str())).await?;
+    let r_keys: Vec<i32> = r.iter().map(|e| ids[&e.key]).collect();
     let r_kinds: Vec<i16> = r.iter().map(|e| e.kind.code()).collect();
     let r_texts: Vec<&str> = r.iter().map(|e| e.text.as_str()).collect();
-    let a_keys: Vec<&str> = a.iter().map(|e| e.key.as_str()).collect();
+    let a_keys: Vec<i32> = a.iter().map(|e| ids[&e.key]).collect();
     let a_kinds: Vec<i16> = a.iter().map(|e| e.kind.code()).collect();
     let a_texts: Vec<&str> = a.iter().map(|e| e.text.as_str()).collect();
     let a_nums: Vec<Option<f64>> = a.iter().map(|e| e.num).collect();
@@ -75,13 +115,15 @@ async fn apply_change(
     lock_records(tx, env, &s_keys).await?;
     let stmt = tx
         .prepare_cached(
-            "WITH removed AS (
-                 DELETE FROM profile_values WHERE env = $1 AND distinct_id = $2
-                 AND (key, kind, text_value) IN (SELECT * FROM UNNEST($3::text[], $4::int2[], $5::text[]))
+            "WITH profile AS (
+                 SELECT id FROM profiles WHERE env = $1 AND distinct_id = $2
+             ), removed AS (
+                 DELETE FROM profile_values WHERE profile_id = (SELECT id FROM profile)
+                 AND (key_id, kind, text_value) IN (SELECT * FROM UNNEST($3::int4[], $4::int2[], $5::text[]))
              ), added AS (
-                 INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
-                 SELECT $1, $2, k, kd, t, n, tm, $6
-                 FROM UNNEST($7::text[], $8::int2[], $9::text[], $10::float8[], $11::int8[]) AS u(k, kd, t, n, tm)
+                 INSERT INTO profile_values (profile_id, key_id, kind, text_value, num_value, time_value, created_at)
+                 SELECT (SELECT id FROM profile), k, kd, t, n, tm, $6
+                 FROM UNNEST($7::int4[], $8::int2[], $9::text[], $10::float8[], $11::int8[]) AS u(k, kd, t, n, tm)
              ), counted AS (
                  INSERT INTO property_counts (env, key, shard, n)
                  SELECT $1, k, $12, d FROM UNNEST($13::text[], $14::int8[]) AS u(k, d)
@@ -149,7 +191,7 @@ pub(super) async fn import(
     let fresh = insert_profiles(tx, env, &profiles).await?;
     let made: Vec<&Imported> = writes
         .iter()
-        .filter(|w| fresh.contains(w.profile.distinct_id.as_str()))
+        .filter(|w| fresh.contains_key(w.profile.distinct_id.as_str()))
         .collect();
     let history: Vec<&HistoryEvent> = made.iter().flat_map(|w| &w.history).collect();
     super::history::insert_history(tx, env, &history).await?;
@@ -160,7 +202,11 @@ pub(super) async fn import(
     let mut rows = IndexRows::default();
     let mut tally = Tally::default();
     for (w, change) in made.iter().zip(&changes) {
-        rows.add(&w.profile, &change.added);
+        rows.add(
+            fresh[w.profile.distinct_id.as_str()],
+            &w.profile,
+            &change.added,
+        );
         tally.add(change, shard_of(w.profile.distinct_id.as_str()));
     }
     rows.insert(tx, env).await?;
@@ -168,14 +214,15 @@ pub(super) async fn import(
     Ok(made.len() as u64)
 }
 
-/// Inserts new profiles in one statement, skipping ids that exist; returns the ids inserted.
+/// Inserts new profiles in one statement, skipping ids that exist; returns the ids inserted,
+/// each with its row id.
 pub(super) async fn insert_profiles(
     tx: &Transaction<'_>,
     env: Env,
     profiles: &[&Profile],
-) -> Result<HashSet<String>, Attempt> {
+) -> Result<HashMap<String, i64>, Attempt> {
     if profiles.is_empty() {
-        return Ok(HashSet::new());
+        return Ok(HashMap::new());
     }
     let ids: Vec<&str> = profiles.iter().map(|p| p.distinct_id.as_str()).collect();
     let statuses: Vec<&str> = profiles.iter().map(|p| p.status.as_str()).collect();
@@ -192,7 +239,7 @@ pub(super) async fn insert_profiles(
         .prepare_cached(
             "INSERT INTO profiles (env, distinct_id, status, properties, identities, created_at, updated_at, version, preferences)
              SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::jsonb[], $5::jsonb[], $6::int8[], $7::int8[], $8::int8[], $9::jsonb[])
-             ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id",
+             ON CONFLICT (env, distinct_id) DO NOTHING RETURNING distinct_id, id",
         )
         .await?;
     let inserted = tx
@@ -211,7 +258,7 @@ pub(super) async fn insert_profiles(
             ],
         )
         .await?;
-    Ok(inserted.iter().map(|r| r.get(0)).collect())
+    Ok(inserted.iter().map(|r| (r.get(0), r.get(1))).collect())
 }
 
 /// Stores the next state of profiles that exist, each `(row id, before, after)` (their rows
@@ -276,7 +323,7 @@ pub(super) async fn update_profiles(
 /// Index rows of many profiles, as columns, for one `UNNEST` statement.
 #[derive(Default)]
 pub(super) struct IndexRows<'a> {
-    ids: Vec<&'a str>,
+    profiles: Vec<i64>,
     keys: Vec<&'a str>,
     kinds: Vec<i16>,
     texts: Vec<&'a str>,
@@ -286,10 +333,11 @@ pub(super) struct IndexRows<'a> {
 }
 
 impl<'a> IndexRows<'a> {
-    pub(super) fn add(&mut self, p: &'a Profile, entries: &'a [Entry]) {
+    /// The rows of `entries` of profile `p`, whose row id is `row`.
+    pub(super) fn add(&mut self, row: i64, p: &'a Profile, entries: &'a [Entry]) {
         let created = micros(p.created_at);
         for e in entries {
-            self.ids.push(p.distinct_id.as_str());
+            self.profiles.push(row);
             self.keys.push(&e.key);
             self.kinds.push(e.kind.code());
             self.texts.push(&e.text);
@@ -299,32 +347,39 @@ impl<'a> IndexRows<'a> {
         }
     }
 
+    /// The key ids of the rows, in row order.
+    async fn key_ids(&self, tx: &Transaction<'_>, env: Env) -> Result<Vec<i32>, Attempt> {
+        let ids = key_ids(tx, env, self.keys.iter().copied()).await?;
+        Ok(self.keys.iter().map(|k| ids[*k]).collect())
+    }
+
     /// Inserts the rows, in the order of the value index, so consecutive rows land on the same
     /// index pages.
     pub(super) async fn insert(&self, tx: &Transaction<'_>, env: Env) -> Result<(), Attempt> {
-        if self.ids.is_empty() {
+        if self.profiles.is_empty() {
             return Ok(());
         }
-        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        let key_ids = self.key_ids(tx, env).await?;
+        let mut order: Vec<usize> = (0..self.profiles.len()).collect();
         order.sort_by(|&a, &b| {
             (
-                self.keys[a],
+                key_ids[a],
                 self.kinds[a],
                 self.texts[a],
                 self.created[a],
-                self.ids[a],
+                self.profiles[a],
             )
                 .cmp(&(
-                    self.keys[b],
+                    key_ids[b],
                     self.kinds[b],
                     self.texts[b],
                     self.created[b],
-                    self.ids[b],
+                    self.profiles[b],
                 ))
         });
         let pick = |i: &usize| *i;
-        let ids: Vec<&str> = order.iter().map(pick).map(|i| self.ids[i]).collect();
-        let keys: Vec<&str> = order.iter().map(pick).map(|i| self.keys[i]).collect();
+        let profiles: Vec<i64> = order.iter().map(pick).map(|i| self.profiles[i]).collect();
+        let keys: Vec<i32> = order.iter().map(pick).map(|i| key_ids[i]).collect();
         let kinds: Vec<i16> = order.iter().map(pick).map(|i| self.kinds[i]).collect();
         let texts: Vec<&str> = order.iter().map(pick).map(|i| self.texts[i]).collect();
         let nums: Vec<Option<f64>> = order.iter().map(pick).map(|i| self.nums[i]).collect();
@@ -332,22 +387,13 @@ impl<'a> IndexRows<'a> {
         let created: Vec<i64> = order.iter().map(pick).map(|i| self.created[i]).collect();
         let stmt = tx
             .prepare_cached(
-                "INSERT INTO profile_values (env, distinct_id, key, kind, text_value, num_value, time_value, created_at)
-                 SELECT $1, * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[], $6::float8[], $7::int8[], $8::int8[])",
+                "INSERT INTO profile_values (profile_id, key_id, kind, text_value, num_value, time_value, created_at)
+                 SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int2[], $4::text[], $5::float8[], $6::int8[], $7::int8[])",
             )
             .await?;
         tx.execute(
             &stmt,
-            &[
-                &env.as_str(),
-                &ids,
-                &keys,
-                &kinds,
-                &texts,
-                &nums,
-                &times,
-                &created,
-            ],
+            &[&profiles, &keys, &kinds, &texts, &nums, &times, &created],
         )
         .await?;
         Ok(())
@@ -355,27 +401,19 @@ impl<'a> IndexRows<'a> {
 
     /// Deletes the rows (matched on profile, key, kind and text).
     pub(super) async fn delete(&self, tx: &Transaction<'_>, env: Env) -> Result<(), Attempt> {
-        if self.ids.is_empty() {
+        if self.profiles.is_empty() {
             return Ok(());
         }
+        let key_ids = self.key_ids(tx, env).await?;
         // Every column of the per-profile index is matched by equality: one probe per row.
         let stmt = tx
             .prepare_cached(
-                "DELETE FROM profile_values WHERE env = $1 AND (distinct_id, key, kind, text_value) IN
-                 (SELECT * FROM UNNEST($2::text[], $3::text[], $4::int2[], $5::text[]))",
+                "DELETE FROM profile_values WHERE (profile_id, key_id, kind, text_value) IN
+                 (SELECT * FROM UNNEST($1::int8[], $2::int4[], $3::int2[], $4::text[]))",
             )
             .await?;
-        tx.execute(
-            &stmt,
-            &[
-                &env.as_str(),
-                &self.ids,
-                &self.keys,
-                &self.kinds,
-                &self.texts,
-            ],
-        )
-        .await?;
+        tx.execute(&stmt, &[&self.profiles, &key_ids, &self.kinds, &self.texts])
+            .await?;
         Ok(())
     }
 }

@@ -150,6 +150,7 @@ async fn repair_index_rows(tx: &Transaction<'_>) -> Result<(), StoreError> {
     let profiles_after = tx.prepare(&pg(sql::PROFILES_AFTER)).await.map_err(db)?;
     let rows_between = tx.prepare(&pg(sql::INDEX_ROWS_BETWEEN)).await.map_err(db)?;
     let delete = tx.prepare(&pg(sql::DELETE_INDEX_ROWS)).await.map_err(db)?;
+    let intern = tx.prepare(&pg(sql::INTERN_INDEX_KEY)).await.map_err(db)?;
     let insert = tx.prepare(&pg(sql::INSERT_INDEX_ROW)).await.map_err(db)?;
     for env in Env::ALL {
         let mut after = String::new();
@@ -196,6 +197,9 @@ async fn repair_index_rows(tx: &Transaction<'_>) -> Result<(), StoreError> {
                     .await
                     .map_err(db)?;
                 for e in entries(p) {
+                    tx.execute(&intern, &[&env.as_str(), &e.key])
+                        .await
+                        .map_err(db)?;
                     tx.execute(
                         &insert,
                         &[

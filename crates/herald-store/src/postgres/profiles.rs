@@ -191,10 +191,12 @@ async fn edit_many(
         removed.push((now, r));
         added.push((now, a));
     }
-    if index::insert_profiles(tx, env, &created).await?.len() != created.len() {
+    let fresh = index::insert_profiles(tx, env, &created).await?;
+    if fresh.len() != created.len() {
         // Another node created one of them since the lock was taken.
         return Err(Attempt::Retry);
     }
+    row_ids.extend(fresh);
     if index::update_profiles(tx, &updated).await? != updated.len() as u64 {
         return Err(Attempt::Retry);
     }
@@ -202,12 +204,12 @@ async fn edit_many(
     super::history::insert_history(tx, env, &history).await?;
     let mut gone = index::IndexRows::default();
     for (p, entries) in &removed {
-        gone.add(p, entries);
+        gone.add(row_ids[p.distinct_id.as_str()], p, entries);
     }
     gone.delete(tx, env).await?;
     let mut new = index::IndexRows::default();
     for (p, entries) in &added {
-        new.add(p, entries);
+        new.add(row_ids[p.distinct_id.as_str()], p, entries);
     }
     new.insert(tx, env).await?;
     index::settle(tx, env, &plan.tally).await?;

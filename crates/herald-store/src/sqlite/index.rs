@@ -3,8 +3,8 @@
 //! the same change into one statement). A batch of writes sums its counter deltas and registry
 //! sightings ([`Tally`]) and applies them once ([`settle`]).
 
-use super::execute;
 use super::properties::record_params;
+use super::{execute, value};
 use crate::batch::Tally;
 use crate::sql;
 use herald_core::env::Env;
@@ -23,15 +23,27 @@ pub(super) fn sync(
     after: Option<&Profile>,
 ) -> Result<(), StoreError> {
     let mut tally = Tally::default();
-    rows(conn, env, before, after, &mut tally)?;
+    rows(conn, env, None, before, after, &mut tally)?;
     settle(conn, env, &tally)
 }
 
+/// The row id of env's profile `id`.
+fn profile_row(conn: &Connection, env: Env, id: &str) -> Result<i64, StoreError> {
+    value::<i64>(
+        conn,
+        "SELECT id FROM profiles WHERE env = ?1 AND distinct_id = ?2",
+        params![env.as_str(), id],
+    )?
+    .ok_or_else(|| StoreError::internal(format!("profile '{id}' has no row to index")))
+}
+
 /// Like [`sync`], but the counter deltas and registry sightings go to `tally`, for [`settle`]
-/// to apply once for a whole batch.
+/// to apply once for a whole batch. `row` is the profile's row id when the caller knows it
+/// (it has just inserted the row); else it is looked up.
 pub(super) fn rows(
     conn: &Connection,
     env: Env,
+    row: Option<i64>,
     before: Option<&Profile>,
     after: Option<&Profile>,
     tally: &mut Tally,
@@ -40,38 +52,57 @@ pub(super) fn rows(
         return Ok(());
     };
     let change = Change::between(before, after);
-    let (env, id, created_at) = (env.as_str(), p.distinct_id.as_str(), micros(p.created_at));
+    if change.removed.is_empty() && change.added.is_empty() {
+        tally.add(&change, 0);
+        return Ok(());
+    }
+    let row = match row {
+        Some(row) => row,
+        None => profile_row(conn, env, p.distinct_id.as_str())?,
+    };
+    let (e, created_at) = (env.as_str(), micros(p.created_at));
     if after.is_none() {
-        // The profile is removed: all its rows go at once.
+        // The profile is removed: all its rows go at once (a range of the primary key).
         execute(
             conn,
-            "DELETE FROM profile_values WHERE env = ?1 AND distinct_id = ?2",
-            params![env, id],
+            "DELETE FROM profile_values WHERE profile_id = ?1",
+            params![row],
         )?;
     } else {
-        for e in &change.removed {
+        for x in &change.removed {
             execute(
                 conn,
-                "DELETE FROM profile_values WHERE env = ?1 AND distinct_id = ?2 AND key = ?3 AND kind = ?4 AND text_value = ?5",
-                params![env, id, e.key, e.kind.code(), e.text],
+                "DELETE FROM profile_values WHERE profile_id = ?1 AND kind = ?4 AND text_value = ?5 \
+                 AND key_id = (SELECT id FROM index_keys WHERE env = ?2 AND key = ?3)",
+                params![row, e, x.key, x.kind.code(), x.text],
             )?;
         }
     }
-    for e in &change.added {
-        execute(
-            conn,
-            sql::INSERT_INDEX_ROW,
-            params![
-                env,
-                id,
-                e.key,
-                e.kind.code(),
-                e.text,
-                e.num,
-                e.time,
-                created_at
-            ],
-        )?;
+    for a in &change.added {
+        let insert = |conn: &Connection| {
+            execute(
+                conn,
+                "INSERT INTO profile_values \
+                 (profile_id, key_id, kind, text_value, num_value, time_value, created_at) \
+                 SELECT ?1, id, ?4, ?5, ?6, ?7, ?8 FROM index_keys WHERE env = ?2 AND key = ?3",
+                params![
+                    row,
+                    e,
+                    a.key,
+                    a.kind.code(),
+                    a.text,
+                    a.num,
+                    a.time,
+                    created_at
+                ],
+            )
+        };
+        if insert(conn)? == 0 {
+            // A key no row has used yet: interned in this transaction, so a rollback takes
+            // it back with the rows that use it.
+            execute(conn, sql::INTERN_INDEX_KEY, params![e, a.key])?;
+            insert(conn)?;
+        }
     }
     // One shard: the single writer never waits on a counter row.
     tally.add(&change, 0);

@@ -127,6 +127,7 @@ fn repair_index_rows(conn: &Connection) -> Result<(), StoreError> {
                 let id = p.distinct_id.as_str();
                 execute(conn, sql::DELETE_INDEX_ROWS, params![env.as_str(), id])?;
                 for e in entries(p) {
+                    execute(conn, sql::INTERN_INDEX_KEY, params![env.as_str(), e.key])?;
                     execute(
                         conn,
                         sql::INSERT_INDEX_ROW,
@@ -186,7 +187,11 @@ mod upgrade_tests {
         migrate(&mut conn).unwrap();
         let count = |sql: &str| -> i64 { conn.query_row(sql, [], |r| r.get(0)).unwrap() };
         assert_eq!(
-            count("SELECT COUNT(*) FROM profile_values WHERE distinct_id = 'ada' AND key = 'plan' AND text_value = 'pro'"),
+            count(
+                "SELECT COUNT(*) FROM profile_values v JOIN index_keys k ON k.id = v.key_id \
+                   JOIN profiles p ON p.id = v.profile_id \
+                   WHERE p.distinct_id = 'ada' AND k.key = 'plan' AND v.text_value = 'pro'"
+            ),
             1
         );
         assert_eq!(

@@ -55,8 +55,15 @@ fn store_profile(
     p: &Profile,
     tally: &mut Tally,
 ) -> Result<(), StoreError> {
+    let mut row = None;
     let changed = match before {
-        None => insert_profile(conn, env, p)?,
+        None => {
+            let n = insert_profile(conn, env, p)?;
+            if n == 1 {
+                row = Some(conn.last_insert_rowid());
+            }
+            n
+        }
         Some(old) => execute(
             conn,
             sql::UPDATE_PROFILE,
@@ -79,7 +86,7 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    index::rows(conn, env, before, Some(p), tally)
+    index::rows(conn, env, row, before, Some(p), tally)
 }
 
 /// Stores `w` and its history event; its counter deltas and sightings go to `tally`.
@@ -390,7 +397,8 @@ impl ProfileStore for SqliteStore {
                 let mut tally = Tally::default();
                 for w in &items {
                     if insert_profile(conn, env, &w.profile)? == 1 {
-                        index::rows(conn, env, None, Some(&w.profile), &mut tally)?;
+                        let row = Some(conn.last_insert_rowid());
+                        index::rows(conn, env, row, None, Some(&w.profile), &mut tally)?;
                         for event in &w.history {
                             insert_event(conn, env, event)?;
                         }

@@ -46,8 +46,9 @@ fn n_of(outcome: &EditOutcome) -> Option<serde_json::Value> {
 type Row = (String, String, i64, String, Option<f64>, Option<i64>);
 
 async fn stored_rows(b: &Backend) -> Vec<Row> {
-    let sql = "SELECT distinct_id, key, CAST(kind AS BIGINT), text_value, num_value, time_value \
-               FROM profile_values WHERE env = 'test' ORDER BY 1, 2, 3, 4";
+    let sql = "SELECT p.distinct_id, k.key, CAST(v.kind AS BIGINT), v.text_value, v.num_value, \
+               v.time_value FROM profile_values v JOIN profiles p ON p.id = v.profile_id \
+               JOIN index_keys k ON k.id = v.key_id WHERE k.env = 'test' ORDER BY 1, 2, 3, 4";
     if b.scratch.is_postgres() {
         let (client, conn) = tokio_postgres::connect(&b.scratch.url, tokio_postgres::NoTls)
             .await
