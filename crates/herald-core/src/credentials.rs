@@ -50,6 +50,23 @@ impl NewCredentials {
 
 /// Bearer keys are looked up by their SHA-256; they are long random strings, so no salt is needed.
 pub fn hash_api_key(api_key: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(api_key.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_bearer_key_hashes_to_the_lowercase_hex_sha256() {
+        assert_eq!(
+            super::hash_api_key("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
 }

@@ -124,6 +124,12 @@ impl Profile {
         Value::Object(o)
     }
 
+    /// [`to_wire`](Self::to_wire) serialised straight from the profile, without building a JSON
+    /// tree (no copy of the properties): the same bytes, for the read path.
+    pub fn wire(&self) -> WireProfile<'_> {
+        WireProfile(self)
+    }
+
     /// Every key of the profile with a comparable value: properties, `$status`, each channel as
     /// the list of its addresses, and `$preferences`. History diffs are computed over this view.
     pub fn flat(&self) -> Map<String, Value> {
@@ -252,6 +258,61 @@ impl Profile {
 }
 
 /// `2025-04-04T21:37:36.712496+00:00`, the form SuprSend returns.
+/// A profile in its wire form (see [`Profile::wire`]).
+pub struct WireProfile<'a>(&'a Profile);
+
+impl Serialize for WireProfile<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let p = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("distinct_id", p.distinct_id.as_str())?;
+        map.serialize_entry("properties", &p.properties)?;
+        map.serialize_entry("status", p.status.as_str())?;
+        map.serialize_entry("created_at", &format_time(p.created_at))?;
+        map.serialize_entry("updated_at", &format_time(p.updated_at))?;
+        map.serialize_entry("version", &p.version)?;
+        for channel in Channel::ALL {
+            if p.identities_on(channel).next().is_some() {
+                map.serialize_entry(channel.key(), &WireIdentities(p, channel))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// The identities of one channel in their wire form ([`Identity::to_wire`]).
+struct WireIdentities<'a>(&'a Profile, Channel);
+
+impl Serialize for WireIdentities<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.identities_on(self.1).map(WireIdentity))
+    }
+}
+
+struct WireIdentity<'a>(&'a Identity);
+
+impl Serialize for WireIdentity<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let i = self.0;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("value", &i.value)?;
+        if let Some(p) = &i.provider {
+            map.serialize_entry("id_provider", p)?;
+        }
+        if let Some(b) = &i.bundle_id {
+            map.serialize_entry("bundle_id", b)?;
+        }
+        if let Some(d) = &i.device_id {
+            map.serialize_entry("device_id", d)?;
+        }
+        map.serialize_entry("status", &i.status)?;
+        map.serialize_entry("perma_status", &i.perma_status)?;
+        map.end()
+    }
+}
+
 pub fn format_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
@@ -268,4 +329,51 @@ pub fn from_micros(us: i64) -> DateTime<Utc> {
 /// The current time truncated to what a store can hold.
 pub fn truncate(t: DateTime<Utc>) -> DateTime<Utc> {
     from_micros(micros(t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::channel::IdentityStatus;
+    use serde_json::json;
+
+    fn identity(channel: Channel, value: Value, provider: Option<&str>) -> Identity {
+        Identity {
+            channel,
+            value,
+            provider: provider.map(str::to_owned),
+            bundle_id: provider.map(|_| "com.example".to_owned()),
+            device_id: None,
+            status: IdentityStatus::Active,
+            perma_status: IdentityStatus::Disabled,
+        }
+    }
+
+    /// The borrowed wire form is byte for byte the JSON of `to_wire`, key order included.
+    #[test]
+    fn the_borrowed_wire_form_is_the_same_json_as_to_wire() {
+        let now = Utc.timestamp_micros(1_764_000_000_123_456).unwrap();
+        let mut p = Profile::new(DistinctId::parse("ada").unwrap(), now);
+        let bare = serde_json::to_string(&p.wire()).unwrap();
+        assert_eq!(bare, p.to_wire().to_string());
+        p.properties = json!({"z": 1, "name": "Ada", "a": {"b": [1, "x"]}, "$timezone": "UTC"})
+            .as_object()
+            .unwrap()
+            .clone();
+        p.version = 7;
+        p.status = Status::Disabled;
+        p.identities = vec![
+            identity(Channel::Sms, json!("+447700900123"), None),
+            identity(Channel::Email, json!("ada@example.com"), None),
+            identity(Channel::Iospush, json!("tok"), Some("apns")),
+            identity(Channel::Email, json!("ada2@example.com"), None),
+            identity(Channel::Slack, json!({"channel": "C1"}), None),
+        ];
+        let wire = serde_json::to_string(&p.wire()).unwrap();
+        assert_eq!(wire, p.to_wire().to_string());
+        assert!(
+            wire.contains(r#""$email":[{"value":"ada@example.com""#),
+            "{wire}"
+        );
+    }
 }

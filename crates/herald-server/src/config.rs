@@ -58,6 +58,9 @@ pub enum LogFormat {
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     pub max_clock_skew_secs: u64,
+    /// How long a node trusts credentials it read, in milliseconds: the bound within which a key
+    /// revoked elsewhere is refused on this node (see [`crate::credential_cache`]). 0: no cache.
+    pub credential_cache_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -151,6 +154,10 @@ pub const ENV_VARS: &[(&str, &str)] = &[
     (
         "HERALD_AUTH_MAX_CLOCK_SKEW_SECS",
         "auth.max_clock_skew_secs",
+    ),
+    (
+        "HERALD_AUTH_CREDENTIAL_CACHE_MS",
+        "auth.credential_cache_ms",
     ),
     ("HERALD_STORE_POOL_SIZE", "store.pool_size"),
     ("HERALD_STORE_MIGRATE_ON_START", "store.migrate_on_start"),

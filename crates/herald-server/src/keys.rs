@@ -10,7 +10,7 @@ use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// `len` random letters and digits from the OS's generator, for keys and secrets.
-pub(crate) fn random(len: usize) -> String {
+pub fn random(len: usize) -> String {
     rand::rngs::OsRng
         .sample_iter(&Alphanumeric)
         .take(len)
@@ -34,7 +34,8 @@ pub struct Revoked {
     pub was_last: bool,
 }
 
-/// Revokes the key set with this workspace key: refused from the next request on.
+/// Revokes the key set with this workspace key in the store: refused by every node within its
+/// `auth.credential_cache_ms` (a server node revokes with [`revoke_on`], refused there at once).
 pub async fn revoke(store: &dyn Store, workspace_key: &str) -> Result<Revoked, String> {
     let all = store.list_credentials().await.map_err(|e| e.to_string())?;
     let Some(env) = all
@@ -54,6 +55,15 @@ pub async fn revoke(store: &dyn Store, workspace_key: &str) -> Result<Revoked, S
         .iter()
         .any(|c| c.env == env && c.workspace_key != workspace_key);
     Ok(Revoked { env, was_last })
+}
+
+/// Revokes the key set through this node: after the store commits the revocation, this node's
+/// credential cache is emptied, so the key is refused here from the next request on (other nodes
+/// refuse it within their `auth.credential_cache_ms`).
+pub async fn revoke_on(app: &crate::App, workspace_key: &str) -> Result<Revoked, String> {
+    let revoked = revoke(app.store.as_ref(), workspace_key).await?;
+    app.credentials.forget_all();
+    Ok(revoked)
 }
 
 /// The JSON `herald keys create --json` prints.

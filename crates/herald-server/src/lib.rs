@@ -5,6 +5,7 @@ pub mod admin;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod credential_cache;
 pub mod dashboard;
 pub mod import;
 pub mod inbox;
@@ -35,6 +36,8 @@ pub struct App {
     pub providers: Arc<dyn herald_core::delivery::Directory>,
     /// This node's live inbox streams (see [`inbox`]).
     pub inbox: Arc<inbox::Hub>,
+    /// This node's credentials, trusted for `auth.credential_cache_ms` (see [`credential_cache`]).
+    pub credentials: Arc<credential_cache::CredentialCache>,
 }
 
 /// The progress bar of CLI work over profiles (seed, copy, export).
@@ -76,6 +79,7 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     serve(
         App {
             store,
+            credentials: Arc::new(credential_cache::CredentialCache::for_config(&config)),
             config: Arc::new(config),
             metrics: Arc::default(),
             links: Arc::default(),
@@ -386,6 +390,7 @@ mod tests {
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
             inbox: Arc::default(),
+            credentials: Arc::default(),
         };
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");
         let addr = listener.local_addr().expect("an address");
@@ -439,6 +444,7 @@ mod tests {
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
             inbox: Arc::default(),
+            credentials: Arc::default(),
         };
         let hub = app.inbox.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a port");

@@ -38,18 +38,28 @@ pub fn method_label(method: &axum::http::Method) -> &'static str {
         .map_or("other", |(_, name)| name)
 }
 
+/// Series by route, then by method and status. A request looks its series up by the borrowed
+/// route: nothing is allocated once the route has been seen.
 #[derive(Default)]
 pub struct Metrics {
-    requests: Mutex<BTreeMap<(String, String, u16), Series>>,
+    requests: Mutex<Routes>,
 }
 
 impl Metrics {
-    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+    pub fn observe_request(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+        elapsed: Duration,
+    ) {
         let secs = elapsed.as_secs_f64();
         let mut map = self.requests.lock().unwrap_or_else(|p| p.into_inner());
-        let s = map
-            .entry((method.to_owned(), route.to_owned(), status))
-            .or_default();
+        let by_route = match map.get_mut(route) {
+            Some(series) => series,
+            None => map.entry(route.to_owned()).or_default(),
+        };
+        let s = by_route.entry((method, status)).or_default();
         s.count += 1;
         s.sum += secs;
         for (i, le) in BUCKETS.iter().enumerate() {
@@ -66,7 +76,7 @@ impl Metrics {
             "# HELP herald_http_requests_total HTTP requests by method, route and status.\n",
         );
         out.push_str("# TYPE herald_http_requests_total counter\n");
-        for ((m, r, st), s) in map.iter() {
+        for (r, ((m, st), s)) in series(&map) {
             let _ = writeln!(
                 out,
                 "herald_http_requests_total{{method=\"{m}\",route=\"{r}\",status=\"{st}\"}} {}",
@@ -75,7 +85,7 @@ impl Metrics {
         }
         out.push_str("# HELP herald_http_request_duration_seconds HTTP request latency.\n");
         out.push_str("# TYPE herald_http_request_duration_seconds histogram\n");
-        for ((m, r, st), s) in map.iter() {
+        for (r, ((m, st), s)) in series(&map) {
             let labels = format!("method=\"{m}\",route=\"{r}\",status=\"{st}\"");
             for (i, le) in BUCKETS.iter().enumerate() {
                 let _ = writeln!(
@@ -102,4 +112,12 @@ impl Metrics {
         }
         out
     }
+}
+
+type Routes = BTreeMap<String, BTreeMap<(&'static str, u16), Series>>;
+
+/// Every series with its route, method and status.
+fn series(map: &Routes) -> impl Iterator<Item = (&String, (&(&'static str, u16), &Series))> {
+    map.iter()
+        .flat_map(|(route, by)| by.iter().map(move |entry| (route, entry)))
 }

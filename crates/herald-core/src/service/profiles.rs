@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-#[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "profiles.get"))]
+#[tracing::instrument(level = "debug", skip_all, fields(env = %ctx.scope.env(), op = "profiles.get"))]
 pub async fn get(store: &dyn Store, ctx: &Ctx, id: &DistinctId) -> Result<Profile, Error> {
     store
         .get_profile(ctx.scope, id)

@@ -15,6 +15,7 @@ use herald_core::credentials::{hash_api_key, Credentials};
 use herald_core::history::Actor;
 use herald_core::signature;
 use herald_core::EnvScope;
+use std::sync::Arc;
 
 /// The request target exactly as received (raw path and query), kept before any normalisation
 /// because the signature covers it.
@@ -115,7 +116,7 @@ fn too_large(limit: usize) -> Response {
 enum Pending {
     Known(Caller),
     Signed {
-        creds: Credentials,
+        creds: Arc<Credentials>,
         sig: String,
         date: String,
     },
@@ -132,12 +133,15 @@ async fn identify(app: &App, parts: &Parts) -> Result<Pending, ApiError> {
         .ok_or_else(|| ApiError::unauthorized("missing Authorization header: send 'Bearer <api_key>' or a signed '<workspace_key>:<signature>'"))?;
     if let Some(token) = authorization.strip_prefix("Bearer ") {
         let creds = app
-            .store
-            .credentials_by_api_key_hash(&hash_api_key(token.trim()))
+            .credentials
+            .by_api_key_hash(app.store.as_ref(), &hash_api_key(token.trim()))
             .await?
             .ok_or_else(|| ApiError::unauthorized("unknown API key"))?;
         let prefix = creds.api_key_prefix.clone();
-        return Ok(Pending::Known(caller(creds, Actor::new("api_key", prefix))));
+        return Ok(Pending::Known(caller(
+            &creds,
+            Actor::new("api_key", prefix),
+        )));
     }
     let (key, sig) = authorization.split_once(':').ok_or_else(|| {
         ApiError::unauthorized(
@@ -156,7 +160,11 @@ async fn identify(app: &App, parts: &Parts) -> Result<Pending, ApiError> {
             app.config.auth.max_clock_skew_secs
         )));
     }
-    let Some(creds) = app.store.credentials_by_workspace_key(key.trim()).await? else {
+    let Some(creds) = app
+        .credentials
+        .by_workspace_key(app.store.as_ref(), key.trim())
+        .await?
+    else {
         // Refused like a wrong signature, after a signature check of the same cost (over the
         // headers: the body is not read for a key that cannot be genuine).
         let to_sign = string_to_sign(parts, b"", date);
@@ -173,7 +181,7 @@ async fn identify(app: &App, parts: &Parts) -> Result<Pending, ApiError> {
 fn verify_signature(
     parts: &Parts,
     body: &[u8],
-    creds: Credentials,
+    creds: Arc<Credentials>,
     sig: &str,
     date: &str,
 ) -> Result<Caller, ApiError> {
@@ -185,7 +193,7 @@ fn verify_signature(
         return Err(ApiError::unauthorized(SIGNATURE_MISMATCH));
     }
     let key = creds.workspace_key.clone();
-    Ok(caller(creds, Actor::new("workspace_key", key)))
+    Ok(caller(&creds, Actor::new("workspace_key", key)))
 }
 
 fn string_to_sign(parts: &Parts, body: &[u8], date: &str) -> String {
@@ -201,11 +209,11 @@ fn string_to_sign(parts: &Parts, body: &[u8], date: &str) -> String {
 /// check only makes the refusal cost what a real one does.
 const UNKNOWN_KEY_SECRET: &str = "herald-unknown-workspace-key-0000000000000000000000";
 
-fn caller(creds: Credentials, actor: Actor) -> Caller {
+fn caller(creds: &Credentials, actor: Actor) -> Caller {
     Caller {
-        scope: EnvScope::authenticated(&creds),
+        scope: EnvScope::authenticated(creds),
         actor,
-        workspace_key: creds.workspace_key,
+        workspace_key: creds.workspace_key.clone(),
     }
 }
 

@@ -318,6 +318,7 @@ mod tests {
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
             inbox: Arc::default(),
+            credentials: Arc::default(),
         };
         let log = Captured::default();
         let writer = log.clone();

@@ -125,21 +125,19 @@ pub async fn openapi(Extension(OpenApiJson(doc)): Extension<OpenApiJson>) -> Res
 
 /// Counts requests and their latency per route and status.
 pub async fn record_metrics(State(app): State<App>, request: Request, next: Next) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |p| p.as_str())
-        .to_owned();
+    // The matched path is shared (an `Arc`): cloning it copies no text.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     // Fixed labels only: the route template (or `unmatched`) and a known method (or `other`).
     let method = crate::metrics::method_label(request.method());
     let started = Instant::now();
     let response = next.run(request).await;
     let (status, elapsed) = (response.status().as_u16(), started.elapsed());
-    app.metrics.observe_request(method, &route, status, elapsed);
+    app.metrics.observe_request(method, route, status, elapsed);
     // The route template, never the path: ids and tokens stay out of the log.
     let ms = elapsed.as_secs_f64() * 1000.0;
     if status >= 500 {
-        super::error::log_failure(method, &route, status, ms, &response);
+        super::error::log_failure(method, route, status, ms, &response);
     } else if status >= 400 {
         tracing::info!(%method, %route, status, ms, "request refused");
     } else {
@@ -362,6 +360,7 @@ mod tests {
             links: Arc::default(),
             providers: Arc::new(crate::providers::Unconfigured),
             inbox: Arc::default(),
+            credentials: Arc::default(),
         };
         let doc = doc();
         let ops = documented(&doc);

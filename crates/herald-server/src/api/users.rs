@@ -35,7 +35,7 @@ pub async fn get(
     UserId(id): UserId,
 ) -> Result<Response, ApiError> {
     let profile = profiles::get(app.store.as_ref(), &caller.ctx(), &id).await?;
-    Ok((etag(profile.version), Json(profile.to_wire())).into_response())
+    Ok((etag(profile.version), Json(profile.wire())).into_response())
 }
 
 #[utoipa::path(

@@ -98,7 +98,8 @@ pub async fn create(State(app): State<App>, posted: Posted) -> Response {
 }
 
 /// `POST /{env}/keys/revoke`: `workspace_key` of this environment (another's is not found
-/// here); refused from the next request on, on every node.
+/// here); refused from the next request on by this node, by the others within
+/// `auth.credential_cache_ms`.
 pub async fn revoke(State(app): State<App>, posted: Posted) -> Response {
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
@@ -116,7 +117,7 @@ pub async fn revoke(State(app): State<App>, posted: Posted) -> Response {
             "This environment has no key set with that workspace key.",
         );
     }
-    match crate::keys::revoke(app.store.as_ref(), &key).await {
+    match crate::keys::revoke_on(&app, &key).await {
         Ok(_) => {
             tracing::info!(operator = %console.session.username, env = %console.env, "dashboard revoked a key set");
             redirect(&format!("/{}/keys?saved=revoked", console.env))

@@ -643,11 +643,10 @@ async fn a_revoked_key_set_is_refused_on_the_next_request_in_both_forms() {
             .await
             .expect(200);
     }
-    assert!(app
-        .store
-        .delete_credentials(&app.test.workspace_key)
+    // Through this node, as the dashboard revokes: its credential cache is emptied.
+    herald_server::keys::revoke_on(&app.app, &app.test.workspace_key)
         .await
-        .unwrap());
+        .unwrap();
     for auth in [Auth::Bearer, Auth::Hmac] {
         let r = app
             .send(&app.test, auth, "POST", "/v1/user/ada/", Some("{}"))
@@ -666,4 +665,99 @@ async fn a_revoked_key_set_is_refused_on_the_next_request_in_both_forms() {
     app.send(&app.live, Auth::Bearer, "GET", "/v1/user/", None)
         .await
         .expect(200);
+}
+
+/// Every request form a key set can sign in with, on `node`: 200 while the keys are valid.
+async fn answers(node: &TestApp, keys: &Keys) -> [u16; 2] {
+    let mut statuses = [0; 2];
+    for (i, auth) in [Auth::Bearer, Auth::Hmac].into_iter().enumerate() {
+        statuses[i] = node.send(keys, auth, "GET", "/v1/user/", None).await.status;
+    }
+    statuses
+}
+
+/// The revocation bound of `auth.credential_cache_ms`: the node that revokes refuses the key from
+/// the next request on however long its bound; a node that cached the key may accept it until
+/// its bound has passed since its last store read, and refuses it from then on.
+#[tokio::test]
+async fn a_revoked_key_is_refused_at_once_where_revoked_and_within_the_bound_elsewhere() {
+    const SHORT_MS: u64 = 300;
+    let revoking = TestApp::spawn_with(|c| c.auth.credential_cache_ms = 60_000).await;
+    let cached = revoking.another_node().await;
+    let short = revoking
+        .another_node_with(|c| c.auth.credential_cache_ms = SHORT_MS)
+        .await;
+    let keys = revoking.test.clone();
+    for node in [&revoking, &cached, &short] {
+        assert_eq!(answers(node, &keys).await, [200, 200]);
+    }
+    herald_server::keys::revoke_on(&revoking.app, &keys.workspace_key)
+        .await
+        .unwrap();
+    assert_eq!(
+        answers(&revoking, &keys).await,
+        [401, 401],
+        "the revoking node"
+    );
+    // Within its 60 s bound, the other node still trusts what it read before the revocation.
+    assert_eq!(
+        answers(&cached, &keys).await,
+        [200, 200],
+        "within the bound"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(SHORT_MS)).await;
+    assert_eq!(answers(&short, &keys).await, [401, 401], "past the bound");
+    // The other environment's keys are untouched everywhere.
+    for node in [&revoking, &cached, &short] {
+        assert_eq!(answers(node, &revoking.live).await, [200, 200]);
+    }
+}
+
+/// "Unknown key" is never cached: a key set created a moment ago (here straight in the store, as
+/// `herald keys create` or another node does) works at once on nodes that have just refused it.
+#[tokio::test]
+async fn a_new_key_works_at_once_on_every_node() {
+    let first = TestApp::spawn_with(|c| c.auth.credential_cache_ms = 60_000).await;
+    let second = first.another_node().await;
+    let random = herald_server::keys::random(24);
+    let new = herald_core::credentials::NewCredentials::from_random(
+        Env::Test,
+        [&random, &herald_server::keys::random(40), &random],
+        Utc::now(),
+    );
+    let keys = Keys {
+        workspace_key: new.credentials.workspace_key.clone(),
+        workspace_secret: new.credentials.workspace_secret.clone(),
+        api_key: new.api_key.clone(),
+    };
+    for node in [&first, &second] {
+        assert_eq!(answers(node, &keys).await, [401, 401], "not created yet");
+    }
+    first
+        .store
+        .insert_credentials(&new.credentials)
+        .await
+        .unwrap();
+    for node in [&first, &second] {
+        assert_eq!(answers(node, &keys).await, [200, 200], "created");
+    }
+}
+
+/// With `auth.credential_cache_ms = 0` nothing is cached: a key set removed from the store by any
+/// process is refused by every node on its next request.
+#[tokio::test]
+async fn a_bound_of_zero_asks_the_store_every_time() {
+    let app = TestApp::spawn_with(|c| c.auth.credential_cache_ms = 0).await;
+    let other = app.another_node().await;
+    for node in [&app, &other] {
+        assert_eq!(answers(node, &app.test).await, [200, 200]);
+    }
+    assert!(app
+        .store
+        .delete_credentials(&app.test.workspace_key)
+        .await
+        .unwrap());
+    for node in [&app, &other] {
+        assert_eq!(answers(node, &app.test).await, [401, 401]);
+    }
 }

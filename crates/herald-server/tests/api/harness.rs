@@ -140,6 +140,9 @@ impl TestApp {
             links: Arc::default(),
             providers: providers.clone(),
             inbox: Arc::default(),
+            credentials: Arc::new(
+                herald_server::credential_cache::CredentialCache::for_config(&config),
+            ),
         };
         let served = app.clone();
         let server = tokio::spawn(async move {
@@ -173,9 +176,16 @@ impl TestApp {
     /// A second node on the same database (its own store, directory and server), as another
     /// Herald process would be; both keep running.
     pub async fn another_node(&self) -> TestApp {
+        self.another_node_with(|_| {}).await
+    }
+
+    /// Like [`another_node`](Self::another_node), with this node's configuration adjusted first.
+    pub async fn another_node_with(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let directory = self.custom_directory.clone();
+        let mut config = self.config.clone();
+        adjust(&mut config);
         Self::start(
-            self.config.clone(),
+            config,
             self.scratch.clone(),
             self.test.clone(),
             self.live.clone(),

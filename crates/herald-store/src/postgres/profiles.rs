@@ -286,7 +286,7 @@ impl ProfileStore for PostgresStore {
             .map_err(db)
     }
 
-    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(env = %scope.env()))]
     async fn get_profile(
         &self,
         scope: EnvScope,

@@ -279,7 +279,7 @@ impl ProfileStore for SqliteStore {
         self.writer.check_alive()
     }
 
-    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(env = %scope.env()))]
     async fn get_profile(
         &self,
         scope: EnvScope,
