@@ -187,6 +187,14 @@ pub(crate) const INSERT_EVENT: &str = "INSERT INTO history \
      (env, distinct_id, at, actor_id, action, request, changes) VALUES (?1, ?2, ?3, \
      (SELECT id FROM history_actors WHERE kind = ?4 AND ident = ?5), ?6, ?7, ?8)";
 
+/// The id of an actor named by [`INSERT_ACTOR`] (kind, id).
+pub(crate) const SELECT_ACTOR: &str =
+    "SELECT id FROM history_actors WHERE kind = ?1 AND ident = ?2";
+/// [`INSERT_EVENT`] with the actor's id already known ([`SELECT_ACTOR`] in the same
+/// transaction). Arguments: env, distinct_id, at, actor id, action, request, changes.
+pub(crate) const INSERT_EVENT_BY_ACTOR_ID: &str = "INSERT INTO history \
+     (env, distinct_id, at, actor_id, action, request, changes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
 /// A page of one user's history and tombstone, newest first; columns as [`crate::rows::event`]
 /// reads them. Arguments: env, id, below this event id, limit, tombstone id.
 pub(crate) const HISTORY_PAGE: &str =

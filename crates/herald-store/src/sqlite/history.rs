@@ -1,5 +1,6 @@
 //! SQLite: appending history events and paging one user's history.
 
+use super::index::Ids;
 use super::{execute, json, query, value};
 use crate::rows::{self, HistoryOwner};
 use crate::sql;
@@ -12,22 +13,22 @@ use herald_core::store::StoreError;
 use rusqlite::{params, Connection};
 
 /// Appends `e`: its actor named in `history_actors` (once), its changes packed beside its
-/// request ([`history::pack`]).
+/// request ([`history::pack`]). The actor's id comes from `ids` (looked up once a job).
 pub(super) fn insert_event(
     conn: &Connection,
     env: Env,
     e: &HistoryEvent,
+    ids: &mut Ids,
 ) -> Result<(), StoreError> {
-    execute(conn, sql::INSERT_ACTOR, params![e.actor.kind, e.actor.id])?;
+    let actor = ids.actor(conn, &e.actor.kind, &e.actor.id)?;
     execute(
         conn,
-        sql::INSERT_EVENT,
+        sql::INSERT_EVENT_BY_ACTOR_ID,
         params![
             env.as_str(),
             e.distinct_id.as_str(),
             micros(e.at),
-            e.actor.kind,
-            e.actor.id,
+            actor,
             e.action.as_str(),
             json(&e.request),
             json(&history::pack(&e.request, &e.changes))

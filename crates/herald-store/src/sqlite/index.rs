@@ -13,6 +13,63 @@ use herald_core::profile::{micros, Profile};
 use herald_core::property;
 use herald_core::store::StoreError;
 use rusqlite::{params, Connection};
+use std::collections::HashMap;
+
+/// Ids a write job has read or made in its transaction: interned index keys and named history
+/// actors, so a batch looks each up once instead of once per row. Valid only as long as what
+/// read them is not rolled back (an id interned in a rolled-back savepoint is gone): a batch
+/// keeps one for its job, an edit in its own savepoint one for the edit.
+#[derive(Debug, Default)]
+pub(super) struct Ids {
+    keys: HashMap<String, i64>,
+    actors: HashMap<(String, String), i64>,
+}
+
+impl Ids {
+    /// The id of env's index key `key`, interned first if no row has used it yet.
+    fn key(&mut self, conn: &Connection, env: &str, key: &str) -> Result<i64, StoreError> {
+        if let Some(id) = self.keys.get(key) {
+            return Ok(*id);
+        }
+        let id = match key_id(conn, env, key)? {
+            Some(id) => id,
+            None => {
+                execute(conn, sql::INTERN_INDEX_KEY, params![env, key])?;
+                key_id(conn, env, key)?.ok_or_else(|| {
+                    StoreError::internal(format!("index key '{key}' was not interned"))
+                })?
+            }
+        };
+        self.keys.insert(key.to_owned(), id);
+        Ok(id)
+    }
+
+    /// The id of history actor `(kind, ident)`, named first ([`sql::INSERT_ACTOR`]) the first
+    /// time this job meets it.
+    pub(super) fn actor(
+        &mut self,
+        conn: &Connection,
+        kind: &str,
+        ident: &str,
+    ) -> Result<i64, StoreError> {
+        if let Some(id) = self.actors.get(&(kind.to_owned(), ident.to_owned())) {
+            return Ok(*id);
+        }
+        execute(conn, sql::INSERT_ACTOR, params![kind, ident])?;
+        let id = value::<i64>(conn, sql::SELECT_ACTOR, params![kind, ident])?
+            .ok_or_else(|| StoreError::internal("a history actor was not named"))?;
+        self.actors.insert((kind.to_owned(), ident.to_owned()), id);
+        Ok(id)
+    }
+}
+
+fn key_id(conn: &Connection, env: &str, key: &str) -> Result<Option<i64>, StoreError> {
+    value::<i64>(
+        conn,
+        "SELECT id FROM index_keys WHERE env = ?1 AND key = ?2",
+        params![env, key],
+    )
+}
 
 /// Brings the index rows, counters and registry in step with a profile going from `before` to
 /// `after` (`None`: not stored / removed).
@@ -23,7 +80,15 @@ pub(super) fn sync(
     after: Option<&Profile>,
 ) -> Result<(), StoreError> {
     let mut tally = Tally::default();
-    rows(conn, env, None, before, after, &mut tally)?;
+    rows(
+        conn,
+        env,
+        None,
+        before,
+        after,
+        &mut tally,
+        &mut Ids::default(),
+    )?;
     settle(conn, env, &tally)
 }
 
@@ -39,7 +104,7 @@ fn profile_row(conn: &Connection, env: Env, id: &str) -> Result<i64, StoreError>
 
 /// Like [`sync`], but the counter deltas and registry sightings go to `tally`, for [`settle`]
 /// to apply once for a whole batch. `row` is the profile's row id when the caller knows it
-/// (it has just inserted the row); else it is looked up.
+/// (it has just inserted the row); else it is looked up. Key ids come from `ids`.
 pub(super) fn rows(
     conn: &Connection,
     env: Env,
@@ -47,6 +112,7 @@ pub(super) fn rows(
     before: Option<&Profile>,
     after: Option<&Profile>,
     tally: &mut Tally,
+    ids: &mut Ids,
 ) -> Result<(), StoreError> {
     let Some(p) = after.or(before) else {
         return Ok(());
@@ -79,35 +145,14 @@ pub(super) fn rows(
         }
     }
     for a in &change.added {
-        // One row, `VALUES`: an `INSERT … SELECT` may write several rows, so SQLite opens a
-        // statement journal for it, and releasing one walks the writer job's sub-journal (93 %
-        // of a bulk load's time, perf). `OR IGNORE` skips the row when the key has no id yet
-        // (NULL in a NOT NULL column) instead of aborting the statement.
-        let insert = |conn: &Connection| {
-            execute(
-                conn,
-                "INSERT OR IGNORE INTO profile_values \
-                 (profile_id, key_id, kind, text_value, num_value, time_value, created_at) \
-                 VALUES (?1, (SELECT id FROM index_keys WHERE env = ?2 AND key = ?3), \
-                 ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    row,
-                    e,
-                    a.key,
-                    a.kind.code(),
-                    a.text,
-                    a.num,
-                    a.time,
-                    created_at
-                ],
-            )
-        };
-        if insert(conn)? == 0 {
-            // A key no row has used yet: interned in this transaction, so a rollback takes
-            // it back with the rows that use it.
-            execute(conn, sql::INTERN_INDEX_KEY, params![e, a.key])?;
-            insert(conn)?;
-        }
+        let key = ids.key(conn, e, &a.key)?;
+        execute(
+            conn,
+            "INSERT INTO profile_values \
+             (profile_id, key_id, kind, text_value, num_value, time_value, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![row, key, a.kind.code(), a.text, a.num, a.time, created_at],
+        )?;
     }
     // One shard: the single writer never waits on a counter row.
     tally.add(&change, 0);

@@ -2,6 +2,7 @@
 //! serialises edits of one profile (no row locks, no retries), each job in its own savepoint.
 
 use super::history::{self, erasure_secret, insert_event};
+use super::index::Ids;
 use super::pool::internal;
 use super::{execute, index, json, listing, query_opt, value, SqliteStore};
 use crate::batch::Tally;
@@ -54,6 +55,7 @@ fn store_profile(
     before: Option<&Profile>,
     p: &Profile,
     tally: &mut Tally,
+    ids: &mut Ids,
 ) -> Result<(), StoreError> {
     let mut row = None;
     let changed = match before {
@@ -86,7 +88,7 @@ fn store_profile(
             p.distinct_id
         )));
     }
-    index::rows(conn, env, row, before, Some(p), tally)
+    index::rows(conn, env, row, before, Some(p), tally, ids)
 }
 
 /// Stores `w` and its history event; its counter deltas and sightings go to `tally`.
@@ -96,13 +98,15 @@ fn write_profile(
     before: Option<&Profile>,
     w: &ProfileWrite,
     tally: &mut Tally,
+    ids: &mut Ids,
 ) -> Result<(), StoreError> {
-    store_profile(conn, env, before, &w.profile, tally)?;
-    insert_event(conn, env, &w.event)
+    store_profile(conn, env, before, &w.profile, tally, ids)?;
+    insert_event(conn, env, &w.event, ids)
 }
 
 /// One edit, as [`ProfileStore::edit_profile`] runs it inside the writer's transaction; its
-/// counter deltas and sightings go to `tally` (for [`index::settle`]).
+/// counter deltas and sightings go to `tally` (for [`index::settle`]), the ids it reads or
+/// makes to `ids`.
 fn edit_one(
     conn: &Connection,
     env: Env,
@@ -110,6 +114,7 @@ fn edit_one(
     edit: &EditFn,
     once: Option<&OnceKey>,
     tally: &mut Tally,
+    ids: &mut Ids,
 ) -> Result<EditOutcome, StoreError> {
     let existing = select_profile(conn, env, id)?;
     if let Some(key) = once {
@@ -121,7 +126,7 @@ fn edit_one(
         Err(refusal) => return Ok(EditOutcome::Refused(refusal)),
         Ok(None) => existing,
         Ok(Some(w)) => {
-            write_profile(conn, env, existing.as_ref(), &w, tally)?;
+            write_profile(conn, env, existing.as_ref(), &w, tally, ids)?;
             Some(w.profile)
         }
     };
@@ -133,10 +138,10 @@ fn edit_one(
 
 /// The edits of a batch, in order, with no savepoint of their own: each edit is all or nothing
 /// because its closure decides before anything is written, and a storage fault in any edit
-/// fails the whole job (the writer rolls back the job's savepoint) after setting `faulted`, so
-/// the caller runs the batch again with [`edit_each`]. Savepoints nested in the job's cost a
-/// walk over the job's sub-journal at every release (4× the batch's time, measured): the fast
-/// path takes none. The counters and registry sightings are applied once at the end.
+/// fails the whole job (run alone, the writer rolls back its transaction) after setting
+/// `faulted`, so the caller runs the batch again with [`edit_each`]. A savepoint per edit costs
+/// a copy of every page it changes into SQLite's sub-journal: the fast path takes none. The
+/// counters and registry sightings are applied once at the end.
 fn edit_all(
     conn: &Connection,
     env: Env,
@@ -144,6 +149,8 @@ fn edit_all(
     faulted: &AtomicBool,
 ) -> Result<Vec<EditOutcome>, StoreError> {
     let mut tally = Tally::default();
+    // One job, rolled back whole on a fault: the ids it reads stay valid to its end.
+    let mut ids = Ids::default();
     let mut out = Vec::with_capacity(edits.len());
     for e in edits {
         let result = catch_unwind(AssertUnwindSafe(|| {
@@ -154,6 +161,7 @@ fn edit_all(
                 &e.edit,
                 e.once.as_ref(),
                 &mut tally,
+                &mut ids,
             )
         }))
         .unwrap_or_else(|_| Err(StoreError::internal("an edit of a batch panicked")));
@@ -183,6 +191,7 @@ fn edit_each(
     for e in edits {
         conn.execute_batch("SAVEPOINT edit").map_err(internal)?;
         let mut mine = Tally::default();
+        // An edit rolled back alone may take back a key or actor it made: its ids are its own.
         let result = catch_unwind(AssertUnwindSafe(|| {
             edit_one(
                 conn,
@@ -191,6 +200,7 @@ fn edit_each(
                 &e.edit,
                 e.once.as_ref(),
                 &mut mine,
+                &mut Ids::default(),
             )
         }))
         .unwrap_or_else(|_| Err(StoreError::internal("an edit of a batch panicked")));
@@ -270,7 +280,7 @@ fn erase_user(
         )?;
     }
     tombstone.distinct_id = erased;
-    insert_event(conn, env, &tombstone)
+    insert_event(conn, env, &tombstone, &mut Ids::default())
 }
 
 #[async_trait]
@@ -345,7 +355,8 @@ impl ProfileStore for SqliteStore {
             .write(move |conn| {
                 let env = scope.env();
                 let mut tally = Tally::default();
-                let outcome = edit_one(conn, env, &id, &edit, once.as_ref(), &mut tally)?;
+                let mut ids = Ids::default();
+                let outcome = edit_one(conn, env, &id, &edit, once.as_ref(), &mut tally, &mut ids)?;
                 index::settle(conn, env, &tally)?;
                 Ok(outcome)
             })
@@ -364,7 +375,7 @@ impl ProfileStore for SqliteStore {
         let fast = {
             let (edits, faulted) = (edits.clone(), faulted.clone());
             self.writer
-                .write(move |conn| edit_all(conn, env, &edits, &faulted))
+                .write_alone(move |conn| edit_all(conn, env, &edits, &faulted))
                 .await
         };
         let done = match fast {
@@ -373,7 +384,7 @@ impl ProfileStore for SqliteStore {
             // own savepoint, so the faulty one fails alone.
             Err(_) if faulted.load(Ordering::SeqCst) => {
                 self.writer
-                    .write(move |conn| edit_each(conn, env, &edits))
+                    .write_alone(move |conn| edit_each(conn, env, &edits))
                     .await
             }
             Err(e) => Err(e),
@@ -391,16 +402,18 @@ impl ProfileStore for SqliteStore {
         items: Vec<Imported>,
     ) -> Result<u64, StoreError> {
         self.writer
-            .write(move |conn| {
+            .write_alone(move |conn| {
                 let env = scope.env();
                 let mut created = 0;
                 let mut tally = Tally::default();
+                let mut ids = Ids::default();
                 for w in &items {
                     if insert_profile(conn, env, &w.profile)? == 1 {
                         let row = Some(conn.last_insert_rowid());
-                        index::rows(conn, env, row, None, Some(&w.profile), &mut tally)?;
+                        let p = Some(&w.profile);
+                        index::rows(conn, env, row, None, p, &mut tally, &mut ids)?;
                         for event in &w.history {
-                            insert_event(conn, env, event)?;
+                            insert_event(conn, env, event, &mut ids)?;
                         }
                         created += 1;
                     }
@@ -449,7 +462,8 @@ impl ProfileStore for SqliteStore {
                     Err(refusal) => Ok(MergeOutcome::Refused(refusal)),
                     Ok((w, tombstone)) => {
                         let mut tally = Tally::default();
-                        write_profile(conn, env, existing.as_ref(), &w, &mut tally)?;
+                        let mut ids = Ids::default();
+                        write_profile(conn, env, existing.as_ref(), &w, &mut tally, &mut ids)?;
                         index::settle(conn, env, &tally)?;
                         erase_user(conn, env, &from, tombstone)?;
                         Ok(MergeOutcome::Merged(Box::new(w.profile)))
