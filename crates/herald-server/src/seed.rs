@@ -36,7 +36,7 @@ const COUNTRIES: [&str; 8] = ["US", "GB", "IN", "DE", "FR", "BR", "JP", "NG"];
 const TAGS: [&str; 4] = ["beta", "newsletter", "mobile", "web"];
 
 /// A stable pseudo-random number for profile `i`, stream `k` (splitmix64).
-fn rand(i: u64, k: u64) -> u64 {
+pub fn rand(i: u64, k: u64) -> u64 {
     let mut z = i
         .wrapping_mul(0x9E37_79B9_7F4A_7C15)
         .wrapping_add(k.wrapping_mul(0xD1B5_4A32_D192_ED03));
