@@ -164,11 +164,7 @@ pub async fn delete(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let slug = params
-        .into_iter()
-        .find(|(k, _)| k == "slug")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let slug = super::path_param(params, "slug");
     match preferences::delete_category(app.store.as_ref(), &console.ctx, &slug).await {
         Ok(()) => redirect(&format!("/{}/categories?saved=deleted", console.env)),
         Err(e) => failure(Shell::of(&console, "categories"), e),

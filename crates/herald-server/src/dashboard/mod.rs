@@ -287,6 +287,15 @@ pub fn failure(shell: Shell, e: herald_core::service::Error) -> Response {
     }
 }
 
+/// The value of route parameter `name` (routes carry `{env}` beside their own), empty if absent.
+pub fn path_param(params: Vec<(String, String)>, name: &str) -> String {
+    params
+        .into_iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v)
+        .unwrap_or_default()
+}
+
 /// A path segment percent-encoded (unreserved characters stay), for ids in links.
 pub fn segment(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());

@@ -142,11 +142,7 @@ pub async fn update(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let key = params
-        .into_iter()
-        .find(|(k, _)| k == "key")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let key = super::path_param(params, "key");
     let show = match posted.fields.get("show_in_table") {
         Some("true") => Some(true),
         Some("false") => Some(false),

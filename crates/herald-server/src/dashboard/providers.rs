@@ -152,11 +152,7 @@ pub async fn delete(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let name = params
-        .into_iter()
-        .find(|(k, _)| k == "channel")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let name = super::path_param(params, "channel");
     let result = match providers::channel_named(&name) {
         Ok(channel) => providers::delete(app.store.as_ref(), console.ctx.scope, channel).await,
         Err(e) => Err(Error::Invalid(e)),

@@ -546,11 +546,7 @@ pub async fn show(
     Path(params): Path<Vec<(String, String)>>,
     uri: Uri,
 ) -> Response {
-    let raw = params
-        .into_iter()
-        .find(|(k, _)| k == "id")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let raw = super::path_param(params, "id");
     let query = Fields(crate::api::query_pairs(&uri));
     let saved = match query.get("saved") {
         Some("created") => Some("User created."),
@@ -947,14 +943,6 @@ fn within_edit_limit(ops: &Value) -> Result<(), Invalid> {
     Ok(())
 }
 
-fn id_of(params: Vec<(String, String)>) -> String {
-    params
-        .into_iter()
-        .find(|(k, _)| k == "id")
-        .map(|(_, v)| v)
-        .unwrap_or_default()
-}
-
 /// Shows the user page again with `error` beside `form` (400), or the failure page.
 async fn refused_edit(app: &App, console: &Console, raw: &str, form: &str, e: Error) -> Response {
     let message = match e {
@@ -989,7 +977,7 @@ pub async fn edit(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let raw = id_of(params);
+    let raw = super::path_param(params, "id");
     let (form, ops) = match edit_operations(&posted.fields) {
         Ok(x) => x,
         Err((form, e)) => return refused_edit(&app, &console, &raw, form, Error::Invalid(e)).await,
@@ -1036,7 +1024,7 @@ pub async fn status(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let raw = id_of(params);
+    let raw = super::path_param(params, "id");
     let status = match Status::parse(posted.fields.get("status").unwrap_or("")) {
         Ok(s) => s,
         Err(rule) => {
@@ -1068,7 +1056,7 @@ pub async fn preferences(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let raw = id_of(params);
+    let raw = super::path_param(params, "id");
     let store = app.store.as_ref();
     let ctx = &console.ctx;
     let result = async {
@@ -1113,7 +1101,7 @@ pub async fn delete(
     let Some(console) = posted.console() else {
         return super::session::csrf_refused();
     };
-    let raw = id_of(params);
+    let raw = super::path_param(params, "id");
     let id = match user_id(&raw) {
         Ok(id) => id,
         Err(e) => return failure(Shell::of(&console, "users"), e),

@@ -104,11 +104,7 @@ pub async fn show(
     Path(params): Path<Vec<(String, String)>>,
     uri: Uri,
 ) -> Response {
-    let slug = params
-        .into_iter()
-        .find(|(k, _)| k == "slug")
-        .map(|(_, v)| v)
-        .unwrap_or_default();
+    let slug = super::path_param(params, "slug");
     let store = app.store.as_ref();
     let workflow = match workflows::get(store, &console.ctx, &slug).await {
         Ok(w) => w,
