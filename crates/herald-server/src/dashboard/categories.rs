@@ -140,12 +140,7 @@ pub async fn create(State(app): State<App>, posted: Posted) -> Response {
         Ok(_) => redirect(&format!("/{}/categories?saved=added", console.env)),
         Err(Error::Invalid(e) | Error::Conflict(e)) => {
             // The slug's errors (`category`, `slug`) and any other go beside the slug.
-            let field = if FIELDS.contains(&e.field.as_str()) {
-                e.field.clone()
-            } else {
-                "category".into()
-            };
-            let errors = BTreeMap::from([(field, e.rule.clone())]);
+            let errors = super::error_beside(&e, &FIELDS, "category");
             match page(&app, &console, None, values, errors).await {
                 Ok(p) => html(StatusCode::BAD_REQUEST, p.render()),
                 Err(e) => failure(Shell::of(&console, "categories"), e),

@@ -287,6 +287,21 @@ pub fn failure(shell: Shell, e: herald_core::service::Error) -> Response {
     }
 }
 
+/// A form's refusal keyed by the field it names when the form has that field, else by
+/// `fallback`, the field the message goes beside.
+pub fn error_beside(
+    e: &herald_core::Invalid,
+    fields: &[&str],
+    fallback: &str,
+) -> std::collections::BTreeMap<String, String> {
+    let field = if fields.contains(&e.field.as_str()) {
+        e.field.as_str()
+    } else {
+        fallback
+    };
+    std::collections::BTreeMap::from([(field.to_owned(), e.rule.clone())])
+}
+
 /// The value of route parameter `name` (routes carry `{env}` beside their own), empty if absent.
 pub fn path_param(params: Vec<(String, String)>, name: &str) -> String {
     params

@@ -117,12 +117,7 @@ pub async fn declare(State(app): State<App>, posted: Posted) -> Response {
     match properties::declare(app.store.as_ref(), &console.ctx, declaration).await {
         Ok(_) => redirect(&format!("/{}/properties?saved=added", console.env)),
         Err(Error::Invalid(e) | Error::Conflict(e)) => {
-            let field = if ADD_FIELDS.contains(&e.field.as_str()) {
-                e.field.clone()
-            } else {
-                "key".into()
-            };
-            let errors = BTreeMap::from([(field, e.rule.clone())]);
+            let errors = super::error_beside(&e, &ADD_FIELDS, "key");
             match page(&app, &console, None, values, errors).await {
                 Ok(p) => html(StatusCode::BAD_REQUEST, p.render()),
                 Err(e) => failure(Shell::of(&console, "properties"), e),
