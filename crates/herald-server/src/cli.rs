@@ -240,7 +240,7 @@ pub enum UserCommand {
     /// Create or update profiles from NDJSON (one JSON object per line, `distinct_id` beside the
     /// keys of an upsert body, e.g. {"distinct_id": "ada", "name": "Ada", "$email": ["ada@example.com"]})
     /// or CSV with a header row (`distinct_id,name,$email,$sms,plan,age:number`; see the README).
-    /// Lines are applied in chunks of 256, each committed before the next. Refused lines are
+    /// Lines are applied in chunks of 1,024, each committed before the next. Refused lines are
     /// listed with their numbers and the rest kept; running the file again leaves every profile
     /// as the file says, so an interrupted import is resumed by running it again. Exits non-zero
     /// if any line was refused.

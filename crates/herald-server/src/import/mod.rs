@@ -20,7 +20,7 @@ use std::io::BufRead;
 
 /// Records applied at once, as one unit of work in the store: enough to share one commit among
 /// many lines, few enough to keep memory small.
-pub const CHUNK: usize = 256;
+pub const CHUNK: usize = 1024;
 
 /// The input formats of `herald user import`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

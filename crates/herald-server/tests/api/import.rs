@@ -352,7 +352,7 @@ async fn the_bulk_endpoint_applies_lines_in_chunks_and_lists_refusals() {
 
 #[tokio::test]
 async fn the_bulk_endpoint_refuses_what_is_not_ndjson_unauthenticated_or_too_large() {
-    let app = TestApp::spawn_with(|c| c.limits.bulk_import_max_bytes = 64 * 1024).await;
+    let app = TestApp::spawn_with(|c| c.limits.bulk_import_max_bytes = 256 * 1024).await;
     let line = "{\"distinct_id\": \"a\"}";
     let none = app
         .raw_body("POST", "/v1/bulk/user/import/", &[], line)
@@ -379,12 +379,17 @@ async fn the_bulk_endpoint_refuses_what_is_not_ndjson_unauthenticated_or_too_lar
         .expect_error(400, Some("body"));
 
     // Over the limit with a Content-Length: refused before anything is read.
-    let (big, _) = body(2000);
+    // Bigger than the limit and than one chunk (`import::CHUNK` lines), so the chunked post
+    // below commits at least one whole chunk before it is cut off.
+    let (big, _) = body(4000);
     let refused = bulk(&app, Env::Test, big.clone())
         .await
         .expect_error(413, None);
     assert!(
-        refused["message"].as_str().unwrap().contains("65536 bytes"),
+        refused["message"]
+            .as_str()
+            .unwrap()
+            .contains("262144 bytes"),
         "{refused}"
     );
     let count = app.call("GET", "/v1/user/?limit=1", None).await.expect(200);
