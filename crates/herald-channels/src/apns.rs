@@ -193,11 +193,10 @@ impl Provider for ApnsProvider {
             Ok(answer) => answer,
             Err(outcome) => return outcome,
         };
-        let outcome = outcome(&answer);
         if reason(&answer).as_deref() == Some("ExpiredProviderToken") {
             self.drop_token(&token);
         }
-        outcome
+        outcome(&answer)
     }
 }
 
