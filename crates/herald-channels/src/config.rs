@@ -2,7 +2,9 @@
 //! `{"kind": "smtp", …}`. Secrets are write-only: [`ProviderConfig::public_view`] shows them as
 //! `"set"` and never their value.
 
+use crate::apns::{ApnsConfig, ApnsProvider};
 use crate::discord::{DiscordConfig, DiscordProvider};
+use crate::fcm::{FcmConfig, FcmProvider};
 use crate::http::Http;
 use crate::meta_whatsapp::{MetaWhatsappConfig, MetaWhatsappProvider};
 use crate::slack::{SlackConfig, SlackProvider};
@@ -48,6 +50,8 @@ pub enum ProviderConfig {
     Slack(SlackConfig),
     Discord(DiscordConfig),
     Teams(TeamsConfig),
+    Fcm(FcmConfig),
+    Apns(ApnsConfig),
 }
 
 impl ProviderConfig {
@@ -58,6 +62,8 @@ impl ProviderConfig {
         "slack",
         "discord",
         "teams",
+        "fcm",
+        "apns",
     ];
 
     /// Parses a stored or submitted config; the error names the field and the rule. (Read in
@@ -84,6 +90,8 @@ impl ProviderConfig {
             "slack" => ProviderConfig::Slack(typed(fields)?),
             "discord" => ProviderConfig::Discord(typed(fields)?),
             "teams" => ProviderConfig::Teams(typed(fields)?),
+            "fcm" => ProviderConfig::Fcm(typed(fields)?),
+            "apns" => ProviderConfig::Apns(typed(fields)?),
             other => {
                 return Err(Invalid::new(
                     "kind",
@@ -101,6 +109,8 @@ impl ProviderConfig {
             ProviderConfig::Slack(_) => "slack",
             ProviderConfig::Discord(_) => "discord",
             ProviderConfig::Teams(_) => "teams",
+            ProviderConfig::Fcm(_) => "fcm",
+            ProviderConfig::Apns(_) => "apns",
         }
     }
 
@@ -113,6 +123,8 @@ impl ProviderConfig {
             ProviderConfig::Slack(_) => &[Channel::Slack],
             ProviderConfig::Discord(_) => &[Channel::Discord],
             ProviderConfig::Teams(_) => &[Channel::MsTeams],
+            ProviderConfig::Fcm(_) => &[Channel::Androidpush],
+            ProviderConfig::Apns(_) => &[Channel::Iospush],
         }
     }
 
@@ -123,6 +135,8 @@ impl ProviderConfig {
             ProviderConfig::MetaWhatsapp(_) => MetaWhatsappConfig::SECRETS,
             ProviderConfig::Slack(_) => SlackConfig::SECRETS,
             ProviderConfig::Discord(_) | ProviderConfig::Teams(_) => &[],
+            ProviderConfig::Fcm(_) => FcmConfig::SECRETS,
+            ProviderConfig::Apns(_) => ApnsConfig::SECRETS,
         }
     }
 
@@ -167,6 +181,8 @@ impl ProviderConfig {
             ProviderConfig::Slack(config) => Arc::new(SlackProvider::new(config, http)?),
             ProviderConfig::Discord(config) => Arc::new(DiscordProvider::new(config, http)?),
             ProviderConfig::Teams(config) => Arc::new(TeamsProvider::new(config, http)?),
+            ProviderConfig::Fcm(config) => Arc::new(FcmProvider::new(config, http)?),
+            ProviderConfig::Apns(config) => Arc::new(ApnsProvider::new(config, &http)?),
         })
     }
 }

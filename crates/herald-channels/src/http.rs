@@ -66,10 +66,23 @@ struct Inner {
     guarded: Client,
     allow_private: bool,
     max_response_bytes: usize,
+    /// What this was built from, for [`Http::http2_only`].
+    config: OutboundConfig,
 }
 
 impl Http {
     pub fn new(config: &OutboundConfig) -> Result<Http, Invalid> {
+        Self::build(config, false)
+    }
+
+    /// The same policy over clients that speak HTTP/2 only, with prior knowledge: ALPN `h2` on
+    /// `https://`, and h2c (no upgrade dance) on `http://`. For services that accept nothing
+    /// else (APNs).
+    pub fn http2_only(&self) -> Result<Http, Invalid> {
+        Self::build(&self.inner.config, true)
+    }
+
+    fn build(config: &OutboundConfig, http2_only: bool) -> Result<Http, Invalid> {
         if config.timeout_ms == 0 {
             return Err(Invalid::new("timeout_ms", "must be at least 1"));
         }
@@ -77,11 +90,16 @@ impl Http {
             return Err(Invalid::new("max_response_kib", "must be at least 1"));
         }
         let builder = || {
-            Client::builder()
+            let builder = Client::builder()
                 .timeout(Duration::from_millis(config.timeout_ms))
                 // A redirect could lead a guarded call to an address never checked.
                 .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+                .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")));
+            if http2_only {
+                builder.http2_prior_knowledge()
+            } else {
+                builder
+            }
         };
         let build_error = |e: reqwest::Error| Invalid::new("outbound", e.to_string());
         let trusted = builder().build().map_err(build_error)?;
@@ -99,6 +117,7 @@ impl Http {
                 guarded,
                 allow_private: config.allow_private,
                 max_response_bytes: config.max_response_kib * 1024,
+                config: config.clone(),
             }),
         })
     }
@@ -129,7 +148,8 @@ impl Http {
     pub async fn execute(&self, request: RequestBuilder) -> Result<Answer, Delivery> {
         let mut response = request.send().await.map_err(|e| transport_failure(&e))?;
         let status = response.status();
-        let retry_after = retry_after(response.headers());
+        let headers = response.headers().clone();
+        let retry_after = retry_after(&headers);
         let limit = self.inner.max_response_bytes;
         let mut body = Vec::new();
         let mut truncated = false;
@@ -154,6 +174,7 @@ impl Http {
         }
         Ok(Answer {
             status,
+            headers,
             retry_after,
             body,
             truncated,
@@ -165,6 +186,7 @@ impl Http {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
     /// The body was longer than the limit (or broke off); `json()` then gives nothing.
@@ -177,6 +199,11 @@ impl Answer {
             return None;
         }
         serde_json::from_slice(&self.body).ok()
+    }
+
+    /// A header's value as text, when it is there and is text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
     /// The start of the body as text, for a failure reason.

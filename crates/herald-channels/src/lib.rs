@@ -2,11 +2,14 @@
 //! [`herald_core::delivery::Provider`], built from a typed config ([`ProviderConfig`]) and the
 //! shared HTTP side ([`Http`], with the server's [`OutboundConfig`]).
 
+pub mod apns;
 mod config;
 pub mod discord;
+pub mod fcm;
 pub mod guard;
 pub mod http;
 pub mod inbox;
+mod jwt;
 pub mod meta_whatsapp;
 pub mod slack;
 pub mod smtp;

@@ -3,7 +3,7 @@
 //! workflow is saved ([`Workflow::parse`]) and rendered per recipient ([`Workflow::render`]).
 
 use crate::channel::Channel;
-use crate::delivery::Content;
+use crate::delivery::{Content, Push};
 use crate::error::Invalid;
 use crate::template;
 use crate::validate;
@@ -78,6 +78,12 @@ pub struct ChannelsInput {
     pub discord: Option<DiscordInput>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inbox: Option<InboxInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub androidpush: Option<PushInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iospush: Option<PushInput>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webpush: Option<PushInput>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -140,6 +146,25 @@ pub struct InboxInput {
     pub action_url: Option<String>,
 }
 
+/// Android, iOS and web push: the same fields on each (see [`Push`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushInput {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Key/value data beside the notification (a JSON object); every string in it is a template.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<Value>,
+    /// Where a tap leads; `action` is accepted for it on input.
+    #[serde(default, alias = "action", skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// An image URL shown with the notification.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
 // ---- The checked workflow ---------------------------------------------------------------------
 
 /// Which channels of a workflow are used for a recipient.
@@ -185,6 +210,50 @@ pub enum ChannelTemplate {
         body: String,
         action_url: Option<String>,
     },
+    Androidpush(PushTemplate),
+    Iospush(PushTemplate),
+    Webpush(PushTemplate),
+}
+
+/// A push channel's template: `title` and `body` (at least one not empty), optional `data` (a
+/// JSON object whose string leaves are templates), `url` and `image`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PushTemplate {
+    /// Empty when only a body is sent.
+    pub title: String,
+    /// Empty when only a title is sent.
+    pub body: String,
+    pub data: Option<Value>,
+    pub url: Option<String>,
+    pub image: Option<String>,
+}
+
+impl PushTemplate {
+    fn to_input(&self) -> PushInput {
+        PushInput {
+            title: Some(self.title.clone()).filter(|t| !t.is_empty()),
+            body: Some(self.body.clone()).filter(|b| !b.is_empty()),
+            data: self.data.clone(),
+            url: self.url.clone(),
+            image: self.image.clone(),
+        }
+    }
+
+    /// Checks one push channel's template; `at` is the channel's name.
+    fn parse(at: &str, input: PushInput) -> Result<PushTemplate, Invalid> {
+        if input.title.as_deref().is_none_or(str::is_empty)
+            && input.body.as_deref().is_none_or(str::is_empty)
+        {
+            return Err(Invalid::new(at, "needs title or body (or both)"));
+        }
+        Ok(PushTemplate {
+            title: optional(&format!("{at}.title"), input.title)?.unwrap_or_default(),
+            body: optional(&format!("{at}.body"), input.body)?.unwrap_or_default(),
+            data: json(&format!("{at}.data"), input.data, false)?,
+            url: optional(&format!("{at}.url"), input.url)?,
+            image: optional(&format!("{at}.image"), input.image)?,
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -199,16 +268,8 @@ pub struct Workflow {
     pub events: Vec<String>,
 }
 
-/// The channels a workflow may have templates for (push arrives later).
-pub const TEMPLATE_CHANNELS: [Channel; 7] = [
-    Channel::Email,
-    Channel::Sms,
-    Channel::Whatsapp,
-    Channel::Slack,
-    Channel::MsTeams,
-    Channel::Discord,
-    Channel::Inbox,
-];
+/// The channels a workflow may have templates for: every channel.
+pub const TEMPLATE_CHANNELS: [Channel; 10] = Channel::ALL;
 
 impl Workflow {
     /// Checks a workflow as saved: slug and category per [`validate::slug`], a name of at most
@@ -311,6 +372,9 @@ impl Workflow {
                         action_url,
                     })
                 }
+                ChannelTemplate::Androidpush(p) => channels.androidpush = Some(p.to_input()),
+                ChannelTemplate::Iospush(p) => channels.iospush = Some(p.to_input()),
+                ChannelTemplate::Webpush(p) => channels.webpush = Some(p.to_input()),
             }
         }
         WorkflowInput {
@@ -387,6 +451,9 @@ impl Workflow {
                 body: r.text("body", body)?,
                 action_url: r.optional("action_url", action_url)?,
             },
+            ChannelTemplate::Androidpush(p) => Content::Androidpush(r.push(p)?),
+            ChannelTemplate::Iospush(p) => Content::Iospush(r.push(p)?),
+            ChannelTemplate::Webpush(p) => Content::Webpush(r.push(p)?),
         })
     }
 }
@@ -401,6 +468,16 @@ struct Renderer<'a> {
 }
 
 impl Renderer<'_> {
+    fn push(&mut self, t: &PushTemplate) -> Result<Push, Invalid> {
+        Ok(Push {
+            title: self.text("title", &t.title)?,
+            body: self.text("body", &t.body)?,
+            data: self.optional_json("data", &t.data)?,
+            url: self.optional("url", &t.url)?,
+            image: self.optional("image", &t.image)?,
+        })
+    }
+
     fn text(&mut self, field: &str, source: &str) -> Result<String, Invalid> {
         self.leaf(&format!("{}.{field}", self.at), source)
     }
@@ -558,6 +635,9 @@ fn templates(input: ChannelsInput) -> Result<BTreeMap<Channel, ChannelTemplate>,
         ms_teams,
         discord,
         inbox,
+        androidpush,
+        iospush,
+        webpush,
     } = input;
     let mut out = BTreeMap::new();
     if let Some(e) = email {
@@ -622,6 +702,22 @@ fn templates(input: ChannelsInput) -> Result<BTreeMap<Channel, ChannelTemplate>,
                 title: optional("inbox.title", i.title)?.unwrap_or_default(),
                 body: required("inbox.body", i.body)?,
                 action_url: optional("inbox.action_url", i.action_url)?,
+            },
+        );
+    }
+    for (channel, input) in [
+        (Channel::Androidpush, androidpush),
+        (Channel::Iospush, iospush),
+        (Channel::Webpush, webpush),
+    ] {
+        let Some(input) = input else { continue };
+        let t = PushTemplate::parse(channel.as_str(), input)?;
+        out.insert(
+            channel,
+            match channel {
+                Channel::Androidpush => ChannelTemplate::Androidpush(t),
+                Channel::Iospush => ChannelTemplate::Iospush(t),
+                _ => ChannelTemplate::Webpush(t),
             },
         );
     }

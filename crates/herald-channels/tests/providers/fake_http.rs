@@ -2,7 +2,7 @@
 
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::Response;
 use axum::Router;
 use serde_json::Value;
@@ -18,6 +18,7 @@ pub struct Seen {
     pub target: String,
     pub headers: HeaderMap,
     pub body: Vec<u8>,
+    pub version: Version,
 }
 
 impl Seen {
@@ -78,6 +79,8 @@ type Responder = dyn Fn(&Seen) -> Reply + Send + Sync;
 struct Fake {
     seen: Arc<Mutex<Vec<Seen>>>,
     reply: Arc<Responder>,
+    /// Answers anything but HTTP/2 with 505 (and does not record it).
+    http2_only: bool,
 }
 
 pub struct HttpFake {
@@ -87,11 +90,27 @@ pub struct HttpFake {
 
 impl HttpFake {
     pub async fn start(reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static) -> HttpFake {
+        Self::serve(reply, false).await
+    }
+
+    /// A fake that speaks HTTP/2 over plain TCP (h2c with prior knowledge, as the server
+    /// detects the HTTP/2 preface) and refuses HTTP/1 requests with 505.
+    pub async fn start_http2_only(
+        reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+    ) -> HttpFake {
+        Self::serve(reply, true).await
+    }
+
+    async fn serve(
+        reply: impl Fn(&Seen) -> Reply + Send + Sync + 'static,
+        http2_only: bool,
+    ) -> HttpFake {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let fake = Fake {
             seen: Arc::default(),
             reply: Arc::new(reply),
+            http2_only,
         };
         let seen = fake.seen.clone();
         let app = Router::new().fallback(handle).with_state(fake);
@@ -117,6 +136,12 @@ impl HttpFake {
 }
 
 async fn handle(State(fake): State<Fake>, request: Request) -> Response {
+    if fake.http2_only && request.version() != Version::HTTP_2 {
+        return Response::builder()
+            .status(StatusCode::HTTP_VERSION_NOT_SUPPORTED)
+            .body(Body::from("HTTP/2 only"))
+            .unwrap();
+    }
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, usize::MAX).await.unwrap();
     let seen = Seen {
@@ -128,6 +153,7 @@ async fn handle(State(fake): State<Fake>, request: Request) -> Response {
             .unwrap_or_default(),
         headers: parts.headers,
         body: body.to_vec(),
+        version: parts.version,
     };
     fake.seen.lock().unwrap().push(seen.clone());
     match (fake.reply)(&seen) {

@@ -3,7 +3,9 @@
 mod fake_http;
 mod fake_smtp;
 
+mod apns;
 mod discord;
+mod fcm;
 mod meta_whatsapp;
 mod outbound;
 mod slack;

@@ -322,3 +322,112 @@ fn rendering_errors_name_the_leaf_and_the_total_output_is_bounded() {
     let e = w.render(Channel::Discord, &vars).unwrap_err();
     assert_eq!(e.field, "channels.discord.embeds[0].description");
 }
+
+#[test]
+fn push_templates_render_on_each_push_channel_and_round_trip() {
+    let body = json!({"slug": "shipped", "channels": {
+        "androidpush": {"title": "Order {{order}}", "body": "Hi {{$recipient.name}}",
+                        "data": {"order": "{{order}}", "kind": "shipping", "n": 3, "nested": {"by": "{{$actor.name}}"}},
+                        "action": "https://shop.example/o/{{order}}", "image": "https://img.example/{{order}}.png"},
+        "iospush": {"title": "Order {{order}}", "body": "Hi"},
+        "webpush": {"body": "Only a body", "url": "https://shop.example/{{order}}"}
+    }});
+    let w = parse(body).unwrap();
+    assert_eq!(
+        w.templates.keys().copied().collect::<Vec<_>>(),
+        vec![Channel::Androidpush, Channel::Iospush, Channel::Webpush]
+    );
+    assert_eq!(
+        w.render(Channel::Androidpush, &vars()).unwrap(),
+        Content::Androidpush(Push {
+            title: "Order 42".into(),
+            body: "Hi Ada &lt;3".into(),
+            data: Some(
+                json!({"order": "42", "kind": "shipping", "n": 3, "nested": {"by": "Grace"}})
+            ),
+            url: Some("https://shop.example/o/42".into()),
+            image: Some("https://img.example/42.png".into()),
+        })
+    );
+    assert_eq!(
+        w.render(Channel::Iospush, &vars()).unwrap(),
+        Content::Iospush(Push {
+            title: "Order 42".into(),
+            body: "Hi".into(),
+            data: None,
+            url: None,
+            image: None,
+        })
+    );
+    let web = w.render(Channel::Webpush, &vars()).unwrap();
+    assert_eq!(web.channel(), Channel::Webpush);
+    assert_eq!(
+        web,
+        Content::Webpush(Push {
+            title: String::new(),
+            body: "Only a body".into(),
+            data: None,
+            url: Some("https://shop.example/42".into()),
+            image: None,
+        })
+    );
+    // `action` is read as `url`, and the wire form writes `url`.
+    let wire = serde_json::to_value(w.to_input()).unwrap();
+    assert_eq!(
+        wire["channels"]["androidpush"]["url"],
+        "https://shop.example/o/{{order}}"
+    );
+    assert!(wire["channels"]["webpush"].get("title").is_none(), "{wire}");
+    assert_eq!(parse(wire).unwrap(), w);
+    // The rendered content keeps its channel on the wire (the message log stores it).
+    let stored = serde_json::to_value(&web).unwrap();
+    assert_eq!(stored["channel"], "webpush");
+    assert_eq!(serde_json::from_value::<Content>(stored).unwrap(), web);
+}
+
+#[test]
+fn push_templates_are_checked_like_the_others() {
+    let cases: Vec<(Value, &str)> = vec![
+        (json!({"androidpush": {}}), "channels.androidpush"),
+        (
+            json!({"iospush": {"title": "", "body": ""}}),
+            "channels.iospush",
+        ),
+        (
+            json!({"webpush": {"body": "{{#if x}}"}}),
+            "channels.webpush.body",
+        ),
+        (
+            json!({"androidpush": {"title": "t", "data": ["not", "an", "object"]}}),
+            "channels.androidpush.data",
+        ),
+        (
+            json!({"androidpush": {"title": "t", "data": {"k": "{{/each}}"}}}),
+            "channels.androidpush.data.k",
+        ),
+        (
+            json!({"iospush": {"title": "t", "url": "{{> nowhere}}"}}),
+            "channels.iospush.url",
+        ),
+        (
+            json!({"webpush": {"title": "t", "image": "a\u{0}b"}}),
+            "channels.webpush.image",
+        ),
+    ];
+    for (channels, field) in cases {
+        let body = json!({"slug": "a", "channels": channels});
+        assert_eq!(field_of(body.clone()), field, "{body}");
+    }
+    // Unknown fields are refused by the deserializer.
+    assert!(serde_json::from_value::<WorkflowInput>(
+        json!({"slug": "a", "channels": {"iospush": {"title": "t", "sound": "x"}}})
+    )
+    .is_err());
+    // A push channel may lead a first_success order.
+    let w = parse(
+        json!({"slug": "a", "policy": {"first_success": ["iospush", "email"]},
+        "channels": {"iospush": {"title": "t"}, "email": {"subject": "s", "text": "x"}}}),
+    )
+    .unwrap();
+    assert_eq!(w.channels(), vec![Channel::Iospush, Channel::Email]);
+}

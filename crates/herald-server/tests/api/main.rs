@@ -21,6 +21,7 @@ mod limits;
 mod ndjson;
 mod preferences;
 mod providers;
+mod push;
 mod registry;
 mod trigger;
 mod users;
