@@ -44,6 +44,21 @@ pub enum Content {
         body: String,
         action_url: Option<String>,
     },
+    Androidpush(Push),
+    Iospush(Push),
+    Webpush(Push),
+}
+
+/// A push notification, the same fields on every push channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Push {
+    pub title: String,
+    pub body: String,
+    /// Key/value data delivered beside the notification (FCM `data`, APNs custom keys, web push JSON).
+    pub data: Option<Value>,
+    /// Where a tap leads (FCM `click_action`/`link`, APNs custom `url`, web push `url`).
+    pub url: Option<String>,
+    pub image: Option<String>,
 }
 
 impl Content {
@@ -56,6 +71,9 @@ impl Content {
             Content::Discord { .. } => Channel::Discord,
             Content::MsTeams { .. } => Channel::MsTeams,
             Content::Inbox { .. } => Channel::Inbox,
+            Content::Androidpush(_) => Channel::Androidpush,
+            Content::Iospush(_) => Channel::Iospush,
+            Content::Webpush(_) => Channel::Webpush,
         }
     }
 }
