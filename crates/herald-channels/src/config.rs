@@ -9,6 +9,7 @@ use crate::slack::{SlackConfig, SlackProvider};
 use crate::smtp::{SmtpConfig, SmtpProvider};
 use crate::teams::{TeamsConfig, TeamsProvider};
 use crate::twilio::{TwilioConfig, TwilioProvider};
+use crate::webpush::{VapidConfig, WebPushProvider};
 use herald_core::channel::Channel;
 use herald_core::delivery::Provider;
 use herald_core::error::Invalid;
@@ -48,6 +49,7 @@ pub enum ProviderConfig {
     Slack(SlackConfig),
     Discord(DiscordConfig),
     Teams(TeamsConfig),
+    Vapid(VapidConfig),
 }
 
 impl ProviderConfig {
@@ -58,6 +60,7 @@ impl ProviderConfig {
         "slack",
         "discord",
         "teams",
+        "vapid",
     ];
 
     /// Parses a stored or submitted config; the error names the field and the rule. (Read in
@@ -84,6 +87,7 @@ impl ProviderConfig {
             "slack" => ProviderConfig::Slack(typed(fields)?),
             "discord" => ProviderConfig::Discord(typed(fields)?),
             "teams" => ProviderConfig::Teams(typed(fields)?),
+            "vapid" => ProviderConfig::Vapid(typed(fields)?),
             other => {
                 return Err(Invalid::new(
                     "kind",
@@ -101,6 +105,7 @@ impl ProviderConfig {
             ProviderConfig::Slack(_) => "slack",
             ProviderConfig::Discord(_) => "discord",
             ProviderConfig::Teams(_) => "teams",
+            ProviderConfig::Vapid(_) => "vapid",
         }
     }
 
@@ -113,6 +118,7 @@ impl ProviderConfig {
             ProviderConfig::Slack(_) => &[Channel::Slack],
             ProviderConfig::Discord(_) => &[Channel::Discord],
             ProviderConfig::Teams(_) => &[Channel::MsTeams],
+            ProviderConfig::Vapid(_) => &[Channel::Webpush],
         }
     }
 
@@ -122,6 +128,7 @@ impl ProviderConfig {
             ProviderConfig::Twilio(_) => TwilioConfig::SECRETS,
             ProviderConfig::MetaWhatsapp(_) => MetaWhatsappConfig::SECRETS,
             ProviderConfig::Slack(_) => SlackConfig::SECRETS,
+            ProviderConfig::Vapid(_) => VapidConfig::SECRETS,
             ProviderConfig::Discord(_) | ProviderConfig::Teams(_) => &[],
         }
     }
@@ -167,6 +174,7 @@ impl ProviderConfig {
             ProviderConfig::Slack(config) => Arc::new(SlackProvider::new(config, http)?),
             ProviderConfig::Discord(config) => Arc::new(DiscordProvider::new(config, http)?),
             ProviderConfig::Teams(config) => Arc::new(TeamsProvider::new(config, http)?),
+            ProviderConfig::Vapid(config) => Arc::new(WebPushProvider::new(config, http)?),
         })
     }
 }

@@ -130,6 +130,7 @@ impl Http {
         let mut response = request.send().await.map_err(|e| transport_failure(&e))?;
         let status = response.status();
         let retry_after = retry_after(response.headers());
+        let headers = response.headers().clone();
         let limit = self.inner.max_response_bytes;
         let mut body = Vec::new();
         let mut truncated = false;
@@ -154,6 +155,7 @@ impl Http {
         }
         Ok(Answer {
             status,
+            headers,
             retry_after,
             body,
             truncated,
@@ -165,6 +167,8 @@ impl Http {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    /// The answer's headers (`Location`, provider ids).
+    pub headers: HeaderMap,
     pub retry_after: Option<Duration>,
     pub body: Vec<u8>,
     /// The body was longer than the limit (or broke off); `json()` then gives nothing.
