@@ -1296,6 +1296,15 @@ async fn wrong_types_invalid_values_and_reserved_keys_name_the_field_and_change_
                 .to_string(),
             "$webpush",
         ),
+        // A subscription whose keys could never be encrypted to.
+        (
+            "PATCH",
+            "/v1/user/ada/",
+            ops(
+                json!([{"$append": {"$webpush": {"endpoint": "https://push.example/1", "keys": {"p256dh": "BNc", "auth": "tBH"}}}}]),
+            ),
+            "operations[0].$append.$webpush",
+        ),
         (
             "PATCH",
             "/v1/user/ada/",
