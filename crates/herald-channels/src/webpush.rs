@@ -573,6 +573,24 @@ mod tests {
         assert!(err.rule.contains("openssl pkcs8"), "{err}");
     }
 
+    /// A throwaway key made with the commands docs/api.md gives (`openssl ecparam … | openssl
+    /// pkcs8 -topk8 -nocrypt`, and the public point out of `openssl ec -pubout`).
+    #[test]
+    fn a_key_made_with_openssl_as_documented_is_taken() {
+        let pem = "-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgsaIzXJE/3fjF1arG
+RASRphA0uE2eHvVuo/ajxhPAAwmhRANCAARQftbLi9MY9K2cv4pvZCYa+vGzbsFU
+cnO6YI4LTVRUe+I3Ix8kO5ReU6WG9xVc77VcDIcA0r38OidX2T6WbJe4
+-----END PRIVATE KEY-----
+";
+        let mut c = config(pem);
+        c.public_key =
+            "BFB-1suL0xj0rZy_im9kJhr68bNuwVRyc7pgjgtNVFR74jcjHyQ7lF5TpYb3FVzvtVwMhwDSvfw6J1fZPpZsl7g"
+                .into();
+        let http = Http::new(&OutboundConfig::default()).unwrap();
+        assert!(WebPushProvider::new(c, http).is_ok());
+    }
+
     #[test]
     fn the_payload_leaves_out_what_is_unset() {
         let push = Push {
