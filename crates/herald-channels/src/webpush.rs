@@ -102,10 +102,17 @@ pub struct WebPushProvider {
 impl WebPushProvider {
     pub fn new(config: VapidConfig, http: Http) -> Result<Self, Invalid> {
         let subject = config.subject.trim();
-        if !(subject.starts_with("mailto:") || subject.starts_with("https:")) || subject.len() < 8 {
+        let contact = match subject.split_once(':') {
+            Some(("mailto", address)) => {
+                address.contains('@') && !address.contains(char::is_whitespace)
+            }
+            Some(("https", _)) => Url::parse(subject).is_ok_and(|url| url.host_str().is_some()),
+            _ => false,
+        };
+        if !contact {
             return Err(Invalid::new(
                 "subject",
-                "must be a mailto: or https: URI (RFC 8292 §2.1)",
+                "must be a mailto: address or an https: URL (RFC 8292 §2.1)",
             ));
         }
         let public = URL_SAFE_NO_PAD
@@ -535,9 +542,20 @@ mod tests {
         let mut c = config(scalar);
         c.public_key = "BP4z".into();
         assert_eq!(field(c), "public_key");
+        for bad in [
+            "ops@example.com",
+            "mailto:",
+            "mailto:ops",
+            "https://",
+            "http://ops.example",
+        ] {
+            let mut c = config(scalar);
+            c.subject = bad.into();
+            assert_eq!(field(c), "subject", "{bad}");
+        }
         let mut c = config(scalar);
-        c.subject = "ops@example.com".into();
-        assert_eq!(field(c), "subject");
+        c.subject = "https://ops.example/contact".into();
+        assert!(WebPushProvider::new(c, http.clone()).is_ok());
         let mut c = config(scalar);
         c.base_url = Some("ftp://x".into());
         assert_eq!(field(c), "base_url");
