@@ -11,6 +11,7 @@ use crate::slack::{SlackConfig, SlackProvider};
 use crate::smtp::{SmtpConfig, SmtpProvider};
 use crate::teams::{TeamsConfig, TeamsProvider};
 use crate::twilio::{TwilioConfig, TwilioProvider};
+use crate::webpush::{VapidConfig, WebPushProvider};
 use herald_core::channel::Channel;
 use herald_core::delivery::Provider;
 use herald_core::error::Invalid;
@@ -52,6 +53,7 @@ pub enum ProviderConfig {
     Teams(TeamsConfig),
     Fcm(FcmConfig),
     Apns(ApnsConfig),
+    Vapid(VapidConfig),
 }
 
 impl ProviderConfig {
@@ -64,6 +66,7 @@ impl ProviderConfig {
         "teams",
         "fcm",
         "apns",
+        "vapid",
     ];
 
     /// Parses a stored or submitted config; the error names the field and the rule. (Read in
@@ -92,6 +95,7 @@ impl ProviderConfig {
             "teams" => ProviderConfig::Teams(typed(fields)?),
             "fcm" => ProviderConfig::Fcm(typed(fields)?),
             "apns" => ProviderConfig::Apns(typed(fields)?),
+            "vapid" => ProviderConfig::Vapid(typed(fields)?),
             other => {
                 return Err(Invalid::new(
                     "kind",
@@ -111,6 +115,7 @@ impl ProviderConfig {
             ProviderConfig::Teams(_) => "teams",
             ProviderConfig::Fcm(_) => "fcm",
             ProviderConfig::Apns(_) => "apns",
+            ProviderConfig::Vapid(_) => "vapid",
         }
     }
 
@@ -125,6 +130,7 @@ impl ProviderConfig {
             ProviderConfig::Teams(_) => &[Channel::MsTeams],
             ProviderConfig::Fcm(_) => &[Channel::Androidpush],
             ProviderConfig::Apns(_) => &[Channel::Iospush],
+            ProviderConfig::Vapid(_) => &[Channel::Webpush],
         }
     }
 
@@ -134,6 +140,7 @@ impl ProviderConfig {
             ProviderConfig::Twilio(_) => TwilioConfig::SECRETS,
             ProviderConfig::MetaWhatsapp(_) => MetaWhatsappConfig::SECRETS,
             ProviderConfig::Slack(_) => SlackConfig::SECRETS,
+            ProviderConfig::Vapid(_) => VapidConfig::SECRETS,
             ProviderConfig::Discord(_) | ProviderConfig::Teams(_) => &[],
             ProviderConfig::Fcm(_) => FcmConfig::SECRETS,
             ProviderConfig::Apns(_) => ApnsConfig::SECRETS,
@@ -183,6 +190,7 @@ impl ProviderConfig {
             ProviderConfig::Teams(config) => Arc::new(TeamsProvider::new(config, http)?),
             ProviderConfig::Fcm(config) => Arc::new(FcmProvider::new(config, http)?),
             ProviderConfig::Apns(config) => Arc::new(ApnsProvider::new(config, &http)?),
+            ProviderConfig::Vapid(config) => Arc::new(WebPushProvider::new(config, http)?),
         })
     }
 }

@@ -186,6 +186,7 @@ impl Http {
 #[derive(Debug, Clone)]
 pub struct Answer {
     pub status: StatusCode,
+    /// The answer's headers (`Location`, provider ids).
     pub headers: HeaderMap,
     pub retry_after: Option<Duration>,
     pub body: Vec<u8>,

@@ -15,6 +15,7 @@ pub mod slack;
 pub mod smtp;
 pub mod teams;
 pub mod twilio;
+pub mod webpush;
 
 pub use config::{ProviderConfig, Secret};
 pub use http::{Http, OutboundConfig};

@@ -262,28 +262,83 @@ fn push_token(raw: &Value, meta: &mut IdentityMeta) -> Result<String, String> {
 }
 
 fn webpush(raw: &Value) -> Result<Value, String> {
-    let o = raw
-        .as_object()
-        .ok_or("must be a web push subscription object {endpoint, keys}")?;
-    let endpoint = o
-        .get("endpoint")
-        .and_then(Value::as_str)
-        .ok_or("web push subscription needs 'endpoint'")?;
-    validate::url(endpoint, &[])?;
-    let keys = o
-        .get("keys")
-        .and_then(Value::as_object)
-        .ok_or("web push subscription needs 'keys' {p256dh, auth}")?;
-    for k in ["p256dh", "auth"] {
-        if keys
-            .get(k)
-            .and_then(Value::as_str)
-            .is_none_or(str::is_empty)
-        {
-            return Err(format!("web push subscription needs keys.{k}"));
-        }
-    }
+    WebPushSubscription::parse(raw)?;
     Ok(raw.clone())
+}
+
+/// A web push subscription as the browser's `PushSubscription.toJSON()` gives it:
+/// `{"endpoint", "keys": {"p256dh", "auth"}}` (other keys, such as `expirationTime`, are kept on
+/// the identity and ignored here). The keys are what RFC 8291 encrypts to, so a subscription
+/// whose keys could never encrypt is refused when it is stored, not when it is first sent to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebPushSubscription {
+    /// The push service URL to POST to (http(s)).
+    pub endpoint: String,
+    /// The user agent's P-256 public key, uncompressed: `0x04 ‖ X ‖ Y`.
+    pub p256dh: [u8; 65],
+    /// The authentication secret shared with the user agent.
+    pub auth: [u8; 16],
+}
+
+impl WebPushSubscription {
+    /// Parses a subscription object; the error is the rule broken (naming `endpoint`,
+    /// `keys.p256dh` or `keys.auth`). Keys are base64url, padded or not.
+    pub fn parse(raw: &Value) -> Result<WebPushSubscription, String> {
+        let o = raw
+            .as_object()
+            .ok_or("must be a web push subscription object {endpoint, keys}")?;
+        let endpoint = o
+            .get("endpoint")
+            .and_then(Value::as_str)
+            .ok_or("web push subscription needs 'endpoint'")?;
+        let endpoint = validate::url(endpoint, &[])?;
+        let keys = o
+            .get("keys")
+            .and_then(Value::as_object)
+            .ok_or("web push subscription needs 'keys' {p256dh, auth}")?;
+        let key = |name: &str| -> Result<Vec<u8>, String> {
+            let text = keys
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| format!("web push subscription needs keys.{name}"))?;
+            base64url(text).ok_or_else(|| format!("keys.{name} must be base64url"))
+        };
+        let p256dh: [u8; 65] = key("p256dh")?
+            .try_into()
+            .ok()
+            .filter(|point: &[u8; 65]| point[0] == 0x04)
+            .ok_or("keys.p256dh must be an uncompressed P-256 public key (65 bytes, 0x04 first)")?;
+        let auth: [u8; 16] = key("auth")?
+            .try_into()
+            .map_err(|_| "keys.auth must be a 16-byte authentication secret")?;
+        Ok(WebPushSubscription {
+            endpoint,
+            p256dh,
+            auth,
+        })
+    }
+}
+
+/// Decodes base64url with or without padding (the standard alphabet's `+` and `/` are taken
+/// too: stored subscriptions are not always re-encoded with care).
+fn base64url(text: &str) -> Option<Vec<u8>> {
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const LENIENT: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    let normalised: String = text
+        .trim()
+        .chars()
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            c => c,
+        })
+        .collect();
+    LENIENT.decode(normalised).ok()
 }
 
 fn slack(raw: &Value) -> Result<Value, String> {
@@ -524,8 +579,7 @@ mod tests {
         )
         .is_err());
         assert!(parse(Channel::MsTeams, json!({"tenant_id": "t"})).is_err());
-        let sub =
-            json!({"endpoint": "https://push.example/abc", "keys": {"p256dh": "k", "auth": "a"}});
+        let sub = json!({"endpoint": "https://push.example/abc", "keys": {"p256dh": UA_PUBLIC, "auth": AUTH}});
         assert_eq!(
             parse(Channel::Webpush, sub).unwrap().dedup_key(),
             "https://push.example/abc"
@@ -542,6 +596,62 @@ mod tests {
         )
         .is_ok());
         assert!(parse(Channel::Discord, json!("https://example.com/hook")).is_err());
+    }
+
+    // RFC 8291 Appendix A: the user agent's public key and authentication secret.
+    const UA_PUBLIC: &str =
+        "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4";
+    const AUTH: &str = "BTBZMqHH6r4Tts7J_aSIgg";
+
+    #[test]
+    fn web_push_subscriptions_carry_usable_keys() {
+        let sub = WebPushSubscription::parse(&json!({
+            "endpoint": " https://push.example/abc ", "expirationTime": null,
+            "keys": {"p256dh": UA_PUBLIC, "auth": AUTH}
+        }))
+        .unwrap();
+        assert_eq!(sub.endpoint, "https://push.example/abc");
+        assert_eq!(sub.p256dh[0], 0x04);
+        assert_eq!(&sub.auth[..4], &[0x05, 0x30, 0x59, 0x32]);
+        // Padded, or in the standard alphabet, the same keys.
+        let padded = WebPushSubscription::parse(&json!({
+            "endpoint": "https://push.example/abc",
+            "keys": {"p256dh": format!("{UA_PUBLIC}="), "auth": format!("{}==", AUTH.replace('_', "/"))}
+        }))
+        .unwrap();
+        assert_eq!(padded, sub);
+        for (keys, rule) in [
+            (
+                json!({"p256dh": "k", "auth": AUTH}),
+                "keys.p256dh must be base64url",
+            ),
+            (
+                json!({"p256dh": AUTH, "auth": AUTH}),
+                "keys.p256dh must be an uncompressed",
+            ),
+            (
+                json!({"p256dh": UA_PUBLIC, "auth": UA_PUBLIC}),
+                "keys.auth must be a 16-byte",
+            ),
+            (json!({"p256dh": UA_PUBLIC}), "needs keys.auth"),
+            (json!({"p256dh": " ", "auth": AUTH}), "needs keys.p256dh"),
+        ] {
+            let raw = json!({"endpoint": "https://push.example/abc", "keys": keys});
+            let err = parse(Channel::Webpush, raw).unwrap_err();
+            assert!(err.contains(rule), "{err} should say {rule}");
+        }
+        let compressed = format!("A{}", &UA_PUBLIC[1..]);
+        assert!(WebPushSubscription::parse(&json!({
+            "endpoint": "https://push.example/abc", "keys": {"p256dh": compressed, "auth": AUTH}
+        }))
+        .unwrap_err()
+        .contains("uncompressed"));
+        assert!(parse(
+            Channel::Webpush,
+            json!({"endpoint": "nope", "keys": {"p256dh": UA_PUBLIC, "auth": AUTH}})
+        )
+        .unwrap_err()
+        .contains("http(s) URL"));
     }
 
     #[test]

@@ -74,6 +74,14 @@ pub enum Command {
         #[arg(long)]
         resume: bool,
     },
+    /// Make a VAPID key pair for the web push provider (`PUT /v1/provider/webpush/`, kind
+    /// `vapid`): the public key as base64url (also the page's `applicationServerKey`) and the
+    /// private key as a PKCS#8 PEM, printed as TOML lines for `[[providers]]`.
+    VapidKeys {
+        /// Print {"public_key","private_key"} as JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load synthetic profiles (user-0000000, user-0000001, …) fast, for benchmarks and demos,
     /// through the import path. Profile i is the same on every run, so ids that exist already
     /// are upserted unchanged and a second run with a larger --count tops up.
@@ -302,6 +310,21 @@ pub async fn run(cli: Cli) -> Result<(), String> {
         Command::Inbox { command } => inbox_command(&config, command).await,
         Command::Admin { command } => admin_command(&config, command).await,
         Command::User { command } => user_command(&config, command).await,
+        Command::VapidKeys { json } => {
+            let (public_key, private_key) = herald_channels::webpush::generate_vapid_keys()
+                .map_err(|_| "could not generate a P-256 key pair".to_owned())?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"public_key": public_key, "private_key": private_key})
+                );
+            } else {
+                println!(
+                    "public_key = \"{public_key}\"\nprivate_key = \"\"\"\n{private_key}\"\"\""
+                );
+            }
+            Ok(())
+        }
         Command::Seed {
             env,
             count,

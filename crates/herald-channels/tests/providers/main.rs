@@ -12,6 +12,7 @@ mod slack;
 mod smtp;
 mod teams;
 mod twilio;
+mod webpush;
 
 use herald_channels::{Http, OutboundConfig};
 use herald_core::channel::{Channel, Identity, IdentityStatus};

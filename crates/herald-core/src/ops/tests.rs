@@ -1252,7 +1252,7 @@ fn an_upsert_body_recreates_the_profile_it_was_made_from() {
             {"$append": {"$email": ["Ada@Example.com", "ada@work.example"]}},
             {"$append": {"$androidpush": "fcm-1", "$id_provider": "xiaomi", "$bundle_id": "com.x", "$device_id": "d1"}},
             {"$append": {"$iospush": "apns-1"}},
-            {"$append": {"$webpush": {"endpoint": "https://push.example/1", "keys": {"p256dh": "k", "auth": "a"}}}},
+            {"$append": {"$webpush": {"endpoint": "https://push.example/1", "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}}},
             {"$append": {"$slack": {"email": "ada@example.com", "access_token": "xoxb-1"}}},
             {"$append": {"$ms_teams": {"conversation_id": "19:abc"}}},
             {"$append": {"$discord": "https://discord.com/api/webhooks/1/abc"}},

@@ -63,7 +63,7 @@ pub async fn get_provider(
     operation_id = "putProvider",
     tag = "providers",
     summary = "Configure a channel's provider",
-    description = "The whole config, `kind` first: `smtp` (email), `twilio` (sms, whatsapp), `meta_whatsapp` (whatsapp), `slack`, `discord`, `teams` (ms_teams), `fcm` (androidpush: FCM HTTP v1 with a service account), `apns` (iospush: HTTP/2 with a .p8 key). It replaces what was stored, secrets included: send them on every PUT. Every provider takes a `base_url` (`endpoint` for fcm and apns) replacing the public service's origin. Checked by building the provider: a bad field is a 400 naming it, a kind that does not send on the channel a 400 naming `kind`.",
+    description = "The whole config, `kind` first: `smtp` (email), `twilio` (sms, whatsapp), `meta_whatsapp` (whatsapp), `slack`, `discord`, `teams` (ms_teams), `fcm` (androidpush: FCM HTTP v1 with a service account), `apns` (iospush: HTTP/2 with a .p8 key), `vapid` (webpush: `subject`, `public_key`, `private_key`, `ttl`, `urgency`). It replaces what was stored, secrets included: send them on every PUT. Every provider takes a `base_url` (`endpoint` for fcm and apns) replacing the public service's origin. Checked by building the provider: a bad field is a 400 naming it, a kind that does not send on the channel a 400 naming `kind`.",
     params(("channel" = String, Path, description = "The channel it delivers on.")),
     request_body(content = crate::api::providers::ProviderBody, example = json!({"kind": "smtp", "host": "127.0.0.1", "port": 2525, "tls": "none", "from": "herald@example.com"})),
     responses(
@@ -128,7 +128,7 @@ pub fn router() -> OpenApiRouter<App> {
 #[derive(ToSchema)]
 #[allow(dead_code)] // documents the shape `ProviderConfig::parse` reads
 pub struct ProviderBody {
-    /// smtp, twilio, meta_whatsapp, slack, discord, teams, fcm or apns.
+    /// smtp, twilio, meta_whatsapp, slack, discord, teams, fcm, apns or vapid.
     kind: String,
     /// Replaces the public service's origin (a proxy, or a test's fake).
     #[schema(required = false)]

@@ -682,9 +682,11 @@ pub struct WebPushSubscription {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub struct WebPushKeys {
-    #[schema(min_length = 1)]
+    /// base64url (padded or not) of the browser's uncompressed P-256 public key (65 bytes).
+    #[schema(min_length = 86)]
     p256dh: String,
-    #[schema(min_length = 1)]
+    /// base64url (padded or not) of the 16-byte authentication secret.
+    #[schema(min_length = 22)]
     auth: String,
 }
 

@@ -134,7 +134,7 @@ async fn an_export_imported_into_the_other_environment_recreates_every_profile()
             "name": "Ada", "plan": "pro", "prefs": {"theme": "dark"}, "$status": "disabled",
             "$email": ["ada@example.com", "ada@work.example"], "$sms": ["+447700900123"],
             "$androidpush": [{"token": "fcm-1", "provider": "xiaomi", "bundle_id": "com.x", "device_id": "d1"}],
-            "$webpush": [{"endpoint": "https://push.example/1", "keys": {"p256dh": "k", "auth": "a"}}],
+            "$webpush": [{"endpoint": "https://push.example/1", "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}],
             "$slack": [{"email": "ada@example.com", "access_token": "xoxb-1"}],
             "$inbox": ["inbox-ada"]
         })),

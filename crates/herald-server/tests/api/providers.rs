@@ -377,3 +377,156 @@ async fn the_directory_builds_the_stored_provider_and_it_reaches_the_fake() {
         .unwrap()
         .is_empty());
 }
+
+/// A push service that records each call's headers and body size and answers 201 with a
+/// `Location`.
+async fn fake_push_service() -> (String, Arc<Mutex<Vec<(axum::http::HeaderMap, usize)>>>) {
+    type Calls = Arc<Mutex<Vec<(axum::http::HeaderMap, usize)>>>;
+    async fn push(
+        State(calls): State<Calls>,
+        headers: axum::http::HeaderMap,
+        body: axum::body::Bytes,
+    ) -> (axum::http::StatusCode, [(&'static str, &'static str); 1]) {
+        calls.lock().unwrap().push((headers, body.len()));
+        (
+            axum::http::StatusCode::CREATED,
+            [("location", "https://push.example/m/1")],
+        )
+    }
+    let calls = Calls::default();
+    let router = axum::Router::new()
+        .route("/wpush/v2/{id}", post(push))
+        .with_state(calls.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, calls)
+}
+
+#[tokio::test]
+async fn a_vapid_provider_from_the_cli_keys_is_stored_hidden_and_sends_web_push() {
+    let app = TestApp::spawn().await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["vapid-keys", "--json"])
+        .env("HERALD_LOG_LEVEL", "warn")
+        .output()
+        .expect("herald runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let pem = keys["private_key"].as_str().unwrap().to_owned();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    let (base, calls) = fake_push_service().await;
+    let config = json!({"kind": "vapid", "subject": "mailto:ops@example.com",
+        "public_key": keys["public_key"], "private_key": pem, "urgency": "low", "base_url": base});
+
+    // Refusals name the field and store nothing.
+    let mut missing = config.clone();
+    missing.as_object_mut().unwrap().remove("private_key");
+    app.call("PUT", "/v1/provider/webpush/", Some(missing))
+        .await
+        .expect_error(400, Some("private_key"));
+    let mut mismatched = config.clone();
+    mismatched["public_key"] = json!(
+        "BP4z9KsN6nGRTbVYI_c7VJSPQTBtkgcy27mlmlMoZIIgDll6e3vCYLocInmYWAmS6TlzAC8wEqKK6PBru3jl7A8"
+    );
+    app.call("PUT", "/v1/provider/webpush/", Some(mismatched))
+        .await
+        .expect_error(400, Some("private_key"));
+    let mut bad_subject = config.clone();
+    bad_subject["subject"] = json!("ops@example.com");
+    app.call("PUT", "/v1/provider/webpush/", Some(bad_subject))
+        .await
+        .expect_error(400, Some("subject"));
+    let mut bad_urgency = config.clone();
+    bad_urgency["urgency"] = json!("asap");
+    app.call("PUT", "/v1/provider/webpush/", Some(bad_urgency))
+        .await
+        .expect_error(400, Some("urgency"));
+    app.call("PUT", "/v1/provider/email/", Some(config.clone()))
+        .await
+        .expect_error(400, Some("kind"));
+    assert!(app
+        .providers
+        .configured(Env::Test)
+        .await
+        .unwrap()
+        .is_empty());
+
+    let put = app
+        .call("PUT", "/v1/provider/webpush/", Some(config))
+        .await
+        .expect(201);
+    let get = app
+        .call("GET", "/v1/provider/webpush/", None)
+        .await
+        .expect(200);
+    assert_eq!(put, get);
+    assert_eq!(get["private_key"], "set");
+    assert_eq!(get["public_key"], keys["public_key"]);
+    assert_eq!(
+        (&get["ttl"], &get["urgency"]),
+        (&json!(86400), &json!("low"))
+    );
+    let list = app.call("GET", "/v1/provider/", None).await.expect(200);
+    for shown in [&put, &get, &list] {
+        assert!(!shown.to_string().contains("PRIVATE KEY"), "{shown}");
+    }
+
+    // The directory builds it for a $webpush identity, and it reaches the push service.
+    assert_eq!(
+        app.providers.configured(Env::Test).await.unwrap(),
+        [Channel::Webpush].into()
+    );
+    let subscription = identity(
+        Channel::Webpush,
+        json!({"endpoint": "https://updates.push.services.mozilla.com/wpush/v2/gAAAA",
+               "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4",
+                        "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}),
+    );
+    assert_eq!(subscription.provider.as_deref(), Some("vapid"));
+    let provider = app
+        .providers
+        .provider(Env::Test, &subscription)
+        .await
+        .unwrap()
+        .expect("the vapid provider");
+    assert_eq!(provider.channel(), Channel::Webpush);
+    let outcome = provider
+        .send(&Outgoing {
+            env: Env::Test,
+            message_id: "msg-1".into(),
+            identity: subscription,
+            content: Content::Webpush(herald_core::delivery::Push {
+                title: "Hello Ada".into(),
+                body: "Your order shipped".into(),
+                data: None,
+                url: None,
+                image: None,
+            }),
+        })
+        .await;
+    assert_eq!(
+        outcome,
+        Delivery::Sent {
+            provider_id: Some("https://push.example/m/1".into())
+        }
+    );
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    let (headers, body_len) = &calls[0];
+    let header = |name: &str| headers.get(name).unwrap().to_str().unwrap().to_owned();
+    assert_eq!(header("content-encoding"), "aes128gcm");
+    assert_eq!(header("urgency"), "low");
+    assert_eq!(header("ttl"), "86400");
+    assert!(header("authorization").starts_with("vapid t="));
+    assert!(
+        header("authorization").ends_with(&format!(", k={}", keys["public_key"].as_str().unwrap()))
+    );
+    // Header (86) + the JSON and its delimiter + the tag (16): encrypted, not the JSON itself.
+    let json_len = r#"{"title":"Hello Ada","body":"Your order shipped"}"#.len();
+    assert_eq!(*body_len, 86 + json_len + 1 + 16);
+}

@@ -570,7 +570,7 @@ async fn the_user_object_has_the_documented_shape() {
         "$whatsapp": ["+14155550124"],
         "$androidpush": [{"token": "fcm-token-1", "provider": "fcm", "device_id": "pixel"}],
         "$iospush": ["apns-token-1"],
-        "$webpush": [{"endpoint": "https://fcm.googleapis.com/fcm/send/abc", "keys": {"p256dh": "BNc", "auth": "tBH"}}],
+        "$webpush": [{"endpoint": "https://fcm.googleapis.com/fcm/send/abc", "keys": {"p256dh": "BCVxsr7N_eNgVRqvHtD0zTZsEc6-VV-JvLexhqUzORcxaOzi6-AYWXvTBHm4bjyPjs7Vd8pZGH6SRpkNtoIAiw4", "auth": "BTBZMqHH6r4Tts7J_aSIgg"}}],
         "$slack": {"email": "ada@example.com", "access_token": "xoxb-123"},
         "$ms_teams": [{"tenant_id": "t1", "service_url": "https://smba.trafficmanager.net/amer/", "conversation_id": "19:abc"}],
         "$discord": "https://discord.com/api/webhooks/123/abc",
@@ -1295,6 +1295,15 @@ async fn wrong_types_invalid_values_and_reserved_keys_name_the_field_and_change_
             json!({"$webpush": {"endpoint": "nope", "keys": {"p256dh": "a", "auth": "b"}}})
                 .to_string(),
             "$webpush",
+        ),
+        // A subscription whose keys could never be encrypted to.
+        (
+            "PATCH",
+            "/v1/user/ada/",
+            ops(
+                json!([{"$append": {"$webpush": {"endpoint": "https://push.example/1", "keys": {"p256dh": "BNc", "auth": "tBH"}}}}]),
+            ),
+            "operations[0].$append.$webpush",
         ),
         (
             "PATCH",
