@@ -72,6 +72,13 @@ impl EnvScope {
         Self(env)
     }
 
+    /// The scope of a provider's callback (Twilio's status callback, an email bounce report)
+    /// whose signature was verified with a secret of the environment its path names (that
+    /// environment's provider config). Only the callback handlers call this, after the check.
+    pub fn called_back(env: Env) -> Self {
+        Self(env)
+    }
+
     pub fn env(self) -> Env {
         self.0
     }
