@@ -16,6 +16,7 @@ fn provider(channel: Channel, fake: &HttpFake) -> TwilioProvider {
         from: Some("+15550001111".into()),
         messaging_service_sid: None,
         base_url: Some(fake.base()),
+        status_callback: None,
     };
     TwilioProvider::new(channel, config, http()).unwrap()
 }

@@ -27,6 +27,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "templates", description = "Template preview."),
         (name = "workflows", description = "What a trigger or a track event sends: templates per channel, policy, events (Herald's addition)."),
         (name = "inbox", description = "The in-app inbox: items the inbox channel delivered, marks, counts, and the browser endpoints (subscriber_id instead of a key) with a live stream (Herald's addition)."),
+        (name = "callbacks", description = "Later answers of providers about sent messages: Twilio's status callback and the email bounce webhook. No API key: each is verified by a signature keyed with the environment's provider secret (Herald's addition)."),
         (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
     ),
     components(
@@ -92,6 +93,7 @@ pub struct BulkErrorBody {
 pub enum ErrorCode {
     ValidationError,
     AuthenticationFailed,
+    Forbidden,
     NotFound,
     Conflict,
     PreconditionFailed,
@@ -109,6 +111,7 @@ pub enum ErrorCode {
 pub enum ErrorType {
     ValidationError,
     AuthenticationError,
+    Forbidden,
     NotFound,
     Conflict,
     PreconditionFailed,
