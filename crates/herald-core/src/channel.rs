@@ -146,9 +146,10 @@ pub struct Identity {
     pub status: IdentityStatus,
     #[serde(default)]
     pub perma_status: IdentityStatus,
-    /// Why `perma_status` is `invalid`; `None` otherwise.
+    /// Why `perma_status` is `invalid`; `None` otherwise. (Boxed: rare, and identities travel
+    /// by value through dispatch.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub perma_failure: Option<PermaFailure>,
+    pub perma_failure: Option<Box<PermaFailure>>,
 }
 
 /// Metadata sent beside a channel value (`$id_provider`, `$bundle_id`, `$device_id` siblings in an

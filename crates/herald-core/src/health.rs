@@ -24,10 +24,10 @@ pub fn mark_invalid(identity: &Identity, reason: &str, at: DateTime<Utc>) -> Ide
         return next;
     }
     next.perma_status = IdentityStatus::Invalid;
-    next.perma_failure = Some(PermaFailure {
+    next.perma_failure = Some(Box::new(PermaFailure {
         reason: shorten(reason),
         at: crate::profile::truncate(at),
-    });
+    }));
     next
 }
 
@@ -296,10 +296,10 @@ mod tests {
         );
         assert_eq!(
             marked.perma_failure,
-            Some(PermaFailure {
+            Some(Box::new(PermaFailure {
                 reason: "smtp Rcpt: 550 no such user".into(),
                 at: t(0)
-            })
+            }))
         );
         assert_eq!(marked.value, id.value);
         let wire = marked.to_wire();

@@ -773,7 +773,7 @@ mod tests {
         );
         let before = m.clone();
         assert_eq!(m.hear(&failed, t1), Ok(false));
-        assert_eq!(m.hear(&LateAnswer::Delivered, t1).is_err(), true);
+        assert!(m.hear(&LateAnswer::Delivered, t1).is_err());
         assert_eq!(m, before);
     }
 

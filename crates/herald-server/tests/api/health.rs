@@ -70,38 +70,38 @@ async fn smtp_fake() -> u16 {
 
 /// Every form the Twilio fake was posted, as decoded pairs.
 type Forms = Arc<Mutex<Vec<Vec<(String, String)>>>>;
+/// The fake's answers, in order: status and JSON body.
+type Answers = Arc<Vec<(u16, Value)>>;
 
 /// Twilio's Messages API: answers each send with the next of `answers` (the last repeats);
 /// a 201 answer gets `sid` `SM<n>`.
 async fn twilio_fake(answers: Vec<(u16, Value)>) -> (Forms, String) {
     let forms: Forms = Arc::default();
     let state = (forms.clone(), Arc::new(answers));
-    let router =
-        axum::Router::new()
-            .fallback(
-                |State((forms, answers)): State<(Forms, Arc<Vec<(u16, Value)>>)>,
-                 request: Request| async move {
-                    let body = axum::body::to_bytes(request.into_body(), 1 << 20)
-                        .await
-                        .unwrap();
-                    let form: Vec<(String, String)> =
-                        form_urlencoded::parse(&body).into_owned().collect();
-                    let n = {
-                        let mut seen = forms.lock().unwrap();
-                        seen.push(form);
-                        seen.len()
-                    };
-                    let (status, mut body) = answers[(n - 1).min(answers.len() - 1)].clone();
-                    if status == 201 {
-                        body["sid"] = json!(format!("SM{n}"));
-                    }
-                    (
-                        axum::http::StatusCode::from_u16(status).unwrap(),
-                        axum::Json(body),
-                    )
-                },
-            )
-            .with_state(state);
+    let router = axum::Router::new()
+        .fallback(
+            |State((forms, answers)): State<(Forms, Answers)>, request: Request| async move {
+                let body = axum::body::to_bytes(request.into_body(), 1 << 20)
+                    .await
+                    .unwrap();
+                let form: Vec<(String, String)> =
+                    form_urlencoded::parse(&body).into_owned().collect();
+                let n = {
+                    let mut seen = forms.lock().unwrap();
+                    seen.push(form);
+                    seen.len()
+                };
+                let (status, mut body) = answers[(n - 1).min(answers.len() - 1)].clone();
+                if status == 201 {
+                    body["sid"] = json!(format!("SM{n}"));
+                }
+                (
+                    axum::http::StatusCode::from_u16(status).unwrap(),
+                    axum::Json(body),
+                )
+            },
+        )
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
@@ -470,7 +470,25 @@ async fn bounce(
 #[tokio::test]
 async fn bounce_reports_are_verified_and_a_hard_one_fails_the_message_and_marks_the_address() {
     let app = spawn().await;
-    smtp_provider(&app, smtp_fake().await).await;
+    let port = smtp_fake().await;
+    // The bounce secret is checked, and write-only.
+    app.call(
+        "PUT",
+        "/v1/provider/email/",
+        Some(
+            json!({"kind": "smtp", "host": "127.0.0.1", "port": port, "tls": "none",
+                    "from": "herald@example.com", "bounce_secret": "short"}),
+        ),
+    )
+    .await
+    .expect_error(400, Some("bounce_secret"));
+    smtp_provider(&app, port).await;
+    let shown = app
+        .call("GET", "/v1/provider/email/", None)
+        .await
+        .expect(200);
+    assert_eq!(shown["bounce_secret"], "set", "{shown}");
+    assert!(!shown.to_string().contains(BOUNCE_SECRET), "{shown}");
     workflow_and_user(&app, json!({"name": "Ada", "$email": ["ada@example.com"]})).await;
     let sent = trigger(&app, "email").await;
     assert_eq!(sent["status"], "sent", "{sent}");
