@@ -7,7 +7,7 @@ use super::{profiles, Ctx, Error};
 use crate::channel::{Identity, IdentityStatus};
 use crate::health::{self, MessageRef, Target};
 use crate::ids::DistinctId;
-use crate::message::{LateAnswer, Message};
+use crate::message::{LateAnswer, Message, MessageStatus};
 use crate::profile::Profile;
 use crate::store::Store;
 use serde_json::Value;
@@ -69,9 +69,9 @@ pub enum Hearing {
 }
 
 /// Records a provider's late answer on the message `which` names ([`Message::hear`]) and, when
-/// it fails the message for a dead address, marks that identity invalid. A repeated answer
-/// changes nothing: the message is already in that status, and the identity is marked only when
-/// the message moved (so a callback replayed after an operator's reset does not undo it).
+/// it fails a sent message for a dead address, marks that identity invalid. A repeated answer
+/// changes nothing: the message is already in that status, and the identity is marked only while
+/// the message is still sent (so a callback replayed after an operator's reset does not undo it).
 /// `recipient`, when given, must be the address the message went to.
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "health.hear"))]
 pub async fn hear(
@@ -102,21 +102,23 @@ pub async fn hear(
             )));
         }
     }
+    // The identity first, then the message: should either write fail, the provider's retry
+    // finds the message still sent and does both again (marking is idempotent). Once the
+    // message has failed, a replayed answer marks nothing.
+    if let (
+        LateAnswer::Failed {
+            reason,
+            identity_invalid: true,
+        },
+        Some(identity),
+        MessageStatus::Sent,
+    ) = (answer, &found.identity, found.status)
+    {
+        mark_invalid(store, ctx, &found.distinct_id, identity, reason).await?;
+    }
     let Some(heard) = store.hear(ctx.scope, &found.id, answer, ctx.now).await? else {
         return Ok(Hearing::Unknown);
     };
-    if heard.changed {
-        if let (
-            LateAnswer::Failed {
-                reason,
-                identity_invalid: true,
-            },
-            Some(identity),
-        ) = (answer, &heard.message.identity)
-        {
-            mark_invalid(store, ctx, &heard.message.distinct_id, identity, reason).await?;
-        }
-    }
     Ok(Hearing::Heard {
         changed: heard.changed,
         message: heard.message,
