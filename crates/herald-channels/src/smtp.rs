@@ -54,6 +54,11 @@ pub struct SmtpConfig {
     /// `starttls` or `tls`; the certificate is always verified, host name included.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pem: Option<String>,
+    /// The key of this environment's bounce webhook (`POST /v1/callback/email/{env}/`): a
+    /// report is accepted only when signed with it (`X-Herald-Signature: sha256=<hex HMAC>`).
+    /// Write-only; no bounce webhook without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounce_secret: Option<Secret>,
 }
 
 /// The most PEM text `ca_pem` takes.
@@ -64,7 +69,7 @@ fn default_timeout_ms() -> u64 {
 }
 
 impl SmtpConfig {
-    pub const SECRETS: &'static [&'static str] = &["password"];
+    pub const SECRETS: &'static [&'static str] = &["password", "bounce_secret"];
 }
 
 pub struct SmtpProvider {
@@ -92,6 +97,16 @@ impl SmtpProvider {
         });
         if port == 0 {
             return Err(Invalid::new("port", "must be 1 to 65535"));
+        }
+        if config
+            .bounce_secret
+            .as_ref()
+            .is_some_and(|b| b.expose().len() < 16)
+        {
+            return Err(Invalid::new(
+                "bounce_secret",
+                "must be at least 16 characters",
+            ));
         }
         let from: Mailbox = config
             .from

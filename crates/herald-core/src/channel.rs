@@ -1,6 +1,7 @@
 //! Channels and the identities (addresses) a profile holds on them.
 
 use crate::validate;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -96,12 +97,37 @@ impl Channel {
     }
 }
 
+/// An identity's `status` or `perma_status`. Only an `active` identity is sent to.
+/// `disabled` is SuprSend's value (and what Herald wrote for a dead address before `invalid`
+/// existed); `invalid` is a `perma_status` only: a provider answered that the address is dead for
+/// good, and the identity carries why and when ([`Identity::perma_failure`], see
+/// [`crate::health`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum IdentityStatus {
     #[default]
     Active,
     Disabled,
+    Invalid,
+}
+
+impl IdentityStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityStatus::Active => "active",
+            IdentityStatus::Disabled => "disabled",
+            IdentityStatus::Invalid => "invalid",
+        }
+    }
+}
+
+/// Why and when a provider found an identity dead for good: the provider's answer (`"twilio
+/// answered 400 Bad Request: error 21211: …"`, `"fcm: UNREGISTERED"`) and the time it was heard.
+/// Present exactly when `perma_status` is `invalid` ([`crate::health`] keeps it so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PermaFailure {
+    pub reason: String,
+    pub at: DateTime<Utc>,
 }
 
 /// One address on one channel. `value` is a string for most channels and an object for web push,
@@ -120,6 +146,10 @@ pub struct Identity {
     pub status: IdentityStatus,
     #[serde(default)]
     pub perma_status: IdentityStatus,
+    /// Why `perma_status` is `invalid`; `None` otherwise. (Boxed: rare, and identities travel
+    /// by value through dispatch.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perma_failure: Option<Box<PermaFailure>>,
 }
 
 /// Metadata sent beside a channel value (`$id_provider`, `$bundle_id`, `$device_id` siblings in an
@@ -176,6 +206,7 @@ impl Identity {
             device_id: meta.device_id.filter(|s| !s.trim().is_empty()),
             status: IdentityStatus::Active,
             perma_status: IdentityStatus::Active,
+            perma_failure: None,
         })
     }
 
@@ -194,7 +225,8 @@ impl Identity {
         }
     }
 
-    /// The wire form inside a channel array: `{value, id_provider?, status, perma_status}`.
+    /// The wire form inside a channel array: `{value, id_provider?, bundle_id?, device_id?,
+    /// status, perma_status, perma_reason?, perma_at?}` (the last two when `invalid`).
     pub fn to_wire(&self) -> Value {
         let mut o = Map::new();
         o.insert("value".into(), self.value.clone());
@@ -215,6 +247,13 @@ impl Identity {
             "perma_status".into(),
             serde_json::to_value(self.perma_status).unwrap_or_default(),
         );
+        if let Some(f) = &self.perma_failure {
+            o.insert("perma_reason".into(), Value::String(f.reason.clone()));
+            o.insert(
+                "perma_at".into(),
+                Value::String(crate::profile::format_time(f.at)),
+            );
+        }
         Value::Object(o)
     }
 }

@@ -42,12 +42,14 @@ impl FromStr for Env {
     }
 }
 
-/// Proof that the holder acts inside one environment. Only four kinds of code may make one, each
+/// Proof that the holder acts inside one environment. Only these kinds of code may make one, each
 /// through its own constructor so a reader (and `grep`) can see which it is: authentication, from
 /// verified credentials ([`EnvScope::authenticated`]); the operator's own processes, which name an
 /// environment explicitly ([`EnvScope::operator`]); a dashboard session ([`EnvScope::signed_in`]);
-/// a verified preference link ([`crate::link::LinkSubject::scope`]); and a verified inbox
-/// subscriber id ([`crate::inbox::Subscriber::scope`]). Nothing in a request body can make one.
+/// a verified preference link ([`crate::link::LinkSubject::scope`]); a verified inbox
+/// subscriber id ([`crate::inbox::Subscriber::scope`]); and a provider callback whose signature
+/// verified with that environment's provider secret ([`EnvScope::called_back`]). Nothing in a
+/// request body can make one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EnvScope(Env);
 
@@ -69,6 +71,13 @@ impl EnvScope {
     /// environment the page's URL names (`/test/…`, `/live/…`). Only the dashboard's session
     /// check calls this; operators see both environments, one page at a time.
     pub fn signed_in(_session: &crate::admin::Session, env: Env) -> Self {
+        Self(env)
+    }
+
+    /// The scope of a provider's callback (Twilio's status callback, an email bounce report)
+    /// whose signature was verified with a secret of the environment its path names (that
+    /// environment's provider config). Only the callback handlers call this, after the check.
+    pub fn called_back(env: Env) -> Self {
         Self(env)
     }
 

@@ -11,6 +11,7 @@ pub mod env;
 pub mod erasure;
 pub mod error;
 pub mod filter;
+pub mod health;
 pub mod history;
 pub mod ids;
 pub mod inbox;

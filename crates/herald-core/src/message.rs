@@ -398,6 +398,71 @@ impl Message {
     }
 }
 
+/// What a provider said about a message after accepting it: a status callback (Twilio's
+/// `MessageStatus`) or a bounce report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LateAnswer {
+    /// The provider confirmed delivery: `sent → delivered`.
+    Delivered,
+    /// It failed for good after all (a late hard bounce, `undelivered`): `sent → failed`.
+    /// `identity_invalid`: the address itself is dead, and its identity is marked.
+    Failed {
+        reason: String,
+        identity_invalid: bool,
+    },
+    /// Worth recording, not a new status (a soft bounce, a complaint): noted in the message's
+    /// history and reason, its status unchanged.
+    Note { reason: String },
+}
+
+impl Message {
+    /// Records a late answer ([`LateAnswer`]). Only a `sent` message moves (`delivered` or
+    /// `failed`); a note is added to a sent or delivered one. `Ok(false)`: the answer was heard
+    /// already (the message is in that status, or the last note says the same), so a repeated
+    /// callback changes nothing. Any other move is the transition table's refusal.
+    pub fn hear(
+        &mut self,
+        answer: &LateAnswer,
+        at: DateTime<Utc>,
+    ) -> Result<bool, IllegalTransition> {
+        let (next, reason) = match answer {
+            LateAnswer::Delivered => (MessageStatus::Delivered, None),
+            LateAnswer::Failed { reason, .. } => (MessageStatus::Failed, Some(reason.clone())),
+            LateAnswer::Note { reason } => {
+                if !matches!(self.status, MessageStatus::Sent | MessageStatus::Delivered) {
+                    return Err(IllegalTransition {
+                        from: self.status,
+                        to: self.status,
+                    });
+                }
+                let last = self.history.last().and_then(|c| c.reason.as_deref());
+                if last == Some(reason.as_str()) {
+                    return Ok(false);
+                }
+                self.reason = Some(reason.clone());
+                self.history.push(StatusChange {
+                    status: self.status,
+                    at,
+                    reason: Some(reason.clone()),
+                });
+                return Ok(true);
+            }
+        };
+        if self.status == next {
+            return Ok(false);
+        }
+        // `queued → failed` is the worker's move: a callback racing the worker's own record
+        // must not take it (the outbox entry is the worker's to settle).
+        if self.status != MessageStatus::Sent {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.transition(next, at, reason).map(|()| true)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -664,5 +729,98 @@ mod tests {
             .record(&Delivery::Sent { provider_id: None }, t0)
             .is_err());
         assert_eq!(fallback, before);
+    }
+
+    fn sent() -> Message {
+        let t0 = Utc::now();
+        let mut m = Message::queued(origin(), email(), t0);
+        m.record(
+            &Delivery::Sent {
+                provider_id: Some("SM1".into()),
+            },
+            t0,
+        )
+        .unwrap();
+        m
+    }
+
+    #[test]
+    fn late_answers_move_a_sent_message_once() {
+        let t1 = Utc::now();
+        let mut m = sent();
+        assert_eq!(m.hear(&LateAnswer::Delivered, t1), Ok(true));
+        assert_eq!(m.status, MessageStatus::Delivered);
+        let before = m.clone();
+        assert_eq!(
+            m.hear(&LateAnswer::Delivered, t1),
+            Ok(false),
+            "heard already"
+        );
+        assert_eq!(m, before);
+        // Nothing leaves delivered.
+        let failed = LateAnswer::Failed {
+            reason: "undelivered".into(),
+            identity_invalid: true,
+        };
+        assert!(m.hear(&failed, t1).is_err());
+        assert_eq!(m, before);
+
+        let mut m = sent();
+        assert_eq!(m.hear(&failed, t1), Ok(true));
+        assert_eq!(
+            (m.status, m.reason.as_deref()),
+            (MessageStatus::Failed, Some("undelivered"))
+        );
+        let before = m.clone();
+        assert_eq!(m.hear(&failed, t1), Ok(false));
+        assert!(m.hear(&LateAnswer::Delivered, t1).is_err());
+        assert_eq!(m, before);
+    }
+
+    #[test]
+    fn a_late_answer_never_takes_the_workers_move() {
+        let t0 = Utc::now();
+        for answer in [
+            LateAnswer::Delivered,
+            LateAnswer::Failed {
+                reason: "x".into(),
+                identity_invalid: false,
+            },
+            LateAnswer::Note {
+                reason: "soft".into(),
+            },
+        ] {
+            let mut m = Message::queued(origin(), email(), t0);
+            let before = m.clone();
+            assert!(m.hear(&answer, t0).is_err(), "{answer:?}");
+            assert_eq!(m, before);
+        }
+    }
+
+    #[test]
+    fn a_note_is_recorded_once_and_keeps_the_status() {
+        let t1 = Utc::now();
+        let mut m = sent();
+        let soft = LateAnswer::Note {
+            reason: "soft bounce: mailbox full".into(),
+        };
+        assert_eq!(m.hear(&soft, t1), Ok(true));
+        assert_eq!(m.status, MessageStatus::Sent);
+        assert_eq!(m.reason.as_deref(), Some("soft bounce: mailbox full"));
+        let last = m.history.last().unwrap();
+        assert_eq!(
+            (last.status, last.reason.as_deref()),
+            (MessageStatus::Sent, Some("soft bounce: mailbox full"))
+        );
+        let len = m.history.len();
+        assert_eq!(m.hear(&soft, t1), Ok(false));
+        assert_eq!(m.history.len(), len);
+        // A note does not stop a later hard answer.
+        let hard = LateAnswer::Failed {
+            reason: "hard".into(),
+            identity_invalid: true,
+        };
+        assert_eq!(m.hear(&hard, t1), Ok(true));
+        assert_eq!(m.status, MessageStatus::Failed);
     }
 }

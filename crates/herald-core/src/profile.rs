@@ -309,6 +309,10 @@ impl Serialize for WireIdentity<'_> {
         }
         map.serialize_entry("status", &i.status)?;
         map.serialize_entry("perma_status", &i.perma_status)?;
+        if let Some(f) = &i.perma_failure {
+            map.serialize_entry("perma_reason", &f.reason)?;
+            map.serialize_entry("perma_at", &format_time(f.at))?;
+        }
         map.end()
     }
 }
@@ -346,6 +350,7 @@ mod tests {
             device_id: None,
             status: IdentityStatus::Active,
             perma_status: IdentityStatus::Disabled,
+            perma_failure: None,
         }
     }
 

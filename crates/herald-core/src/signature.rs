@@ -49,6 +49,41 @@ fn mac(secret: &str, msg: &str) -> Hmac<Sha256> {
     m
 }
 
+/// The signature header of a webhook Herald receives from its operator's systems (the email
+/// bounce report): `sha256=` and the hex HMAC-SHA256 of the raw body, keyed with the shared secret.
+pub fn sign_body(secret: &str, body: &[u8]) -> String {
+    let mut m =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    m.update(body);
+    let hex: String = m
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256={hex}")
+}
+
+/// Checks a [`sign_body`] header in constant time (hex in either case).
+pub fn verify_body(secret: &str, body: &[u8], header: &str) -> bool {
+    let Some(hex) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
+    if hex.len() != 64 || !hex.is_ascii() {
+        return false;
+    }
+    let Ok(claimed) = (0..32)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+    else {
+        return false;
+    };
+    let mut m =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC accepts keys of any length");
+    m.update(body);
+    m.verify_slice(&claimed).is_ok()
+}
+
 /// The `Date` header as the SDKs send it: RFC 1123 (py, node) or RFC 3339 (node's messages API).
 pub fn parse_date(raw: &str) -> Option<DateTime<Utc>> {
     let raw = raw.trim();
@@ -70,6 +105,33 @@ mod tests {
 
     const CT: &str = "application/json; charset=utf-8";
     const DATE: &str = "Sat, 28 Nov 2026 15:21:34 GMT";
+
+    /// RFC 4231 test case 2.
+    #[test]
+    fn body_signatures_are_hex_hmac_sha256() {
+        let body = b"what do ya want for nothing?";
+        let header = "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        assert_eq!(sign_body("Jefe", body), header);
+        assert!(verify_body("Jefe", body, header));
+        assert!(verify_body(
+            "Jefe",
+            body,
+            &header.to_uppercase().replace("SHA256=", "sha256=")
+        ));
+        assert!(!verify_body("jefe", body, header));
+        assert!(!verify_body(
+            "Jefe",
+            b"what do ya want for nothing!",
+            header
+        ));
+        assert!(!verify_body("Jefe", body, &header[7..]), "needs the prefix");
+        assert!(!verify_body("Jefe", body, "sha256=zz"));
+        assert!(!verify_body(
+            "Jefe",
+            body,
+            "sha256=é5dcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec38"
+        ));
+    }
 
     #[test]
     fn wire_spec_vector_post_merge() {

@@ -665,6 +665,14 @@ pub enum Completion {
     Stale,
 }
 
+/// What [`MessageStore::hear`] did with a late answer: the message as stored after it, and
+/// whether the answer changed it (`false`: heard already, or a move the rules refuse).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Heard {
+    pub message: Box<Message>,
+    pub changed: bool,
+}
+
 /// Filters of a message listing, newest first. Each set filter must hold (AND).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct MessageQuery {
@@ -741,6 +749,24 @@ pub trait MessageStore: Send + Sync {
     async fn release(&self, claims: &[Claim]) -> Result<(), StoreError>;
 
     async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError>;
+
+    /// The latest message of this environment the provider knows as `provider_id` (a Twilio
+    /// SID, an SMTP queue id), for status callbacks that name only that.
+    async fn message_by_provider_id(
+        &self,
+        scope: EnvScope,
+        provider_id: &str,
+    ) -> Result<Option<Message>, StoreError>;
+
+    /// Records a provider's late answer ([`Message::hear`]) on the message `id` of this
+    /// environment, read and written in one transaction. `None`: no such message.
+    async fn hear(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        answer: &crate::message::LateAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Heard>, StoreError>;
 
     async fn list_messages(
         &self,

@@ -72,7 +72,8 @@ pub async fn run(config: Config, listener: TcpListener) -> Result<(), String> {
     let store = open_store(&config).await?;
     declare(store.as_ref(), &config).await?;
     let directory = providers::Stored::new(store.clone(), &config.outbound)
-        .map_err(|e| format!("configuration outbound.{e}"))?;
+        .map_err(|e| format!("configuration outbound.{e}"))?
+        .calling_back_to(&config.public_url);
     if let Some(path) = keys::ensure_initial(store.as_ref(), &config.data_dir).await? {
         tracing::info!(path = %path.display(), "first start: created test and live keys; they are in this file (readable by you only)");
     }

@@ -130,6 +130,18 @@ pub struct Stored {
     /// The inbox, which Herald delivers itself into the store: the provider of every inbox
     /// identity (the inbox channel takes no configuration).
     inbox: Arc<dyn Provider>,
+    /// The server's `public_url` (no trailing `/`), when set: providers that report later
+    /// statuses are told to call back there ([`status_callback`]).
+    public_url: Option<String>,
+}
+
+/// Where a provider of `kind` in `env` calls back with later statuses, under `public_url`:
+/// `/v1/callback/twilio/{env}/` for Twilio. `None` for kinds without status callbacks.
+pub fn status_callback(public_url: &str, kind: &str, env: Env) -> Option<String> {
+    match kind {
+        "twilio" => Some(format!("{public_url}/v1/callback/twilio/{env}/")),
+        _ => None,
+    }
 }
 
 impl Stored {
@@ -151,7 +163,17 @@ impl Stored {
             http,
             built: Mutex::default(),
             endpoint_only,
+            public_url: None,
         })
+    }
+
+    /// Providers that report later statuses (Twilio) are told to call back under `public_url`
+    /// (the server's option), unless their config names its own `status_callback`. An empty
+    /// `public_url` asks for no callbacks: Herald does not know where it is reachable.
+    pub fn calling_back_to(mut self, public_url: &str) -> Stored {
+        let url = public_url.trim().trim_end_matches('/');
+        self.public_url = (!url.is_empty()).then(|| url.to_owned());
+        self
     }
 
     fn build(&self, env: Env, record: &ProviderRecord) -> Result<Arc<dyn Provider>, StoreError> {
@@ -163,6 +185,16 @@ impl Stored {
             }
         }
         let provider = ProviderConfig::parse(&record.config)
+            .map(|mut config| {
+                if let (ProviderConfig::Twilio(twilio), Some(public_url)) =
+                    (&mut config, &self.public_url)
+                {
+                    if twilio.status_callback.is_none() {
+                        twilio.status_callback = status_callback(public_url, "twilio", env);
+                    }
+                }
+                config
+            })
             .and_then(|c| c.build(record.channel, &self.http))
             .map_err(|e| {
                 StoreError::internal(format!(

@@ -1,14 +1,14 @@
 //! The dispatch worker: claims due outbox entries, hands each to its provider under a timeout,
 //! and records the outcome (sent, retried on the backoff schedule, failed). A provider that finds
-//! the identity dead gets it marked `perma_status: disabled` on the profile, so later plans skip
-//! it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
+//! the identity dead gets it marked `perma_status: invalid` (with the provider's answer and the
+//! time) on the profile, so later plans skip it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
 //! (what tests call); [`run`] is the background task of `tasks.dispatch`.
 
 use crate::config::DispatchConfig;
 use crate::tasks::CancellationToken;
 use crate::App;
 use chrono::{DateTime, Utc};
-use herald_core::channel::{Channel, Identity, IdentityStatus};
+use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{carries_endpoint, Delivery, Provider};
 use herald_core::history::Actor;
 use herald_core::service::{self, Ctx};
@@ -160,21 +160,24 @@ async fn deliver(
             ..
         } => {
             tracing::debug!(message = %message.id, status = %message.status, "delivery recorded");
-            if let Some(identity) = invalid_identity {
-                mark_invalid(app, &message.distinct_id, entry.env, identity, now).await;
+            if let (Some(identity), Delivery::Failed { reason, .. }) = (invalid_identity, &outcome)
+            {
+                mark_invalid(app, &message.distinct_id, entry.env, identity, reason, now).await;
             }
         }
     }
     Ok(())
 }
 
-/// Marks `dead` `perma_status: disabled` on the user's profile, through the profiles service's
-/// locked edit (recorded in history with actor `dispatch`). A user deleted since is fine.
+/// Marks `dead` `perma_status: invalid` with the provider's `reason` on the user's profile,
+/// through the identity health use case (the profiles service's locked edit, recorded in history
+/// with actor `dispatch`). A user deleted since is fine.
 async fn mark_invalid(
     app: &App,
     id: &herald_core::DistinctId,
     env: herald_core::Env,
     dead: Identity,
+    reason: &str,
     now: DateTime<Utc>,
 ) {
     let ctx = Ctx::new(
@@ -182,24 +185,8 @@ async fn mark_invalid(
         Actor::new("dispatch", "worker"),
         now,
     );
-    let key = dead.dedup_key();
-    let channel = dead.channel;
-    let request = serde_json::json!({
-        "$perma_status": {"channel": channel.as_str(), "status": "disabled"}
-    });
-    let result =
-        service::profiles::change_recorded(app.store.as_ref(), &ctx, id, request, move |p| {
-            for identity in p.identities.iter_mut() {
-                if identity.channel == channel && identity.dedup_key() == key {
-                    identity.perma_status = IdentityStatus::Disabled;
-                }
-            }
-            Ok(())
-        })
-        .await;
-    match result {
-        Ok(_) => tracing::info!(channel = channel.as_str(), "identity marked invalid"),
-        Err(service::Error::NotFound { .. }) => {}
+    match service::health::mark_invalid(app.store.as_ref(), &ctx, id, &dead, reason).await {
+        Ok(_) => tracing::info!(channel = dead.channel.as_str(), "identity marked invalid"),
         Err(e) => tracing::warn!(error = %e, "could not mark an invalid identity"),
     }
 }

@@ -102,6 +102,11 @@ macro_rules! migrations {
                 name: "compact_history",
                 sql: include_str!("migrations/0016_compact_history.sql"),
             },
+            $crate::migrate::Migration {
+                version: 17,
+                name: "provider_ids",
+                sql: include_str!("migrations/0017_provider_ids.sql"),
+            },
         ]
     };
 }

@@ -345,6 +345,20 @@ pub(crate) const GET_MESSAGE: &str = concat!(
     message_columns!(),
     " FROM messages WHERE env = ?1 AND id = ?2"
 );
+/// PostgreSQL: [`GET_MESSAGE`], locked until the transaction ends (a late answer's
+/// read-modify-write).
+pub(crate) const GET_MESSAGE_FOR_UPDATE: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE env = ?1 AND id = ?2 FOR UPDATE"
+);
+/// Arguments: env, provider_id. The latest message the provider knows by that id (index
+/// `messages_by_provider_id`).
+pub(crate) const MESSAGE_BY_PROVIDER_ID: &str = concat!(
+    "SELECT ",
+    message_columns!(),
+    " FROM messages WHERE env = ?1 AND provider_id = ?2 ORDER BY seq DESC LIMIT 1"
+);
 /// A message by id alone, for the worker (the outbox entry names its environment).
 pub(crate) const MESSAGE_BY_ID: &str = concat!(
     "SELECT ",

@@ -47,6 +47,7 @@ pub fn outgoing(channel: Channel, value: Value, content: Content) -> Outgoing {
             device_id: None,
             status: IdentityStatus::Active,
             perma_status: IdentityStatus::Active,
+            perma_failure: None,
         },
         content,
     }

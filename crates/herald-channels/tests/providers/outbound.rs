@@ -113,6 +113,7 @@ fn twilio(base_url: String) -> TwilioProvider {
         from: Some("+15550001111".into()),
         messaging_service_sid: None,
         base_url: Some(base_url),
+        status_callback: None,
     };
     TwilioProvider::new(Channel::Sms, config, http_with(true, 5_000)).unwrap()
 }

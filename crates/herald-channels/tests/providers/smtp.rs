@@ -22,6 +22,7 @@ fn config(port: u16) -> SmtpConfig {
         timeout_ms: 2_000,
         hello_name: None,
         ca_pem: None,
+        bounce_secret: None,
     }
 }
 

@@ -16,6 +16,7 @@ fn provider(channel: Channel, fake: &HttpFake) -> TwilioProvider {
         from: Some("+15550001111".into()),
         messaging_service_sid: None,
         base_url: Some(fake.base()),
+        status_callback: None,
     };
     TwilioProvider::new(channel, config, http()).unwrap()
 }
@@ -92,7 +93,7 @@ async fn unavailable_retries() {
 
 #[tokio::test]
 async fn an_invalid_number_marks_the_identity_dead() {
-    for code in [21211, 21614] {
+    for &code in herald_channels::twilio::INVALID_RECIPIENT_CODES {
         let fake = HttpFake::start(move |_| {
             Reply::json(400, json!({"code": code, "message": "The 'To' number is not a valid phone number.", "status": 400}))
         })
@@ -103,11 +104,51 @@ async fn an_invalid_number_marks_the_identity_dead() {
 
 #[tokio::test]
 async fn other_client_errors_fail_without_blaming_the_number() {
-    // 21408: the account may not send to the region; 20003: bad credentials.
-    for (status, code) in [(400, 21408), (401, 20003)] {
+    // 21408: the account may not send to the region; 20003: bad credentials; 30003: the
+    // handset is off; 30007: carrier filtering.
+    for (status, code) in [(400, 21408), (401, 20003), (400, 30003), (400, 30007)] {
         let fake =
             HttpFake::start(move |_| Reply::json(status, json!({"code": code, "message": "no"})))
                 .await;
         assert_failed(&provider(Channel::Sms, &fake).send(&sms()).await, false);
     }
+}
+
+#[tokio::test]
+async fn a_status_callback_url_is_sent_with_each_message() {
+    let fake = HttpFake::start(|_| Reply::json(201, json!({"sid": "SM7"}))).await;
+    let config = TwilioConfig {
+        account_sid: "AC123".into(),
+        auth_token: Secret::new("s3cret"),
+        from: Some("+15550001111".into()),
+        messaging_service_sid: None,
+        base_url: Some(fake.base()),
+        status_callback: Some("https://herald.example.com/v1/callback/twilio/live/".into()),
+    };
+    let outcome = TwilioProvider::new(Channel::Sms, config, http())
+        .unwrap()
+        .send(&sms())
+        .await;
+    assert!(matches!(outcome, Delivery::Sent { .. }), "{outcome:?}");
+    assert_eq!(
+        fake.only().text(),
+        "To=%2B15551234567&Body=Hello+Ada&From=%2B15550001111\
+         &StatusCallback=https%3A%2F%2Fherald.example.com%2Fv1%2Fcallback%2Ftwilio%2Flive%2F"
+    );
+}
+
+#[test]
+fn a_status_callback_must_be_a_url() {
+    let config = TwilioConfig {
+        account_sid: "AC123".into(),
+        auth_token: Secret::new("s3cret"),
+        from: Some("+15550001111".into()),
+        messaging_service_sid: None,
+        base_url: None,
+        status_callback: Some("not a url".into()),
+    };
+    let refused = TwilioProvider::new(Channel::Sms, config, http())
+        .err()
+        .unwrap();
+    assert_eq!(refused.field, "status_callback");
 }

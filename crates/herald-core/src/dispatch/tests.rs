@@ -198,6 +198,15 @@ fn every_skip_reason_arises_from_its_state_and_nothing_else() {
             sms(),
         ),
         (
+            "email marked invalid by a provider",
+            |p, _| {
+                p.identities[0] =
+                    crate::health::mark_invalid(&p.identities[0], "smtp 550", Utc::now())
+            },
+            Fate::Skipped(SkipReason::IdentityInvalid),
+            sms(),
+        ),
+        (
             "email disabled",
             |p, _| p.identities[0].status = IdentityStatus::Disabled,
             Fate::Skipped(SkipReason::IdentityInvalid),
@@ -206,7 +215,8 @@ fn every_skip_reason_arises_from_its_state_and_nothing_else() {
         (
             "first email failed, second valid: the second is used",
             |p, _| {
-                p.identities[0].perma_status = IdentityStatus::Disabled;
+                p.identities[0] =
+                    crate::health::mark_invalid(&p.identities[0], "smtp 550", Utc::now());
                 p.identities
                     .push(identity(Channel::Email, json!("ada@work.example")));
             },

@@ -51,6 +51,7 @@ fn email_identity(value: &str) -> Identity {
         device_id: None,
         status: IdentityStatus::Active,
         perma_status: IdentityStatus::Active,
+        perma_failure: None,
     }
 }
 

@@ -25,7 +25,11 @@ fn user(with_email: Option<IdentityStatus>) -> Profile {
             &IdentityMeta::default(),
         )
         .unwrap();
-        id.status = status;
+        match status {
+            // A provider found the address dead: the perma status, with its reason.
+            IdentityStatus::Invalid => id = crate::health::mark_invalid(&id, "gone", Utc::now()),
+            other => id.status = other,
+        }
         p.identities.push(id);
     }
     p
@@ -61,7 +65,7 @@ fn model(
     }
     match identity {
         None => Err(Skip::NoIdentity),
-        Some(IdentityStatus::Disabled) => Err(Skip::IdentityInvalid),
+        Some(IdentityStatus::Disabled | IdentityStatus::Invalid) => Err(Skip::IdentityInvalid),
         Some(IdentityStatus::Active) => Ok(()),
     }
 }
@@ -88,6 +92,7 @@ fn decide_follows_the_rules_for_every_combination() {
                             None,
                             Some(IdentityStatus::Active),
                             Some(IdentityStatus::Disabled),
+                            Some(IdentityStatus::Invalid),
                         ] {
                             let cat =
                                 category(default, if locked { &[Channel::Email] } else { &[] });
@@ -125,7 +130,7 @@ fn decide_follows_the_rules_for_every_combination() {
             }
         }
     }
-    assert_eq!(checked, 2 * 3 * 2 * 5 * 2 * 3);
+    assert_eq!(checked, 2 * 3 * 2 * 5 * 2 * 4);
 }
 
 #[test]

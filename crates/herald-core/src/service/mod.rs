@@ -4,6 +4,7 @@
 pub mod copy;
 pub mod dispatch;
 pub mod events;
+pub mod health;
 pub mod inbox;
 pub mod links;
 pub mod preferences;

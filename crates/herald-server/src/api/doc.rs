@@ -15,7 +15,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
 #[openapi(
     info(
         title = "Herald",
-        description = "Herald keeps user profiles (general properties, validated channel identities, custom properties, history, preferences) and speaks SuprSend's public wire API, so the official SuprSend SDKs work against it when their base_url points here. Human reference: docs/api.md.\n\n- **Paths**: written with the trailing slash the SDKs send; every path also works without it (and /healthz etc. with one).\n- **Environments**: the credentials pick test or live; nothing crosses between them.\n- **Auth**: every /v1/... and /event/ request carries a bearer API key, or a SuprSend HMAC signature (Authorization: <workspace_key>:<signature> plus a Date header). /healthz, /readyz, /metrics, /openapi.json and /preferences/{token} are public; /inbox/{workspace_key}/{distinct_id}/... take the user's subscriber_id instead (the subscriber scheme).\n- **Errors**: every JSON failure is the Error envelope. A path that does not exist is 404 (`no such endpoint`) and a method a path does not take is 405 (`method_not_allowed`), both before authentication. A request body over limits.max_body_bytes (default 2 MiB) is 413, also before authentication.\n- **Bodies**: JSON; the Content-Type header is not checked (it is only part of what is signed).",
+        description = "Herald keeps user profiles (general properties, validated channel identities, custom properties, history, preferences) and speaks SuprSend's public wire API, so the official SuprSend SDKs work against it when their base_url points here. Human reference: docs/api.md.\n\n- **Paths**: written with the trailing slash the SDKs send; every path also works without it (and /healthz etc. with one).\n- **Environments**: the credentials pick test or live; nothing crosses between them.\n- **Auth**: every /v1/... and /event/ request carries a bearer API key, or a SuprSend HMAC signature (Authorization: <workspace_key>:<signature> plus a Date header). /healthz, /readyz, /metrics, /openapi.json and /preferences/{token} are public; /v1/callback/... take no key but a provider's signature (Twilio's X-Twilio-Signature, the bounce webhook's X-Herald-Signature); /inbox/{workspace_key}/{distinct_id}/... take the user's subscriber_id instead (the subscriber scheme).\n- **Errors**: every JSON failure is the Error envelope. A path that does not exist is 404 (`no such endpoint`) and a method a path does not take is 405 (`method_not_allowed`), both before authentication. A request body over limits.max_body_bytes (default 2 MiB) is 413, also before authentication.\n- **Bodies**: JSON; the Content-Type header is not checked (it is only part of what is signed).",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
     servers((url = "http://127.0.0.1:8080", description = "The default listen address.")),
@@ -27,6 +27,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToResponse, ToSchema};
         (name = "templates", description = "Template preview."),
         (name = "workflows", description = "What a trigger or a track event sends: templates per channel, policy, events (Herald's addition)."),
         (name = "inbox", description = "The in-app inbox: items the inbox channel delivered, marks, counts, and the browser endpoints (subscriber_id instead of a key) with a live stream (Herald's addition)."),
+        (name = "callbacks", description = "Later answers of providers about sent messages: Twilio's status callback and the email bounce webhook. No API key: each is verified by a signature keyed with the environment's provider secret (Herald's addition)."),
         (name = "operations", description = "Health, readiness, metrics, this document. No credentials.")
     ),
     components(
@@ -92,6 +93,7 @@ pub struct BulkErrorBody {
 pub enum ErrorCode {
     ValidationError,
     AuthenticationFailed,
+    Forbidden,
     NotFound,
     Conflict,
     PreconditionFailed,
@@ -109,6 +111,7 @@ pub enum ErrorCode {
 pub enum ErrorType {
     ValidationError,
     AuthenticationError,
+    Forbidden,
     NotFound,
     Conflict,
     PreconditionFailed,

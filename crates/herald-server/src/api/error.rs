@@ -80,6 +80,12 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_failed", message)
     }
 
+    /// A callback whose signature does not verify (403: the credentials are the provider's, not
+    /// an API key).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
@@ -115,6 +121,7 @@ impl ApiError {
         match self.code {
             "validation_error" | "idempotency_key_reused" => "ValidationError",
             "authentication_failed" => "AuthenticationError",
+            "forbidden" => "Forbidden",
             "not_found" => "NotFound",
             "conflict" => "Conflict",
             "precondition_failed" => "PreconditionFailed",

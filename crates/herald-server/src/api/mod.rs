@@ -2,6 +2,7 @@
 
 pub mod auth;
 mod bulk;
+pub mod callbacks;
 pub mod doc;
 pub mod error;
 mod events;
@@ -86,6 +87,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
         .split_for_parts();
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())
+        .merge(callbacks::router())
         .merge(meta::router())
         .split_for_parts();
     // Outside the auth layer, but not open: a browser proves itself with its subscriber_id.

@@ -400,12 +400,42 @@ pub async fn export(
     ))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/user/{id}/identity/reset",
+    operation_id = "resetIdentity",
+    tag = "users",
+    summary = "Reset an identity a provider found dead",
+    description = "Sets the identity back to `perma_status: active` and clears its `perma_reason` and `perma_at`, so dispatch sends to it again (after, say, the user fixed their mailbox). The value is matched as the channel normalises it (emails case-insensitively). Recorded in history as `{\"$perma_status\": {\"channel\", \"value\", \"status\": \"active\"}}`. Resetting an active identity changes nothing.",
+    params(
+        crate::api::doc::UserPath,
+        crate::api::doc::EditPreconditions
+    ),
+    request_body(content = Object, example = json!({"channel": "email", "value": "ada@example.com"})),
+    responses(
+        (status = 200, description = "The user.", headers(("ETag" = String, description = "The profile's version, for `If-Match`: `\"3\"`.")), body = crate::api::users::User, example = json!({"distinct_id": "ada", "properties": {"name": "Ada Lovelace"}, "status": "enabled", "created_at": "2026-11-28T23:23:46.225349+00:00", "updated_at": "2026-11-28T23:30:01.000000+00:00", "version": 4, "$email": [{"value": "ada@example.com", "status": "active", "perma_status": "active"}]})),
+        (status = 400, description = "`channel` or `value` missing or invalid, or the user holds no such identity.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "value: the user has no email identity \"eve@example.com\"", "detail": "value: the user has no email identity \"eve@example.com\"", "field": "value", "error": {"type": "validation_error", "message": "value: the user has no email identity \"eve@example.com\""}})),
+        (status = 404, response = crate::api::doc::UserNotFound),
+        (status = 412, response = crate::api::doc::PreconditionFailed)
+    )
+)]
+pub async fn reset_identity(
+    State(app): State<App>,
+    EditCtx(ctx): EditCtx,
+    UserId(id): UserId,
+    JsonBody(body, _): JsonBody,
+) -> Result<Response, ApiError> {
+    let profile = herald_core::service::health::reset(app.store.as_ref(), &ctx, &id, &body).await?;
+    Ok((etag(profile.version), Json(profile.to_wire())).into_response())
+}
+
 /// `/v1/user/…` and `/v1/bulk/user`, with their documentation.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(list))
         .routes(routes!(get, upsert, edit, delete))
         .routes(routes!(set_status))
+        .routes(routes!(reset_identity))
         .routes(routes!(merge))
         .routes(routes!(history))
         .routes(routes!(export))
@@ -514,15 +544,28 @@ pub struct Identity {
     #[schema(required = false)]
     device_id: String,
     status: IdentityStatus,
+    /// `invalid` once a provider answered that the address is dead for good (a hard bounce, an
+    /// unknown number, an unregistered token): dispatch skips it (`identity_invalid`) until it
+    /// is reset (`POST /v1/user/{id}/identity/reset/`).
     perma_status: IdentityStatus,
+    /// With `perma_status: invalid`: the provider's answer, e.g. `twilio answered 400 Bad
+    /// Request: error 21211: …`.
+    #[schema(required = false)]
+    perma_reason: String,
+    /// With `perma_status: invalid`: when it was heard (RFC 3339).
+    #[schema(required = false, format = DateTime)]
+    perma_at: String,
 }
 
+/// `disabled`: turned off (SuprSend's value; also what older Herald wrote for a dead
+/// address). `invalid`: a provider found the address dead (`perma_status` only).
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum IdentityStatus {
     Active,
     Disabled,
+    Invalid,
 }
 
 /// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns on

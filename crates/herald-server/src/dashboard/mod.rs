@@ -46,6 +46,10 @@ pub fn router() -> Router<App> {
             .route(&at("/users/{id}"), get(users::show))
             .route(&at("/users/{id}/edit"), post(users::edit))
             .route(&at("/users/{id}/status"), post(users::status))
+            .route(
+                &at("/users/{id}/identity/reset"),
+                post(users::reset_identity),
+            )
             .route(&at("/users/{id}/preferences"), post(users::preferences))
             .route(&at("/users/{id}/delete"), post(users::delete))
             .route(

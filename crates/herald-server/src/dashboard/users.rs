@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
-use herald_core::channel::Channel;
+use herald_core::channel::{Channel, IdentityStatus};
 use herald_core::listing::{Count, ListRequest, Sort};
 use herald_core::message::MessageStatus;
 use herald_core::preference::{self, UserView};
@@ -509,6 +509,14 @@ struct IdentityRow {
     value: String,
     shown: String,
     status: String,
+    /// When `perma_status` is not active: it, and (for `invalid`) the provider's answer and when.
+    perma: Option<PermaRow>,
+}
+
+struct PermaRow {
+    status: &'static str,
+    reason: String,
+    at: String,
 }
 
 struct MessageRow {
@@ -553,6 +561,7 @@ pub async fn show(
         Some("status") => Some("Status saved."),
         Some("preferences") => Some("Preferences saved."),
         Some("edit") => Some("Saved."),
+        Some("identity") => Some("Identity reset: it will be sent to again."),
         _ => None,
     };
     match user_page(&app, &console, &raw, &query, BTreeMap::new(), saved).await {
@@ -620,6 +629,19 @@ async fn user_page(
                     },
                     shown: display_value(&i.value),
                     status: i.to_wire()["status"].as_str().unwrap_or("").to_owned(),
+                    perma: (i.perma_status != IdentityStatus::Active).then(|| PermaRow {
+                        status: i.perma_status.as_str(),
+                        reason: i
+                            .perma_failure
+                            .as_ref()
+                            .map(|f| f.reason.clone())
+                            .unwrap_or_default(),
+                        at: i
+                            .perma_failure
+                            .as_ref()
+                            .map(|f| show_time(f.at))
+                            .unwrap_or_default(),
+                    }),
                 })
                 .collect();
             (!identities.is_empty()).then(|| ChannelBlock {
@@ -1043,6 +1065,38 @@ pub async fn status(
             segment(p.distinct_id.as_str())
         )),
         Err(e) => refused_edit(&app, &console, &raw, "status", e).await,
+    }
+}
+
+/// `POST /{env}/users/{id}/identity/reset`: `channel` and `value` of an identity a provider
+/// found dead, set back to `perma_status: active` (as `POST /v1/user/{id}/identity/reset/`,
+/// history actor `dashboard`/operator).
+pub async fn reset_identity(
+    State(app): State<App>,
+    Path(params): Path<Vec<(String, String)>>,
+    posted: Posted,
+) -> Response {
+    let Some(console) = posted.console() else {
+        return super::session::csrf_refused();
+    };
+    let raw = super::path_param(params, "id");
+    let body = json!({
+        "channel": posted.fields.text("channel"),
+        "value": identity_value(posted.fields.get("value").unwrap_or("")),
+    });
+    let result = match user_id(&raw) {
+        Ok(id) => {
+            herald_core::service::health::reset(app.store.as_ref(), &console.ctx, &id, &body).await
+        }
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(p) => redirect(&format!(
+            "/{}/users/{}?saved=identity",
+            console.env,
+            segment(p.distinct_id.as_str())
+        )),
+        Err(e) => refused_edit(&app, &console, &raw, "identities", e).await,
     }
 }
 

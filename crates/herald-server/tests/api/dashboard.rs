@@ -825,3 +825,117 @@ async fn pages_are_not_cached_framed_or_scripted_from_elsewhere() {
         assert!(r.body.len() > 500, "{asset}");
     }
 }
+
+#[tokio::test]
+async fn an_invalid_identity_shows_its_reason_and_resets_from_the_user_page() {
+    use herald_core::service::{health, Ctx};
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"$email": ["gone@example.com", "ada@example.com"]})),
+    )
+    .await
+    .expect(201);
+    // A provider's permanent answer, as the worker records it.
+    let ctx = Ctx::new(
+        herald_core::EnvScope::operator(herald_core::Env::Test),
+        herald_core::history::Actor::new("dispatch", "worker"),
+        Utc::now(),
+    );
+    let dead = herald_core::Identity::parse(
+        herald_core::Channel::Email,
+        &json!("gone@example.com"),
+        &Default::default(),
+    )
+    .unwrap();
+    let id = herald_core::DistinctId::parse("ada").unwrap();
+    health::mark_invalid(
+        app.store.as_ref(),
+        &ctx,
+        &id,
+        &dead,
+        "smtp Rcpt: 550 5.1.1 unknown",
+    )
+    .await
+    .unwrap()
+    .expect("marked");
+
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let page = b.get("/test/users/ada").await;
+    assert_eq!(page.status, 200);
+    assert!(
+        page.body.contains("smtp Rcpt: 550 5.1.1 unknown"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body.contains("/test/users/ada/identity/reset"),
+        "{}",
+        page.body
+    );
+    assert_eq!(
+        page.body.matches("Reset gone@example.com on email").count(),
+        1,
+        "one reset button, beside the invalid identity only"
+    );
+    let csrf = hidden_csrf(&page.body);
+
+    // Without the CSRF token: refused, nothing changes.
+    let refused = b
+        .post(
+            "/test/users/ada/identity/reset",
+            &[("channel", "email"), ("value", "gone@example.com")],
+        )
+        .await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        app.user("ada").await["$email"][0]["perma_status"],
+        "invalid"
+    );
+
+    let done = b
+        .post(
+            "/test/users/ada/identity/reset",
+            &[
+                ("csrf", &csrf),
+                ("channel", "email"),
+                ("value", "gone@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 303, "{}", done.body);
+    let user = app.user("ada").await;
+    assert_eq!(user["$email"][0]["perma_status"], "active", "{user}");
+    assert!(user["$email"][0].get("perma_reason").is_none(), "{user}");
+    let history = app
+        .call("GET", "/v1/user/ada/history/", None)
+        .await
+        .expect(200);
+    assert_eq!(
+        history["results"][0]["actor"],
+        json!({"kind": "dashboard", "id": "ada"})
+    );
+    let page = b.get("/test/users/ada").await;
+    assert!(!page.body.contains("/identity/reset"), "{}", page.body);
+
+    // An identity the user does not hold is refused beside the channels.
+    let missing = b
+        .post(
+            "/test/users/ada/identity/reset",
+            &[
+                ("csrf", &csrf),
+                ("channel", "email"),
+                ("value", "eve@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(missing.status, 400);
+    assert!(
+        missing.body.contains("the user has no email identity"),
+        "{}",
+        missing.body
+    );
+}

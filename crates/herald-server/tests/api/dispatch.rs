@@ -268,19 +268,31 @@ async fn a_dead_webhook_fails_and_marks_the_identity_invalid() {
     assert!(m["failure_reason"].is_string(), "{m}");
 
     let user = app.user("ada").await;
-    assert_eq!(user["$discord"][0]["perma_status"], "disabled", "{user}");
+    let dead = &user["$discord"][0];
+    assert_eq!(dead["perma_status"], "invalid", "{user}");
+    assert!(
+        dead["perma_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("discord answered 404"),
+        "{user}"
+    );
+    assert!(dead["perma_at"].is_string(), "{user}");
     assert_eq!(user["$email"][0]["perma_status"], "active", "{user}");
+    assert!(user["$email"][0].get("perma_reason").is_none(), "{user}");
     let history = app
         .call("GET", "/v1/user/ada/history/", None)
         .await
         .expect(200);
     let last = &history["results"][0];
     assert_eq!(last["actor"]["kind"], "dispatch", "{last}");
+    let change = &last["request"]["$perma_status"];
     assert_eq!(
-        last["request"]["$perma_status"],
-        json!({"channel": "discord", "status": "disabled"}),
+        (&change["channel"], &change["status"], &change["value"]),
+        (&json!("discord"), &json!("invalid"), &dead["value"]),
         "{last}"
     );
+    assert_eq!(change["reason"], dead["perma_reason"], "{last}");
     // Live's ada is another profile: untouched.
     let live = app
         .call_in(Env::Live, "GET", "/v1/user/ada/", None)

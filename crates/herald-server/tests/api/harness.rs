@@ -130,7 +130,8 @@ impl TestApp {
             Some(d) => d.clone(),
             None => Arc::new(
                 herald_server::providers::Stored::new(store.clone(), &config.outbound)
-                    .expect("the outbound configuration builds"),
+                    .expect("the outbound configuration builds")
+                    .calling_back_to(&config.public_url),
             ),
         };
         let app = App {

@@ -14,6 +14,7 @@ mod hardening_edge;
 mod hardening_input;
 mod hardening_store;
 mod harness;
+mod health;
 mod history;
 mod import;
 mod inbox;

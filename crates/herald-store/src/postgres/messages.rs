@@ -11,10 +11,10 @@ use deadpool_postgres::Transaction;
 use futures_util::future::{try_join, try_join3, try_join_all};
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
-use herald_core::message::{Message, MessageStatus};
+use herald_core::message::{LateAnswer, Message, MessageStatus};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
+    Claim, Completion, EnqueueOutcome, Heard, MessagePage, MessageQuery, MessageStore, NewMessage,
     OnceKey, OutboxEntry, StoreError,
 };
 use std::sync::Arc;
@@ -388,6 +388,58 @@ impl MessageStore for PostgresStore {
             .await
             .map_err(db)?;
         Ok(row.as_ref().map(rows::message).transpose()?.map(|(_, m)| m))
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn message_by_provider_id(
+        &self,
+        scope: EnvScope,
+        provider_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                pg(sql::MESSAGE_BY_PROVIDER_ID).as_ref(),
+                &[&scope.env().as_str(), &provider_id],
+            )
+            .await
+            .map_err(db)?;
+        Ok(row.as_ref().map(rows::message).transpose()?.map(|(_, m)| m))
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), message = %id))]
+    async fn hear(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        answer: &LateAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Heard>, StoreError> {
+        let (id, answer) = (Arc::new(id.to_owned()), Arc::new(answer.clone()));
+        self.in_transaction(|tx| {
+            let (id, answer) = (id.clone(), answer.clone());
+            Box::pin(async move {
+                let row = tx
+                    .query_opt(
+                        pg(sql::GET_MESSAGE_FOR_UPDATE).as_ref(),
+                        &[&scope.env().as_str(), &id.as_str()],
+                    )
+                    .await?;
+                let Some(row) = row else {
+                    return Ok(None);
+                };
+                let (_, mut message) = rows::message(&row)?;
+                let changed = message.hear(&answer, now).unwrap_or(false);
+                if changed {
+                    update_message(tx, &message, now).await?;
+                }
+                Ok(Some(Heard {
+                    message: Box::new(message),
+                    changed,
+                }))
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env(), limit = query.limit))]

@@ -9,10 +9,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::delivery::Delivery;
 use herald_core::env::EnvScope;
-use herald_core::message::{Message, MessageStatus};
+use herald_core::message::{LateAnswer, Message, MessageStatus};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, MessagePage, MessageQuery, MessageStore, NewMessage,
+    Claim, Completion, EnqueueOutcome, Heard, MessagePage, MessageQuery, MessageStore, NewMessage,
     OnceKey, StoreError,
 };
 use rusqlite::{params, Connection};
@@ -291,6 +291,58 @@ impl MessageStore for SqliteStore {
                     |r| rows::message(r),
                 )
                 .map(|m| m.map(|(_, m)| m))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env()))]
+    async fn message_by_provider_id(
+        &self,
+        scope: EnvScope,
+        provider_id: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let provider_id = provider_id.to_owned();
+        self.readers
+            .read(move |conn| {
+                query_opt(
+                    conn,
+                    sql::MESSAGE_BY_PROVIDER_ID,
+                    params![scope.env().as_str(), provider_id],
+                    |r| rows::message(r),
+                )
+                .map(|m| m.map(|(_, m)| m))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), message = %id))]
+    async fn hear(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        answer: &LateAnswer,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Heard>, StoreError> {
+        let (id, answer) = (id.to_owned(), answer.clone());
+        self.writer
+            .write(move |conn| {
+                let found = query_opt(
+                    conn,
+                    sql::GET_MESSAGE,
+                    params![scope.env().as_str(), id],
+                    |r| rows::message(r),
+                )?;
+                let Some((_, mut message)) = found else {
+                    return Ok(None);
+                };
+                let changed = message.hear(&answer, now).unwrap_or(false);
+                if changed {
+                    update_message(conn, &message, now)?;
+                }
+                Ok(Some(Heard {
+                    message: Box::new(message),
+                    changed,
+                }))
             })
             .await
     }

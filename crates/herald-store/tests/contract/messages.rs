@@ -819,3 +819,80 @@ async fn erasing_a_user_erases_their_waiting_fallbacks() {
         assert!(claim_all(s).await.is_empty(), "{}", b.name);
     }
 }
+
+#[tokio::test]
+async fn late_answers_find_a_message_by_provider_id_in_its_env_and_apply_once() {
+    use herald_core::message::LateAnswer;
+    for b in backends().await {
+        let s = b.store.as_ref();
+        for (env, msg) in [(Env::Test, "m1"), (Env::Live, "m2")] {
+            s.enqueue(scope(env), vec![queued(env, msg, "ada")], None)
+                .await
+                .unwrap();
+        }
+        // Both sent; the provider gave both the same id (two accounts, two environments).
+        for claim in claim_all(s).await {
+            s.complete(&claim, &sent(), Utc::now(), None).await.unwrap();
+        }
+        let found = s.message_by_provider_id(scope(Env::Test), "p-1").await;
+        assert_eq!(
+            found.unwrap().map(|m| m.id),
+            Some("m1".into()),
+            "{}",
+            b.name
+        );
+        let found = s.message_by_provider_id(scope(Env::Live), "p-1").await;
+        assert_eq!(
+            found.unwrap().map(|m| m.id),
+            Some("m2".into()),
+            "{}",
+            b.name
+        );
+        let none = s.message_by_provider_id(scope(Env::Test), "p-9").await;
+        assert_eq!(none.unwrap(), None, "{}", b.name);
+
+        let failed = LateAnswer::Failed {
+            reason: "undelivered".into(),
+            identity_invalid: true,
+        };
+        let at = truncate(Utc::now());
+        let heard = s
+            .hear(scope(Env::Test), "m1", &failed, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(heard.changed, "{}", b.name);
+        assert_eq!(heard.message.status, MessageStatus::Failed, "{}", b.name);
+        let stored_m1 = stored(s, Env::Test, "m1").await;
+        assert_eq!(stored_m1, *heard.message, "{}: as stored", b.name);
+        assert_eq!(
+            statuses(&stored_m1),
+            [
+                MessageStatus::Queued,
+                MessageStatus::Sent,
+                MessageStatus::Failed
+            ]
+        );
+        // Heard again: nothing changes. Another environment's id: no such message.
+        let again = s
+            .hear(scope(Env::Test), "m1", &failed, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!again.changed, "{}", b.name);
+        assert_eq!(stored(s, Env::Test, "m1").await, stored_m1, "{}", b.name);
+        let other = s
+            .hear(scope(Env::Test), "m2", &LateAnswer::Delivered, at)
+            .await;
+        assert_eq!(other.unwrap(), None, "{}", b.name);
+        assert_eq!(stored(s, Env::Live, "m2").await.status, MessageStatus::Sent);
+        // A move the rules refuse (failed → delivered) is not applied.
+        let refused = s
+            .hear(scope(Env::Test), "m1", &LateAnswer::Delivered, at)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!refused.changed, "{}", b.name);
+        assert_eq!(stored(s, Env::Test, "m1").await, stored_m1, "{}", b.name);
+    }
+}
