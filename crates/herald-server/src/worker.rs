@@ -12,7 +12,7 @@ use herald_core::channel::{Channel, Identity, IdentityStatus};
 use herald_core::delivery::{carries_endpoint, Delivery, Provider};
 use herald_core::history::Actor;
 use herald_core::service::{self, Ctx};
-use herald_core::store::{Claim, Completion, StoreError};
+use herald_core::store::{Claim, Completion, GateOutcome, StoreError};
 use herald_core::{Env, EnvScope};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -128,6 +128,20 @@ async fn deliver(
 ) -> Result<(), StoreError> {
     let config: &DispatchConfig = &app.config.dispatch;
     let entry = &claim.entry;
+    // A smart step whose wait is over is sent only if nobody engaged with an earlier message.
+    if entry.gate.is_some() {
+        match app.store.open_gate(claim, now).await? {
+            GateOutcome::Open => {}
+            GateOutcome::Closed(message) => {
+                tracing::debug!(message = %message.id, "smart step skipped: the user engaged");
+                return Ok(());
+            }
+            GateOutcome::Stale => {
+                tracing::info!(message = %entry.message_id, "claim expired before its gate was opened; left to its new owner");
+                return Ok(());
+            }
+        }
+    }
     let outcome = match provider {
         None => Delivery::Failed {
             reason: NO_PROVIDER.to_owned(),

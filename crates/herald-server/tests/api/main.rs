@@ -22,6 +22,7 @@ mod ndjson;
 mod preferences;
 mod providers;
 mod registry;
+mod smart;
 mod trigger;
 mod users;
 mod workflows;
