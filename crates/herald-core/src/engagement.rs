@@ -222,7 +222,11 @@ pub struct Tracker<'a> {
 impl Tracker<'_> {
     /// The open pixel's URL for a message.
     pub fn pixel_url(&self, env: Env, message_id: &str) -> String {
-        format!("{}/t/o/{}", self.base, mint_token(self.ring, env, message_id, None))
+        format!(
+            "{}/t/o/{}",
+            self.base,
+            mint_token(self.ring, env, message_id, None)
+        )
     }
 
     /// The redirect a click on `url` goes through.
@@ -409,7 +413,10 @@ mod tests {
             <A class='c' HREF='http://example.com/b'>B</A> \
             <a href=\"mailto:ada@example.com\">mail</a></body></html>";
         let out = rewrite_links(html, |u| format!("T({u})"));
-        assert!(out.contains("<link href=\"https://cdn.example/s.css\">"), "{out}");
+        assert!(
+            out.contains("<link href=\"https://cdn.example/s.css\">"),
+            "{out}"
+        );
         assert!(
             out.contains("<a href=\"T(https://example.com/a?x=1&amp;y=2)\">A</a>"),
             "{out}"

@@ -846,14 +846,24 @@ mod tests {
         // The one before is sent: still waiting, due `wait` after the send.
         let mut first = Message::queued(with("m1", Channel::Inbox), email(), t0);
         let mut step = Message::waiting(with("m2", Channel::Email), email(), &first, t0);
-        assert_eq!(step.follow_step(&first, t0, Some(&g)), Ok(Followed::Unchanged));
+        assert_eq!(
+            step.follow_step(&first, t0, Some(&g)),
+            Ok(Followed::Unchanged)
+        );
         let t1 = t0 + chrono::Duration::seconds(5);
         first.record(&sent, t1).unwrap();
         let due = t1 + chrono::Duration::minutes(15);
-        assert_eq!(step.follow_step(&first, t1, Some(&g)), Ok(Followed::Due(due)));
+        assert_eq!(
+            step.follow_step(&first, t1, Some(&g)),
+            Ok(Followed::Due(due))
+        );
         assert_eq!(step.status, MessageStatus::Waiting);
         assert_eq!(step.history.len(), 1, "no status change");
-        assert!(step.reason.as_deref().unwrap().contains("unless seen on m1"));
+        assert!(step
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("unless seen on m1"));
         // Failed for good: its turn at once.
         let mut failed = Message::queued(with("m3", Channel::Inbox), email(), t0);
         failed
@@ -866,13 +876,21 @@ mod tests {
             )
             .unwrap();
         let mut next = Message::waiting(with("m4", Channel::Email), email(), &failed, t0);
-        assert_eq!(next.follow_step(&failed, t0, Some(&g)), Ok(Followed::Queued));
+        assert_eq!(
+            next.follow_step(&failed, t0, Some(&g)),
+            Ok(Followed::Queued)
+        );
         assert_eq!(next.status, MessageStatus::Queued);
         // The one before was skipped (engaged): closed with the same reason.
         let mut closed_by = Message::waiting(with("m5", Channel::Sms), sms(), &first, t0);
-        closed_by.transition(MessageStatus::Skipped, t0, Some("engaged".into())).unwrap();
+        closed_by
+            .transition(MessageStatus::Skipped, t0, Some("engaged".into()))
+            .unwrap();
         let mut last = Message::waiting(with("m6", Channel::Sms), sms(), &first, t0);
-        assert_eq!(last.follow_step(&closed_by, t0, Some(&g)), Ok(Followed::Closed));
+        assert_eq!(
+            last.follow_step(&closed_by, t0, Some(&g)),
+            Ok(Followed::Closed)
+        );
         assert_eq!(last.reason.as_deref(), Some("engaged"));
         // Without a gate it is `first_success`: a send closes the next.
         let mut fallback = Message::waiting(with("m7", Channel::Sms), sms(), &first, t0);
@@ -891,9 +909,15 @@ mod tests {
             clicked_at: None,
         };
         let mut open = waiting.clone();
-        assert_eq!(open.open_gate(&[Engagement::default()], Until::Seen, t0), Ok(true));
+        assert_eq!(
+            open.open_gate(&[Engagement::default()], Until::Seen, t0),
+            Ok(true)
+        );
         assert_eq!(open.status, MessageStatus::Queued);
-        assert_eq!(open.reason.as_deref(), Some("not seen on an earlier channel"));
+        assert_eq!(
+            open.reason.as_deref(),
+            Some("not seen on an earlier channel")
+        );
         let mut shut = waiting.clone();
         assert_eq!(shut.open_gate(&[seen], Until::Seen, t0), Ok(false));
         assert_eq!(

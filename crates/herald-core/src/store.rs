@@ -5,6 +5,7 @@ use crate::admin::{LoginAttempts, Operator, Session, ThrottleKey, ThrottlePolicy
 use crate::channel::{Channel, Identity};
 use crate::credentials::Credentials;
 use crate::delivery::{Content, Delivery, Outgoing};
+use crate::engagement::{Event, Gate};
 use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
 use crate::filter::Filter;
@@ -14,7 +15,6 @@ use crate::inbox::{
     Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, Mark, NewItem,
 };
 use crate::listing::{Count, ListQuery};
-use crate::engagement::{Event, Gate};
 use crate::message::{Message, MessageStatus};
 use crate::preference::Category;
 use crate::profile::Profile;
@@ -540,7 +540,10 @@ impl NewMessage {
             ));
         }
         if self.gate.is_some() && !waits {
-            return Err(format!("a {} message {} cannot have a gate", m.status, m.id));
+            return Err(format!(
+                "a {} message {} cannot have a gate",
+                m.status, m.id
+            ));
         }
         match (m.status, &self.content, &m.identity) {
             (MessageStatus::Queued | MessageStatus::Waiting, Some(content), Some(identity))

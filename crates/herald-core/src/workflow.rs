@@ -337,8 +337,7 @@ impl Workflow {
                     .map_err(|e| e.within("first_success").within("policy"))?,
             ),
             PolicyInput::Smart(smart) => Policy::Smart(
-                smart_policy(smart, &templates)
-                    .map_err(|e| e.within("smart").within("policy"))?,
+                smart_policy(smart, &templates).map_err(|e| e.within("smart").within("policy"))?,
             ),
         };
         let events = events(input.events).map_err(|e| e.within("events"))?;

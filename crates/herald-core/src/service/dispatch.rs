@@ -208,7 +208,14 @@ pub async fn trigger(
                 _ => (Message::queued(origin, identity, ctx.now), None, None),
             };
             let content = match (content, &tracker) {
-                (Content::Email { subject, html, text }, Some(tracker)) => Content::Email {
+                (
+                    Content::Email {
+                        subject,
+                        html,
+                        text,
+                    },
+                    Some(tracker),
+                ) => Content::Email {
                     subject,
                     html: html.map(|h| tracker.apply(workflow.tracking, env, &message.id, &h)),
                     text,

@@ -14,17 +14,21 @@ use chrono::{DateTime, Utc};
 /// Records `event` on message `id` of the caller's environment. A message of another
 /// environment is not found; one that never went out is a conflict naming `event`.
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "engagement.record", event = event.as_str()))]
-pub async fn record(store: &dyn Store, ctx: &Ctx, id: &str, event: Event) -> Result<Message, Error> {
+pub async fn record(
+    store: &dyn Store,
+    ctx: &Ctx,
+    id: &str,
+    event: Event,
+) -> Result<Message, Error> {
     match store.engage(ctx.scope, id, event, ctx.now).await? {
         Engaged::Recorded { message, .. } => Ok(*message),
         Engaged::NotFound => Err(Error::Missing {
             what: "message",
             key: id.to_owned(),
         }),
-        Engaged::Refused(refused) => Err(Error::Conflict(Invalid::new(
-            "event",
-            refused.to_string(),
-        ))),
+        Engaged::Refused(refused) => {
+            Err(Error::Conflict(Invalid::new("event", refused.to_string())))
+        }
     }
 }
 

@@ -370,7 +370,10 @@ fn a_smart_policy_parses_round_trips_and_names_the_field_it_refuses() {
     assert_eq!(format_wait(clicked.gate().unwrap().wait), "90s");
 
     for (policy, field) in [
-        (json!({"channels": [], "wait": "15m"}), "policy.smart.channels"),
+        (
+            json!({"channels": [], "wait": "15m"}),
+            "policy.smart.channels",
+        ),
         (
             json!({"channels": ["inbox", "fax"], "wait": "15m"}),
             "policy.smart.channels[1]",
@@ -379,11 +382,26 @@ fn a_smart_policy_parses_round_trips_and_names_the_field_it_refuses() {
             json!({"channels": ["email", "whatsapp"], "wait": "15m"}),
             "policy.smart.channels[1]",
         ),
-        (json!({"channels": ["email"], "wait": ""}), "policy.smart.wait"),
-        (json!({"channels": ["email"], "wait": "15"}), "policy.smart.wait"),
-        (json!({"channels": ["email"], "wait": "0m"}), "policy.smart.wait"),
-        (json!({"channels": ["email"], "wait": "31d"}), "policy.smart.wait"),
-        (json!({"channels": ["email"], "wait": "-5m"}), "policy.smart.wait"),
+        (
+            json!({"channels": ["email"], "wait": ""}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "15"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "0m"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "31d"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "-5m"}),
+            "policy.smart.wait",
+        ),
         (
             json!({"channels": ["email"], "wait": "5m", "until": "read"}),
             "policy.smart.until",

@@ -527,7 +527,13 @@ fn status_history(m: &herald_core::message::Message) -> Vec<(String, &'static st
     let mut steps: Vec<_> = m
         .history
         .iter()
-        .map(|h| (h.at, h.status.as_str(), h.reason.clone().unwrap_or_default()))
+        .map(|h| {
+            (
+                h.at,
+                h.status.as_str(),
+                h.reason.clone().unwrap_or_default(),
+            )
+        })
         .collect();
     steps.extend(m.seen_at.map(|at| (at, "seen", String::new())));
     steps.extend(m.clicked_at.map(|at| (at, "clicked", String::new())));

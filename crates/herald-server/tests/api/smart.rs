@@ -30,10 +30,10 @@ impl Provider for Mailbox {
         let Content::Email { html, .. } = &message.content else {
             panic!("not an email: {:?}", message.content);
         };
-        self.0.lock().unwrap().push((
-            message.message_id.clone(),
-            html.clone().unwrap_or_default(),
-        ));
+        self.0
+            .lock()
+            .unwrap()
+            .push((message.message_id.clone(), html.clone().unwrap_or_default()));
         Delivery::Sent {
             provider_id: Some(format!("mail-{}", message.message_id)),
         }
@@ -189,10 +189,7 @@ async fn without_engagement_the_next_channel_is_sent_when_the_wait_after_the_sen
     assert_eq!(email["seen_at"], Value::Null);
     // A restart after that changes nothing, and nothing is sent twice.
     let app = app.restart().await;
-    assert_eq!(
-        worker::drain_at(&app.app, t0 + Duration::hours(1)).await,
-        0
-    );
+    assert_eq!(worker::drain_at(&app.app, t0 + Duration::hours(1)).await, 0);
     assert_eq!(mailbox.0.lock().unwrap().len(), 1);
 }
 
@@ -233,16 +230,15 @@ async fn an_inbox_item_seen_before_the_wait_is_over_skips_the_next_channel_as_en
         .expect(200);
     assert_eq!(skipped["meta"]["count"], 1);
     // Nothing is left to send.
-    assert_eq!(
-        worker::drain_at(&app.app, t0 + Duration::hours(2)).await,
-        0
-    );
+    assert_eq!(worker::drain_at(&app.app, t0 + Duration::hours(2)).await, 0);
 }
 
 /// The path (from `/t/`) of the first URL in `html` starting with `base`+`/t/<kind>/`.
 fn tracking_path(html: &str, kind: char) -> String {
     let marker = format!("/t/{kind}/");
-    let at = html.find(&marker).unwrap_or_else(|| panic!("{marker} in {html}"));
+    let at = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("{marker} in {html}"));
     let end = html[at..].find('"').unwrap();
     html[at..at + end].to_owned()
 }
@@ -254,7 +250,10 @@ async fn tracked_email_opens_and_clicks_record_engagement_and_a_tampered_token_g
     worker::drain_at(&app.app, t0 + Duration::minutes(15)).await;
     let (email_id, html) = mailbox.0.lock().unwrap()[0].clone();
     // Links in anchors go through Herald; other schemes stay; the pixel is in the body.
-    assert!(!html.contains(LINK) && !html.contains("x=1&amp;y=2\""), "{html}");
+    assert!(
+        !html.contains(LINK) && !html.contains("x=1&amp;y=2\""),
+        "{html}"
+    );
     assert!(html.contains("href=\"mailto:help@example.com\""), "{html}");
     assert!(html.contains("/t/c/") && html.contains("/t/o/"), "{html}");
     assert!(html.find("<img").unwrap() < html.find("</body>").unwrap());

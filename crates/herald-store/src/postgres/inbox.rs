@@ -12,8 +12,8 @@ use deadpool_postgres::Transaction;
 use herald_core::env::{Env, EnvScope};
 use herald_core::ids::DistinctId;
 use herald_core::inbox::{
-    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark, NewItem,
-    Stamp,
+    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark,
+    NewItem, Stamp,
 };
 use herald_core::profile::micros;
 use herald_core::store::{InboxStore, StoreError};

@@ -10,12 +10,12 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::{try_join, try_join3, try_join_all};
 use herald_core::delivery::Delivery;
-use herald_core::env::EnvScope;
 use herald_core::engagement::{Event, Gate};
+use herald_core::env::EnvScope;
 use herald_core::message::{Followed, Message};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, Engaged, GateOutcome, MessagePage, MessageQuery,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, MessagePage, MessageQuery,
     MessageStore, NewMessage, OnceKey, OutboxEntry, StoreError,
 };
 use std::sync::Arc;

@@ -8,8 +8,8 @@ use chrono::{DateTime, Utc};
 use herald_core::env::EnvScope;
 use herald_core::ids::DistinctId;
 use herald_core::inbox::{
-    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark, NewItem,
-    Stamp,
+    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark,
+    NewItem, Stamp,
 };
 use herald_core::profile::micros;
 use herald_core::store::{InboxStore, StoreError};
@@ -65,7 +65,11 @@ fn mark(
     )?;
     // A seen (or read) item is engagement with its message (`smart` policies read it).
     if effect.seen == Stamp::Set {
-        execute(conn, sql::SEEN_FROM_INBOX, params![env, id, now, message_id])?;
+        execute(
+            conn,
+            sql::SEEN_FROM_INBOX,
+            params![env, id, now, message_id],
+        )?;
     }
     Ok(changed)
 }

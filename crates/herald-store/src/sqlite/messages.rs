@@ -8,12 +8,12 @@ use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::delivery::Delivery;
-use herald_core::env::EnvScope;
 use herald_core::engagement::Event;
+use herald_core::env::EnvScope;
 use herald_core::message::{Followed, Message};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, Engaged, GateOutcome, MessagePage, MessageQuery,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, MessagePage, MessageQuery,
     MessageStore, NewMessage, OnceKey, StoreError,
 };
 use rusqlite::{params, Connection};

@@ -5,12 +5,12 @@ use super::{backends, ctx, edit, id};
 use chrono::{DateTime, Duration, Utc};
 use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{Content, Delivery};
+use herald_core::engagement::{Event, Gate, Until};
 use herald_core::message::{Message, MessageOrigin, MessageStatus, SkipReason};
 use herald_core::profile::truncate;
 use herald_core::service::profiles;
-use herald_core::engagement::{Event, Gate, Until};
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, Engaged, GateOutcome, MessageQuery, NewMessage, OnceKey,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, MessageQuery, NewMessage, OnceKey,
     Store,
 };
 use herald_core::{Env, EnvScope};
@@ -903,7 +903,12 @@ async fn a_smart_step_is_due_after_the_send_and_its_gate_reads_the_triggers_enga
                 assert_eq!(stored(s, Env::Test, &first).await.seen_at, Some(early));
                 // A repeat changes nothing; another environment has no such message.
                 let again = s
-                    .engage(scope(Env::Test), &first, Event::Seen, t0 + Duration::hours(1))
+                    .engage(
+                        scope(Env::Test),
+                        &first,
+                        Event::Seen,
+                        t0 + Duration::hours(1),
+                    )
                     .await
                     .unwrap();
                 assert!(matches!(again, Engaged::Recorded { changed: false, .. }));
@@ -953,7 +958,10 @@ async fn marking_an_inbox_item_seen_or_read_marks_its_message_seen() {
         let s = b.store.as_ref();
         s.enqueue(
             scope(Env::Test),
-            vec![queued(Env::Test, "i1", "ada"), queued(Env::Test, "i2", "ada")],
+            vec![
+                queued(Env::Test, "i1", "ada"),
+                queued(Env::Test, "i2", "ada"),
+            ],
             None,
         )
         .await
@@ -980,13 +988,27 @@ async fn marking_an_inbox_item_seen_or_read_marks_its_message_seen() {
         s.mark_inbox_item(scope(Env::Test), &id("ada"), "i1", Mark::Read, t1)
             .await
             .unwrap();
-        assert_eq!(stored(s, Env::Test, "i1").await.seen_at, Some(t1), "{}", b.name);
+        assert_eq!(
+            stored(s, Env::Test, "i1").await.seen_at,
+            Some(t1),
+            "{}",
+            b.name
+        );
         assert_eq!(stored(s, Env::Test, "i2").await.seen_at, None);
         let t2 = t1 + Duration::seconds(5);
         s.mark_inbox(scope(Env::Test), &id("ada"), Mark::Seen, t2)
             .await
             .unwrap();
-        assert_eq!(stored(s, Env::Test, "i1").await.seen_at, Some(t1), "first wins");
-        assert_eq!(stored(s, Env::Test, "i2").await.seen_at, Some(t2), "{}", b.name);
+        assert_eq!(
+            stored(s, Env::Test, "i1").await.seen_at,
+            Some(t1),
+            "first wins"
+        );
+        assert_eq!(
+            stored(s, Env::Test, "i2").await.seen_at,
+            Some(t2),
+            "{}",
+            b.name
+        );
     }
 }
