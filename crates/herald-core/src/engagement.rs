@@ -261,8 +261,9 @@ impl Tracker<'_> {
     }
 }
 
-/// Every `href` of an `<a>` tag whose value (entities `&amp;` decoded) is an `http://` or
-/// `https://` URL, replaced by `rewrite(url)`.
+/// Every `href` of an `<a>` tag whose value (the entities templates escape with decoded) is an
+/// `http://` or `https://` URL of visible ASCII (what a `Location` header can carry), replaced
+/// by `rewrite(url)`. Other links are left as they are, untracked.
 pub fn rewrite_links(html: &str, rewrite: impl Fn(&str) -> String) -> String {
     let lower = html.to_ascii_lowercase();
     let mut out = String::with_capacity(html.len());
@@ -281,9 +282,10 @@ pub fn rewrite_links(html: &str, rewrite: impl Fn(&str) -> String) -> String {
         };
         let value_end = value_start + 1 + len;
         let raw = &html[value_start + 1..value_end];
-        let url = raw.replace("&amp;", "&");
+        let url = decode_entities(raw);
         let lower_url = url.to_ascii_lowercase();
-        let web = lower_url.starts_with("http://") || lower_url.starts_with("https://");
+        let web = (lower_url.starts_with("http://") || lower_url.starts_with("https://"))
+            && url.bytes().all(|b| b.is_ascii_graphic());
         if web && in_anchor(&lower[..at]) {
             out.push_str(&html[from..value_start + 1]);
             out.push_str(&rewrite(&url).replace('&', "&amp;"));
@@ -294,6 +296,26 @@ pub fn rewrite_links(html: &str, rewrite: impl Fn(&str) -> String) -> String {
     }
     out.push_str(&html[from..]);
     out
+}
+
+/// The entities Handlebars writes for `{{value}}` (and `&amp;` as authors write it), decoded.
+fn decode_entities(raw: &str) -> String {
+    const ENTITIES: [(&str, &str); 10] = [
+        ("&quot;", "\""),
+        ("&#x27;", "'"),
+        ("&#39;", "'"),
+        ("&#x60;", "`"),
+        ("&#x3D;", "="),
+        ("&#61;", "="),
+        ("&lt;", "<"),
+        ("&gt;", ">"),
+        ("&#x2F;", "/"),
+        // Last, so `&amp;lt;` reads `&lt;`.
+        ("&amp;", "&"),
+    ];
+    ENTITIES
+        .iter()
+        .fold(raw.to_owned(), |s, (entity, c)| s.replace(entity, c))
 }
 
 /// Whether the tag open at the end of `before` is an `<a>`.
@@ -423,6 +445,13 @@ mod tests {
         );
         assert!(out.contains("HREF='T(http://example.com/b)'"), "{out}");
         assert!(out.contains("href=\"mailto:ada@example.com\""), "{out}");
+        // Escaped by a template: decoded before it is signed. Not a header value: untracked.
+        let out = rewrite_links(
+            "<a href=\"https://x.example/?q&#x3D;a&amp;b&#x3D;c\">x</a><a href=\"https://x.example/ä b\">y</a>",
+            |u| format!("T({u})"),
+        );
+        assert!(out.contains("T(https://x.example/?q=a&amp;b=c)"), "{out}");
+        assert!(out.contains("href=\"https://x.example/ä b\""), "{out}");
 
         let ring = Keyring::new("secret".into());
         let tracker = Tracker {
