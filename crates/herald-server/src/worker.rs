@@ -1,7 +1,9 @@
 //! The dispatch worker: claims due outbox entries, hands each to its provider under a timeout,
 //! and records the outcome (sent, retried on the backoff schedule, failed). A provider that finds
 //! the identity dead gets it marked `perma_status: disabled` on the profile, so later plans skip
-//! it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
+//! it as `identity_invalid`. A `smart` step whose wait is over is sent only once its gate opens
+//! (the store checks the trigger's engagement; else it is skipped as `engaged`). [`step`] is one
+//! round; [`drain`] runs rounds until nothing is due
 //! (what tests call); [`run`] is the background task of `tasks.dispatch`.
 
 use crate::config::DispatchConfig;
