@@ -66,7 +66,8 @@ fn uncategorized() -> Category {
 ///   accepts (a provider is configured for its channel, or the identity carries its own
 ///   endpoint); none accepted skips with `no_provider`.
 ///
-/// Under `first_success` the first sendable channel is sent now and the rest are fallbacks.
+/// Under `first_success` and `smart` the first sendable channel is sent now and the rest are
+/// fallbacks (under `smart`, each gated: see [`crate::message::Message::follow_step`]).
 pub fn plan(
     workflow: &Workflow,
     profile: &Profile,
@@ -107,7 +108,8 @@ pub fn plan(
     }
     match workflow.policy {
         Policy::All => plan.now = sendable,
-        Policy::FirstSuccess(_) => {
+        // A smart order is planned like `first_success`; its steps differ in when they follow.
+        Policy::FirstSuccess(_) | Policy::Smart(_) => {
             let mut rest = sendable.into_iter();
             plan.now.extend(rest.next());
             plan.fallbacks = rest.collect();

@@ -7,6 +7,7 @@ pub mod channel;
 pub mod credentials;
 pub mod delivery;
 pub mod dispatch;
+pub mod engagement;
 pub mod env;
 pub mod erasure;
 pub mod error;

@@ -106,7 +106,7 @@ impl Keyring {
         before - self.keys.len()
     }
 
-    fn secret(&self, kid: &str) -> Option<&[u8]> {
+    pub(crate) fn secret(&self, kid: &str) -> Option<&[u8]> {
         self.keys.get(kid).map(|s| s.as_bytes())
     }
 }

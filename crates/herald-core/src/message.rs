@@ -106,10 +106,13 @@ pub enum SkipReason {
     NoProvider,
     /// A `first_success` fallback not needed: a channel before it in the order was sent.
     SentOnOtherChannel,
+    /// A `smart` step not needed: the user engaged (per the policy's `until`) with an earlier
+    /// message of the same trigger before its wait was over.
+    Engaged,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 9] = [
         SkipReason::UserDisabled,
         SkipReason::CategoryOptedOut,
         SkipReason::ChannelOptedOut,
@@ -118,6 +121,7 @@ impl SkipReason {
         SkipReason::IdentityInvalid,
         SkipReason::NoProvider,
         SkipReason::SentOnOtherChannel,
+        SkipReason::Engaged,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +134,7 @@ impl SkipReason {
             SkipReason::IdentityInvalid => "identity_invalid",
             SkipReason::NoProvider => "no_provider",
             SkipReason::SentOnOtherChannel => "sent_on_other_channel",
+            SkipReason::Engaged => "engaged",
         }
     }
 
@@ -176,6 +181,26 @@ pub struct IllegalTransition {
     pub to: MessageStatus,
 }
 
+/// What [`Message::follow_step`] did to a waiting message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Followed {
+    /// The message before it has not finished: still waiting for it.
+    Unchanged,
+    /// Its turn: `queued`, due now.
+    Queued,
+    /// `skipped`: never sent, and the message after it follows in turn.
+    Closed,
+    /// A `smart` step: still `waiting`, due at this time (its gate decides then).
+    Due(DateTime<Utc>),
+}
+
+/// An engagement report about a message that never went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a {status} message was never sent, so it cannot be seen, clicked or delivered")]
+pub struct NotEngageable {
+    pub status: MessageStatus,
+}
+
 /// One notification to one recipient on one channel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
@@ -203,6 +228,10 @@ pub struct Message {
     pub idempotency_key: Option<String>,
     /// Provider calls made so far.
     pub attempts: u32,
+    /// When the user first saw it (inbox seen or read, email opened, a `seen` event, or a click).
+    pub seen_at: Option<DateTime<Utc>>,
+    /// When the user first clicked it (a tracked email link, a `clicked` event).
+    pub clicked_at: Option<DateTime<Utc>>,
 }
 
 /// What every message starts with.
@@ -286,6 +315,8 @@ impl Message {
             trigger_id,
             idempotency_key,
             attempts: 0,
+            seen_at: None,
+            clicked_at: None,
         }
     }
 
@@ -343,6 +374,139 @@ impl Message {
             });
         }
         self.transition(next, at, Some(reason)).map(|()| true)
+    }
+
+    /// Moves a waiting message on once `previous` (the message before it in its chain) has
+    /// moved. Without a `gate` (a `first_success` fallback) this is [`Message::follow`]. With
+    /// one (a `smart` step):
+    /// - `previous` sent or delivered: still waiting, now due `gate.wait` later
+    ///   ([`Followed::Due`]; when due, [`Message::open_gate`] decides);
+    /// - `previous` failed for good: its turn at once, `queued`, as under `first_success`;
+    /// - `previous` skipped (the user engaged): `skipped` with `engaged`;
+    /// - `previous` still queued or waiting: nothing changes.
+    pub fn follow_step(
+        &mut self,
+        previous: &Message,
+        at: DateTime<Utc>,
+        gate: Option<&crate::engagement::Gate>,
+    ) -> Result<Followed, IllegalTransition> {
+        use MessageStatus::*;
+        let Some(gate) = gate else {
+            return Ok(match self.follow(previous, at)? {
+                false => Followed::Unchanged,
+                true if self.status == Queued => Followed::Queued,
+                true => Followed::Closed,
+            });
+        };
+        if self.status != Waiting {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: Queued,
+            });
+        }
+        match previous.status {
+            Queued | Waiting => Ok(Followed::Unchanged),
+            Failed => {
+                let reason = format!("{} failed", previous.channel.as_str());
+                self.transition(Queued, at, Some(reason))?;
+                Ok(Followed::Queued)
+            }
+            Skipped => {
+                let reason = SkipReason::Engaged.as_str().to_owned();
+                self.transition(Skipped, at, Some(reason))?;
+                Ok(Followed::Closed)
+            }
+            Sent | Delivered => {
+                let due = at + gate.wait;
+                self.reason = Some(format!(
+                    "due at {} unless {} on {} ({})",
+                    due.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                    gate.until,
+                    previous.id,
+                    previous.channel.as_str()
+                ));
+                Ok(Followed::Due(due))
+            }
+        }
+    }
+
+    /// A `smart` step whose wait is over: [`crate::engagement::decide`] over the `earlier`
+    /// messages of its trigger. Continue: `queued` (sent next, `true`); stop: `skipped` with
+    /// `engaged` (`false`). Only a waiting message passes its gate.
+    pub fn open_gate(
+        &mut self,
+        earlier: &[crate::engagement::Engagement],
+        until: crate::engagement::Until,
+        at: DateTime<Utc>,
+    ) -> Result<bool, IllegalTransition> {
+        use crate::engagement::{decide, Step};
+        let (next, reason) = match decide(earlier, until) {
+            Step::Continue => (
+                MessageStatus::Queued,
+                format!("not {until} on an earlier channel"),
+            ),
+            Step::Stop => (
+                MessageStatus::Skipped,
+                SkipReason::Engaged.as_str().to_owned(),
+            ),
+        };
+        if self.status != MessageStatus::Waiting {
+            return Err(IllegalTransition {
+                from: self.status,
+                to: next,
+            });
+        }
+        self.transition(next, at, Some(reason))?;
+        Ok(next == MessageStatus::Queued)
+    }
+
+    /// How the user engaged with this message so far.
+    pub fn engagement(&self) -> crate::engagement::Engagement {
+        crate::engagement::Engagement {
+            seen_at: self.seen_at,
+            clicked_at: self.clicked_at,
+        }
+    }
+
+    /// Applies an engagement report: `seen` sets `seen_at`, `clicked` sets `clicked_at` and
+    /// `seen_at` (each only the first time), `delivered` moves a sent message to `delivered`.
+    /// Only a message that went out (`sent`, `delivered`, or `failed` after a late bounce) can
+    /// be engaged with; a repeated report changes nothing. `Ok(true)` when something changed.
+    pub fn engage(
+        &mut self,
+        event: crate::engagement::Event,
+        at: DateTime<Utc>,
+    ) -> Result<bool, NotEngageable> {
+        use crate::engagement::Event;
+        use MessageStatus::*;
+        let went_out = matches!(self.status, Sent | Delivered | Failed) && self.provider_sent();
+        if !went_out {
+            return Err(NotEngageable {
+                status: self.status,
+            });
+        }
+        let before = (self.seen_at, self.clicked_at, self.status);
+        match event {
+            Event::Seen => {
+                self.seen_at.get_or_insert(at);
+            }
+            Event::Clicked => {
+                self.clicked_at.get_or_insert(at);
+                self.seen_at.get_or_insert(at);
+            }
+            Event::Delivered => {
+                if self.status == Sent {
+                    self.transition(Delivered, at, None)
+                        .expect("a sent message may become delivered");
+                }
+            }
+        }
+        Ok(before != (self.seen_at, self.clicked_at, self.status))
+    }
+
+    /// Whether a provider ever accepted this message (its history holds `sent`).
+    fn provider_sent(&self) -> bool {
+        self.history.iter().any(|c| c.status == MessageStatus::Sent)
     }
 
     /// Records the outcome of one provider call on a queued message: `sent` with the provider's
@@ -548,7 +712,8 @@ mod tests {
                 "no_identity",
                 "identity_invalid",
                 "no_provider",
-                "sent_on_other_channel"
+                "sent_on_other_channel",
+                "engaged"
             ]
         );
         assert_eq!(MessageStatus::from_name("triggered"), None);
@@ -822,5 +987,136 @@ mod tests {
         };
         assert_eq!(m.hear(&hard, t1), Ok(true));
         assert_eq!(m.status, MessageStatus::Failed);
+    }
+
+    fn gate() -> crate::engagement::Gate {
+        crate::engagement::Gate {
+            wait: chrono::Duration::minutes(15),
+            until: crate::engagement::Until::Seen,
+        }
+    }
+
+    #[test]
+    fn a_smart_step_waits_after_a_send_moves_on_after_a_failure_and_closes_after_engagement() {
+        let t0 = Utc::now();
+        let sent = Delivery::Sent { provider_id: None };
+        let g = gate();
+        // The one before is sent: still waiting, due `wait` after the send.
+        let mut first = Message::queued(with("m1", Channel::Inbox), email(), t0);
+        let mut step = Message::waiting(with("m2", Channel::Email), email(), &first, t0);
+        assert_eq!(
+            step.follow_step(&first, t0, Some(&g)),
+            Ok(Followed::Unchanged)
+        );
+        let t1 = t0 + chrono::Duration::seconds(5);
+        first.record(&sent, t1).unwrap();
+        let due = t1 + chrono::Duration::minutes(15);
+        assert_eq!(
+            step.follow_step(&first, t1, Some(&g)),
+            Ok(Followed::Due(due))
+        );
+        assert_eq!(step.status, MessageStatus::Waiting);
+        assert_eq!(step.history.len(), 1, "no status change");
+        assert!(step
+            .reason
+            .as_deref()
+            .unwrap()
+            .contains("unless seen on m1"));
+        // Failed for good: its turn at once.
+        let mut failed = Message::queued(with("m3", Channel::Inbox), email(), t0);
+        failed
+            .record(
+                &Delivery::Failed {
+                    reason: "x".into(),
+                    identity_invalid: false,
+                },
+                t0,
+            )
+            .unwrap();
+        let mut next = Message::waiting(with("m4", Channel::Email), email(), &failed, t0);
+        assert_eq!(
+            next.follow_step(&failed, t0, Some(&g)),
+            Ok(Followed::Queued)
+        );
+        assert_eq!(next.status, MessageStatus::Queued);
+        // The one before was skipped (engaged): closed with the same reason.
+        let mut closed_by = Message::waiting(with("m5", Channel::Sms), sms(), &first, t0);
+        closed_by
+            .transition(MessageStatus::Skipped, t0, Some("engaged".into()))
+            .unwrap();
+        let mut last = Message::waiting(with("m6", Channel::Sms), sms(), &first, t0);
+        assert_eq!(
+            last.follow_step(&closed_by, t0, Some(&g)),
+            Ok(Followed::Closed)
+        );
+        assert_eq!(last.reason.as_deref(), Some("engaged"));
+        // Without a gate it is `first_success`: a send closes the next.
+        let mut fallback = Message::waiting(with("m7", Channel::Sms), sms(), &first, t0);
+        assert_eq!(fallback.follow_step(&first, t0, None), Ok(Followed::Closed));
+        assert_eq!(fallback.reason.as_deref(), Some("sent_on_other_channel"));
+    }
+
+    #[test]
+    fn a_gate_sends_unless_an_earlier_message_was_engaged_with() {
+        use crate::engagement::{Engagement, Until};
+        let t0 = Utc::now();
+        let first = Message::queued(with("m1", Channel::Inbox), email(), t0);
+        let waiting = Message::waiting(with("m2", Channel::Email), email(), &first, t0);
+        let seen = Engagement {
+            seen_at: Some(t0),
+            clicked_at: None,
+        };
+        let mut open = waiting.clone();
+        assert_eq!(
+            open.open_gate(&[Engagement::default()], Until::Seen, t0),
+            Ok(true)
+        );
+        assert_eq!(open.status, MessageStatus::Queued);
+        assert_eq!(
+            open.reason.as_deref(),
+            Some("not seen on an earlier channel")
+        );
+        let mut shut = waiting.clone();
+        assert_eq!(shut.open_gate(&[seen], Until::Seen, t0), Ok(false));
+        assert_eq!(
+            (shut.status, shut.reason.as_deref()),
+            (MessageStatus::Skipped, Some("engaged"))
+        );
+        let mut needs_click = waiting.clone();
+        assert_eq!(needs_click.open_gate(&[seen], Until::Clicked, t0), Ok(true));
+        // Only a waiting message has a gate.
+        assert!(open.open_gate(&[], Until::Seen, t0).is_err());
+    }
+
+    #[test]
+    fn engagement_is_recorded_once_and_only_on_a_message_that_went_out() {
+        use crate::engagement::Event;
+        let t0 = Utc::now();
+        let t1 = t0 + chrono::Duration::seconds(1);
+        let mut m = Message::queued(origin(), email(), t0);
+        assert_eq!(
+            m.engage(Event::Seen, t0),
+            Err(NotEngageable {
+                status: MessageStatus::Queued
+            })
+        );
+        m.record(&Delivery::Sent { provider_id: None }, t0).unwrap();
+        assert_eq!(m.engage(Event::Seen, t0), Ok(true));
+        assert_eq!(m.engage(Event::Seen, t1), Ok(false), "the first time wins");
+        assert_eq!(m.seen_at, Some(t0));
+        assert_eq!(m.engage(Event::Clicked, t1), Ok(true));
+        assert_eq!((m.seen_at, m.clicked_at), (Some(t0), Some(t1)));
+        assert_eq!(m.engage(Event::Delivered, t1), Ok(true));
+        assert_eq!(m.status, MessageStatus::Delivered);
+        assert_eq!(m.engage(Event::Delivered, t1), Ok(false));
+        // A click alone implies seen.
+        let mut c = Message::queued(origin(), email(), t0);
+        c.record(&Delivery::Sent { provider_id: None }, t0).unwrap();
+        c.engage(Event::Clicked, t1).unwrap();
+        assert_eq!(c.seen_at, Some(t1));
+        assert!(c.engagement().reaches(crate::engagement::Until::Seen));
+        // Skipped or waiting messages never went out.
+        let skipped = Message::skipped(origin(), SkipReason::NoProvider, t0);
+        assert!(skipped.clone().engage(Event::Clicked, t0).is_err());
     }
 }

@@ -5,6 +5,7 @@ use crate::admin::{LoginAttempts, Operator, Session, ThrottleKey, ThrottlePolicy
 use crate::channel::{Channel, Identity};
 use crate::credentials::Credentials;
 use crate::delivery::{Content, Delivery, Outgoing};
+use crate::engagement::{Event, Gate};
 use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
 use crate::filter::Filter;
@@ -513,6 +514,10 @@ pub struct NewMessage {
     /// A waiting message's predecessor: the message before it in the `first_success` order,
     /// recorded earlier in the same [`MessageStore::enqueue`].
     pub waits_for: Option<String>,
+    /// A waiting `smart` step's gate: due `wait` after its predecessor was sent, and sent then
+    /// only if nobody engaged ([`MessageStore::open_gate`]). `None` for a `first_success`
+    /// fallback and for every message that does not wait.
+    pub gate: Option<Gate>,
 }
 
 impl NewMessage {
@@ -534,6 +539,12 @@ impl NewMessage {
                 if waits { "must wait" } else { "cannot wait" }
             ));
         }
+        if self.gate.is_some() && !waits {
+            return Err(format!(
+                "a {} message {} cannot have a gate",
+                m.status, m.id
+            ));
+        }
         match (m.status, &self.content, &m.identity) {
             (MessageStatus::Queued | MessageStatus::Waiting, Some(content), Some(identity))
                 if content.channel() == m.channel && identity.channel == m.channel =>
@@ -545,6 +556,7 @@ impl NewMessage {
                     due_at: m.created_at,
                     content: content.clone(),
                     identity: identity.clone(),
+                    gate: self.gate,
                 }))
             }
             (MessageStatus::Queued | MessageStatus::Waiting, ..) => Err(format!(
@@ -611,6 +623,9 @@ pub struct OutboxEntry {
     pub due_at: DateTime<Utc>,
     pub content: Content,
     pub identity: Identity,
+    /// A `smart` step's gate, until it is opened: a claim of a gated entry asks
+    /// [`MessageStore::open_gate`] before anything is sent.
+    pub gate: Option<Gate>,
 }
 
 impl OutboxEntry {
@@ -671,6 +686,32 @@ pub enum Completion {
 pub struct Heard {
     pub message: Box<Message>,
     pub changed: bool,
+}
+
+/// What [`MessageStore::open_gate`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateOutcome {
+    /// Nobody engaged: the message is queued and the claim is sent as any other.
+    Open,
+    /// The user engaged: the message (as stored now) is skipped with `engaged`, its entry is
+    /// gone, and the steps after it are skipped too.
+    Closed(Box<Message>),
+    /// The claim is no longer current, or the message is not waiting: nothing changed.
+    Stale,
+}
+
+/// What [`MessageStore::engage`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Engaged {
+    /// No message of that id in the environment.
+    NotFound,
+    /// The message never went out ([`Message::engage`]): nothing changed.
+    Refused(crate::message::NotEngageable),
+    /// Recorded (`changed: false` for a repeat): the message as stored now.
+    Recorded {
+        message: Box<Message>,
+        changed: bool,
+    },
 }
 
 /// Filters of a message listing, newest first. Each set filter must hold (AND).
@@ -747,6 +788,24 @@ pub trait MessageStore: Send + Sync {
 
     /// Gives claimed entries back, due as they were (a graceful shutdown).
     async fn release(&self, claims: &[Claim]) -> Result<(), StoreError>;
+
+    /// A claimed `smart` step whose wait is over (its entry has a gate): in one transaction,
+    /// reads the engagement of the other messages of its trigger and applies
+    /// [`Message::open_gate`]. Open: the message is queued, the gate cleared, and the claim is
+    /// sent. Closed: the message is skipped (`engaged`), its entry deleted, and the steps after
+    /// it follow ([`Message::follow_step`]).
+    async fn open_gate(&self, claim: &Claim, now: DateTime<Utc>)
+        -> Result<GateOutcome, StoreError>;
+
+    /// Records an engagement report on message `id` of this environment ([`Message::engage`]):
+    /// the first `seen`/`clicked` wins, `delivered` moves a sent message on.
+    async fn engage(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Engaged, StoreError>;
 
     async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError>;
 
@@ -971,6 +1030,7 @@ mod tests {
             message: Message::queued(origin(id, Channel::Email), identity, Utc::now()),
             content: Some(content),
             waits_for: None,
+            gate: None,
         }
     }
 
@@ -986,6 +1046,7 @@ mod tests {
             message: m,
             content: Some(content),
             waits_for: Some(after.message.id.clone()),
+            gate: None,
         }
     }
 
@@ -1031,6 +1092,7 @@ mod tests {
             ),
             content: None,
             waits_for: None,
+            gate: None,
         };
         let after_skipped = waiting("m6", &skipped);
         assert!(NewMessage::check_chains(&[skipped, after_skipped]).is_err());

@@ -4,6 +4,7 @@
 
 use crate::channel::Channel;
 use crate::delivery::{Content, Push};
+use crate::engagement::{Gate, Tracking, Until};
 use crate::error::Invalid;
 use crate::template;
 use crate::validate;
@@ -49,15 +50,48 @@ pub struct WorkflowInput {
     /// Event names (`POST /event/`) that start this workflow.
     #[serde(default)]
     pub events: Vec<String>,
+    /// Open and click tracking of HTML emails; both off when left out.
+    #[serde(default, skip_serializing_if = "TrackingInput::is_off")]
+    pub tracking: TrackingInput,
 }
 
-/// `"all"` or `{"first_success": ["inbox", "email"]}`.
+/// `"all"`, `{"first_success": ["inbox", "email"]}` or
+/// `{"smart": {"channels": ["inbox", "email"], "wait": "15m", "until": "seen"}}`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyInput {
     #[default]
     All,
     FirstSuccess(Vec<String>),
+    Smart(SmartInput),
+}
+
+/// A smart channel order on the wire. `until` defaults to `seen`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SmartInput {
+    #[serde(default)]
+    pub channels: Vec<String>,
+    #[serde(default)]
+    pub wait: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<String>,
+}
+
+/// `{"opens": true, "clicks": true}`; a switch left out is off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrackingInput {
+    #[serde(default)]
+    pub opens: bool,
+    #[serde(default)]
+    pub clicks: bool,
+}
+
+impl TrackingInput {
+    fn is_off(&self) -> bool {
+        !self.opens && !self.clicks
+    }
 }
 
 /// One template per channel, under the channel's name.
@@ -175,6 +209,64 @@ pub enum Policy {
     /// One channel at a time in this order: the next only after the one before failed for good
     /// (or was skipped). Every channel listed has a template.
     FirstSuccess(Vec<Channel>),
+    /// One channel at a time in this order: the next `wait` after the one before was sent,
+    /// unless the user engaged with an earlier one (see [`crate::engagement`]); at once after a
+    /// failure for good.
+    Smart(SmartPolicy),
+}
+
+/// A checked smart channel order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmartPolicy {
+    /// Distinct channels, each with a template.
+    pub channels: Vec<Channel>,
+    pub gate: Gate,
+}
+
+/// The longest wait of a smart step (30 days).
+pub const MAX_SMART_WAIT_SECS: i64 = 30 * 24 * 3600;
+
+/// A wait of a smart step: a whole number and a unit, `s`, `m`, `h` or `d` (`90s`, `15m`,
+/// `2h`, `1d`), from 1 second to [`MAX_SMART_WAIT_SECS`]. Errors name `field`.
+pub fn parse_wait(field: &str, raw: &str) -> Result<chrono::Duration, Invalid> {
+    let refuse = || {
+        Invalid::new(
+            field,
+            format!(
+                "'{raw}' is not a wait: a whole number and a unit s, m, h or d (15m), from 1s to 30d"
+            ),
+        )
+    };
+    let raw_t = raw.trim();
+    let unit = raw_t.chars().last().ok_or_else(refuse)?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(refuse()),
+    };
+    let digits = &raw_t[..raw_t.len() - 1];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(refuse());
+    }
+    let n: i64 = digits.parse().map_err(|_| refuse())?;
+    let secs = n.checked_mul(scale).ok_or_else(refuse)?;
+    if !(1..=MAX_SMART_WAIT_SECS).contains(&secs) {
+        return Err(refuse());
+    }
+    Ok(chrono::Duration::seconds(secs))
+}
+
+/// A wait in the largest unit that divides it ([`parse_wait`] reads it back).
+pub fn format_wait(wait: chrono::Duration) -> String {
+    let secs = wait.num_seconds();
+    for (unit, scale) in [('d', 86_400), ('h', 3600), ('m', 60)] {
+        if secs % scale == 0 {
+            return format!("{}{unit}", secs / scale);
+        }
+    }
+    format!("{secs}s")
 }
 
 /// A channel's template, checked. Each text is a Handlebars source; each JSON template renders
@@ -266,6 +358,8 @@ pub struct Workflow {
     /// In [`Channel::ALL`] order.
     pub templates: BTreeMap<Channel, ChannelTemplate>,
     pub events: Vec<String>,
+    /// Open and click tracking of its HTML emails.
+    pub tracking: Tracking,
 }
 
 /// The channels a workflow may have templates for: every channel.
@@ -303,6 +397,9 @@ impl Workflow {
                 first_success(&names, &templates)
                     .map_err(|e| e.within("first_success").within("policy"))?,
             ),
+            PolicyInput::Smart(smart) => Policy::Smart(
+                smart_policy(smart, &templates).map_err(|e| e.within("smart").within("policy"))?,
+            ),
         };
         let events = events(input.events).map_err(|e| e.within("events"))?;
         Ok(Workflow {
@@ -312,6 +409,10 @@ impl Workflow {
             policy,
             templates,
             events,
+            tracking: Tracking {
+                opens: input.tracking.opens,
+                clicks: input.tracking.clicks,
+            },
         })
     }
 
@@ -321,6 +422,15 @@ impl Workflow {
         match &self.policy {
             Policy::All => self.templates.keys().copied().collect(),
             Policy::FirstSuccess(order) => order.clone(),
+            Policy::Smart(smart) => smart.channels.clone(),
+        }
+    }
+
+    /// The gate of each channel after the first under a `smart` policy; `None` otherwise.
+    pub fn gate(&self) -> Option<Gate> {
+        match &self.policy {
+            Policy::Smart(smart) => Some(smart.gate),
+            _ => None,
         }
     }
 
@@ -386,9 +496,18 @@ impl Workflow {
                 Policy::FirstSuccess(order) => {
                     PolicyInput::FirstSuccess(order.iter().map(|c| c.as_str().into()).collect())
                 }
+                Policy::Smart(smart) => PolicyInput::Smart(SmartInput {
+                    channels: smart.channels.iter().map(|c| c.as_str().into()).collect(),
+                    wait: format_wait(smart.gate.wait),
+                    until: Some(smart.gate.until.as_str().into()),
+                }),
             },
             channels,
             events: self.events.clone(),
+            tracking: TrackingInput {
+                opens: self.tracking.opens,
+                clicks: self.tracking.clicks,
+            },
         }
     }
 
@@ -756,6 +875,24 @@ fn first_success(
         order.push(channel);
     }
     Ok(order)
+}
+
+/// A smart order: its channels as [`first_success`] checks them (`channels[1]`), a wait per
+/// [`parse_wait`] (`wait`) and `until` `seen` (the default) or `clicked` (`until`).
+fn smart_policy(
+    input: SmartInput,
+    templates: &BTreeMap<Channel, ChannelTemplate>,
+) -> Result<SmartPolicy, Invalid> {
+    let channels = first_success(&input.channels, templates).map_err(|e| e.within("channels"))?;
+    let wait = parse_wait("wait", &input.wait)?;
+    let until = match input.until.as_deref() {
+        None => Until::Seen,
+        Some(u) => Until::parse("until", u)?,
+    };
+    Ok(SmartPolicy {
+        channels,
+        gate: Gate { wait, until },
+    })
 }
 
 /// Event names: 2 to 255 characters, no control characters, not starting with `$` or `ss_`

@@ -345,13 +345,16 @@ mod tests {
         std::fs::write(&file, toml).unwrap();
         let config = Config::load(Some(&file), |_| None).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(config.workflows.len(), 2);
-        assert_eq!(config.workflows[1]["env"], "live");
+        assert_eq!(config.workflows.len(), 3);
+        assert_eq!(config.workflows[2]["env"], "live");
         for raw in &config.workflows {
             let mut body = raw.clone();
             body.as_object_mut().unwrap().remove("env");
             let input = crate::api::workflows::parse_input(&body).unwrap();
-            herald_core::workflow::Workflow::parse(input).unwrap();
+            let w = herald_core::workflow::Workflow::parse(input).unwrap();
+            if w.slug == "report-ready" {
+                assert!(w.gate().is_some() && w.tracking.opens && w.tracking.clicks);
+            }
         }
     }
 

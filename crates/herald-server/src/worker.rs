@@ -1,7 +1,9 @@
 //! The dispatch worker: claims due outbox entries, hands each to its provider under a timeout,
 //! and records the outcome (sent, retried on the backoff schedule, failed). A provider that finds
 //! the identity dead gets it marked `perma_status: invalid` (with the provider's answer and the
-//! time) on the profile, so later plans skip it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
+//! time) on the profile, so later plans skip it as `identity_invalid`. A `smart` step whose wait
+//! is over is sent only once its gate opens (the store checks the trigger's engagement; else it
+//! is skipped as `engaged`). [`step`] is one round; [`drain`] runs rounds until nothing is due
 //! (what tests call); [`run`] is the background task of `tasks.dispatch`.
 
 use crate::config::DispatchConfig;
@@ -12,7 +14,7 @@ use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{carries_endpoint, Delivery, Provider};
 use herald_core::history::Actor;
 use herald_core::service::{self, Ctx};
-use herald_core::store::{Claim, Completion, StoreError};
+use herald_core::store::{Claim, Completion, GateOutcome, StoreError};
 use herald_core::{Env, EnvScope};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -128,6 +130,20 @@ async fn deliver(
 ) -> Result<(), StoreError> {
     let config: &DispatchConfig = &app.config.dispatch;
     let entry = &claim.entry;
+    // A smart step whose wait is over is sent only if nobody engaged with an earlier message.
+    if entry.gate.is_some() {
+        match app.store.open_gate(claim, now).await? {
+            GateOutcome::Open => {}
+            GateOutcome::Closed(message) => {
+                tracing::debug!(message = %message.id, "smart step skipped: the user engaged");
+                return Ok(());
+            }
+            GateOutcome::Stale => {
+                tracing::info!(message = %entry.message_id, "claim expired before its gate was opened; left to its new owner");
+                return Ok(());
+            }
+        }
+    }
     let outcome = match provider {
         None => Delivery::Failed {
             reason: NO_PROVIDER.to_owned(),

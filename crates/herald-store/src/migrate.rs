@@ -107,6 +107,11 @@ macro_rules! migrations {
                 name: "provider_ids",
                 sql: include_str!("migrations/0017_provider_ids.sql"),
             },
+            $crate::migrate::Migration {
+                version: 19,
+                name: "engagement",
+                sql: include_str!("migrations/0019_engagement.sql"),
+            },
         ]
     };
 }
@@ -115,7 +120,7 @@ pub(crate) use migrations;
 /// Versions taken by work merged separately: a branch may skip them, never reuse them. Empty
 /// once every branch is merged.
 #[cfg(test)]
-const RESERVED: &[i64] = &[];
+const RESERVED: &[i64] = &[18];
 
 /// The migration that introduced the index rows: profiles stored before it are indexed when it
 /// is applied.

@@ -5,6 +5,7 @@
 use herald_core::admin::{LoginAttempts, Operator, Session, Username};
 use herald_core::channel::Channel;
 use herald_core::credentials::Credentials;
+use herald_core::engagement::{Engagement, Gate, Until};
 use herald_core::erasure;
 use herald_core::history::{self, Action, Actor, HistoryEvent, StoredChange};
 use herald_core::ids::DistinctId;
@@ -184,8 +185,39 @@ pub(crate) fn message(row: &impl Columns) -> Result<(i64, Message), StoreError> 
         trigger_id: row.text(13).map_err(&bad)?,
         idempotency_key: row.opt_text(14).map_err(&bad)?,
         created_at: from_micros(row.int(15).map_err(&bad)?),
+        seen_at: row.opt_int(16).map_err(&bad)?.map(from_micros),
+        clicked_at: row.opt_int(17).map_err(&bad)?.map(from_micros),
     };
     Ok((row.int(0).map_err(&bad)?, message))
+}
+
+/// A gate from its two outbox columns at `at` and `at + 1` (see `sql::gate_columns`).
+fn gate(row: &impl Columns, at: usize) -> Result<Option<Gate>, String> {
+    let wait = row.opt_int(at)?;
+    let until = row.opt_text(at + 1)?;
+    match (wait, until) {
+        (Some(secs), Some(until)) => Ok(Some(Gate {
+            wait: chrono::Duration::seconds(secs),
+            until: Until::parse("gate_until", &until).map_err(|e| e.to_string())?,
+        })),
+        (None, None) => Ok(None),
+        _ => Err("a gate with only one of its columns".into()),
+    }
+}
+
+/// A waiting entry's id and gate from the columns of [`crate::sql::WAITER`].
+pub(crate) fn waiter(row: &impl Columns) -> Result<(String, Option<Gate>), StoreError> {
+    let bad = unreadable("outbox entry");
+    Ok((row.text(0).map_err(&bad)?, gate(row, 1).map_err(&bad)?))
+}
+
+/// One message's engagement from the columns of [`crate::sql::TRIGGER_ENGAGEMENT`].
+pub(crate) fn engagement(row: &impl Columns) -> Result<Engagement, StoreError> {
+    let bad = unreadable("message");
+    Ok(Engagement {
+        seen_at: row.opt_int(0).map_err(&bad)?.map(from_micros),
+        clicked_at: row.opt_int(1).map_err(&bad)?.map(from_micros),
+    })
 }
 
 /// An outbox entry and its claim token from the columns of [`crate::sql::ENTRY_COLUMNS`].
@@ -198,6 +230,7 @@ pub(crate) fn entry(row: &impl Columns) -> Result<(OutboxEntry, i64), StoreError
         due_at: from_micros(row.int(3).map_err(&bad)?),
         content: row.json(4).map_err(&bad)?,
         identity: row.json(5).map_err(&bad)?,
+        gate: gate(row, 7).map_err(&bad)?,
     };
     Ok((entry, row.int(6).map_err(&bad)?))
 }

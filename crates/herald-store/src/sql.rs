@@ -313,7 +313,8 @@ pub(crate) const DELETE_PROVIDER_CONFIG: &str =
 macro_rules! message_columns {
     () => {
         "seq, id, env, workflow, category, distinct_id, channel, identity, status, reason, \
-         provider_id, history, attempts, trigger_id, idempotency_key, created_at"
+         provider_id, history, attempts, trigger_id, idempotency_key, created_at, seen_at, \
+         clicked_at"
     };
 }
 
@@ -324,7 +325,7 @@ pub(crate) const CLAIMED_MESSAGE_FOR_UPDATE: &str = concat!(
     message_columns!(),
     ", entry.claim FROM entry, messages WHERE messages.id = ?1"
 );
-pub(crate) const CLAIMED_MESSAGE_CLAIM: usize = 16;
+pub(crate) const CLAIMED_MESSAGE_CLAIM: usize = 18;
 
 /// The message columns, for the listing built in [`crate::query::message_page`].
 pub(crate) const MESSAGE_COLUMNS: &str = message_columns!();
@@ -366,10 +367,21 @@ pub(crate) const MESSAGE_BY_ID: &str = concat!(
     " FROM messages WHERE id = ?1"
 );
 /// Arguments: message_id, env, attempt, due_at, content, identity, waits_for (a waiting
-/// fallback's predecessor, due at [`WAITING_DUE`]).
+/// fallback's predecessor, due at [`WAITING_DUE`]), gate_wait and gate_until (a smart step's
+/// gate, see [`gate_columns`]).
 pub(crate) const INSERT_ENTRY: &str = "INSERT INTO outbox \
-     (message_id, env, attempt, due_at, content, identity, waits_for) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+     (message_id, env, attempt, due_at, content, identity, waits_for, gate_wait, gate_until) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// A gate as its two outbox columns: the wait in seconds and `until`'s wire name.
+pub(crate) fn gate_columns(
+    gate: Option<herald_core::engagement::Gate>,
+) -> (Option<i64>, Option<&'static str>) {
+    match gate {
+        Some(g) => (Some(g.wait.num_seconds()), Some(g.until.as_str())),
+        None => (None, None),
+    }
+}
 /// The `due_at` of a waiting fallback's entry: 9999-12-31T23:59:59.999999Z, later than any
 /// claim's clock (and still a time chrono reads).
 pub(crate) const WAITING_DUE: i64 = 253_402_300_799_999_999;
@@ -382,13 +394,38 @@ pub(crate) fn entry_due(waits: bool, due: chrono::DateTime<chrono::Utc>) -> i64 
         herald_core::profile::micros(due)
     }
 }
-/// The entry waiting for message `?1`, if any (a chain has one next channel).
-pub(crate) const WAITER: &str = "SELECT message_id FROM outbox WHERE waits_for = ?1";
-/// Waiting entry `?1`'s turn: due at `?2`, waiting for nothing.
-pub(crate) const WAKE_ENTRY: &str =
+/// The entry waiting for message `?1`, if any (a chain has one next channel), with its gate
+/// columns (as [`crate::rows::waiter`] reads them).
+pub(crate) const WAITER: &str =
+    "SELECT message_id, gate_wait, gate_until FROM outbox WHERE waits_for = ?1";
+/// Waiting entry `?1`'s turn: due at `?2`, waiting for nothing, its gate (if any) dropped.
+pub(crate) const WAKE_ENTRY: &str = "UPDATE outbox SET waits_for = NULL, due_at = ?2, \
+     gate_wait = NULL, gate_until = NULL WHERE message_id = ?1";
+/// A smart step `?1` whose predecessor was sent: due at `?2` (the end of its wait), its gate
+/// kept for the claim to check.
+pub(crate) const DELAY_ENTRY: &str =
     "UPDATE outbox SET waits_for = NULL, due_at = ?2 WHERE message_id = ?1";
+/// Entry `?1`'s gate opened: it is sent as any other.
+pub(crate) const OPEN_GATE_ENTRY: &str =
+    "UPDATE outbox SET gate_wait = NULL, gate_until = NULL WHERE message_id = ?1";
+/// The engagement of trigger `?2`'s messages in env `?1` but message `?3` (columns as
+/// [`crate::rows::engagement`] reads them).
+pub(crate) const TRIGGER_ENGAGEMENT: &str = "SELECT seen_at, clicked_at FROM messages \
+     WHERE env = ?1 AND trigger_id = ?2 AND id <> ?3";
+/// Records engagement on message `?1`: `?2` seen_at, `?3` clicked_at, each kept if already set
+/// (the first time wins).
+pub(crate) const ENGAGE_MESSAGE: &str = "UPDATE messages SET \
+     seen_at = COALESCE(seen_at, CAST(?2 AS BIGINT)), \
+     clicked_at = COALESCE(clicked_at, CAST(?3 AS BIGINT)) WHERE id = ?1";
+/// The user `?2`'s messages in env `?1` whose inbox item is now seen (only message `?4`'s when
+/// not null) are seen at `?3`, unless they were before.
+pub(crate) const SEEN_FROM_INBOX: &str = "UPDATE messages SET seen_at = ?3 \
+     WHERE env = ?1 AND distinct_id = ?2 AND seen_at IS NULL AND id IN \
+     (SELECT message_id FROM inbox_items WHERE env = ?1 AND distinct_id = ?2 \
+     AND seen_at IS NOT NULL AND (CAST(?4 AS TEXT) IS NULL OR message_id = ?4))";
 /// The columns of an entry, in the order [`crate::rows::entry`] reads them.
-pub(crate) const ENTRY_COLUMNS: &str = "message_id, env, attempt, due_at, content, identity, claim";
+pub(crate) const ENTRY_COLUMNS: &str =
+    "message_id, env, attempt, due_at, content, identity, claim, gate_wait, gate_until";
 /// The claim token of an entry, if it is still there.
 pub(crate) const ENTRY_CLAIM: &str = "SELECT claim FROM outbox WHERE message_id = ?1";
 /// Leases entry `?1` until `?2`, if it is still due at `?3`.

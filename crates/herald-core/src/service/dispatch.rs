@@ -9,6 +9,7 @@ use super::links::{LinkDays, Links};
 use super::{profiles, Ctx, Error};
 use crate::channel::Channel;
 use crate::delivery::{carries_endpoint, Content, Directory};
+use crate::engagement::Tracker;
 use crate::error::Invalid;
 use crate::ids::DistinctId;
 use crate::message::{Message, MessageOrigin};
@@ -167,6 +168,15 @@ pub async fn trigger(
         rendered.extend(d.render.render(workflow.clone(), chunk).await?);
     }
     let mut rendered = rendered.into_iter();
+    // Tracked HTML emails carry this trigger's message ids in signed links.
+    let ring = match workflow.tracking.any() {
+        true => Some(d.links.keyring(ctx.now).await?),
+        false => None,
+    };
+    let tracker = ring.as_deref().map(|ring| Tracker {
+        ring,
+        base: d.links.public_base(),
+    });
     let mut messages = Vec::new();
     for (i, (profile, plan)) in planned.into_iter().enumerate() {
         let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
@@ -189,18 +199,35 @@ pub async fn trigger(
             let content = content.map_err(at_recipient)?;
             let origin = origin(send.channel);
             let identity = send.identity.clone();
-            let (message, waits_for) = match &previous {
+            let (message, waits_for, gate) = match &previous {
                 Some(before) if n >= plan.now.len() => (
                     Message::waiting(origin, identity, before, ctx.now),
                     Some(before.id.clone()),
+                    workflow.gate(),
                 ),
-                _ => (Message::queued(origin, identity, ctx.now), None),
+                _ => (Message::queued(origin, identity, ctx.now), None, None),
+            };
+            let content = match (content, &tracker) {
+                (
+                    Content::Email {
+                        subject,
+                        html,
+                        text,
+                    },
+                    Some(tracker),
+                ) => Content::Email {
+                    subject,
+                    html: html.map(|h| tracker.apply(workflow.tracking, env, &message.id, &h)),
+                    text,
+                },
+                (content, _) => content,
             };
             previous = Some(message.clone());
             messages.push(NewMessage {
                 message,
                 content: Some(content),
                 waits_for,
+                gate,
             });
         }
         for (channel, reason) in &plan.skipped {
@@ -208,6 +235,7 @@ pub async fn trigger(
                 message: Message::skipped(origin(*channel), *reason, ctx.now),
                 content: None,
                 waits_for: None,
+                gate: None,
             });
         }
     }

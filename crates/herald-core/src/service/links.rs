@@ -131,6 +131,17 @@ impl<'a> Links<'a> {
         }
     }
 
+    /// The keyring, as it signs links now (also the signer of email tracking tokens,
+    /// [`crate::engagement::Tracker`]).
+    pub async fn keyring(&self, now: DateTime<Utc>) -> Result<Arc<Keyring>, StoreError> {
+        self.keys.keyring(self.secrets, now).await
+    }
+
+    /// Where users reach Herald (no trailing `/`).
+    pub fn public_base(&self) -> &str {
+        self.public_base
+    }
+
     /// A link to `profile`'s page in `env`, valid for `days` from `now` (or until revoked, or the
     /// profile is deleted).
     #[tracing::instrument(skip_all, fields(env = %env, op = "links.mint"))]

@@ -3,6 +3,7 @@
 
 pub mod copy;
 pub mod dispatch;
+pub mod engagement;
 pub mod events;
 pub mod health;
 pub mod inbox;

@@ -431,3 +431,119 @@ fn push_templates_are_checked_like_the_others() {
     .unwrap();
     assert_eq!(w.channels(), vec![Channel::Iospush, Channel::Email]);
 }
+
+fn smart(policy: Value) -> Value {
+    let mut body = full();
+    body["policy"] = json!({ "smart": policy });
+    body
+}
+
+#[test]
+fn a_smart_policy_parses_round_trips_and_names_the_field_it_refuses() {
+    let mut body = smart(json!({"channels": ["inbox", "email"], "wait": "15m"}));
+    body["tracking"] = json!({"opens": true, "clicks": false});
+    let w = parse(body).unwrap();
+    assert_eq!(
+        w.policy,
+        Policy::Smart(SmartPolicy {
+            channels: vec![Channel::Inbox, Channel::Email],
+            gate: Gate {
+                wait: chrono::Duration::minutes(15),
+                until: Until::Seen
+            },
+        })
+    );
+    assert_eq!(w.channels(), vec![Channel::Inbox, Channel::Email]);
+    assert_eq!(w.gate().map(|g| g.until), Some(Until::Seen));
+    assert_eq!(
+        w.tracking,
+        Tracking {
+            opens: true,
+            clicks: false
+        }
+    );
+    let wire = serde_json::to_value(w.to_input()).unwrap();
+    assert_eq!(wire["policy"]["smart"]["wait"], "15m");
+    assert_eq!(wire["policy"]["smart"]["until"], "seen");
+    assert_eq!(wire["tracking"], json!({"opens": true, "clicks": false}));
+    assert_eq!(parse(wire).unwrap(), w);
+    // Tracking is off unless asked for, and then left out of the wire form.
+    let plain = parse(full()).unwrap();
+    assert_eq!(plain.tracking, Tracking::default());
+    assert!(serde_json::to_value(plain.to_input()).unwrap()["tracking"].is_null());
+    let clicked = parse(smart(
+        json!({"channels": ["sms", "email"], "wait": "90s", "until": "clicked"}),
+    ))
+    .unwrap();
+    assert_eq!(clicked.gate().map(|g| g.until), Some(Until::Clicked));
+    assert_eq!(format_wait(clicked.gate().unwrap().wait), "90s");
+
+    for (policy, field) in [
+        (
+            json!({"channels": [], "wait": "15m"}),
+            "policy.smart.channels",
+        ),
+        (
+            json!({"channels": ["inbox", "fax"], "wait": "15m"}),
+            "policy.smart.channels[1]",
+        ),
+        (
+            json!({"channels": ["email", "whatsapp"], "wait": "15m"}),
+            "policy.smart.channels[1]",
+        ),
+        (
+            json!({"channels": ["email"], "wait": ""}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "15"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "0m"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "31d"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "-5m"}),
+            "policy.smart.wait",
+        ),
+        (
+            json!({"channels": ["email"], "wait": "5m", "until": "read"}),
+            "policy.smart.until",
+        ),
+    ] {
+        assert_eq!(field_of(smart(policy.clone())), field, "{policy}");
+    }
+    // Unknown keys in the policy or the tracking switch are refused when read.
+    assert!(serde_json::from_value::<WorkflowInput>(smart(
+        json!({"channels": ["email"], "wait": "5m", "after": "sent"})
+    ))
+    .is_err());
+    let mut typo = full();
+    typo["tracking"] = json!({"open": true});
+    assert!(serde_json::from_value::<WorkflowInput>(typo).is_err());
+}
+
+#[test]
+fn waits_read_every_unit_and_print_back_in_the_largest() {
+    for (raw, secs, printed) in [
+        ("1s", 1, "1s"),
+        ("90s", 90, "90s"),
+        ("120s", 120, "2m"),
+        ("15m", 900, "15m"),
+        (" 2h ", 7200, "2h"),
+        ("1d", 86_400, "1d"),
+        ("30d", MAX_SMART_WAIT_SECS, "30d"),
+    ] {
+        let w = parse_wait("wait", raw).unwrap();
+        assert_eq!(w.num_seconds(), secs, "{raw}");
+        assert_eq!(format_wait(w), printed);
+    }
+    for bad in ["", "m", "1.5h", "1w", "+5m", "99999999999999999999d"] {
+        assert_eq!(parse_wait("wait", bad).unwrap_err().field, "wait", "{bad}");
+    }
+}

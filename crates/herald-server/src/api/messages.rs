@@ -2,13 +2,15 @@
 //! one user's messages, newest first, in the caller's environment only.
 
 use super::error::ApiError;
-use super::{parse_page_limit, parse_seq_cursor, query_pairs, Caller, UserId};
+use super::{parse_page_limit, parse_seq_cursor, query_pairs, Caller, JsonBody, UserId};
 use crate::App;
 use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::Json;
 use chrono::{DateTime, Utc};
+use herald_core::engagement::Event;
 use herald_core::message::{Message, MessageStatus};
+use herald_core::service;
 use herald_core::store::{MessagePage, MessageQuery};
 use herald_core::{Channel, DistinctId};
 use serde_json::{json, Value};
@@ -56,6 +58,8 @@ pub fn message_json(m: &Message) -> Value {
         "sent_at": at(MessageStatus::Sent),
         "delivered_at": at(MessageStatus::Delivered),
         "failed_at": at(MessageStatus::Failed),
+        "seen_at": m.seen_at.map(|t| t.to_rfc3339()),
+        "clicked_at": m.clicked_at.map(|t| t.to_rfc3339()),
     })
 }
 
@@ -247,12 +251,49 @@ pub async fn user_messages(
     Ok(Json(page_json(&page, limit, after)))
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/message/{message_id}/event",
+    operation_id = "messageEvent",
+    tag = "messages",
+    summary = "Report that a message was seen, clicked or delivered",
+    description = "What an app reports about a message it showed (a push opened, an in-app banner seen): `seen` sets seen_at, `clicked` sets clicked_at (and seen_at), each the first time only (a repeat changes nothing and answers 200 with the message); `delivered` moves a sent message to delivered. `smart` workflow policies read seen_at and clicked_at. Only a message of the caller's environment, and only one that was sent.",
+    params(("message_id" = String, Path, description = "The message's id.")),
+    request_body(content = crate::api::messages::MessageEventBody, example = json!({"event": "clicked"})),
+    responses(
+        (status = 200, description = "The message as stored now.", body = crate::api::messages::MessageBody),
+        (status = 400, description = "event is missing or not one of seen, clicked, delivered.", body = crate::api::doc::ErrorBody, example = json!({"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "event: 'opened' is not one of seen, clicked, delivered", "detail": "event: 'opened' is not one of seen, clicked, delivered", "field": "event", "error": {"type": "validation_error", "message": "event: 'opened' is not one of seen, clicked, delivered"}})),
+        (status = 404, description = "No such message in this environment.", body = crate::api::doc::ErrorBody),
+        (status = 409, description = "The message was never sent (waiting, queued or skipped).", body = crate::api::doc::ErrorBody)
+    )
+)]
+pub async fn message_event(
+    State(app): State<App>,
+    caller: Caller,
+    Path(id): Path<String>,
+    JsonBody(body, _): JsonBody,
+) -> Result<Json<Value>, ApiError> {
+    let event = match body.get("event") {
+        Some(Value::String(raw)) => Event::parse("event", raw)?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "event",
+                "is required: one of seen, clicked, delivered",
+            ))
+        }
+    };
+    let message =
+        service::engagement::record(app.store.as_ref(), &caller.ctx(), &id, event).await?;
+    Ok(Json(message_json(&message)))
+}
+
 /// `/v1/message/…` and `/v1/user/{id}/message/`, with their documentation.
 pub fn router() -> OpenApiRouter<App> {
     OpenApiRouter::new()
         .routes(routes!(list_messages))
         .routes(routes!(get_message))
         .routes(routes!(user_messages))
+        .routes(routes!(message_event))
 }
 
 // ---- The documented shapes -------------------------------------------------------------------
@@ -340,7 +381,7 @@ pub struct MessageBody {
     channel_identity: Option<Value>,
     /// The provider's id for the message, once sent.
     provider_id: Option<String>,
-    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed), what a waiting fallback waits for, or the last failure or retry reason.
+    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed, `engaged`: a `smart` step not needed because the user saw or clicked an earlier message), what a waiting fallback or smart step waits for, or the last failure or retry reason.
     reason: Option<String>,
     /// The reason, when the message failed.
     failure_reason: Option<String>,
@@ -356,6 +397,18 @@ pub struct MessageBody {
     sent_at: Option<String>,
     delivered_at: Option<String>,
     failed_at: Option<String>,
+    /// When the user first saw it: the inbox item seen or read, a tracked email opened, a `seen` (or `clicked`) event.
+    seen_at: Option<String>,
+    /// When the user first clicked it: a tracked email link, a `clicked` event.
+    clicked_at: Option<String>,
+}
+
+/// The body of `POST /v1/message/{message_id}/event/`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct MessageEventBody {
+    /// seen, clicked or delivered.
+    event: String,
 }
 
 #[derive(ToSchema)]

@@ -14,6 +14,7 @@ pub(crate) mod preferences;
 mod properties;
 mod providers;
 mod templates;
+mod tracking;
 mod trigger;
 mod users;
 pub(crate) mod workflows;
@@ -88,6 +89,7 @@ pub fn documented_routes() -> (Router<App>, Router<App>, utoipa::openapi::OpenAp
     let (public, mut open) = OpenApiRouter::new()
         .merge(hosted::page_router())
         .merge(callbacks::router())
+        .merge(tracking::router())
         .merge(meta::router())
         .split_for_parts();
     // Outside the auth layer, but not open: a browser proves itself with its subscriber_id.

@@ -24,7 +24,7 @@ fn workflow_json(w: &Workflow) -> Value {
 
 /// The wire body, read field by field so a wrong one is named: `channels.fax` (an unknown
 /// channel), `channels.sms.subject` (an unknown field), `policy` (neither `"all"` nor
-/// `{"first_success": […]}`).
+/// `{"first_success": […]}` nor `{"smart": {…}}`).
 pub(crate) fn parse_input(body: &Value) -> Result<WorkflowInput, Invalid> {
     if !body.is_object() {
         return Err(Invalid::new("", "the body must be a JSON object"));
@@ -205,17 +205,49 @@ pub struct WorkflowBody {
     /// Event names (`POST /event/`) that start this workflow; at most 100.
     #[schema(required = false, max_items = 100)]
     events: Vec<String>,
+    #[schema(inline, required = false)]
+    tracking: WorkflowTracking,
 }
 
 /// `"all"` (default): every channel with a template the user can receive on. `first_success`:
 /// one channel at a time in this order, the next only after the one before failed or was
-/// skipped; each listed channel needs a template.
+/// skipped; each listed channel needs a template. `smart`: one channel at a time in this
+/// order, the next `wait` after the one before was sent unless the user engaged (`until`) with
+/// an earlier one, at once after a failure for good.
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 pub enum WorkflowPolicy {
     All,
     FirstSuccess(Vec<TemplateChannel>),
+    Smart(#[schema(inline)] SmartPolicy),
+}
+
+/// A smart channel order.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct SmartPolicy {
+    /// Distinct channels, each with a template, in order.
+    #[schema(min_items = 1)]
+    channels: Vec<TemplateChannel>,
+    /// A whole number and a unit s, m, h or d (`15m`), from 1s to 30d.
+    #[schema(example = "15m")]
+    wait: String,
+    /// `seen` (default: seen or clicked) or `clicked`.
+    #[schema(required = false)]
+    until: Option<String>,
+}
+
+/// Open and click tracking of a workflow's HTML emails; each switch off unless true.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct WorkflowTracking {
+    /// A 1×1 image (`/t/o/{token}`) in each HTML email records it seen when loaded.
+    #[schema(required = false)]
+    opens: bool,
+    /// Each http(s) link of each HTML email goes through `/t/c/{token}`, which records a click and redirects.
+    #[schema(required = false)]
+    clicks: bool,
 }
 
 /// A channel a workflow can have a template for.

@@ -529,6 +529,30 @@ struct MessageRow {
     history: Vec<(String, &'static str, String)>,
 }
 
+/// A message's steps for its row: every status, and when the user first saw and clicked it
+/// (engagement), in time order.
+fn status_history(m: &herald_core::message::Message) -> Vec<(String, &'static str, String)> {
+    let mut steps: Vec<_> = m
+        .history
+        .iter()
+        .map(|h| {
+            (
+                h.at,
+                h.status.as_str(),
+                h.reason.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    steps.extend(m.seen_at.map(|at| (at, "seen", String::new())));
+    steps.extend(m.clicked_at.map(|at| (at, "clicked", String::new())));
+    // Stable: a status and an engagement at the same instant keep that order.
+    steps.sort_by_key(|(at, ..)| *at);
+    steps
+        .into_iter()
+        .map(|(at, status, reason)| (show_time(at), status, reason))
+        .collect()
+}
+
 struct MessageFilters {
     statuses: Vec<Opt>,
     channels: Vec<Opt>,
@@ -695,17 +719,7 @@ async fn user_page(
             status: m.status.as_str(),
             at: show_time(m.created_at),
             reason: m.reason.clone().unwrap_or_default(),
-            history: m
-                .history
-                .iter()
-                .map(|h| {
-                    (
-                        show_time(h.at),
-                        h.status.as_str(),
-                        h.reason.clone().unwrap_or_default(),
-                    )
-                })
-                .collect(),
+            history: status_history(m),
         })
         .collect();
     let mut statuses = vec![Opt {

@@ -59,6 +59,17 @@ pub async fn list(State(app): State<App>, console: Console) -> Response {
                                 .collect::<Vec<_>>()
                                 .join(" → ")
                         ),
+                        herald_core::workflow::Policy::Smart(smart) => format!(
+                            "smart: {} (wait {}, until {})",
+                            smart
+                                .channels
+                                .iter()
+                                .map(|c| c.as_str())
+                                .collect::<Vec<_>>()
+                                .join(" → "),
+                            herald_core::workflow::format_wait(smart.gate.wait),
+                            smart.gate.until
+                        ),
                     },
                     events: w.events.join(", "),
                     slug: w.slug,

@@ -939,3 +939,49 @@ async fn an_invalid_identity_shows_its_reason_and_resets_from_the_user_page() {
         missing.body
     );
 }
+
+#[tokio::test]
+async fn a_messages_steps_show_when_the_user_saw_and_clicked_it() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    app.call(
+        "POST",
+        "/v1/workflow/",
+        Some(json!({"slug": "hello", "channels": {"inbox": {"body": "Hello"}}})),
+    )
+    .await
+    .expect(201);
+    app.call("POST", "/v1/user/ada/", Some(json!({"$inbox": ["ada"]})))
+        .await
+        .expect(201);
+    app.call(
+        "POST",
+        "/trigger/",
+        Some(json!({"workflow": "hello", "recipients": ["ada"]})),
+    )
+    .await
+    .expect(202);
+    herald_server::worker::drain(&app.app).await;
+    let log = app
+        .call("GET", "/v1/user/ada/message/", None)
+        .await
+        .expect(200);
+    let id = log["results"][0]["message_id"].as_str().unwrap().to_owned();
+    let mut b = Browser::new(&app);
+    b.login("ada", PASSWORD).await;
+    let before = b.get("/test/users/ada").await.body;
+    assert!(before.contains(": sent</li>"), "{before}");
+    assert!(!before.contains(": seen</li>") && !before.contains(": clicked</li>"));
+    app.call(
+        "POST",
+        &format!("/v1/message/{id}/event/"),
+        Some(json!({"event": "clicked"})),
+    )
+    .await
+    .expect(200);
+    let after = b.get("/test/users/ada").await.body;
+    let sent = after.find(": sent</li>").unwrap();
+    let seen = after.find(": seen</li>").expect("a seen step");
+    let clicked = after.find(": clicked</li>").expect("a clicked step");
+    assert!(sent < seen && seen < clicked, "in time order: {after}");
+}

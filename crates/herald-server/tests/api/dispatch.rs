@@ -149,6 +149,7 @@ async fn enqueue(app: &TestApp, env: Env, id: &str, channel: Channel) -> String 
         message: Message::queued(origin, identity, Utc::now()),
         content: Some(content),
         waits_for: None,
+        gate: None,
     };
     app.store
         .enqueue(EnvScope::operator(env), vec![message], None)
@@ -399,6 +400,7 @@ async fn skipped(app: &TestApp, env: Env, id: &str, user: &str, channel: Channel
         message: Message::skipped(origin, SkipReason::NoIdentity, Utc::now()),
         content: None,
         waits_for: None,
+        gate: None,
     };
     app.store
         .enqueue(EnvScope::operator(env), vec![message], None)

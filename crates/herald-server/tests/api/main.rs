@@ -24,6 +24,7 @@ mod preferences;
 mod providers;
 mod push;
 mod registry;
+mod smart;
 mod trigger;
 mod users;
 mod workflows;

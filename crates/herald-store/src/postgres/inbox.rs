@@ -12,7 +12,8 @@ use deadpool_postgres::Transaction;
 use herald_core::env::{Env, EnvScope};
 use herald_core::ids::DistinctId;
 use herald_core::inbox::{
-    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark, NewItem,
+    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark,
+    NewItem, Stamp,
 };
 use herald_core::profile::micros;
 use herald_core::store::{InboxStore, StoreError};
@@ -107,6 +108,14 @@ async fn mark(
             ],
         )
         .await?;
+    // A seen (or read) item is engagement with its message (`smart` policies read it).
+    if effect.seen == Stamp::Set {
+        tx.execute(
+            pg(sql::SEEN_FROM_INBOX).as_ref(),
+            &[&env.as_str(), &id, &now, &message_id],
+        )
+        .await?;
+    }
     let item = match message_id {
         Some(m) => tx
             .query_opt(pg(sql::USER_INBOX_ITEM).as_ref(), &[&env.as_str(), &id, &m])

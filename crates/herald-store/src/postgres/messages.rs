@@ -10,12 +10,13 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use futures_util::future::{try_join, try_join3, try_join_all};
 use herald_core::delivery::Delivery;
+use herald_core::engagement::{Event, Gate};
 use herald_core::env::EnvScope;
-use herald_core::message::{LateAnswer, Message, MessageStatus};
+use herald_core::message::{Followed, LateAnswer, Message};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, Heard, MessagePage, MessageQuery, MessageStore, NewMessage,
-    OnceKey, OutboxEntry, StoreError,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, Heard, MessagePage, MessageQuery,
+    MessageStore, NewMessage, OnceKey, OutboxEntry, StoreError,
 };
 use std::sync::Arc;
 use tokio_postgres::types::Json;
@@ -28,7 +29,8 @@ const CLAIM_DUE: &str = "WITH due AS (SELECT message_id, due_at AS was_due FROM 
      FOR UPDATE SKIP LOCKED) \
      UPDATE outbox o SET due_at = $2, claim = o.claim + 1 FROM due \
      WHERE o.message_id = due.message_id \
-     RETURNING o.message_id, o.env, o.attempt, due.was_due, o.content, o.identity, o.claim";
+     RETURNING o.message_id, o.env, o.attempt, due.was_due, o.content, o.identity, o.claim, \
+     o.gate_wait, o.gate_until";
 
 async fn insert_message(
     tx: &Transaction<'_>,
@@ -71,6 +73,7 @@ async fn insert_entry(
     waits_for: &Option<String>,
 ) -> Result<(), Attempt> {
     let due = sql::entry_due(waits_for.is_some(), e.due_at);
+    let (gate_wait, gate_until) = sql::gate_columns(e.gate);
     tx.execute(
         stmt,
         &[
@@ -81,6 +84,8 @@ async fn insert_entry(
             &Json(&e.content),
             &Json(&e.identity),
             waits_for,
+            &gate_wait,
+            &gate_until,
         ],
     )
     .await?;
@@ -115,51 +120,143 @@ async fn message_by_id(tx: &Transaction<'_>, id: &str) -> Result<Option<Message>
     Ok(row.as_ref().map(rows::message).transpose()?.map(|(_, m)| m))
 }
 
-/// Moves the fallbacks waiting for `completed` on ([`Message::follow`]): the next one is due at
-/// `now` when `completed` failed for good; when it was sent, each one after it in the chain is
-/// skipped and its entry deleted. Runs in the completion's transaction. (A waiting entry is
-/// never claimed, so only this completion, holding `completed`'s entry, moves it.)
+/// Moves the fallbacks waiting for `completed` on ([`Message::follow_step`]): the next one is
+/// due at `now` when `completed` failed for good (a smart step: due at the end of its wait when
+/// `completed` was sent); otherwise each one after it in the chain is skipped and its entry
+/// deleted. Runs in the completion's transaction. (A waiting entry is never claimed, so only
+/// this completion, holding `completed`'s entry, moves it.)
 async fn follow_chain(
     tx: &Transaction<'_>,
     completed: &Message,
     now: DateTime<Utc>,
-    mut waiter: Option<String>,
+    mut waiter: Option<(String, Option<Gate>)>,
 ) -> Result<(), Attempt> {
     let mut previous = completed.clone();
     loop {
-        let Some(id) = waiter.take() else {
+        let Some((id, gate)) = waiter.take() else {
             return Ok(());
         };
         let Some(mut next) = message_by_id(tx, &id).await? else {
             return Ok(());
         };
-        match next.follow(&previous, now) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
+        let followed = match next.follow_step(&previous, now, gate.as_ref()) {
+            Ok(Followed::Unchanged) => return Ok(()),
+            Ok(followed) => followed,
             Err(e) => {
                 tracing::warn!(message = %next.id, error = %e, "a fallback entry's message is not waiting; left as it is");
                 return Ok(());
             }
-        }
+        };
         update_message(tx, &next, now).await?;
-        if next.status == MessageStatus::Queued {
-            tx.execute(pg(sql::WAKE_ENTRY).as_ref(), &[&next.id, &micros(now)])
-                .await?;
-            return Ok(());
+        match followed {
+            Followed::Queued => {
+                tx.execute(pg(sql::WAKE_ENTRY).as_ref(), &[&next.id, &micros(now)])
+                    .await?;
+                return Ok(());
+            }
+            Followed::Due(at) => {
+                tx.execute(pg(sql::DELAY_ENTRY).as_ref(), &[&next.id, &micros(at)])
+                    .await?;
+                return Ok(());
+            }
+            Followed::Closed | Followed::Unchanged => {
+                tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&next.id])
+                    .await?;
+                waiter = waiter_of(tx, &next.id).await?;
+                previous = next;
+            }
         }
-        tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&next.id])
-            .await?;
-        waiter = waiter_of(tx, &next.id).await?;
-        previous = next;
     }
 }
 
-/// The entry waiting for message `id`, if any.
-async fn waiter_of(tx: &Transaction<'_>, id: &str) -> Result<Option<String>, Attempt> {
-    Ok(tx
-        .query_opt(pg(sql::WAITER).as_ref(), &[&id])
+/// The entry waiting for message `id`, if any, and its gate.
+async fn waiter_of(
+    tx: &Transaction<'_>,
+    id: &str,
+) -> Result<Option<(String, Option<Gate>)>, Attempt> {
+    let row = tx.query_opt(pg(sql::WAITER).as_ref(), &[&id]).await?;
+    Ok(row.as_ref().map(rows::waiter).transpose()?)
+}
+
+async fn open_gate(
+    tx: &Transaction<'_>,
+    claim: &Claim,
+    now: DateTime<Utc>,
+) -> Result<GateOutcome, Attempt> {
+    let id = claim.entry.message_id.as_str();
+    let Some(gate) = claim.entry.gate else {
+        return Ok(GateOutcome::Stale);
+    };
+    let Some(row) = tx
+        .query_opt(pg(sql::CLAIMED_MESSAGE_FOR_UPDATE).as_ref(), &[&id])
         .await?
-        .map(|row| row.get::<_, String>(0)))
+    else {
+        return Ok(GateOutcome::Stale);
+    };
+    if row.get::<_, i64>(sql::CLAIMED_MESSAGE_CLAIM) != claim.token {
+        return Ok(GateOutcome::Stale);
+    }
+    let (_, mut message) = rows::message(&row)?;
+    let earlier = tx
+        .query(
+            pg(sql::TRIGGER_ENGAGEMENT).as_ref(),
+            &[&message.env.as_str(), &message.trigger_id, &id],
+        )
+        .await?
+        .iter()
+        .map(rows::engagement)
+        .collect::<Result<Vec<_>, _>>()?;
+    let Ok(open) = message.open_gate(&earlier, gate.until, now) else {
+        return Ok(GateOutcome::Stale);
+    };
+    update_message(tx, &message, now).await?;
+    if open {
+        tx.execute(pg(sql::OPEN_GATE_ENTRY).as_ref(), &[&id])
+            .await?;
+        return Ok(GateOutcome::Open);
+    }
+    tx.execute(pg(sql::DELETE_ENTRY).as_ref(), &[&id]).await?;
+    let waiter = waiter_of(tx, id).await?;
+    follow_chain(tx, &message, now, waiter).await?;
+    Ok(GateOutcome::Closed(Box::new(message)))
+}
+
+async fn engage(
+    tx: &Transaction<'_>,
+    scope: EnvScope,
+    id: &str,
+    event: Event,
+    now: DateTime<Utc>,
+) -> Result<Engaged, Attempt> {
+    let found = tx
+        .query_opt(
+            &format!("{} FOR UPDATE", pg(sql::GET_MESSAGE)),
+            &[&scope.env().as_str(), &id],
+        )
+        .await?;
+    let Some((_, mut message)) = found.as_ref().map(rows::message).transpose()? else {
+        return Ok(Engaged::NotFound);
+    };
+    let changed = match message.engage(event, now) {
+        Ok(changed) => changed,
+        Err(refused) => return Ok(Engaged::Refused(refused)),
+    };
+    if changed {
+        update_message(tx, &message, now).await?;
+        tx.execute(
+            pg(sql::ENGAGE_MESSAGE).as_ref(),
+            &[
+                &message.id,
+                &message.seen_at.map(micros),
+                &message.clicked_at.map(micros),
+            ],
+        )
+        .await?;
+    }
+    Ok(Engaged::Recorded {
+        message: Box::new(message),
+        changed,
+    })
 }
 
 /// What a stored trigger key says about this enqueue: `None` if the key is new.
@@ -378,6 +475,36 @@ impl MessageStore for PostgresStore {
                 .map_err(db)?;
         }
         Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(message = %claim.entry.message_id))]
+    async fn open_gate(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> Result<GateOutcome, StoreError> {
+        let claim = Arc::new(claim.clone());
+        self.in_transaction(|tx| {
+            let claim = claim.clone();
+            Box::pin(async move { open_gate(tx, &claim, now).await })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), event = event.as_str()))]
+    async fn engage(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Engaged, StoreError> {
+        let id: Arc<str> = id.into();
+        self.in_transaction(|tx| {
+            let id = id.clone();
+            Box::pin(async move { engage(tx, scope, &id, event, now).await })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env()))]

@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use herald_core::env::EnvScope;
 use herald_core::ids::DistinctId;
 use herald_core::inbox::{
-    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark, NewItem,
+    Delivered, InboxCounts, InboxFeed, InboxItem, InboxPage, InboxQuery, InboxSignal, Mark,
+    NewItem, Stamp,
 };
 use herald_core::profile::micros;
 use herald_core::store::{InboxStore, StoreError};
@@ -49,7 +50,7 @@ fn mark(
     now: i64,
 ) -> Result<usize, StoreError> {
     let effect = mark.effect();
-    execute(
+    let changed = execute(
         conn,
         sql::MARK_INBOX,
         params![
@@ -61,7 +62,16 @@ fn mark(
             now,
             message_id
         ],
-    )
+    )?;
+    // A seen (or read) item is engagement with its message (`smart` policies read it).
+    if effect.seen == Stamp::Set {
+        execute(
+            conn,
+            sql::SEEN_FROM_INBOX,
+            params![env, id, now, message_id],
+        )?;
+    }
+    Ok(changed)
 }
 
 #[async_trait]

@@ -8,12 +8,13 @@ use crate::{rows, sql};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::delivery::Delivery;
+use herald_core::engagement::Event;
 use herald_core::env::EnvScope;
-use herald_core::message::{LateAnswer, Message, MessageStatus};
+use herald_core::message::{Followed, LateAnswer, Message};
 use herald_core::profile::micros;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, Heard, MessagePage, MessageQuery, MessageStore, NewMessage,
-    OnceKey, StoreError,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, Heard, MessagePage, MessageQuery,
+    MessageStore, NewMessage, OnceKey, StoreError,
 };
 use rusqlite::{params, Connection};
 
@@ -67,9 +68,10 @@ fn message_by_id(conn: &Connection, id: &str) -> Result<Option<Message>, StoreEr
     query_opt(conn, sql::MESSAGE_BY_ID, [id], |r| rows::message(r)).map(|m| m.map(|(_, m)| m))
 }
 
-/// Moves the fallbacks waiting for `completed` on ([`Message::follow`]): the next one is due at
-/// `now` when `completed` failed for good; when it was sent, each one after it in the chain is
-/// skipped and its entry deleted. Runs in the completion's transaction.
+/// Moves the fallbacks waiting for `completed` on ([`Message::follow_step`]): the next one is
+/// due at `now` when `completed` failed for good (a smart step: due at the end of its wait when
+/// `completed` was sent); otherwise each one after it in the chain is skipped and its entry
+/// deleted. Runs in the completion's transaction.
 fn follow_chain(
     conn: &Connection,
     completed: &Message,
@@ -77,29 +79,38 @@ fn follow_chain(
 ) -> Result<(), StoreError> {
     let mut previous = completed.clone();
     loop {
-        let waiter: Option<String> = value(conn, sql::WAITER, [previous.id.as_str()])?;
-        let Some(mut next) = waiter
-            .map(|id| message_by_id(conn, &id))
-            .transpose()?
-            .flatten()
-        else {
+        let waiter = query_opt(conn, sql::WAITER, [previous.id.as_str()], |r| {
+            rows::waiter(r)
+        })?;
+        let Some((id, gate)) = waiter else {
             return Ok(());
         };
-        match next.follow(&previous, now) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
+        let Some(mut next) = message_by_id(conn, &id)? else {
+            return Ok(());
+        };
+        let followed = match next.follow_step(&previous, now, gate.as_ref()) {
+            Ok(Followed::Unchanged) => return Ok(()),
+            Ok(followed) => followed,
             Err(e) => {
                 tracing::warn!(message = %next.id, error = %e, "a fallback entry's message is not waiting; left as it is");
                 return Ok(());
             }
-        }
+        };
         update_message(conn, &next, now)?;
-        if next.status == MessageStatus::Queued {
-            execute(conn, sql::WAKE_ENTRY, params![next.id, micros(now)])?;
-            return Ok(());
+        match followed {
+            Followed::Queued => {
+                execute(conn, sql::WAKE_ENTRY, params![next.id, micros(now)])?;
+                return Ok(());
+            }
+            Followed::Due(at) => {
+                execute(conn, sql::DELAY_ENTRY, params![next.id, micros(at)])?;
+                return Ok(());
+            }
+            Followed::Closed | Followed::Unchanged => {
+                execute(conn, sql::DELETE_ENTRY, [next.id.as_str()])?;
+                previous = next;
+            }
         }
-        execute(conn, sql::DELETE_ENTRY, [next.id.as_str()])?;
-        previous = next;
     }
 }
 
@@ -143,6 +154,7 @@ impl MessageStore for SqliteStore {
                     let entry = new.entry(env).map_err(StoreError::internal)?;
                     insert_message(conn, &new.message)?;
                     if let Some(e) = entry {
+                        let (gate_wait, gate_until) = sql::gate_columns(e.gate);
                         execute(
                             conn,
                             sql::INSERT_ENTRY,
@@ -153,7 +165,9 @@ impl MessageStore for SqliteStore {
                                 sql::entry_due(new.waits_for.is_some(), e.due_at),
                                 json(&e.content),
                                 json(&e.identity),
-                                new.waits_for
+                                new.waits_for,
+                                gate_wait,
+                                gate_until
                             ],
                         )?;
                     }
@@ -275,6 +289,88 @@ impl MessageStore for SqliteStore {
                     )?;
                 }
                 Ok(())
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(message = %claim.entry.message_id))]
+    async fn open_gate(
+        &self,
+        claim: &Claim,
+        now: DateTime<Utc>,
+    ) -> Result<GateOutcome, StoreError> {
+        let claim = claim.clone();
+        self.writer
+            .write(move |conn| {
+                let id = claim.entry.message_id.as_str();
+                let current: Option<i64> = value(conn, sql::ENTRY_CLAIM, [id])?;
+                let (Some(gate), true) = (claim.entry.gate, current == Some(claim.token)) else {
+                    return Ok(GateOutcome::Stale);
+                };
+                let Some(mut message) = message_by_id(conn, id)? else {
+                    return Ok(GateOutcome::Stale);
+                };
+                let earlier = query(
+                    conn,
+                    sql::TRIGGER_ENGAGEMENT,
+                    params![message.env.as_str(), message.trigger_id, id],
+                    |r| rows::engagement(r),
+                )?;
+                let Ok(open) = message.open_gate(&earlier, gate.until, now) else {
+                    return Ok(GateOutcome::Stale);
+                };
+                update_message(conn, &message, now)?;
+                if open {
+                    execute(conn, sql::OPEN_GATE_ENTRY, [id])?;
+                    return Ok(GateOutcome::Open);
+                }
+                execute(conn, sql::DELETE_ENTRY, [id])?;
+                follow_chain(conn, &message, now)?;
+                Ok(GateOutcome::Closed(Box::new(message)))
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), event = event.as_str()))]
+    async fn engage(
+        &self,
+        scope: EnvScope,
+        id: &str,
+        event: Event,
+        now: DateTime<Utc>,
+    ) -> Result<Engaged, StoreError> {
+        let id = id.to_owned();
+        self.writer
+            .write(move |conn| {
+                let found = query_opt(
+                    conn,
+                    sql::GET_MESSAGE,
+                    params![scope.env().as_str(), id],
+                    |r| rows::message(r),
+                )?;
+                let Some((_, mut message)) = found else {
+                    return Ok(Engaged::NotFound);
+                };
+                let changed = match message.engage(event, now) {
+                    Ok(changed) => changed,
+                    Err(refused) => return Ok(Engaged::Refused(refused)),
+                };
+                if changed {
+                    update_message(conn, &message, now)?;
+                    execute(
+                        conn,
+                        sql::ENGAGE_MESSAGE,
+                        params![
+                            message.id,
+                            message.seen_at.map(micros),
+                            message.clicked_at.map(micros)
+                        ],
+                    )?;
+                }
+                Ok(Engaged::Recorded {
+                    message: Box::new(message),
+                    changed,
+                })
             })
             .await
     }

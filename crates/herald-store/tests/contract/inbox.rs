@@ -47,6 +47,7 @@ async fn messages(store: &dyn Store, env: Env, user: &str, ids: &[&str]) {
                 action_url: None,
             }),
             waits_for: None,
+            gate: None,
         })
         .collect();
     store.enqueue(scope(env), batch, None).await.unwrap();

@@ -5,11 +5,13 @@ use super::{backends, ctx, edit, id};
 use chrono::{DateTime, Duration, Utc};
 use herald_core::channel::{Channel, Identity};
 use herald_core::delivery::{Content, Delivery};
+use herald_core::engagement::{Event, Gate, Until};
 use herald_core::message::{Message, MessageOrigin, MessageStatus, SkipReason};
 use herald_core::profile::truncate;
 use herald_core::service::profiles;
 use herald_core::store::{
-    Claim, Completion, EnqueueOutcome, MessageQuery, NewMessage, OnceKey, Store,
+    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, MessageQuery, NewMessage, OnceKey,
+    Store,
 };
 use herald_core::{Env, EnvScope};
 use serde_json::json;
@@ -53,6 +55,7 @@ fn queued_at(env: Env, msg: &str, user: &str, at: DateTime<Utc>) -> NewMessage {
             text: Some(format!("message {msg}")),
         }),
         waits_for: None,
+        gate: None,
     }
 }
 
@@ -69,6 +72,7 @@ fn skipped(env: Env, msg: &str, user: &str, channel: Channel, workflow: &str) ->
         ),
         content: None,
         waits_for: None,
+        gate: None,
     }
 }
 
@@ -652,6 +656,7 @@ fn chain(env: Env, p: &str, user: &str) -> Vec<NewMessage> {
             text: format!("sms to {user}"),
         }),
         waits_for: Some(first.message.id.clone()),
+        gate: None,
     };
     let third = NewMessage {
         message: Message::waiting(
@@ -666,6 +671,7 @@ fn chain(env: Env, p: &str, user: &str) -> Vec<NewMessage> {
             text: Some("third".into()),
         }),
         waits_for: Some(second.message.id.clone()),
+        gate: None,
     };
     vec![first, second, third]
 }
@@ -894,5 +900,192 @@ async fn late_answers_find_a_message_by_provider_id_in_its_env_and_apply_once() 
             .unwrap();
         assert!(!refused.changed, "{}", b.name);
         assert_eq!(stored(s, Env::Test, "m1").await, stored_m1, "{}", b.name);
+    }
+}
+
+/// A `smart` pair of one trigger for `user`: an email (`{p}1`) queued now, then an SMS (`{p}2`)
+/// waiting for it with a gate (15 minutes, until seen).
+fn smart_pair(env: Env, p: &str, user: &str) -> Vec<NewMessage> {
+    let trigger = |msg: String, channel| MessageOrigin {
+        trigger_id: format!("t-{p}"),
+        ..origin(env, &msg, user, channel, "nudge")
+    };
+    let at = truncate(Utc::now());
+    let first = NewMessage {
+        message: Message::queued(trigger(format!("{p}1"), Channel::Email), email(user), at),
+        content: Some(Content::Email {
+            subject: "s".into(),
+            html: None,
+            text: Some("t".into()),
+        }),
+        waits_for: None,
+        gate: None,
+    };
+    let second = NewMessage {
+        message: Message::waiting(
+            trigger(format!("{p}2"), Channel::Sms),
+            sms(user),
+            &first.message,
+            at,
+        ),
+        content: Some(Content::Sms { text: "sms".into() }),
+        waits_for: Some(first.message.id.clone()),
+        gate: Some(Gate {
+            wait: Duration::minutes(15),
+            until: Until::Seen,
+        }),
+    };
+    vec![first, second]
+}
+
+#[tokio::test]
+async fn a_smart_step_is_due_after_the_send_and_its_gate_reads_the_triggers_engagement() {
+    use MessageStatus::*;
+    let sent = Delivery::Sent { provider_id: None };
+    for b in backends().await {
+        let s = b.store.as_ref();
+        for (p, engaged) in [("g", true), ("h", false)] {
+            s.enqueue(scope(Env::Test), smart_pair(Env::Test, p, "ada"), None)
+                .await
+                .unwrap();
+            let t0 = truncate(Utc::now());
+            let first = format!("{p}1");
+            let second = format!("{p}2");
+            let claims = s.claim_due(t0, LEASE, 10).await.unwrap();
+            assert_eq!(ids(&claims), [first.as_str()], "{}", b.name);
+            // Engagement before the send is refused: it never went out.
+            assert!(matches!(
+                s.engage(scope(Env::Test), &first, Event::Seen, t0)
+                    .await
+                    .unwrap(),
+                Engaged::Refused(_)
+            ));
+            s.complete(&claims[0], &sent, t0, None).await.unwrap();
+            // Still waiting, due 15 minutes after the send.
+            let waiting = stored(s, Env::Test, &second).await;
+            assert_eq!(waiting.status, Waiting, "{}", b.name);
+            assert!(waiting.reason.unwrap().contains("unless seen"));
+            let early = t0 + Duration::minutes(14);
+            assert!(s.claim_due(early, LEASE, 10).await.unwrap().is_empty());
+            if engaged {
+                let Engaged::Recorded { message, changed } = s
+                    .engage(scope(Env::Test), &first, Event::Clicked, early)
+                    .await
+                    .unwrap()
+                else {
+                    panic!("not recorded");
+                };
+                assert!(changed);
+                assert_eq!(message.clicked_at, Some(early));
+                assert_eq!(stored(s, Env::Test, &first).await.seen_at, Some(early));
+                // A repeat changes nothing; another environment has no such message.
+                let again = s
+                    .engage(
+                        scope(Env::Test),
+                        &first,
+                        Event::Seen,
+                        t0 + Duration::hours(1),
+                    )
+                    .await
+                    .unwrap();
+                assert!(matches!(again, Engaged::Recorded { changed: false, .. }));
+                let live = s
+                    .engage(scope(Env::Live), &first, Event::Seen, early)
+                    .await
+                    .unwrap();
+                assert_eq!(live, Engaged::NotFound, "{}", b.name);
+            }
+            let due = t0 + Duration::minutes(15);
+            let claims = s.claim_due(due, LEASE, 10).await.unwrap();
+            assert_eq!(ids(&claims), [second.as_str()], "{}", b.name);
+            assert_eq!(claims[0].entry.gate.map(|g| g.until), Some(Until::Seen));
+            let outcome = s.open_gate(&claims[0], due).await.unwrap();
+            let after = stored(s, Env::Test, &second).await;
+            if engaged {
+                assert!(matches!(outcome, GateOutcome::Closed(_)), "{}", b.name);
+                assert_eq!(
+                    (after.status, after.reason.as_deref()),
+                    (Skipped, Some("engaged"))
+                );
+                // The entry is gone: nothing to send, and the claim completes nothing.
+                assert!(s
+                    .claim_due(due + Duration::hours(1), LEASE, 10)
+                    .await
+                    .unwrap()
+                    .is_empty());
+            } else {
+                assert_eq!(outcome, GateOutcome::Open, "{}", b.name);
+                assert_eq!(after.status, Queued);
+                // A second open of the same claim changes nothing: the message is not waiting.
+                let again = s.open_gate(&claims[0], due).await.unwrap();
+                assert_eq!(again, GateOutcome::Stale);
+                let done = s.complete(&claims[0], &sent, due, None).await.unwrap();
+                assert!(matches!(done, Completion::Recorded { .. }), "{}", b.name);
+                assert_eq!(stored(s, Env::Test, &second).await.status, Sent);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn marking_an_inbox_item_seen_or_read_marks_its_message_seen() {
+    use herald_core::inbox::{Mark, NewItem};
+    let sent = Delivery::Sent { provider_id: None };
+    for b in backends().await {
+        let s = b.store.as_ref();
+        s.enqueue(
+            scope(Env::Test),
+            vec![
+                queued(Env::Test, "i1", "ada"),
+                queued(Env::Test, "i2", "ada"),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+        let t0 = truncate(Utc::now());
+        for claim in s.claim_due(t0, LEASE, 10).await.unwrap() {
+            s.complete(&claim, &sent, t0, None).await.unwrap();
+        }
+        for m in ["i1", "i2"] {
+            let item = NewItem {
+                message_id: m.into(),
+                title: "t".into(),
+                body: "b".into(),
+                action_url: None,
+                created_at: t0,
+            };
+            s.deliver_inbox(scope(Env::Test), &item).await.unwrap();
+        }
+        let t1 = t0 + Duration::seconds(5);
+        s.mark_inbox_item(scope(Env::Test), &id("ada"), "i1", Mark::Archive, t1)
+            .await
+            .unwrap();
+        assert_eq!(stored(s, Env::Test, "i1").await.seen_at, None, "{}", b.name);
+        s.mark_inbox_item(scope(Env::Test), &id("ada"), "i1", Mark::Read, t1)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored(s, Env::Test, "i1").await.seen_at,
+            Some(t1),
+            "{}",
+            b.name
+        );
+        assert_eq!(stored(s, Env::Test, "i2").await.seen_at, None);
+        let t2 = t1 + Duration::seconds(5);
+        s.mark_inbox(scope(Env::Test), &id("ada"), Mark::Seen, t2)
+            .await
+            .unwrap();
+        assert_eq!(
+            stored(s, Env::Test, "i1").await.seen_at,
+            Some(t1),
+            "first wins"
+        );
+        assert_eq!(
+            stored(s, Env::Test, "i2").await.seen_at,
+            Some(t2),
+            "{}",
+            b.name
+        );
     }
 }
