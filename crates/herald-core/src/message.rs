@@ -106,10 +106,14 @@ pub enum SkipReason {
     NoProvider,
     /// A `first_success` fallback not needed: a channel before it in the order was sent.
     SentOnOtherChannel,
+    /// The user had as many triggers of the workflow in its throttle's window as it allows.
+    Throttled,
+    /// Collected into the user's digest of the workflow, sent with it later.
+    Digested,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 8] = [
+    pub const ALL: [SkipReason; 10] = [
         SkipReason::UserDisabled,
         SkipReason::CategoryOptedOut,
         SkipReason::ChannelOptedOut,
@@ -118,6 +122,8 @@ impl SkipReason {
         SkipReason::IdentityInvalid,
         SkipReason::NoProvider,
         SkipReason::SentOnOtherChannel,
+        SkipReason::Throttled,
+        SkipReason::Digested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -130,6 +136,8 @@ impl SkipReason {
             SkipReason::IdentityInvalid => "identity_invalid",
             SkipReason::NoProvider => "no_provider",
             SkipReason::SentOnOtherChannel => "sent_on_other_channel",
+            SkipReason::Throttled => "throttled",
+            SkipReason::Digested => "digested",
         }
     }
 
@@ -157,6 +165,9 @@ impl fmt::Display for SkipReason {
         f.write_str(self.as_str())
     }
 }
+
+/// The reason of a queued message held by quiet hours.
+pub const HELD: &str = "quiet_hours";
 
 /// One status a message went through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +214,8 @@ pub struct Message {
     pub idempotency_key: Option<String>,
     /// Provider calls made so far.
     pub attempts: u32,
+    /// Held by the user's quiet hours: not sent before this time ([`crate::quiet`]).
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// What every message starts with.
@@ -286,7 +299,40 @@ impl Message {
             trigger_id,
             idempotency_key,
             attempts: 0,
+            held_until: None,
         }
+    }
+
+    /// What the message started with (its id included).
+    pub fn origin(&self) -> MessageOrigin {
+        MessageOrigin {
+            id: self.id.clone(),
+            env: self.env,
+            workflow: self.workflow.clone(),
+            category: self.category.clone(),
+            distinct_id: self.distinct_id.clone(),
+            channel: self.channel,
+            trigger_id: self.trigger_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+
+    /// Holds a queued message until `until` (the end of the user's quiet hours): its entry is
+    /// not due before then, and its status says why (`quiet_hours`). A waiting fallback is not
+    /// held: it can only wake once the held message before it has failed, after the hold.
+    pub fn hold(&mut self, until: DateTime<Utc>) {
+        if self.status == MessageStatus::Queued && until > self.created_at {
+            self.held_until = Some(until);
+            self.reason = Some(HELD.to_owned());
+            if let Some(first) = self.history.first_mut() {
+                first.reason = Some(HELD.to_owned());
+            }
+        }
+    }
+
+    /// When its outbox entry is first due: when it was made, or when its hold ends.
+    pub fn due_at(&self) -> DateTime<Utc> {
+        self.held_until.unwrap_or(self.created_at)
     }
 
     /// Moves the message to `next` if the rules allow it, recording it in the history; else the
@@ -483,7 +529,9 @@ mod tests {
                 "no_identity",
                 "identity_invalid",
                 "no_provider",
-                "sent_on_other_channel"
+                "sent_on_other_channel",
+                "throttled",
+                "digested"
             ]
         );
         assert_eq!(MessageStatus::from_name("triggered"), None);

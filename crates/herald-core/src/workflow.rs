@@ -4,8 +4,10 @@
 
 use crate::channel::Channel;
 use crate::delivery::Content;
+use crate::digest::{Digest, DigestInput};
 use crate::error::Invalid;
 use crate::template;
+use crate::throttle::{Throttle, ThrottleInput};
 use crate::validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -49,6 +51,12 @@ pub struct WorkflowInput {
     /// Event names (`POST /event/`) that start this workflow.
     #[serde(default)]
     pub events: Vec<String>,
+    /// At most `limit` triggers per user per `window` ([`crate::throttle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleInput>,
+    /// Collect a user's triggers and send them as one ([`crate::digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestInput>,
 }
 
 /// `"all"` or `{"first_success": ["inbox", "email"]}`.
@@ -197,6 +205,8 @@ pub struct Workflow {
     /// In [`Channel::ALL`] order.
     pub templates: BTreeMap<Channel, ChannelTemplate>,
     pub events: Vec<String>,
+    pub throttle: Option<Throttle>,
+    pub digest: Option<Digest>,
 }
 
 /// The channels a workflow may have templates for (push arrives later).
@@ -215,7 +225,8 @@ impl Workflow {
     /// [`limits::MAX_NAME_CHARS`], at least one channel, each template complete and passing
     /// [`template::check`], a `first_success` order of distinct channels that have templates,
     /// and event names as `POST /event/` accepts them. Errors name the field
-    /// (`channels.email.subject`, `policy.first_success[1]`, `events[0]`).
+    /// (`channels.email.subject`, `policy.first_success[1]`, `events[0]`), a `throttle` and a
+    /// `digest` per their own checks (not both: a digest sends at most one message a window).
     pub fn parse(input: WorkflowInput) -> Result<Workflow, Invalid> {
         let slug = validate::slug(&input.slug, "workflow").map_err(|r| Invalid::new("slug", r))?;
         let name = match input.name.as_deref().map(str::trim) {
@@ -244,6 +255,22 @@ impl Workflow {
             ),
         };
         let events = events(input.events).map_err(|e| e.within("events"))?;
+        let throttle = input
+            .throttle
+            .as_ref()
+            .map(|t| Throttle::parse(t).map_err(|e| e.within("throttle")))
+            .transpose()?;
+        let digest = input
+            .digest
+            .as_ref()
+            .map(|d| Digest::parse(d).map_err(|e| e.within("digest")))
+            .transpose()?;
+        if throttle.is_some() && digest.is_some() {
+            return Err(Invalid::new(
+                "digest",
+                "cannot be combined with throttle: a digest already sends at most one message per window",
+            ));
+        }
         Ok(Workflow {
             slug,
             name,
@@ -251,6 +278,8 @@ impl Workflow {
             policy,
             templates,
             events,
+            throttle,
+            digest,
         })
     }
 
@@ -325,6 +354,8 @@ impl Workflow {
             },
             channels,
             events: self.events.clone(),
+            throttle: self.throttle.as_ref().map(Throttle::to_input),
+            digest: self.digest.as_ref().map(Digest::to_input),
         }
     }
 

@@ -14,7 +14,7 @@ use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
 use herald_core::property::{PropertyKind, PropertyRecord};
 use herald_core::store::StoreError;
-use herald_core::store::{MessagePage, OutboxEntry, ProviderRecord};
+use herald_core::store::{DigestClaim, MessagePage, OutboxEntry, ProviderRecord};
 use herald_core::workflow::{Workflow, WorkflowInput};
 use serde::de::DeserializeOwned;
 
@@ -184,8 +184,30 @@ pub(crate) fn message(row: &impl Columns) -> Result<(i64, Message), StoreError> 
         trigger_id: row.text(13).map_err(&bad)?,
         idempotency_key: row.opt_text(14).map_err(&bad)?,
         created_at: from_micros(row.int(15).map_err(&bad)?),
+        held_until: row.opt_int(16).map_err(&bad)?.map(from_micros),
     };
     Ok((row.int(0).map_err(&bad)?, message))
+}
+
+/// A claimed digest from the columns of [`crate::sql::DIGEST_COLUMNS`] (`claim` is its token),
+/// with its `items` read apart.
+pub(crate) fn digest(
+    row: &impl Columns,
+    items: Vec<serde_json::Value>,
+    lease_until: chrono::DateTime<chrono::Utc>,
+) -> Result<DigestClaim, StoreError> {
+    let bad = unreadable("digest");
+    let distinct_id = row.text(2).map_err(&bad)?;
+    Ok(DigestClaim {
+        id: row.text(0).map_err(&bad)?,
+        env: row.text(1).map_err(&bad)?.parse().map_err(&bad)?,
+        distinct_id: DistinctId::parse(&distinct_id).map_err(|e| bad(e.to_string()))?,
+        workflow: row.text(3).map_err(&bad)?,
+        items,
+        first_at: from_micros(row.int(4).map_err(&bad)?),
+        lease_until,
+        token: row.int(5).map_err(&bad)?,
+    })
 }
 
 /// An outbox entry and its claim token from the columns of [`crate::sql::ENTRY_COLUMNS`].

@@ -13,7 +13,7 @@ pub(crate) mod preferences;
 mod properties;
 mod providers;
 mod templates;
-mod trigger;
+pub(crate) mod trigger;
 mod users;
 pub(crate) mod workflows;
 

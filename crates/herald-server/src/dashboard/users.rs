@@ -518,6 +518,8 @@ struct MessageRow {
     status: &'static str,
     at: String,
     reason: String,
+    /// Held by the user's quiet hours until then.
+    held_until: Option<String>,
     history: Vec<(String, &'static str, String)>,
 }
 
@@ -673,6 +675,7 @@ async fn user_page(
             status: m.status.as_str(),
             at: show_time(m.created_at),
             reason: m.reason.clone().unwrap_or_default(),
+            held_until: m.held_until.map(show_time),
             history: m
                 .history
                 .iter()

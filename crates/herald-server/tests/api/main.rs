@@ -19,6 +19,7 @@ mod import;
 mod inbox;
 mod limits;
 mod ndjson;
+mod policies;
 mod preferences;
 mod providers;
 mod registry;
