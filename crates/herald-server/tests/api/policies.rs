@@ -317,7 +317,7 @@ async fn a_throttle_is_exact_when_two_nodes_trigger_at_once() {
     let all = log(&app, "vic").await;
     let queued = all.iter().filter(|m| m["status"] == "queued").count();
     let throttled = all.iter().filter(|m| m["reason"] == "throttled").count();
-    assert_eq!((queued, throttled), (3, 7), "{all:?}");
+    assert_eq!((queued, throttled), (3, 7), "{:?}", statuses(&all));
 }
 
 #[tokio::test]
