@@ -403,13 +403,14 @@ mod tests {
         let off = json!({"$quiet_hours": {"off": true}});
         let opt_in = category(DefaultPreference::OptIn);
         let mandatory = category(DefaultPreference::Mandatory);
-        let cases: [(
-            &str,
+        type Case<'a> = (
+            &'a str,
             Value,
-            Option<&Category>,
-            &Workspace,
+            Option<&'a Category>,
+            &'a Workspace,
             Option<DateTime<Utc>>,
-        ); 9] = [
+        );
+        let cases: [Case; 9] = [
             (
                 "workspace default",
                 json!({}),
