@@ -911,6 +911,11 @@ fn edit_operations(f: &Fields) -> Result<(&'static str, Value), (&'static str, I
             for key in herald_core::profile::GENERAL_KEYS {
                 match f.get(key).map(str::trim) {
                     Some("") => unset.push(json!(key)),
+                    // Quiet hours are an object, shown (and edited) as its JSON.
+                    Some(v) if key == herald_core::quiet::PROPERTY => {
+                        let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+                        set.insert(key.into(), value);
+                    }
                     Some(v) => {
                         set.insert(key.into(), json!(v));
                     }
