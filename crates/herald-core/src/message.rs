@@ -612,6 +612,32 @@ mod tests {
     }
 
     #[test]
+    fn a_held_message_says_why_and_is_due_when_its_hold_ends() {
+        let t0 = Utc::now();
+        let until = t0 + chrono::Duration::hours(3);
+        let mut m = Message::queued(origin(), email(), t0);
+        assert_eq!(m.due_at(), t0);
+        m.hold(until);
+        assert_eq!((m.held_until, m.due_at()), (Some(until), until));
+        assert_eq!(m.reason.as_deref(), Some(HELD));
+        assert_eq!(m.history[0].reason.as_deref(), Some(HELD));
+        // A hold in the past, a waiting fallback and a skipped message are not held.
+        let mut late = Message::queued(origin(), email(), t0);
+        late.hold(t0 - chrono::Duration::seconds(1));
+        assert_eq!((late.held_until, late.reason), (None, None));
+        let mut fallback = Message::waiting(with("m2", Channel::Sms), sms(), &m, t0);
+        fallback.hold(until);
+        assert_eq!(fallback.held_until, None);
+        let mut skipped = Message::skipped(origin(), SkipReason::NoIdentity, t0);
+        skipped.hold(until);
+        assert_eq!(skipped.held_until, None);
+        // Sent after its hold, it keeps when it was held until.
+        m.record(&Delivery::Sent { provider_id: None }, until)
+            .unwrap();
+        assert_eq!((m.status, m.held_until), (MessageStatus::Sent, Some(until)));
+    }
+
+    #[test]
     fn a_skipped_message_carries_its_reason_and_goes_nowhere() {
         let m0 = Message::skipped(origin(), SkipReason::NoProvider, Utc::now());
         assert_eq!(m0.reason.as_deref(), Some("no_provider"));

@@ -1071,6 +1071,19 @@ mod tests {
     }
 
     #[test]
+    fn a_held_message_s_entry_is_due_when_its_hold_ends() {
+        let mut held = queued("m1");
+        let until = held.message.created_at + chrono::Duration::hours(2);
+        held.message.hold(until);
+        assert_eq!(held.entry(Env::Test).unwrap().unwrap().due_at, until);
+        let now = queued("m2");
+        assert_eq!(
+            now.entry(Env::Test).unwrap().unwrap().due_at,
+            now.message.created_at
+        );
+    }
+
+    #[test]
     fn a_chain_waits_on_earlier_messages_of_the_batch_one_after_another() {
         let first = queued("m1");
         let second = waiting("m2", &first);

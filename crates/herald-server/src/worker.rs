@@ -1,8 +1,10 @@
 //! The dispatch worker: claims due outbox entries, hands each to its provider under a timeout,
 //! and records the outcome (sent, retried on the backoff schedule, failed). A provider that finds
 //! the identity dead gets it marked `perma_status: disabled` on the profile, so later plans skip
-//! it as `identity_invalid`. [`step`] is one round; [`drain`] runs rounds until nothing is due
-//! (what tests call); [`run`] is the background task of `tasks.dispatch`.
+//! it as `identity_invalid`. Each round first sends the digests that are due
+//! ([`flush_digests`]): their messages join the outbox. [`step`] is one round; [`drain`] runs
+//! rounds until nothing is due (what tests call); [`run`] is the background task of
+//! `tasks.dispatch`.
 
 use crate::config::DispatchConfig;
 use crate::tasks::CancellationToken;
