@@ -288,6 +288,13 @@ pub(crate) const REPLACE_WORKFLOW: &str = "INSERT INTO workflows \
      (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
      ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at";
 pub(crate) const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE env = ?1 AND slug = ?2";
+/// The digests of workflow `?2` in env `?1` (their items first), deleted with it: a digest
+/// waiting for a count would otherwise wait forever, or join a new workflow of the same slug.
+pub(crate) const DELETE_WORKFLOW_DIGESTS: &[&str] = &[
+    "DELETE FROM digest_items WHERE digest_id IN \
+     (SELECT id FROM digests WHERE env = ?1 AND workflow = ?2)",
+    "DELETE FROM digests WHERE env = ?1 AND workflow = ?2",
+];
 pub(crate) const DELETE_WORKFLOW_EVENTS: &str =
     "DELETE FROM workflow_events WHERE env = ?1 AND slug = ?2";
 /// Arguments: env, slug, event.
