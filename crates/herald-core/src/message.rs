@@ -109,10 +109,14 @@ pub enum SkipReason {
     /// A `smart` step not needed: the user engaged (per the policy's `until`) with an earlier
     /// message of the same trigger before its wait was over.
     Engaged,
+    /// The user had as many triggers of the workflow in its throttle's window as it allows.
+    Throttled,
+    /// Collected into the user's digest of the workflow, sent with it later.
+    Digested,
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 9] = [
+    pub const ALL: [SkipReason; 11] = [
         SkipReason::UserDisabled,
         SkipReason::CategoryOptedOut,
         SkipReason::ChannelOptedOut,
@@ -122,6 +126,8 @@ impl SkipReason {
         SkipReason::NoProvider,
         SkipReason::SentOnOtherChannel,
         SkipReason::Engaged,
+        SkipReason::Throttled,
+        SkipReason::Digested,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -135,6 +141,8 @@ impl SkipReason {
             SkipReason::NoProvider => "no_provider",
             SkipReason::SentOnOtherChannel => "sent_on_other_channel",
             SkipReason::Engaged => "engaged",
+            SkipReason::Throttled => "throttled",
+            SkipReason::Digested => "digested",
         }
     }
 
@@ -162,6 +170,9 @@ impl fmt::Display for SkipReason {
         f.write_str(self.as_str())
     }
 }
+
+/// The reason of a queued message held by quiet hours.
+pub const HELD: &str = "quiet_hours";
 
 /// One status a message went through.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +243,8 @@ pub struct Message {
     pub seen_at: Option<DateTime<Utc>>,
     /// When the user first clicked it (a tracked email link, a `clicked` event).
     pub clicked_at: Option<DateTime<Utc>>,
+    /// Held by the user's quiet hours: not sent before this time ([`crate::quiet`]).
+    pub held_until: Option<DateTime<Utc>>,
 }
 
 /// What every message starts with.
@@ -317,7 +330,40 @@ impl Message {
             attempts: 0,
             seen_at: None,
             clicked_at: None,
+            held_until: None,
         }
+    }
+
+    /// What the message started with (its id included).
+    pub fn origin(&self) -> MessageOrigin {
+        MessageOrigin {
+            id: self.id.clone(),
+            env: self.env,
+            workflow: self.workflow.clone(),
+            category: self.category.clone(),
+            distinct_id: self.distinct_id.clone(),
+            channel: self.channel,
+            trigger_id: self.trigger_id.clone(),
+            idempotency_key: self.idempotency_key.clone(),
+        }
+    }
+
+    /// Holds a queued message until `until` (the end of the user's quiet hours): its entry is
+    /// not due before then, and its status says why (`quiet_hours`). A waiting fallback is not
+    /// held: it can only wake once the held message before it has failed, after the hold.
+    pub fn hold(&mut self, until: DateTime<Utc>) {
+        if self.status == MessageStatus::Queued && until > self.created_at {
+            self.held_until = Some(until);
+            self.reason = Some(HELD.to_owned());
+            if let Some(first) = self.history.first_mut() {
+                first.reason = Some(HELD.to_owned());
+            }
+        }
+    }
+
+    /// When its outbox entry is first due: when it was made, or when its hold ends.
+    pub fn due_at(&self) -> DateTime<Utc> {
+        self.held_until.unwrap_or(self.created_at)
     }
 
     /// Moves the message to `next` if the rules allow it, recording it in the history; else the
@@ -713,7 +759,9 @@ mod tests {
                 "identity_invalid",
                 "no_provider",
                 "sent_on_other_channel",
-                "engaged"
+                "engaged",
+                "throttled",
+                "digested"
             ]
         );
         assert_eq!(MessageStatus::from_name("triggered"), None);
@@ -791,6 +839,32 @@ mod tests {
         assert_eq!((m.reason.as_deref(), m.attempts), (Some("HTTP 503"), 2));
         let sent = Delivery::Sent { provider_id: None };
         assert!(m.settle(&sent, t0, Some(due)).is_err());
+    }
+
+    #[test]
+    fn a_held_message_says_why_and_is_due_when_its_hold_ends() {
+        let t0 = Utc::now();
+        let until = t0 + chrono::Duration::hours(3);
+        let mut m = Message::queued(origin(), email(), t0);
+        assert_eq!(m.due_at(), t0);
+        m.hold(until);
+        assert_eq!((m.held_until, m.due_at()), (Some(until), until));
+        assert_eq!(m.reason.as_deref(), Some(HELD));
+        assert_eq!(m.history[0].reason.as_deref(), Some(HELD));
+        // A hold in the past, a waiting fallback and a skipped message are not held.
+        let mut late = Message::queued(origin(), email(), t0);
+        late.hold(t0 - chrono::Duration::seconds(1));
+        assert_eq!((late.held_until, late.reason), (None, None));
+        let mut fallback = Message::waiting(with("m2", Channel::Sms), sms(), &m, t0);
+        fallback.hold(until);
+        assert_eq!(fallback.held_until, None);
+        let mut skipped = Message::skipped(origin(), SkipReason::NoIdentity, t0);
+        skipped.hold(until);
+        assert_eq!(skipped.held_until, None);
+        // Sent after its hold, it keeps when it was held until.
+        m.record(&Delivery::Sent { provider_id: None }, until)
+            .unwrap();
+        assert_eq!((m.status, m.held_until), (MessageStatus::Sent, Some(until)));
     }
 
     #[test]

@@ -26,7 +26,10 @@ impl Key {
         if let Some(channel) = Channel::from_key(key) {
             return Ok(Key::Channel(channel));
         }
-        if matches!(key, "$timezone" | "$preferred_language" | "$locale") {
+        if matches!(
+            key,
+            "$timezone" | "$preferred_language" | "$locale" | crate::quiet::PROPERTY
+        ) {
             return Ok(Key::Property(key.to_owned()));
         }
         validate::custom_key(key).map(Key::Property)
@@ -292,6 +295,9 @@ fn general(key: &str, v: &Value) -> Result<Value, String> {
         "$timezone" => validate::timezone,
         "$preferred_language" => validate::language,
         "$locale" => validate::locale,
+        crate::quiet::PROPERTY => {
+            return crate::quiet::normalize(v).map_err(|e| e.to_string());
+        }
         "name" => {
             return match v {
                 Value::String(s) if s.chars().count() <= 255 => {

@@ -37,12 +37,13 @@ impl Status {
 }
 
 /// The general properties Herald validates. They live in `properties` beside the custom ones.
-pub const GENERAL_KEYS: [&str; 5] = [
+pub const GENERAL_KEYS: [&str; 6] = [
     "name",
     "country",
     "$timezone",
     "$preferred_language",
     "$locale",
+    crate::quiet::PROPERTY,
 ];
 
 /// How big one profile may grow. Edits arrive 10 KB at a time but add up: without these, one

@@ -136,6 +136,13 @@ pub fn built_ins() -> Vec<PropertyRecord> {
     ] {
         all.push(built_in(key, label, General, false, s));
     }
+    all.push(built_in(
+        crate::quiet::PROPERTY,
+        "Quiet hours",
+        General,
+        false,
+        types::OBJECT,
+    ));
     for (key, label, bits) in BUILT_IN_FIELDS {
         all.push(built_in(key, label, General, true, bits));
     }

@@ -5,6 +5,7 @@ use crate::admin::{LoginAttempts, Operator, Session, ThrottleKey, ThrottlePolicy
 use crate::channel::{Channel, Identity};
 use crate::credentials::Credentials;
 use crate::delivery::{Content, Delivery, Outgoing};
+use crate::digest::Digest;
 use crate::engagement::{Event, Gate};
 use crate::env::{Env, EnvScope};
 use crate::error::Invalid;
@@ -19,6 +20,7 @@ use crate::message::{Message, MessageStatus};
 use crate::preference::Category;
 use crate::profile::Profile;
 use crate::property::PropertyRecord;
+use crate::throttle::Throttle;
 use crate::workflow::Workflow;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -553,7 +555,7 @@ impl NewMessage {
                     message_id: m.id.clone(),
                     env,
                     attempt: m.attempts,
-                    due_at: m.created_at,
+                    due_at: m.due_at(),
                     content: content.clone(),
                     identity: identity.clone(),
                     gate: self.gate,
@@ -599,6 +601,57 @@ impl NewMessage {
         }
         Ok(())
     }
+}
+
+/// One enqueue: a trigger's messages, and what else is decided in the same transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Enqueue {
+    pub messages: Vec<NewMessage>,
+    /// A trigger's `$idempotency_key`: a key already enqueued writes nothing (digest items
+    /// included) and answers as the first trigger did.
+    pub once: Option<OnceKey>,
+    /// The workflow's throttle: the store counts each user's triggers of the workflow since
+    /// `since` and applies [`Throttle::apply`] to `messages` before writing them, under a lock
+    /// that makes concurrent enqueues for one user count one after the other.
+    pub throttle: Option<ThrottleCheck>,
+    /// Items added to their users' open digests ([`DigestItem`]).
+    pub digest_items: Vec<DigestItem>,
+}
+
+/// A throttle to apply in an [`Enqueue`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThrottleCheck {
+    pub workflow: String,
+    pub throttle: Throttle,
+    /// The start of the window: triggers created at or after it count.
+    pub since: DateTime<Utc>,
+}
+
+/// One trigger's data collected into a user's open digest of a workflow (opened with `new_id`
+/// when the user has none). The digest's due time follows [`Digest::due_at`] after each item.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestItem {
+    pub new_id: String,
+    pub distinct_id: DistinctId,
+    pub workflow: String,
+    pub policy: Digest,
+    pub data: serde_json::Value,
+    pub at: DateTime<Utc>,
+}
+
+/// A due digest leased to one worker until `lease_until` (closed: new items open another);
+/// `token` tells this claim from a later one, as an outbox [`Claim`]'s does.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestClaim {
+    pub id: String,
+    pub env: Env,
+    pub distinct_id: DistinctId,
+    pub workflow: String,
+    /// Every item's data, in the order collected.
+    pub items: Vec<serde_json::Value>,
+    pub first_at: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
+    pub token: i64,
 }
 
 /// What [`MessageStore::enqueue`] did.
@@ -757,7 +810,44 @@ pub trait MessageStore: Send + Sync {
         scope: EnvScope,
         messages: Vec<NewMessage>,
         once: Option<&OnceKey>,
+    ) -> Result<EnqueueOutcome, StoreError> {
+        let batch = Enqueue {
+            messages,
+            once: once.cloned(),
+            ..Enqueue::default()
+        };
+        self.enqueue_batch(scope, batch).await
+    }
+
+    /// [`enqueue`](Self::enqueue) with a throttle and digest items, all in one transaction: the
+    /// key is checked first; then the throttle counts and judges the messages; then messages,
+    /// entries and digest items are written. A digest item opens the user's digest of the
+    /// workflow if none is open, else grows it, and sets its due time.
+    async fn enqueue_batch(
+        &self,
+        scope: EnvScope,
+        batch: Enqueue,
     ) -> Result<EnqueueOutcome, StoreError>;
+
+    /// Leases up to `limit` digests due at `now`, of both environments, until `now + lease`,
+    /// closing each (a new item opens a new digest). No two claims of one digest overlap; one
+    /// whose lease ran out is due again.
+    async fn claim_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<DigestClaim>, StoreError>;
+
+    /// Records the messages a claimed digest became (as [`enqueue`](Self::enqueue) does, no
+    /// key) and deletes the digest with its items, in one transaction, if the claim is still
+    /// current; `false` (nothing written) when it is not. So a digest is sent once, and a crash
+    /// before this loses nothing: the lease runs out and the digest is claimed again.
+    async fn finish_digest(
+        &self,
+        claim: &DigestClaim,
+        messages: Vec<NewMessage>,
+    ) -> Result<bool, StoreError>;
 
     /// Forgets trigger idempotency keys recorded before `before`.
     async fn purge_trigger_keys(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
@@ -1065,6 +1155,19 @@ mod tests {
         let mut empty = fallback.clone();
         empty.content = None;
         assert!(empty.entry(Env::Test).is_err());
+    }
+
+    #[test]
+    fn a_held_message_s_entry_is_due_when_its_hold_ends() {
+        let mut held = queued("m1");
+        let until = held.message.created_at + chrono::Duration::hours(2);
+        held.message.hold(until);
+        assert_eq!(held.entry(Env::Test).unwrap().unwrap().due_at, until);
+        let now = queued("m2");
+        assert_eq!(
+            now.entry(Env::Test).unwrap().unwrap().due_at,
+            now.message.created_at
+        );
     }
 
     #[test]

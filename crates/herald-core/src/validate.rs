@@ -268,6 +268,30 @@ pub fn url(raw: &str, prefixes: &[&str]) -> Result<String, String> {
     Ok(value.to_owned())
 }
 
+/// A span of time as `<n><unit>`: `30s`, `15m`, `1h`, `2d` (a whole number of seconds,
+/// minutes, hours or days), from one second to `max_days` days.
+pub fn duration(raw: &str, max_days: i64) -> Result<chrono::TimeDelta, String> {
+    let t = raw.trim();
+    let bad = || format!("'{t}' is not a duration like 30s, 15m, 1h or 2d");
+    let unit = t.chars().last().ok_or_else(bad)?;
+    let n: i64 = t[..t.len() - unit.len_utf8()]
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)?;
+    let seconds = match unit {
+        's' => Some(n),
+        'm' => n.checked_mul(60),
+        'h' => n.checked_mul(3600),
+        'd' => n.checked_mul(86_400),
+        _ => return Err(bad()),
+    };
+    match seconds {
+        Some(s) if s <= max_days * 86_400 => Ok(chrono::TimeDelta::seconds(s)),
+        _ => Err(format!("'{t}' is longer than {max_days} days")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,6 +333,29 @@ mod tests {
         ] {
             assert!(phone(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn durations() {
+        let secs = |raw| duration(raw, 30).map(|d| d.num_seconds());
+        assert_eq!(secs("30s"), Ok(30));
+        assert_eq!(secs(" 15m"), Ok(900));
+        assert_eq!(secs("1h"), Ok(3600));
+        assert_eq!(secs("2d"), Ok(172_800));
+        assert_eq!(secs("30d"), Ok(2_592_000));
+        for bad in [
+            "",
+            "h",
+            "0m",
+            "-1h",
+            "1.5h",
+            "1w",
+            "1 h",
+            "99999999999999999d",
+        ] {
+            assert!(secs(bad).is_err(), "{bad}");
+        }
+        assert!(secs("31d").unwrap_err().contains("longer than 30 days"));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 
 use crate::channel::Channel;
 use crate::delivery::{Content, Push};
+use crate::digest::{Digest, DigestInput};
 use crate::engagement::{Gate, Tracking, Until};
 use crate::error::Invalid;
 use crate::template;
+use crate::throttle::{Throttle, ThrottleInput};
 use crate::validate;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -53,6 +55,12 @@ pub struct WorkflowInput {
     /// Open and click tracking of HTML emails; both off when left out.
     #[serde(default, skip_serializing_if = "TrackingInput::is_off")]
     pub tracking: TrackingInput,
+    /// At most `limit` triggers per user per `window` ([`crate::throttle`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<ThrottleInput>,
+    /// Collect a user's triggers and send them as one ([`crate::digest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<DigestInput>,
 }
 
 /// `"all"`, `{"first_success": ["inbox", "email"]}` or
@@ -360,6 +368,8 @@ pub struct Workflow {
     pub events: Vec<String>,
     /// Open and click tracking of its HTML emails.
     pub tracking: Tracking,
+    pub throttle: Option<Throttle>,
+    pub digest: Option<Digest>,
 }
 
 /// The channels a workflow may have templates for: every channel.
@@ -370,7 +380,8 @@ impl Workflow {
     /// [`limits::MAX_NAME_CHARS`], at least one channel, each template complete and passing
     /// [`template::check`], a `first_success` order of distinct channels that have templates,
     /// and event names as `POST /event/` accepts them. Errors name the field
-    /// (`channels.email.subject`, `policy.first_success[1]`, `events[0]`).
+    /// (`channels.email.subject`, `policy.first_success[1]`, `events[0]`), a `throttle` and a
+    /// `digest` per their own checks (not both: a digest sends at most one message a window).
     pub fn parse(input: WorkflowInput) -> Result<Workflow, Invalid> {
         let slug = validate::slug(&input.slug, "workflow").map_err(|r| Invalid::new("slug", r))?;
         let name = match input.name.as_deref().map(str::trim) {
@@ -402,6 +413,22 @@ impl Workflow {
             ),
         };
         let events = events(input.events).map_err(|e| e.within("events"))?;
+        let throttle = input
+            .throttle
+            .as_ref()
+            .map(|t| Throttle::parse(t).map_err(|e| e.within("throttle")))
+            .transpose()?;
+        let digest = input
+            .digest
+            .as_ref()
+            .map(|d| Digest::parse(d).map_err(|e| e.within("digest")))
+            .transpose()?;
+        if throttle.is_some() && digest.is_some() {
+            return Err(Invalid::new(
+                "digest",
+                "cannot be combined with throttle: a digest already sends at most one message per window",
+            ));
+        }
         Ok(Workflow {
             slug,
             name,
@@ -413,6 +440,8 @@ impl Workflow {
                 opens: input.tracking.opens,
                 clicks: input.tracking.clicks,
             },
+            throttle,
+            digest,
         })
     }
 
@@ -508,6 +537,8 @@ impl Workflow {
                 opens: self.tracking.opens,
                 clicks: self.tracking.clicks,
             },
+            throttle: self.throttle.as_ref().map(Throttle::to_input),
+            digest: self.digest.as_ref().map(Digest::to_input),
         }
     }
 

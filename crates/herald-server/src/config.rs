@@ -22,6 +22,8 @@ pub struct Config {
     /// Every provider call: the address guard for user-supplied URLs, timeout, answer size.
     pub outbound: herald_channels::OutboundConfig,
     pub dispatch: DispatchConfig,
+    /// The workspace's quiet hours and default time zone (see [`herald_core::quiet`]).
+    pub quiet_hours: QuietHoursConfig,
     /// The live inbox streams of this node.
     pub inbox: InboxConfig,
     pub dashboard: DashboardConfig,
@@ -119,6 +121,44 @@ pub struct DispatchConfig {
     pub poll_interval_ms: u64,
 }
 
+/// `[quiet_hours]`: the window (`start`, `end` as `HH:MM`; both empty: none) held for users
+/// who set no `$quiet_hours` of their own, and the time zone of users without a `$timezone`.
+/// Checked when the configuration is read: a bad value names its option.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(try_from = "QuietHoursRaw")]
+pub struct QuietHoursConfig {
+    pub workspace: herald_core::quiet::Workspace,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QuietHoursRaw {
+    start: String,
+    end: String,
+    timezone: String,
+}
+
+impl TryFrom<QuietHoursRaw> for QuietHoursConfig {
+    type Error = String;
+
+    fn try_from(raw: QuietHoursRaw) -> Result<Self, String> {
+        use herald_core::quiet::QuietHours;
+        let window = match (raw.start.trim(), raw.end.trim()) {
+            ("", "") => None,
+            (start, end) => Some(
+                QuietHours::parse(start, end)
+                    .map_err(|e| format!("quiet_hours.{}: {}", e.field, e.rule))?,
+            ),
+        };
+        let timezone = herald_core::validate::timezone(&raw.timezone)
+            .and_then(|name| name.parse().map_err(|_| name))
+            .map_err(|e| format!("quiet_hours.timezone: {e}"))?;
+        Ok(QuietHoursConfig {
+            workspace: herald_core::quiet::Workspace { window, timezone },
+        })
+    }
+}
+
 /// Live inbox streams (Server-Sent Events) on this node (see [`crate::inbox`]).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,6 +247,9 @@ pub const ENV_VARS: &[(&str, &str)] = &[
         "HERALD_DISPATCH_POLL_INTERVAL_MS",
         "dispatch.poll_interval_ms",
     ),
+    ("HERALD_QUIET_HOURS_START", "quiet_hours.start"),
+    ("HERALD_QUIET_HOURS_END", "quiet_hours.end"),
+    ("HERALD_QUIET_HOURS_TIMEZONE", "quiet_hours.timezone"),
     ("HERALD_INBOX_KEEP_ALIVE_SECS", "inbox.keep_alive_secs"),
     ("HERALD_INBOX_STREAM_MAX_SECS", "inbox.stream_max_secs"),
     (
@@ -391,6 +434,37 @@ mod tests {
         })
         .unwrap();
         assert_eq!(backoff.dispatch.retry_backoff_secs, [5, 50]);
+    }
+
+    #[test]
+    fn quiet_hours_are_off_by_default_and_checked_when_read() {
+        use herald_core::quiet::QuietHours;
+        let off = Config::load(None, |_| None).unwrap();
+        assert_eq!(off.quiet_hours.workspace, Default::default());
+        let vars = |k: &str| match k {
+            "HERALD_QUIET_HOURS_START" => Some("22:00".to_owned()),
+            "HERALD_QUIET_HOURS_END" => Some("08:00".to_owned()),
+            "HERALD_QUIET_HOURS_TIMEZONE" => Some("europe/paris".to_owned()),
+            _ => None,
+        };
+        let on = Config::load(None, vars).unwrap().quiet_hours.workspace;
+        assert_eq!(
+            on.window,
+            Some(QuietHours::parse("22:00", "08:00").unwrap())
+        );
+        assert_eq!(on.timezone.name(), "Europe/Paris");
+        for (var, value, named) in [
+            ("HERALD_QUIET_HOURS_START", "10pm", "quiet_hours.start"),
+            ("HERALD_QUIET_HOURS_END", "08:00", "quiet_hours.start"),
+            (
+                "HERALD_QUIET_HOURS_TIMEZONE",
+                "Mars/Olympus",
+                "quiet_hours.timezone",
+            ),
+        ] {
+            let err = Config::load(None, |k| (k == var).then(|| value.to_owned())).unwrap_err();
+            assert!(err.contains(named), "{var}={value}: {err}");
+        }
     }
 
     #[test]

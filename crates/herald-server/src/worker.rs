@@ -3,8 +3,9 @@
 //! the identity dead gets it marked `perma_status: invalid` (with the provider's answer and the
 //! time) on the profile, so later plans skip it as `identity_invalid`. A `smart` step whose wait
 //! is over is sent only once its gate opens (the store checks the trigger's engagement; else it
-//! is skipped as `engaged`). [`step`] is one round; [`drain`] runs rounds until nothing is due
-//! (what tests call); [`run`] is the background task of `tasks.dispatch`.
+//! is skipped as `engaged`). Each round first sends the digests that are due ([`flush_digests`]):
+//! their messages join the outbox. [`step`] is one round; [`drain`] runs rounds until nothing is
+//! due (what tests call); [`run`] is the background task of `tasks.dispatch`.
 
 use crate::config::DispatchConfig;
 use crate::tasks::CancellationToken;
@@ -41,8 +42,9 @@ pub fn next_due(
     Some(now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX))
 }
 
-/// One round: claims up to `dispatch.batch_size` entries due at `now`, sends them concurrently
-/// and records each outcome. Returns how many were claimed.
+/// One round: sends the digests due at `now` (see [`flush_digests`]), then claims up to
+/// `dispatch.batch_size` outbox entries due at `now`, sends them concurrently and records each
+/// outcome. Returns how many digests and entries were claimed.
 pub async fn step(app: &App, now: DateTime<Utc>) -> Result<usize, StoreError> {
     step_until(app, now, &CancellationToken::new()).await
 }
@@ -57,6 +59,11 @@ pub async fn step_until(
 ) -> Result<usize, StoreError> {
     let config = &app.config.dispatch;
     let lease = Duration::from_secs(config.lease_secs);
+    let digests = if cancel.is_cancelled() {
+        0
+    } else {
+        flush_digests(app, now).await?
+    };
     let claims = app
         .store
         .claim_due(now, lease, config.batch_size.max(1))
@@ -116,8 +123,41 @@ pub async fn step_until(
     }
     match first_error {
         Some(e) => Err(e),
-        None => Ok(claimed),
+        None => Ok(claimed + digests),
     }
+}
+
+/// Claims up to `dispatch.batch_size` digests due at `now` and turns each into its messages
+/// ([`service::dispatch::flush_digest`]), which are queued (due at `now`, or when the user's
+/// quiet hours end) for the outbox. A digest that fails is left to its lease: claimed again
+/// once it runs out, never sent twice. Returns how many were claimed.
+pub async fn flush_digests(app: &App, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    let config = &app.config.dispatch;
+    let lease = Duration::from_secs(config.lease_secs);
+    let claims = app
+        .store
+        .claim_digests(now, lease, config.batch_size.max(1))
+        .await?;
+    if claims.is_empty() {
+        return Ok(0);
+    }
+    let base = app.config.public_base();
+    let links = crate::api::hosted::link_service(app, &base);
+    let d = crate::api::trigger::dispatcher(app, &links);
+    for claim in &claims {
+        match service::dispatch::flush_digest(&d, claim, now).await {
+            Ok(true) => {
+                tracing::debug!(digest = %claim.id, items = claim.items.len(), "digest sent")
+            }
+            Ok(false) => {
+                tracing::info!(digest = %claim.id, "digest claim expired before it was sent; left to its new owner")
+            }
+            Err(e) => {
+                tracing::warn!(digest = %claim.id, error = %e, "could not send a digest; it is claimed again when its lease runs out")
+            }
+        }
+    }
+    Ok(claims.len())
 }
 
 /// Sends one claimed entry through `provider` (the directory's answer for it) and records the

@@ -15,7 +15,7 @@ use herald_core::preference::Category;
 use herald_core::profile::{from_micros, Profile, Status};
 use herald_core::property::{PropertyKind, PropertyRecord};
 use herald_core::store::StoreError;
-use herald_core::store::{MessagePage, OutboxEntry, ProviderRecord};
+use herald_core::store::{DigestClaim, MessagePage, OutboxEntry, ProviderRecord};
 use herald_core::workflow::{Workflow, WorkflowInput};
 use serde::de::DeserializeOwned;
 
@@ -187,6 +187,7 @@ pub(crate) fn message(row: &impl Columns) -> Result<(i64, Message), StoreError> 
         created_at: from_micros(row.int(15).map_err(&bad)?),
         seen_at: row.opt_int(16).map_err(&bad)?.map(from_micros),
         clicked_at: row.opt_int(17).map_err(&bad)?.map(from_micros),
+        held_until: row.opt_int(18).map_err(&bad)?.map(from_micros),
     };
     Ok((row.int(0).map_err(&bad)?, message))
 }
@@ -217,6 +218,27 @@ pub(crate) fn engagement(row: &impl Columns) -> Result<Engagement, StoreError> {
     Ok(Engagement {
         seen_at: row.opt_int(0).map_err(&bad)?.map(from_micros),
         clicked_at: row.opt_int(1).map_err(&bad)?.map(from_micros),
+    })
+}
+
+/// A claimed digest from the columns of [`crate::sql::DIGEST_COLUMNS`] (`claim` is its token),
+/// with its `items` read apart.
+pub(crate) fn digest(
+    row: &impl Columns,
+    items: Vec<serde_json::Value>,
+    lease_until: chrono::DateTime<chrono::Utc>,
+) -> Result<DigestClaim, StoreError> {
+    let bad = unreadable("digest");
+    let distinct_id = row.text(2).map_err(&bad)?;
+    Ok(DigestClaim {
+        id: row.text(0).map_err(&bad)?,
+        env: row.text(1).map_err(&bad)?.parse().map_err(&bad)?,
+        distinct_id: DistinctId::parse(&distinct_id).map_err(|e| bad(e.to_string()))?,
+        workflow: row.text(3).map_err(&bad)?,
+        items,
+        first_at: from_micros(row.int(4).map_err(&bad)?),
+        lease_until,
+        token: row.int(5).map_err(&bad)?,
     })
 }
 

@@ -112,6 +112,9 @@ pub(crate) const ERASE_USER: &[&str] = &[
     // Its history, and an earlier tombstone of the same id.
     "DELETE FROM history WHERE env = ?1 AND distinct_id IN (?2, ?3)",
     "DELETE FROM inbox_items WHERE env = ?1 AND distinct_id = ?2",
+    "DELETE FROM digest_items WHERE digest_id IN \
+     (SELECT id FROM digests WHERE env = ?1 AND distinct_id = ?2)",
+    "DELETE FROM digests WHERE env = ?1 AND distinct_id = ?2",
 ];
 
 // ---- migration 8: re-filing legacy tombstones, repairing index rows (see `crate::migrate`) ----
@@ -285,6 +288,13 @@ pub(crate) const REPLACE_WORKFLOW: &str = "INSERT INTO workflows \
      (env, slug, doc, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
      ON CONFLICT (env, slug) DO UPDATE SET doc = excluded.doc, updated_at = excluded.updated_at";
 pub(crate) const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE env = ?1 AND slug = ?2";
+/// The digests of workflow `?2` in env `?1` (their items first), deleted with it: a digest
+/// waiting for a count would otherwise wait forever, or join a new workflow of the same slug.
+pub(crate) const DELETE_WORKFLOW_DIGESTS: &[&str] = &[
+    "DELETE FROM digest_items WHERE digest_id IN \
+     (SELECT id FROM digests WHERE env = ?1 AND workflow = ?2)",
+    "DELETE FROM digests WHERE env = ?1 AND workflow = ?2",
+];
 pub(crate) const DELETE_WORKFLOW_EVENTS: &str =
     "DELETE FROM workflow_events WHERE env = ?1 AND slug = ?2";
 /// Arguments: env, slug, event.
@@ -314,7 +324,7 @@ macro_rules! message_columns {
     () => {
         "seq, id, env, workflow, category, distinct_id, channel, identity, status, reason, \
          provider_id, history, attempts, trigger_id, idempotency_key, created_at, seen_at, \
-         clicked_at"
+         clicked_at, held_until"
     };
 }
 
@@ -325,18 +335,18 @@ pub(crate) const CLAIMED_MESSAGE_FOR_UPDATE: &str = concat!(
     message_columns!(),
     ", entry.claim FROM entry, messages WHERE messages.id = ?1"
 );
-pub(crate) const CLAIMED_MESSAGE_CLAIM: usize = 18;
+pub(crate) const CLAIMED_MESSAGE_CLAIM: usize = 19;
 
 /// The message columns, for the listing built in [`crate::query::message_page`].
 pub(crate) const MESSAGE_COLUMNS: &str = message_columns!();
 
 /// Arguments: id, env, workflow, category, distinct_id, channel, identity, status, reason,
-/// provider_id, history, attempts, trigger_id, idempotency_key, created_at (also updated_at).
-/// 0 rows: the id exists.
+/// provider_id, history, attempts, trigger_id, idempotency_key, created_at (also updated_at),
+/// held_until. 0 rows: the id exists.
 pub(crate) const INSERT_MESSAGE: &str = "INSERT INTO messages (id, env, workflow, category, \
      distinct_id, channel, identity, status, reason, provider_id, history, attempts, trigger_id, \
-     idempotency_key, created_at, updated_at) VALUES \
-     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15) \
+     idempotency_key, created_at, updated_at, held_until) VALUES \
+     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?15, ?16) \
      ON CONFLICT DO NOTHING";
 /// Arguments: id, status, reason, provider_id, history, attempts, updated_at.
 pub(crate) const UPDATE_MESSAGE: &str = "UPDATE messages SET status = ?2, reason = ?3, \
@@ -446,6 +456,46 @@ pub(crate) const RECORD_TRIGGER_KEY: &str = "INSERT INTO trigger_keys \
      (env, key, fingerprint, message_ids, created_at) VALUES (?1, ?2, ?3, ?4, ?5) \
      ON CONFLICT DO NOTHING";
 pub(crate) const PURGE_TRIGGER_KEYS: &str = "DELETE FROM trigger_keys WHERE created_at < ?1";
+
+// ---- throttles and digests ----
+
+/// The triggers of workflow `?3` to user `?2` of env `?1` created at or after `?4` that were not
+/// skipped on every channel (`herald_core::throttle`): distinct trigger ids of its messages
+/// that are not skipped.
+pub(crate) const THROTTLE_COUNT: &str = "SELECT CAST(COUNT(DISTINCT trigger_id) AS BIGINT) \
+     FROM messages WHERE env = ?1 AND distinct_id = ?2 AND workflow = ?3 AND created_at >= ?4 \
+     AND status <> 'skipped'";
+/// Opens a digest (id `?1`) of workflow `?4` for user `?3` of env `?2`, first item at `?5`,
+/// unless one is open already (0 rows). Due at [`WAITING_DUE`] until its first item is counted.
+pub(crate) const OPEN_DIGEST: &str = "INSERT INTO digests \
+     (id, env, distinct_id, workflow, items, first_at, due_at, claim, closed) \
+     VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, 0, 0) \
+     ON CONFLICT (env, distinct_id, workflow) WHERE closed = 0 DO NOTHING";
+/// Counts one more item on the open digest of (env `?1`, user `?2`, workflow `?3`): its id, its
+/// item count after this one, and its first item's time.
+pub(crate) const GROW_DIGEST: &str = "UPDATE digests SET items = items + 1 \
+     WHERE env = ?1 AND distinct_id = ?2 AND workflow = ?3 AND closed = 0 \
+     RETURNING id, items, first_at";
+/// Digest `?1` is due at `?2`.
+pub(crate) const DIGEST_DUE: &str = "UPDATE digests SET due_at = ?2 WHERE id = ?1";
+/// Item number `?2` (from 1) of digest `?1`: its data `?3`, collected at `?4`.
+pub(crate) const INSERT_DIGEST_ITEM: &str =
+    "INSERT INTO digest_items (digest_id, n, data, created_at) VALUES (?1, ?2, ?3, ?4)";
+/// The columns of a claimed digest, in the order [`crate::rows::digest`] reads them.
+pub(crate) const DIGEST_COLUMNS: &str = "id, env, distinct_id, workflow, first_at, claim";
+/// Leases digest `?1` until `?2` and closes it, if it is still due at `?3`.
+pub(crate) const CLAIM_DIGEST: &str = "UPDATE digests SET due_at = ?2, claim = claim + 1, \
+     closed = 1 WHERE id = ?1 AND due_at <= ?3";
+/// The data of digest `?1`'s items, in the order collected.
+pub(crate) const DIGEST_ITEMS: &str =
+    "SELECT data FROM digest_items WHERE digest_id = ?1 ORDER BY n";
+/// The claim token of digest `?1`, if it is still there.
+pub(crate) const DIGEST_CLAIM: &str = "SELECT claim FROM digests WHERE id = ?1";
+/// A sent (or dropped) digest: its items, then itself.
+pub(crate) const DELETE_DIGEST: &[&str] = &[
+    "DELETE FROM digest_items WHERE digest_id = ?1",
+    "DELETE FROM digests WHERE id = ?1",
+];
 
 // ---- the in-app inbox ----
 

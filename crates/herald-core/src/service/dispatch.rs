@@ -2,7 +2,7 @@
 //! each recipient: resolve the profile (inline data upserted unless transient), plan the channels
 //! ([`crate::dispatch::plan`]), render what is sent, and record every message — queued with its
 //! content, waiting with its content (a `first_success` fallback), or skipped with its reason —
-//! in one [`MessageStore::enqueue`], so a trigger that is acknowledged is committed, and a
+//! in one [`crate::store::MessageStore::enqueue_batch`], so a trigger that is acknowledged is committed, and a
 //! repeated `$idempotency_key` answers as the first did.
 
 use super::links::{LinkDays, Links};
@@ -12,12 +12,16 @@ use crate::delivery::{carries_endpoint, Content, Directory};
 use crate::engagement::Tracker;
 use crate::error::Invalid;
 use crate::ids::DistinctId;
-use crate::message::{Message, MessageOrigin};
+use crate::message::{Message, MessageOrigin, SkipReason};
 use crate::profile::Profile;
-use crate::store::{EnqueueOutcome, MessageStore, NewMessage, OnceKey, Store, StoreError};
+use crate::store::{
+    DigestClaim, DigestItem, Enqueue, EnqueueOutcome, NewMessage, OnceKey, Store, StoreError,
+    ThrottleCheck,
+};
 use crate::trigger::{Recipient, TriggerRequest};
 use crate::workflow::Workflow;
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,6 +61,8 @@ pub struct Dispatcher<'a> {
     pub directory: &'a dyn Directory,
     pub links: &'a Links<'a>,
     pub render: &'a dyn Render,
+    /// The workspace's quiet hours and default time zone.
+    pub quiet: &'a crate::quiet::Workspace,
 }
 
 /// Render jobs handed to [`Render`] at once by one trigger.
@@ -129,9 +135,11 @@ pub async fn trigger(
         .into_iter()
         .map(|p| (p.distinct_id.clone(), p))
         .collect();
-    // Each recipient planned, then every channel of every recipient rendered in one job.
+    // Each recipient planned, then every channel of every recipient rendered in one job. Under
+    // a digest nothing is rendered now: what would be sent becomes an item of the digest.
     let mut planned = Vec::with_capacity(request.recipients.len());
     let mut jobs = Vec::new();
+    let mut digest_items = Vec::new();
     for (i, r) in request.recipients.iter().enumerate() {
         let at_recipient = |e: Invalid| Error::Invalid(e.within(format!("recipients[{i}]")));
         let profile = resolve(d.store, &edit_ctx, r, &workflow.slug, Some(&stored)).await?;
@@ -142,37 +150,28 @@ pub async fn trigger(
             r.channels.as_deref(),
             &|identity| configured.contains(&identity.channel) || carries_endpoint(identity),
         );
-        // Under `first_success` the fallbacks are rendered now too and recorded waiting, each
-        // for the one before it: the switch to the next channel is then the store's, in the
-        // transaction that records the failure.
-        if !plan.now.is_empty() {
-            let link = d
-                .links
-                .mint(env, &profile, LinkDays::TEMPLATE, ctx.now)
-                .await?;
-            let vars =
-                crate::template::variables_with_actor(&profile, actor.as_ref(), &link.url, &data)
-                    .map_err(at_recipient)?;
+        if let (Some(policy), false) = (&workflow.digest, plan.now.is_empty()) {
+            digest_items.push(DigestItem {
+                new_id: new_id("dgs"),
+                distinct_id: profile.distinct_id.clone(),
+                workflow: workflow.slug.clone(),
+                policy: policy.clone(),
+                data: data.clone(),
+                at: ctx.now,
+            });
+        } else if !plan.now.is_empty() {
+            let vars = variables(d, ctx, &profile, actor.as_ref(), &data)
+                .await?
+                .map_err(at_recipient)?;
             for send in plan.now.iter().chain(&plan.fallbacks) {
                 jobs.push((send.channel, vars.clone()));
             }
         }
         planned.push((profile, plan));
     }
-    // In chunks, so a trigger of many recipients holds a render slot for one chunk at a time
-    // and other requests' renders take turns with it.
-    let mut rendered = Vec::with_capacity(jobs.len());
-    let mut jobs = jobs.into_iter().peekable();
-    while jobs.peek().is_some() {
-        let chunk: Vec<_> = jobs.by_ref().take(RENDER_CHUNK).collect();
-        rendered.extend(d.render.render(workflow.clone(), chunk).await?);
-    }
-    let mut rendered = rendered.into_iter();
+    let mut rendered = render_all(d, &workflow, jobs).await?.into_iter();
     // Tracked HTML emails carry this trigger's message ids in signed links.
-    let ring = match workflow.tracking.any() {
-        true => Some(d.links.keyring(ctx.now).await?),
-        false => None,
-    };
+    let ring = tracking_ring(d, &workflow, ctx.now).await?;
     let tracker = ring.as_deref().map(|ring| Tracker {
         ring,
         base: d.links.public_base(),
@@ -190,60 +189,50 @@ pub async fn trigger(
             trigger_id: format!("{id}.{i}"),
             idempotency_key: request.idempotency_key.clone(),
         };
-        let mut previous: Option<Message> = None;
-        for (n, send) in plan.now.iter().chain(&plan.fallbacks).enumerate() {
-            let content = rendered.next().ok_or_else(|| {
-                StoreError::internal("the renderer answered fewer jobs than sent")
-            })?;
-            // Templates were checked when saved; what fails here is a render limit.
-            let content = content.map_err(at_recipient)?;
-            let origin = origin(send.channel);
-            let identity = send.identity.clone();
-            let (message, waits_for, gate) = match &previous {
-                Some(before) if n >= plan.now.len() => (
-                    Message::waiting(origin, identity, before, ctx.now),
-                    Some(before.id.clone()),
-                    workflow.gate(),
-                ),
-                _ => (Message::queued(origin, identity, ctx.now), None, None),
-            };
-            let content = match (content, &tracker) {
-                (
-                    Content::Email {
-                        subject,
-                        html,
-                        text,
-                    },
-                    Some(tracker),
-                ) => Content::Email {
-                    subject,
-                    html: html.map(|h| tracker.apply(workflow.tracking, env, &message.id, &h)),
-                    text,
-                },
-                (content, _) => content,
-            };
-            previous = Some(message.clone());
-            messages.push(NewMessage {
-                message,
-                content: Some(content),
-                waits_for,
-                gate,
-            });
+        if workflow.digest.is_some() {
+            for send in plan.now.iter().chain(&plan.fallbacks) {
+                messages.push(NewMessage {
+                    message: Message::skipped(origin(send.channel), SkipReason::Digested, ctx.now),
+                    content: None,
+                    waits_for: None,
+                    gate: None,
+                });
+            }
+            messages.extend(skipped(&plan, origin, ctx.now));
+            continue;
         }
-        for (channel, reason) in &plan.skipped {
-            messages.push(NewMessage {
-                message: Message::skipped(origin(*channel), *reason, ctx.now),
-                content: None,
-                waits_for: None,
-                gate: None,
-            });
-        }
+        let held = crate::quiet::held_until(&profile, category.as_ref(), d.quiet, ctx.now);
+        let making = Making {
+            workflow: &workflow,
+            tracker: tracker.as_ref(),
+            now: ctx.now,
+            held,
+            note: None,
+        };
+        messages.extend(record(
+            &plan,
+            &making,
+            &mut rendered,
+            origin,
+            &at_recipient,
+        )?);
     }
     let once = request.idempotency_key.as_ref().map(|key| OnceKey {
         key: key.clone(),
         fingerprint: Some(fingerprint),
     });
-    let outcome = MessageStore::enqueue(d.store, ctx.scope, messages, once.as_ref()).await?;
+    let throttle = workflow.throttle.as_ref().map(|t| ThrottleCheck {
+        workflow: workflow.slug.clone(),
+        throttle: t.clone(),
+        since: t.since(ctx.now),
+    });
+    let batch = Enqueue {
+        messages,
+        once,
+        throttle,
+        digest_items,
+    };
+    let outcome = d.store.enqueue_batch(ctx.scope, batch).await?;
     match outcome {
         EnqueueOutcome::Enqueued { message_ids } => Ok(TriggerOutcome {
             id,
@@ -260,6 +249,219 @@ pub async fn trigger(
             "was already used in the last 24 hours for a different trigger; send a new key",
         ))),
     }
+}
+
+/// The template variables of one recipient: the profile, the actor, a fresh preference link,
+/// and `data`. The inner error is the recipient's (bad data), the outer one the store's.
+async fn variables(
+    d: &Dispatcher<'_>,
+    ctx: &Ctx,
+    profile: &Profile,
+    actor: Option<&Profile>,
+    data: &Value,
+) -> Result<Result<Value, Invalid>, Error> {
+    let link = d
+        .links
+        .mint(ctx.scope.env(), profile, LinkDays::TEMPLATE, ctx.now)
+        .await?;
+    Ok(crate::template::variables_with_actor(
+        profile, actor, &link.url, data,
+    ))
+}
+
+/// Renders `jobs` in chunks, so a trigger of many recipients holds a render slot for one chunk
+/// at a time and other requests' renders take turns with it.
+async fn render_all(
+    d: &Dispatcher<'_>,
+    workflow: &Arc<Workflow>,
+    jobs: Vec<(Channel, Value)>,
+) -> Result<Vec<Result<Content, Invalid>>, Error> {
+    let mut rendered = Vec::with_capacity(jobs.len());
+    let mut jobs = jobs.into_iter().peekable();
+    while jobs.peek().is_some() {
+        let chunk: Vec<_> = jobs.by_ref().take(RENDER_CHUNK).collect();
+        rendered.extend(d.render.render(workflow.clone(), chunk).await?);
+    }
+    Ok(rendered)
+}
+
+/// How one recipient's messages are made: the workflow (its `smart` gate and email tracking),
+/// the tracker that signs tracked links, the time, and what quiet hours or a digest add.
+struct Making<'a> {
+    workflow: &'a Workflow,
+    tracker: Option<&'a Tracker<'a>>,
+    now: DateTime<Utc>,
+    /// Quiet hours hold what is sent now until then.
+    held: Option<DateTime<Utc>>,
+    /// The first reason of what is sent now (a digest's "digest of N items").
+    note: Option<&'a str>,
+}
+
+/// The messages of one planned recipient: what is sent now `queued` (held until `held`, when
+/// quiet hours hold it; with `note` as its first reason, when given), each fallback or `smart`
+/// step `waiting` for the one before it, each rendered from `rendered` in order (tracked HTML
+/// emails get their signed links); then the skipped channels.
+fn record(
+    plan: &crate::dispatch::Plan,
+    making: &Making<'_>,
+    rendered: &mut impl Iterator<Item = Result<Content, Invalid>>,
+    origin: impl Fn(Channel) -> MessageOrigin,
+    at_recipient: &dyn Fn(Invalid) -> Error,
+) -> Result<Vec<NewMessage>, Error> {
+    let now = making.now;
+    let workflow = making.workflow;
+    let mut messages = Vec::new();
+    let mut previous: Option<Message> = None;
+    for (n, send) in plan.now.iter().chain(&plan.fallbacks).enumerate() {
+        // Templates were checked when saved; what fails here is a render limit.
+        let content = rendered
+            .next()
+            .ok_or_else(|| StoreError::internal("the renderer answered fewer jobs than sent"))?
+            .map_err(at_recipient)?;
+        let origin = origin(send.channel);
+        let identity = send.identity.clone();
+        let (mut message, waits_for, gate) = match &previous {
+            Some(before) if n >= plan.now.len() => (
+                Message::waiting(origin, identity, before, now),
+                Some(before.id.clone()),
+                workflow.gate(),
+            ),
+            _ => (Message::queued(origin, identity, now), None, None),
+        };
+        if let (Some(note), None) = (making.note, &waits_for) {
+            message.reason = Some(note.to_owned());
+            if let Some(first) = message.history.first_mut() {
+                first.reason = Some(note.to_owned());
+            }
+        }
+        if let Some(until) = making.held {
+            message.hold(until);
+        }
+        let content = match (content, making.tracker) {
+            (
+                Content::Email {
+                    subject,
+                    html,
+                    text,
+                },
+                Some(tracker),
+            ) => Content::Email {
+                subject,
+                html: html.map(|h| tracker.apply(workflow.tracking, message.env, &message.id, &h)),
+                text,
+            },
+            (content, _) => content,
+        };
+        previous = Some(message.clone());
+        messages.push(NewMessage {
+            message,
+            content: Some(content),
+            waits_for,
+            gate,
+        });
+    }
+    messages.extend(skipped(plan, origin, now));
+    Ok(messages)
+}
+
+/// The keyring that signs tracked links, when the workflow tracks opens or clicks.
+async fn tracking_ring(
+    d: &Dispatcher<'_>,
+    workflow: &Workflow,
+    now: DateTime<Utc>,
+) -> Result<Option<Arc<crate::link::Keyring>>, Error> {
+    Ok(match workflow.tracking.any() {
+        true => Some(d.links.keyring(now).await?),
+        false => None,
+    })
+}
+
+/// The skipped channels of a plan, each with its reason.
+fn skipped(
+    plan: &crate::dispatch::Plan,
+    origin: impl Fn(Channel) -> MessageOrigin,
+    now: DateTime<Utc>,
+) -> Vec<NewMessage> {
+    plan.skipped
+        .iter()
+        .map(|(channel, reason)| NewMessage {
+            message: Message::skipped(origin(*channel), *reason, now),
+            content: None,
+            waits_for: None,
+            gate: None,
+        })
+        .collect()
+}
+
+/// Sends a claimed digest: the user's profile as it is now is planned against the workflow,
+/// each sendable channel rendered with `digest.items` and `digest.count` beside the usual
+/// variables (and held by quiet hours like any message), and the messages recorded with the
+/// digest's removal ([`crate::store::MessageStore::finish_digest`]). A workflow or user deleted since drops
+/// the digest. `false`: the claim was no longer current and nothing was written.
+#[tracing::instrument(skip_all, fields(env = %claim.env, op = "dispatch.digest", workflow = %claim.workflow))]
+pub async fn flush_digest(
+    d: &Dispatcher<'_>,
+    claim: &DigestClaim,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let ctx = Ctx::new(
+        crate::env::EnvScope::operator(claim.env),
+        crate::history::Actor::new("dispatch", "worker"),
+        now,
+    );
+    let workflow = d.store.get_workflow(ctx.scope, &claim.workflow).await?;
+    let profile = d.store.get_profile(ctx.scope, &claim.distinct_id).await?;
+    let (Some(workflow), Some(profile)) = (workflow, profile) else {
+        tracing::info!(digest = %claim.id, "the digest's workflow or user is gone; dropped");
+        return Ok(d.store.finish_digest(claim, Vec::new()).await?);
+    };
+    let workflow = Arc::new(workflow);
+    let category = match &workflow.category {
+        Some(slug) => d.store.get_category(ctx.scope, slug).await?,
+        None => None,
+    };
+    let configured = d.directory.configured(claim.env).await?;
+    let plan = crate::dispatch::plan(&workflow, &profile, category.as_ref(), None, &|identity| {
+        configured.contains(&identity.channel) || carries_endpoint(identity)
+    });
+    let mut jobs = Vec::new();
+    if !plan.now.is_empty() {
+        let data = crate::digest::variables(&claim.items);
+        // Items were checked as trigger data; a render limit is the only failure left.
+        let vars = variables(d, &ctx, &profile, None, &data)
+            .await?
+            .map_err(Error::Invalid)?;
+        for send in plan.now.iter().chain(&plan.fallbacks) {
+            jobs.push((send.channel, vars.clone()));
+        }
+    }
+    let mut rendered = render_all(d, &workflow, jobs).await?.into_iter();
+    let origin = |channel: Channel| MessageOrigin {
+        id: new_id("msg"),
+        env: claim.env,
+        workflow: workflow.slug.clone(),
+        category: workflow.category.clone(),
+        distinct_id: profile.distinct_id.clone(),
+        channel,
+        trigger_id: claim.id.clone(),
+        idempotency_key: None,
+    };
+    let held = crate::quiet::held_until(&profile, category.as_ref(), d.quiet, ctx.now);
+    let note = crate::digest::reason(claim.items.len());
+    let ring = tracking_ring(d, &workflow, ctx.now).await?;
+    let tracker = ring.as_deref().map(|ring| Tracker {
+        ring,
+        base: d.links.public_base(),
+    });
+    let making = Making {
+        workflow: &workflow,
+        tracker: tracker.as_ref(),
+        now: ctx.now,
+        held,
+        note: Some(&note),
+    };
+    let messages = record(&plan, &making, &mut rendered, origin, &Error::Invalid)?;
+    Ok(d.store.finish_digest(claim, messages).await?)
 }
 
 /// A track event: starts every workflow listing `event` for `distinct_id`, with the event's

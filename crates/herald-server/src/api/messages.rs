@@ -47,6 +47,7 @@ pub fn message_json(m: &Message) -> Value {
         "reason": m.reason,
         "failure_reason": (m.status == MessageStatus::Failed).then(|| m.reason.clone()).flatten(),
         "attempts": m.attempts,
+        "held_until": m.held_until.map(|t| t.to_rfc3339()),
         "status_history": m.history.iter().map(|c| json!({
             "status": c.status.as_str(),
             "at": c.at.to_rfc3339(),
@@ -381,12 +382,14 @@ pub struct MessageBody {
     channel_identity: Option<Value>,
     /// The provider's id for the message, once sent.
     provider_id: Option<String>,
-    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed, `engaged`: a `smart` step not needed because the user saw or clicked an earlier message), what a waiting fallback or smart step waits for, or the last failure or retry reason.
+    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed, `engaged`: a `smart` step not needed because the user saw or clicked an earlier message, `throttled`: past the workflow's throttle, `digested`: collected into the user's digest), `quiet_hours` (held: see held_until), `digest of N items` (a digest's message), what a waiting fallback or smart step waits for, or the last failure or retry reason.
     reason: Option<String>,
     /// The reason, when the message failed.
     failure_reason: Option<String>,
     /// Provider calls made.
     attempts: u32,
+    /// RFC 3339: held by the user's quiet hours, the message is not sent before this time.
+    held_until: Option<String>,
     /// Every status with its time (and reason), oldest first.
     #[schema(inline)]
     status_history: Vec<StatusChangeBody>,

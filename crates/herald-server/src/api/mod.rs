@@ -15,7 +15,7 @@ mod properties;
 mod providers;
 mod templates;
 mod tracking;
-mod trigger;
+pub(crate) mod trigger;
 mod users;
 pub(crate) mod workflows;
 

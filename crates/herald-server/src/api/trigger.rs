@@ -65,12 +65,13 @@ impl Render for BlockingRender {
 }
 
 /// This node's dispatcher, minting links with `links`.
-fn dispatcher<'a>(app: &'a App, links: &'a Links<'a>) -> Dispatcher<'a> {
+pub(crate) fn dispatcher<'a>(app: &'a App, links: &'a Links<'a>) -> Dispatcher<'a> {
     Dispatcher {
         store: app.store.as_ref(),
         directory: app.providers.as_ref(),
         links,
         render: &BlockingRender,
+        quiet: &app.config.quiet_hours.workspace,
     }
 }
 

@@ -207,6 +207,40 @@ pub struct WorkflowBody {
     events: Vec<String>,
     #[schema(inline, required = false)]
     tracking: WorkflowTracking,
+    /// At most `limit` triggers per user per `window`; the rest are skipped (`throttled`). Not
+    /// with `digest`.
+    #[schema(inline, required = false)]
+    throttle: Option<WorkflowThrottle>,
+    /// Collect each user's triggers (logged `digested`) and send them as one message per
+    /// channel once `window` has passed since the first, or once there are `count`; templates
+    /// see `digest.items` and `digest.count`. Not with `throttle`.
+    #[schema(inline, required = false)]
+    digest: Option<WorkflowDigest>,
+}
+
+/// A throttle: per user, counted per trigger.
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WorkflowThrottle {
+    #[schema(minimum = 1)]
+    limit: u32,
+    /// A duration: `30s`, `15m`, `1h`, `2d` (at most 30 days).
+    #[schema(pattern = "^[0-9]+[smhd]$")]
+    window: String,
+}
+
+/// A digest: a window, a count, or both (at least one).
+#[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct WorkflowDigest {
+    /// A duration from the first item: `30s`, `15m`, `1h`, `2d` (at most 30 days).
+    #[schema(pattern = "^[0-9]+[smhd]$", required = false)]
+    window: Option<String>,
+    /// Sent once it holds this many items.
+    #[schema(minimum = 2, maximum = 1000, required = false)]
+    count: Option<u32>,
 }
 
 /// `"all"` (default): every channel with a template the user can receive on. `first_success`:

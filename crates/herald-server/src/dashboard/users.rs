@@ -526,6 +526,8 @@ struct MessageRow {
     status: &'static str,
     at: String,
     reason: String,
+    /// Held by the user's quiet hours until then.
+    held_until: Option<String>,
     history: Vec<(String, &'static str, String)>,
 }
 
@@ -719,6 +721,7 @@ async fn user_page(
             status: m.status.as_str(),
             at: show_time(m.created_at),
             reason: m.reason.clone().unwrap_or_default(),
+            held_until: m.held_until.map(show_time),
             history: status_history(m),
         })
         .collect();
@@ -944,6 +947,11 @@ fn edit_operations(f: &Fields) -> Result<(&'static str, Value), (&'static str, I
             for key in herald_core::profile::GENERAL_KEYS {
                 match f.get(key).map(str::trim) {
                     Some("") => unset.push(json!(key)),
+                    // Quiet hours are an object, shown (and edited) as its JSON.
+                    Some(v) if key == herald_core::quiet::PROPERTY => {
+                        let value = serde_json::from_str(v).unwrap_or_else(|_| json!(v));
+                        set.insert(key.into(), value);
+                    }
                     Some(v) => {
                         set.insert(key.into(), json!(v));
                     }

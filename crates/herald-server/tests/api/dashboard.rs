@@ -985,3 +985,91 @@ async fn a_messages_steps_show_when_the_user_saw_and_clicked_it() {
     let clicked = after.find(": clicked</li>").expect("a clicked step");
     assert!(sent < seen && seen < clicked, "in time order: {after}");
 }
+
+#[tokio::test]
+async fn notifications_sent_show_until_when_quiet_hours_hold_a_message() {
+    let app = TestApp::spawn().await;
+    operator(&app).await;
+    let now = Utc::now();
+    let hhmm = |t: chrono::DateTime<Utc>| t.format("%H:%M").to_string();
+    let window = json!({"start": hhmm(now - chrono::TimeDelta::hours(1)), "end": hhmm(now + chrono::TimeDelta::hours(2))});
+    app.call(
+        "PUT",
+        "/v1/workflow/news/",
+        Some(json!({"channels": {"inbox": {"body": "hi"}}})),
+    )
+    .await
+    .expect(201);
+    app.call(
+        "POST",
+        "/v1/user/kenji/",
+        Some(json!({"$inbox": ["kenji"], "$quiet_hours": window})),
+    )
+    .await
+    .expect(201);
+    app.call(
+        "POST",
+        "/trigger/",
+        Some(json!({"workflow": "news", "recipients": ["kenji"]})),
+    )
+    .await
+    .expect(202);
+    let mut browser = Browser::new(&app);
+    browser.login("ada", PASSWORD).await;
+    let page = browser.get("/test/users/kenji").await;
+    assert_eq!(page.status, 200);
+    let row = page
+        .body
+        .split("class=\"message\"")
+        .nth(1)
+        .expect("a notification row");
+    assert!(row.contains("quiet_hours"), "{row}");
+    assert!(
+        row.contains("<span class=\"message-held\">held until "),
+        "{row}"
+    );
+    // The general form shows the quiet hours as JSON and saves them back with the rest.
+    let field = page
+        .body
+        .split("name=\"$quiet_hours\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a quiet hours field");
+    let shown: serde_json::Value = serde_json::from_str(&field.replace("&#34;", "\"")).unwrap();
+    assert_eq!(shown, window);
+    let csrf = browser.csrf().await;
+    let shown = app.user("kenji").await["properties"]["$quiet_hours"].to_string();
+    let saved = browser
+        .post(
+            "/test/users/kenji/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "general"),
+                ("name", "Kenji"),
+                ("$quiet_hours", &shown),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, 303, "{}", saved.body);
+    let kenji = app.user("kenji").await;
+    assert_eq!(kenji["properties"]["name"], "Kenji");
+    assert_eq!(kenji["properties"]["$quiet_hours"], window);
+    let refused = browser
+        .post(
+            "/test/users/kenji/edit",
+            &[
+                ("csrf", &csrf),
+                ("action", "general"),
+                ("$quiet_hours", "late"),
+            ],
+        )
+        .await;
+    let error = refused
+        .body
+        .split("id=\"general-error\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</div>").next())
+        .unwrap_or_else(|| panic!("the general form's error: {}", refused.body));
+    assert!(error.starts_with("$quiet_hours: "), "{error}");
+    assert_eq!(app.user("kenji").await, kenji);
+}

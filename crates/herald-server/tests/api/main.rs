@@ -20,6 +20,7 @@ mod import;
 mod inbox;
 mod limits;
 mod ndjson;
+mod policies;
 mod preferences;
 mod providers;
 mod push;

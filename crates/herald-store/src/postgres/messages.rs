@@ -11,13 +11,17 @@ use deadpool_postgres::Transaction;
 use futures_util::future::{try_join, try_join3, try_join_all};
 use herald_core::delivery::Delivery;
 use herald_core::engagement::{Event, Gate};
+use herald_core::env::Env;
 use herald_core::env::EnvScope;
 use herald_core::message::{Followed, LateAnswer, Message};
-use herald_core::profile::micros;
+use herald_core::profile::{from_micros, micros};
 use herald_core::store::{
-    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, Heard, MessagePage, MessageQuery,
-    MessageStore, NewMessage, OnceKey, OutboxEntry, StoreError,
+    Claim, Completion, DigestClaim, DigestItem, Engaged, Enqueue, EnqueueOutcome, GateOutcome,
+    Heard, MessagePage, MessageQuery, MessageStore, NewMessage, OnceKey, OutboxEntry, StoreError,
 };
+use herald_core::throttle;
+use rows::Columns;
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio_postgres::types::Json;
 use tokio_postgres::Statement;
@@ -56,6 +60,7 @@ async fn insert_message(
                 &m.trigger_id,
                 &m.idempotency_key,
                 &micros(m.created_at),
+                &m.held_until.map(micros),
             ],
         )
         .await?;
@@ -279,18 +284,76 @@ async fn key_enqueued(
     }))
 }
 
+/// The lock that makes throttle counts of one (environment, workflow, user) exact: held until
+/// the transaction ends, so concurrent enqueues on any node count one after the other.
+const THROTTLE_LOCK: &str = "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
 async fn enqueue(
     tx: &Transaction<'_>,
     scope: EnvScope,
-    messages: &[NewMessage],
-    once: Option<&OnceKey>,
+    batch: &Enqueue,
 ) -> Result<EnqueueOutcome, Attempt> {
     let env = scope.env();
-    if let Some(key) = once {
+    if let Some(key) = &batch.once {
         if let Some(outcome) = key_enqueued(tx, env.as_str(), key).await? {
             return Ok(outcome);
         }
     }
+    let mut messages = batch.messages.clone();
+    if let Some(t) = &batch.throttle {
+        let mut counted = HashMap::new();
+        // Locked in one order (sorted ids), so two batches cannot deadlock.
+        for id in throttle::to_count(&messages) {
+            let lock = format!(
+                "throttle\n{}\n{}\n{}",
+                env.as_str(),
+                t.workflow,
+                id.as_str()
+            );
+            tx.execute(THROTTLE_LOCK, &[&lock]).await?;
+            let n: i64 = tx
+                .query_one(
+                    pg(sql::THROTTLE_COUNT).as_ref(),
+                    &[&env.as_str(), &id.as_str(), &t.workflow, &micros(t.since)],
+                )
+                .await?
+                .get(0);
+            counted.insert(id, n as u64);
+        }
+        t.throttle.apply(&mut messages, &counted);
+    }
+    let ids = insert_messages(tx, env, &messages).await?;
+    for item in &batch.digest_items {
+        add_digest_item(tx, env, item).await?;
+    }
+    if let Some(key) = &batch.once {
+        let recorded = tx
+            .execute(
+                pg(sql::RECORD_TRIGGER_KEY).as_ref(),
+                &[
+                    &env.as_str(),
+                    &key.key,
+                    &key.fingerprint,
+                    &Json(&ids),
+                    &micros(Utc::now()),
+                ],
+            )
+            .await?;
+        // Another node enqueued the same key first: run again, and answer as it did.
+        if recorded != 1 {
+            return Err(Attempt::Retry);
+        }
+    }
+    Ok(EnqueueOutcome::Enqueued { message_ids: ids })
+}
+
+/// Records `messages` and the outbox entries of the queued and waiting ones, in the caller's
+/// transaction; their ids, in order.
+async fn insert_messages(
+    tx: &Transaction<'_>,
+    env: Env,
+    messages: &[NewMessage],
+) -> Result<Vec<String>, Attempt> {
     NewMessage::check_chains(messages).map_err(StoreError::internal)?;
     let mut entries = Vec::new();
     for new in messages {
@@ -317,26 +380,78 @@ async fn enqueue(
         ),
     )
     .await?;
-    let ids: Vec<String> = messages.iter().map(|new| new.message.id.clone()).collect();
-    if let Some(key) = once {
-        let recorded = tx
-            .execute(
-                pg(sql::RECORD_TRIGGER_KEY).as_ref(),
-                &[
-                    &env.as_str(),
-                    &key.key,
-                    &key.fingerprint,
-                    &Json(&ids),
-                    &micros(Utc::now()),
-                ],
-            )
-            .await?;
-        // Another node enqueued the same key first: run again, and answer as it did.
-        if recorded != 1 {
-            return Err(Attempt::Retry);
-        }
+    Ok(messages.iter().map(|new| new.message.id.clone()).collect())
+}
+
+/// Adds `item` to its user's open digest of its workflow (opening one if there is none) and
+/// sets the digest's due time, in the caller's transaction. The grow locks the open digest's
+/// row, so a claim (which skips locked rows) cannot close it under this item; one closed just
+/// before is not grown, and the attempt runs again to open a new one.
+async fn add_digest_item(tx: &Transaction<'_>, env: Env, item: &DigestItem) -> Result<(), Attempt> {
+    let (user, at) = (item.distinct_id.as_str(), micros(item.at));
+    tx.execute(
+        pg(sql::OPEN_DIGEST).as_ref(),
+        &[
+            &item.new_id,
+            &env.as_str(),
+            &user,
+            &item.workflow,
+            &at,
+            &sql::WAITING_DUE,
+        ],
+    )
+    .await?;
+    let Some(row) = tx
+        .query_opt(
+            pg(sql::GROW_DIGEST).as_ref(),
+            &[&env.as_str(), &user, &item.workflow],
+        )
+        .await?
+    else {
+        return Err(Attempt::Retry);
+    };
+    let (id, items, first_at): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    tx.execute(
+        pg(sql::INSERT_DIGEST_ITEM).as_ref(),
+        &[&id, &items, &Json(&item.data), &at],
+    )
+    .await?;
+    let due = item
+        .policy
+        .due_at(from_micros(first_at), items as u32, item.at)
+        .map_or(sql::WAITING_DUE, micros);
+    tx.execute(pg(sql::DIGEST_DUE).as_ref(), &[&id, &due])
+        .await?;
+    Ok(())
+}
+
+/// Leases up to `$3` digests due at `$1` until `$2` and closes them; each row as
+/// [`sql::DIGEST_COLUMNS`], with its new claim token.
+const CLAIM_DIGESTS: &str = "WITH due AS (SELECT id FROM digests WHERE due_at <= $1 \
+     ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) \
+     UPDATE digests d SET due_at = $2, claim = d.claim + 1, closed = 1 FROM due \
+     WHERE d.id = due.id RETURNING d.id, d.env, d.distinct_id, d.workflow, d.first_at, d.claim";
+
+async fn finish_digest(
+    tx: &Transaction<'_>,
+    claim: &DigestClaim,
+    messages: &[NewMessage],
+) -> Result<bool, Attempt> {
+    let current = tx
+        .query_opt(
+            "SELECT claim FROM digests WHERE id = $1 FOR UPDATE",
+            &[&claim.id],
+        )
+        .await?
+        .map(|row| row.get::<_, i64>(0));
+    if current != Some(claim.token) {
+        return Ok(false);
     }
-    Ok(EnqueueOutcome::Enqueued { message_ids: ids })
+    insert_messages(tx, claim.env, messages).await?;
+    for statement in sql::DELETE_DIGEST {
+        tx.execute(pg(statement).as_ref(), &[&claim.id]).await?;
+    }
+    Ok(true)
 }
 
 async fn complete(
@@ -392,17 +507,62 @@ async fn complete(
 
 #[async_trait]
 impl MessageStore for PostgresStore {
-    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
-    async fn enqueue(
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = batch.messages.len()))]
+    async fn enqueue_batch(
         &self,
         scope: EnvScope,
-        messages: Vec<NewMessage>,
-        once: Option<&OnceKey>,
+        batch: Enqueue,
     ) -> Result<EnqueueOutcome, StoreError> {
-        let (messages, once) = (Arc::new(messages), once.cloned());
+        let batch = Arc::new(batch);
         self.in_transaction(|tx| {
-            let (messages, once) = (messages.clone(), once.clone());
-            Box::pin(async move { enqueue(tx, scope, &messages, once.as_ref()).await })
+            let batch = batch.clone();
+            Box::pin(async move { enqueue(tx, scope, &batch).await })
+        })
+        .await
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = limit))]
+    async fn claim_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<DigestClaim>, StoreError> {
+        let lease_until = now + lease;
+        let client = self.client().await?;
+        let claimed = client
+            .query(
+                CLAIM_DIGESTS,
+                &[&micros(now), &micros(lease_until), &(limit as i64)],
+            )
+            .await
+            .map_err(db)?;
+        let mut claims = Vec::with_capacity(claimed.len());
+        for row in &claimed {
+            let mut claim = rows::digest(row, Vec::new(), lease_until)?;
+            let items = client
+                .query(pg(sql::DIGEST_ITEMS).as_ref(), &[&claim.id])
+                .await
+                .map_err(db)?;
+            claim.items = items
+                .iter()
+                .map(|r| r.json(0).map_err(StoreError::internal))
+                .collect::<Result<_, _>>()?;
+            claims.push(claim);
+        }
+        Ok(claims)
+    }
+
+    #[tracing::instrument(skip_all, fields(digest = %claim.id))]
+    async fn finish_digest(
+        &self,
+        claim: &DigestClaim,
+        messages: Vec<NewMessage>,
+    ) -> Result<bool, StoreError> {
+        let (claim, messages) = (Arc::new(claim.clone()), Arc::new(messages));
+        self.in_transaction(|tx| {
+            let (claim, messages) = (claim.clone(), messages.clone());
+            Box::pin(async move { finish_digest(tx, &claim, &messages).await })
         })
         .await
     }

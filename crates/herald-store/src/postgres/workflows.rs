@@ -83,15 +83,21 @@ impl WorkflowStore for PostgresStore {
 
     #[tracing::instrument(skip_all, fields(env = %scope.env(), slug = %slug))]
     async fn delete_workflow(&self, scope: EnvScope, slug: &str) -> Result<bool, StoreError> {
-        let client = self.client().await?;
-        let n = client
-            .execute(
-                pg(sql::DELETE_WORKFLOW).as_ref(),
-                &[&scope.env().as_str(), &slug],
-            )
-            .await
-            .map_err(db)?;
-        Ok(n == 1)
+        let slug = slug.to_owned();
+        self.in_transaction(|tx| {
+            let slug = slug.clone();
+            Box::pin(async move {
+                let env = scope.env().as_str();
+                for statement in sql::DELETE_WORKFLOW_DIGESTS {
+                    tx.execute(pg(statement).as_ref(), &[&env, &slug]).await?;
+                }
+                let n = tx
+                    .execute(pg(sql::DELETE_WORKFLOW).as_ref(), &[&env, &slug])
+                    .await?;
+                Ok(n == 1)
+            })
+        })
+        .await
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env(), event = %event))]

@@ -9,14 +9,18 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use herald_core::delivery::Delivery;
 use herald_core::engagement::Event;
+use herald_core::env::Env;
 use herald_core::env::EnvScope;
 use herald_core::message::{Followed, LateAnswer, Message};
-use herald_core::profile::micros;
+use herald_core::profile::{from_micros, micros};
 use herald_core::store::{
-    Claim, Completion, Engaged, EnqueueOutcome, GateOutcome, Heard, MessagePage, MessageQuery,
-    MessageStore, NewMessage, OnceKey, StoreError,
+    Claim, Completion, DigestClaim, DigestItem, Engaged, Enqueue, EnqueueOutcome, GateOutcome,
+    Heard, MessagePage, MessageQuery, MessageStore, NewMessage, StoreError,
 };
+use herald_core::throttle;
+use rows::Columns;
 use rusqlite::{params, Connection};
+use std::collections::HashMap;
 
 fn insert_message(conn: &Connection, m: &Message) -> Result<(), StoreError> {
     let inserted = execute(
@@ -37,7 +41,8 @@ fn insert_message(conn: &Connection, m: &Message) -> Result<(), StoreError> {
             m.attempts,
             m.trigger_id,
             m.idempotency_key,
-            micros(m.created_at)
+            micros(m.created_at),
+            m.held_until.map(micros)
         ],
     )?;
     if inserted == 1 {
@@ -114,19 +119,100 @@ fn follow_chain(
     }
 }
 
+/// Records `messages` and the outbox entries of the queued and waiting ones; their ids, in
+/// order. Runs in the caller's write.
+fn insert_messages(
+    conn: &Connection,
+    env: Env,
+    messages: &[NewMessage],
+) -> Result<Vec<String>, StoreError> {
+    NewMessage::check_chains(messages).map_err(StoreError::internal)?;
+    let mut ids = Vec::with_capacity(messages.len());
+    for new in messages {
+        let entry = new.entry(env).map_err(StoreError::internal)?;
+        insert_message(conn, &new.message)?;
+        if let Some(e) = entry {
+            let (gate_wait, gate_until) = sql::gate_columns(e.gate);
+            execute(
+                conn,
+                sql::INSERT_ENTRY,
+                params![
+                    e.message_id,
+                    env.as_str(),
+                    e.attempt,
+                    sql::entry_due(new.waits_for.is_some(), e.due_at),
+                    json(&e.content),
+                    json(&e.identity),
+                    new.waits_for,
+                    gate_wait,
+                    gate_until
+                ],
+            )?;
+        }
+        ids.push(new.message.id.clone());
+    }
+    Ok(ids)
+}
+
+/// Adds `item` to its user's open digest of its workflow (opening one if there is none) and
+/// sets the digest's due time ([`herald_core::digest::Digest::due_at`]). Runs in the caller's
+/// write.
+fn add_digest_item(conn: &Connection, env: Env, item: &DigestItem) -> Result<(), StoreError> {
+    let (user, at) = (item.distinct_id.as_str(), micros(item.at));
+    execute(
+        conn,
+        sql::OPEN_DIGEST,
+        params![
+            item.new_id,
+            env.as_str(),
+            user,
+            item.workflow,
+            at,
+            sql::WAITING_DUE
+        ],
+    )?;
+    let grown = query_opt(
+        conn,
+        sql::GROW_DIGEST,
+        params![env.as_str(), user, item.workflow],
+        |r| {
+            let id: String = r.get(0).map_err(super::pool::internal)?;
+            let items: i64 = r.get(1).map_err(super::pool::internal)?;
+            let first_at: i64 = r.get(2).map_err(super::pool::internal)?;
+            Ok((id, items, first_at))
+        },
+    )?;
+    let (id, items, first_at) =
+        grown.ok_or_else(|| StoreError::internal("the open digest vanished in its write"))?;
+    execute(
+        conn,
+        sql::INSERT_DIGEST_ITEM,
+        params![id, items, json(&item.data), at],
+    )?;
+    let due = item
+        .policy
+        .due_at(from_micros(first_at), items as u32, item.at)
+        .map_or(sql::WAITING_DUE, micros);
+    execute(conn, sql::DIGEST_DUE, params![id, due]).map(drop)
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
-    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = messages.len()))]
-    async fn enqueue(
+    #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = batch.messages.len()))]
+    async fn enqueue_batch(
         &self,
         scope: EnvScope,
-        messages: Vec<NewMessage>,
-        once: Option<&OnceKey>,
+        batch: Enqueue,
     ) -> Result<EnqueueOutcome, StoreError> {
-        let once = once.cloned();
         self.writer
             .write(move |conn| {
                 let env = scope.env();
+                let Enqueue {
+                    mut messages,
+                    once,
+                    throttle: check,
+                    digest_items,
+                } = batch;
                 if let Some(key) = &once {
                     let stored = query_opt(
                         conn,
@@ -148,30 +234,23 @@ impl MessageStore for SqliteStore {
                         return Ok(EnqueueOutcome::AlreadyEnqueued { message_ids });
                     }
                 }
-                NewMessage::check_chains(&messages).map_err(StoreError::internal)?;
-                let mut ids = Vec::with_capacity(messages.len());
-                for new in &messages {
-                    let entry = new.entry(env).map_err(StoreError::internal)?;
-                    insert_message(conn, &new.message)?;
-                    if let Some(e) = entry {
-                        let (gate_wait, gate_until) = sql::gate_columns(e.gate);
-                        execute(
+                // The one writer makes the count and the writes below one step: no other
+                // enqueue can come between them.
+                if let Some(t) = &check {
+                    let mut counted = HashMap::new();
+                    for id in throttle::to_count(&messages) {
+                        let n: Option<i64> = value(
                             conn,
-                            sql::INSERT_ENTRY,
-                            params![
-                                e.message_id,
-                                env.as_str(),
-                                e.attempt,
-                                sql::entry_due(new.waits_for.is_some(), e.due_at),
-                                json(&e.content),
-                                json(&e.identity),
-                                new.waits_for,
-                                gate_wait,
-                                gate_until
-                            ],
+                            sql::THROTTLE_COUNT,
+                            params![env.as_str(), id.as_str(), t.workflow, micros(t.since)],
                         )?;
+                        counted.insert(id, n.unwrap_or(0) as u64);
                     }
-                    ids.push(new.message.id.clone());
+                    t.throttle.apply(&mut messages, &counted);
+                }
+                let ids = insert_messages(conn, env, &messages)?;
+                for item in &digest_items {
+                    add_digest_item(conn, env, item)?;
                 }
                 if let Some(key) = &once {
                     execute(
@@ -187,6 +266,63 @@ impl MessageStore for SqliteStore {
                     )?;
                 }
                 Ok(EnqueueOutcome::Enqueued { message_ids: ids })
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(limit = limit))]
+    async fn claim_digests(
+        &self,
+        now: DateTime<Utc>,
+        lease: std::time::Duration,
+        limit: usize,
+    ) -> Result<Vec<DigestClaim>, StoreError> {
+        let lease_until = now + lease;
+        let select = format!(
+            "SELECT {} FROM digests WHERE due_at <= ?1 ORDER BY due_at LIMIT ?2",
+            sql::DIGEST_COLUMNS
+        );
+        self.writer
+            .write(move |conn| {
+                let due = query(conn, &select, params![micros(now), limit as i64], |r| {
+                    rows::digest(r, Vec::new(), lease_until)
+                })?;
+                let mut claims = Vec::with_capacity(due.len());
+                for mut claim in due {
+                    execute(
+                        conn,
+                        sql::CLAIM_DIGEST,
+                        params![claim.id, micros(lease_until), micros(now)],
+                    )?;
+                    claim.token += 1;
+                    claim.items = query(conn, sql::DIGEST_ITEMS, [claim.id.as_str()], |r| {
+                        r.json(0).map_err(StoreError::internal)
+                    })?;
+                    claims.push(claim);
+                }
+                Ok(claims)
+            })
+            .await
+    }
+
+    #[tracing::instrument(skip_all, fields(digest = %claim.id))]
+    async fn finish_digest(
+        &self,
+        claim: &DigestClaim,
+        messages: Vec<NewMessage>,
+    ) -> Result<bool, StoreError> {
+        let claim = claim.clone();
+        self.writer
+            .write(move |conn| {
+                let current: Option<i64> = value(conn, sql::DIGEST_CLAIM, [claim.id.as_str()])?;
+                if current != Some(claim.token) {
+                    return Ok(false);
+                }
+                insert_messages(conn, claim.env, &messages)?;
+                for statement in sql::DELETE_DIGEST {
+                    execute(conn, statement, [claim.id.as_str()])?;
+                }
+                Ok(true)
             })
             .await
     }

@@ -76,12 +76,11 @@ impl WorkflowStore for SqliteStore {
         let slug = slug.to_owned();
         self.writer
             .write(move |conn| {
-                execute(
-                    conn,
-                    sql::DELETE_WORKFLOW,
-                    params![scope.env().as_str(), slug],
-                )
-                .map(|n| n == 1)
+                let env = scope.env().as_str();
+                for statement in sql::DELETE_WORKFLOW_DIGESTS {
+                    execute(conn, statement, params![env, slug])?;
+                }
+                execute(conn, sql::DELETE_WORKFLOW, params![env, slug]).map(|n| n == 1)
             })
             .await
     }

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 mod batch;
 mod copy;
+mod digests;
 mod filters;
 mod hardening;
 mod history;
