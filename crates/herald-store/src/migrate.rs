@@ -108,14 +108,14 @@ macro_rules! migrations {
                 sql: include_str!("migrations/0017_provider_ids.sql"),
             },
             $crate::migrate::Migration {
-                version: 19,
-                name: "engagement",
-                sql: include_str!("migrations/0019_engagement.sql"),
-            },
-            $crate::migrate::Migration {
                 version: 18,
                 name: "quiet_throttle_digest",
                 sql: include_str!("migrations/0018_quiet_throttle_digest.sql"),
+            },
+            $crate::migrate::Migration {
+                version: 19,
+                name: "engagement",
+                sql: include_str!("migrations/0019_engagement.sql"),
             },
         ]
     };
