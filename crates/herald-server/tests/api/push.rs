@@ -2,18 +2,27 @@
 //! and pointed at a local fake (Google's token endpoint and FCM over HTTP/1.1, APNs over h2c),
 //! a workflow with push templates triggered for users with `$androidpush` / `$iospush`
 //! identities, the worker driven, and a token APNs calls gone skipped on the next trigger.
+//! Web push the same way: a `vapid` provider with a fresh key pair, a `$webpush` subscription
+//! whose private key the test holds as the browser would, a local push service that records the
+//! request; the test checks the VAPID token and decrypts the body. A subscription the push
+//! service calls gone (410) is skipped on the next trigger.
 //! (Each protocol's wire checks — signatures, claims, every error — are in herald-channels'
 //! provider tests.)
 
 use crate::harness::TestApp;
 use axum::extract::{Request, State};
-use axum::http::{StatusCode, Version};
+use axum::http::{HeaderMap, StatusCode, Version};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use herald_core::message::{Message, MessageStatus};
 use herald_core::store::MessageQuery;
 use herald_core::{Env, EnvScope};
 use herald_server::worker;
+use ring::agreement::{self, EphemeralPrivateKey, UnparsedPublicKey, ECDH_P256};
+use ring::rand::{SecureRandom, SystemRandom};
+use ring::{aead, hkdf, signature};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -282,4 +291,311 @@ async fn push_workflows_reach_fcm_and_apns_and_a_dead_token_is_skipped_next_time
         "the dead token was not tried again"
     );
     assert_eq!(fake.calls("/token").len(), 1, "the access token was kept");
+}
+
+/// A browser's side of a web push subscription: its P-256 key pair (the private half kept until
+/// the one message is decrypted) and its 16-byte auth secret. (The decryption is herald-channels'
+/// provider test's, read from the receiving end of RFC 8291 §3.4 / RFC 8188 §2.)
+struct Browser {
+    private: EphemeralPrivateKey,
+    public: Vec<u8>,
+    auth: [u8; 16],
+}
+
+impl Browser {
+    fn new() -> Browser {
+        let rng = SystemRandom::new();
+        let private = EphemeralPrivateKey::generate(&ECDH_P256, &rng).unwrap();
+        let public = private.compute_public_key().unwrap().as_ref().to_vec();
+        let mut auth = [0u8; 16];
+        rng.fill(&mut auth).unwrap();
+        Browser {
+            private,
+            public,
+            auth,
+        }
+    }
+
+    /// `PushSubscription.toJSON()` for `endpoint`.
+    fn subscription(&self, endpoint: &str) -> Value {
+        json!({
+            "endpoint": endpoint,
+            "expirationTime": null,
+            "keys": {"p256dh": URL_SAFE_NO_PAD.encode(&self.public), "auth": URL_SAFE_NO_PAD.encode(self.auth)}
+        })
+    }
+
+    /// The plaintext of an `aes128gcm` body: the header (salt, record size, the sender's
+    /// ephemeral key), the ECDH secret with it, the key and nonce, one record and its delimiter.
+    fn decrypt(self, body: &[u8]) -> Vec<u8> {
+        let salt = &body[..16];
+        assert_eq!(u32::from_be_bytes(body[16..20].try_into().unwrap()), 4096);
+        assert_eq!(
+            body[20], 65,
+            "keyid is the sender's uncompressed public key"
+        );
+        let as_public = &body[21..86];
+        let ecdh = agreement::agree_ephemeral(
+            self.private,
+            &UnparsedPublicKey::new(&ECDH_P256, as_public),
+            |secret| secret.to_vec(),
+        )
+        .unwrap();
+        let info = [b"WebPush: info\0".as_slice(), &self.public, as_public].concat();
+        let ikm = hkdf_sha256(&self.auth, &ecdh, &info, 32);
+        let cek = hkdf_sha256(salt, &ikm, b"Content-Encoding: aes128gcm\0", 16);
+        let nonce = hkdf_sha256(salt, &ikm, b"Content-Encoding: nonce\0", 12);
+        let key = aead::LessSafeKey::new(aead::UnboundKey::new(&aead::AES_128_GCM, &cek).unwrap());
+        let mut record = body[86..].to_vec();
+        let padded = key
+            .open_in_place(
+                aead::Nonce::try_assume_unique_for_key(&nonce).unwrap(),
+                aead::Aad::empty(),
+                &mut record,
+            )
+            .expect("the record decrypts and authenticates");
+        let end = padded.iter().rposition(|b| *b != 0).expect("a delimiter");
+        assert_eq!(padded[end], 0x02, "the last record's delimiter");
+        padded[..end].to_vec()
+    }
+}
+
+fn hkdf_sha256(salt: &[u8], ikm: &[u8], info: &[u8], len: usize) -> Vec<u8> {
+    struct Len(usize);
+    impl hkdf::KeyType for Len {
+        fn len(&self) -> usize {
+            self.0
+        }
+    }
+    let mut out = vec![0u8; len];
+    hkdf::Salt::new(hkdf::HKDF_SHA256, salt)
+        .extract(ikm)
+        .expand(&[info], Len(len))
+        .unwrap()
+        .fill(&mut out)
+        .unwrap();
+    out
+}
+
+/// The claims of `Authorization: vapid t=<jwt>, k=<key>` once a push service's checks pass
+/// (RFC 8292 §3, §4.2): `k` is `public_key`, and the JWT is ES256 and signed by it.
+#[track_caller]
+fn vapid_claims(authorization: &str, public_key: &str) -> Value {
+    let rest = authorization
+        .strip_prefix("vapid ")
+        .unwrap_or_else(|| panic!("not a vapid authorization: {authorization}"));
+    let part = |prefix: &str| {
+        rest.split(',')
+            .map(str::trim)
+            .find_map(|p| p.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {authorization}"))
+    };
+    let (token, key) = (part("t="), part("k="));
+    assert_eq!(key, public_key, "k is the configured public key");
+    let (signing_input, sig) = token.rsplit_once('.').unwrap();
+    signature::UnparsedPublicKey::new(
+        &signature::ECDSA_P256_SHA256_FIXED,
+        URL_SAFE_NO_PAD.decode(public_key).unwrap(),
+    )
+    .verify(
+        signing_input.as_bytes(),
+        &URL_SAFE_NO_PAD.decode(sig).unwrap(),
+    )
+    .expect("the VAPID token's ES256 signature verifies with the configured public key");
+    let (header, claims) = signing_input.split_once('.').unwrap();
+    let decode = |part: &str| -> Value {
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+    };
+    assert_eq!(decode(header)["alg"], "ES256");
+    decode(claims)
+}
+
+/// One request the web push fake took.
+#[derive(Debug, Clone)]
+struct Posted {
+    path: String,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+type Inbox = Arc<Mutex<Vec<Posted>>>;
+
+const PUSH_LOCATION: &str = "https://push.example/m/0042";
+
+/// A push service on 127.0.0.1 that records every request and answers each with `status`
+/// (a success with a `Location`).
+async fn push_service(status: StatusCode) -> (Inbox, String) {
+    let posted: Inbox = Arc::default();
+    let router = axum::Router::new()
+        .fallback(
+            move |State(posted): State<Inbox>, request: Request| async move {
+                let path = request.uri().path().to_owned();
+                let headers = request.headers().clone();
+                let body = axum::body::to_bytes(request.into_body(), 1 << 16)
+                    .await
+                    .unwrap()
+                    .to_vec();
+                posted.lock().unwrap().push(Posted {
+                    path,
+                    headers,
+                    body,
+                });
+                if status.is_success() {
+                    (status, [("location", PUSH_LOCATION)]).into_response()
+                } else {
+                    status.into_response()
+                }
+            },
+        )
+        .with_state(posted.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (posted, base)
+}
+
+/// A `vapid` provider with a fresh key pair, as `herald vapid-keys` makes one; its public key.
+async fn vapid_provider(app: &TestApp) -> String {
+    let (public_key, private_key) = herald_channels::webpush::generate_vapid_keys().unwrap();
+    let view = app
+        .call(
+            "PUT",
+            "/v1/provider/webpush/",
+            Some(json!({"kind": "vapid", "subject": "mailto:ops@example.com",
+                "public_key": public_key, "private_key": private_key, "ttl": 600})),
+        )
+        .await
+        .expect(201);
+    assert_eq!(view["kind"], "vapid", "{view}");
+    assert_eq!(view["public_key"], public_key.as_str(), "{view}");
+    assert_eq!(view["private_key"], "set", "{view}");
+    assert!(!view.to_string().contains("PRIVATE KEY"), "{view}");
+    public_key
+}
+
+/// The `shipped` workflow on web push, and ada subscribed at `endpoint` with `browser`'s keys.
+async fn webpush_workflow_and_user(app: &TestApp, browser: &Browser, endpoint: &str) {
+    let template = json!({"title": "Order {{order}}", "body": "Hi {{$recipient.name}}",
+        "data": {"order": "{{order}}", "screen": "orders"}, "url": "https://shop.example/o/{{order}}"});
+    app.call(
+        "POST",
+        "/v1/workflow/",
+        Some(json!({"slug": "shipped", "channels": {"webpush": template}})),
+    )
+    .await
+    .expect(201);
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"name": "Ada", "$webpush": [browser.subscription(endpoint)]})),
+    )
+    .await
+    .expect(201);
+}
+
+/// Triggers `shipped` for ada, runs the worker, and returns her newest web push message.
+async fn trigger_webpush(app: &TestApp) -> Value {
+    app.call(
+        "POST",
+        "/trigger/",
+        Some(json!({"workflow": "shipped", "recipients": ["ada"], "data": {"order": "42"}})),
+    )
+    .await
+    .expect(202);
+    worker::drain(&app.app).await;
+    let log = app
+        .call("GET", "/v1/user/ada/message/", None)
+        .await
+        .expect(200);
+    log["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["channel"] == "webpush")
+        .unwrap_or_else(|| panic!("no webpush message in {log}"))
+        .clone()
+}
+
+#[tokio::test]
+async fn web_push_is_encrypted_for_the_subscription_and_signed_for_its_push_service() {
+    let (posted, base) = push_service(StatusCode::CREATED).await;
+    let app = TestApp::spawn().await;
+    let public_key = vapid_provider(&app).await;
+    let browser = Browser::new();
+    let endpoint = format!("{base}/push/v2/sub-ada");
+    webpush_workflow_and_user(&app, &browser, &endpoint).await;
+
+    let message = trigger_webpush(&app).await;
+    assert_eq!(message["status"], "sent", "{message}");
+    assert_eq!(message["provider_id"], PUSH_LOCATION, "{message}");
+
+    let posted = posted.lock().unwrap().clone();
+    assert_eq!(posted.len(), 1, "{posted:?}");
+    let request = posted.into_iter().next().unwrap();
+    assert_eq!(request.path, "/push/v2/sub-ada");
+    let header = |name: &str| {
+        request
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header("content-encoding"), "aes128gcm");
+    assert_eq!(header("ttl"), "600");
+    let claims = vapid_claims(&header("authorization"), &public_key);
+    assert_eq!(claims["aud"], base, "the audience is the endpoint's origin");
+    assert_eq!(claims["sub"], "mailto:ops@example.com");
+    let now = chrono::Utc::now().timestamp();
+    let exp = claims["exp"].as_i64().unwrap();
+    assert!(exp > now && exp <= now + 24 * 3600, "{claims}");
+
+    let plaintext = browser.decrypt(&request.body);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&plaintext).unwrap(),
+        json!({"title": "Order 42", "body": "Hi Ada",
+            "data": {"order": "42", "screen": "orders"}, "url": "https://shop.example/o/42"})
+    );
+}
+
+#[tokio::test]
+async fn a_subscription_the_push_service_calls_gone_is_marked_and_skipped_next_time() {
+    let (posted, base) = push_service(StatusCode::GONE).await;
+    let app = TestApp::spawn().await;
+    vapid_provider(&app).await;
+    let endpoint = format!("{base}/push/v2/sub-gone");
+    webpush_workflow_and_user(&app, &Browser::new(), &endpoint).await;
+    let before = chrono::Utc::now() - chrono::TimeDelta::seconds(1);
+
+    let first = trigger_webpush(&app).await;
+    assert_eq!(first["status"], "failed", "{first}");
+    assert!(
+        first["reason"].as_str().unwrap_or_default().contains("410"),
+        "{first}"
+    );
+    assert_eq!(posted.lock().unwrap().len(), 1);
+    let user = app.user("ada").await;
+    let identity = &user["$webpush"][0];
+    assert_eq!(identity["value"]["endpoint"], endpoint, "{user}");
+    assert_eq!(identity["perma_status"], "invalid", "{user}");
+    let reason = identity["perma_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("410") && reason.contains("subscription is gone"),
+        "{identity}"
+    );
+    let at = chrono::DateTime::parse_from_rfc3339(identity["perma_at"].as_str().unwrap()).unwrap();
+    assert!(at >= before && at <= chrono::Utc::now(), "{identity}");
+
+    let second = trigger_webpush(&app).await;
+    assert_ne!(second["message_id"], first["message_id"], "{second}");
+    assert_eq!(
+        (&second["status"], &second["reason"]),
+        (&json!("skipped"), &json!("identity_invalid")),
+        "{second}"
+    );
+    assert_eq!(
+        posted.lock().unwrap().len(),
+        1,
+        "the gone subscription was not posted to again"
+    );
 }
