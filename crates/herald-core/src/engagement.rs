@@ -12,12 +12,8 @@
 use crate::env::Env;
 use crate::error::Invalid;
 use crate::link::{Keyring, LinkError};
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::json;
 use std::fmt;
 
 /// What counts as engagement for a `smart` policy.
@@ -157,46 +153,23 @@ pub struct Tracked {
     pub url: Option<String>,
 }
 
-fn mac(secret: &[u8], payload: &str) -> Hmac<Sha256> {
-    let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    m.update(b"herald-tracking:");
-    m.update(payload.as_bytes());
-    m
-}
+/// What a tracking link's signature covers before its payload: a preference link's token never
+/// opens here, nor a tracking token there.
+const TRACKING_LINK: &[u8] = b"herald-tracking:";
 
-/// `payload.signature`, both base64url, signed with the ring's current secret. A click token
-/// carries its `url`; an open token none.
+/// A tracking token ([`Keyring::seal`]). A click token carries its `url`; an open token none.
 pub fn mint_token(ring: &Keyring, env: Env, message_id: &str, url: Option<&str>) -> String {
-    let mut body = json!({"k": ring.current, "e": env.as_str(), "m": message_id});
+    let mut body = json!({"e": env.as_str(), "m": message_id});
     if let Some(url) = url {
         body["u"] = json!(url);
     }
-    let payload = URL_SAFE_NO_PAD.encode(body.to_string());
-    let secret = ring
-        .secret(&ring.current)
-        .expect("the current key is in the ring");
-    let sig = URL_SAFE_NO_PAD.encode(mac(secret, &payload).finalize().into_bytes());
-    format!("{payload}.{sig}")
+    ring.seal(TRACKING_LINK, body)
 }
 
 /// What `token` says, if Herald signed it with a secret still in the ring. Tracking tokens do
 /// not expire (an email is opened when it is opened).
 pub fn open_token(ring: &Keyring, token: &str) -> Result<Tracked, LinkError> {
-    let (payload, sig) = token.split_once('.').ok_or(LinkError::Invalid)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| LinkError::Invalid)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| LinkError::Invalid)?;
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| LinkError::Invalid)?;
-    let secret = v["k"]
-        .as_str()
-        .and_then(|k| ring.secret(k))
-        .ok_or(LinkError::Invalid)?;
-    mac(secret, payload)
-        .verify_slice(&sig)
-        .map_err(|_| LinkError::Invalid)?;
+    let v = ring.unseal(TRACKING_LINK, token)?;
     let env: Env = v["e"]
         .as_str()
         .and_then(|e| e.parse().ok())

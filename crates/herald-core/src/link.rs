@@ -109,6 +109,41 @@ impl Keyring {
     pub(crate) fn secret(&self, kid: &str) -> Option<&[u8]> {
         self.keys.get(kid).map(|s| s.as_bytes())
     }
+
+    /// `body` (a JSON object) with the current key's id as `k`, as `payload.signature`, both
+    /// base64url. `purpose` is signed first, so a token made for one use (a preference link, a
+    /// tracking link) never opens as another.
+    pub(crate) fn seal(&self, purpose: &[u8], mut body: Value) -> String {
+        body["k"] = json!(self.current);
+        let payload = URL_SAFE_NO_PAD.encode(body.to_string());
+        let secret = self
+            .secret(&self.current)
+            .expect("the current key is in the ring");
+        let sig = URL_SAFE_NO_PAD.encode(mac(secret, purpose, &payload).finalize().into_bytes());
+        format!("{payload}.{sig}")
+    }
+
+    /// The body of a token [`seal`](Self::seal) made for `purpose` with a secret still in the
+    /// ring; nothing in it is trusted before the signature checks (only `k`, which says which
+    /// secret to check with).
+    pub(crate) fn unseal(&self, purpose: &[u8], token: &str) -> Result<Value, LinkError> {
+        let (payload, sig) = token.split_once('.').ok_or(LinkError::Invalid)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(sig)
+            .map_err(|_| LinkError::Invalid)?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(payload)
+            .map_err(|_| LinkError::Invalid)?;
+        let body: Value = serde_json::from_slice(&bytes).map_err(|_| LinkError::Invalid)?;
+        let secret = body["k"]
+            .as_str()
+            .and_then(|k| self.secret(k))
+            .ok_or(LinkError::Invalid)?;
+        mac(secret, purpose, payload)
+            .verify_slice(&sig)
+            .map_err(|_| LinkError::Invalid)?;
+        Ok(body)
+    }
 }
 
 /// A new random signing secret (256 bits, hex).
@@ -118,54 +153,35 @@ pub fn fresh_secret() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn mac(secret: &[u8], payload: &str) -> Hmac<Sha256> {
+fn mac(secret: &[u8], purpose: &[u8], payload: &str) -> Hmac<Sha256> {
     let mut m = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length");
-    m.update(b"herald-preference-link:");
+    m.update(purpose);
     m.update(payload.as_bytes());
     m
 }
 
-/// `payload.signature`, both base64url, signed with the ring's current secret.
+/// What a preference link's signature covers before its payload.
+const PREFERENCE_LINK: &[u8] = b"herald-preference-link:";
+
+/// A preference link's token for `subject`, good until `expires_at` ([`Keyring::seal`]).
 pub fn mint(ring: &Keyring, subject: &LinkSubject, expires_at: DateTime<Utc>) -> String {
-    let payload = URL_SAFE_NO_PAD.encode(
+    ring.seal(
+        PREFERENCE_LINK,
         json!({
-            "k": ring.current,
             "e": subject.env.as_str(),
             "d": subject.distinct_id.as_str(),
             "c": subject.created_at_micros,
             "n": subject.epoch,
             "x": expires_at.timestamp(),
-        })
-        .to_string(),
-    );
-    let secret = ring
-        .secret(&ring.current)
-        .expect("the current key is in the ring");
-    let sig = URL_SAFE_NO_PAD.encode(mac(secret, &payload).finalize().into_bytes());
-    format!("{payload}.{sig}")
+        }),
+    )
 }
 
 /// Whom a link was made for, if it is genuine (signed by a secret still in the ring) and
 /// current. The caller must still check the subject against the stored profile
 /// ([`LinkSubject::still_matches`]).
 pub fn open(ring: &Keyring, token: &str, now: DateTime<Utc>) -> Result<LinkSubject, LinkError> {
-    let (payload, sig) = token.split_once('.').ok_or(LinkError::Invalid)?;
-    let sig = URL_SAFE_NO_PAD
-        .decode(sig)
-        .map_err(|_| LinkError::Invalid)?;
-    let bytes = URL_SAFE_NO_PAD
-        .decode(payload)
-        .map_err(|_| LinkError::Invalid)?;
-    // The key id is read before the signature is checked (it says which secret to check with);
-    // nothing else of the payload is trusted until then.
-    let v: Value = serde_json::from_slice(&bytes).map_err(|_| LinkError::Invalid)?;
-    let secret = v["k"]
-        .as_str()
-        .and_then(|k| ring.secret(k))
-        .ok_or(LinkError::Invalid)?;
-    mac(secret, payload)
-        .verify_slice(&sig)
-        .map_err(|_| LinkError::Invalid)?;
+    let v = ring.unseal(PREFERENCE_LINK, token)?;
     let env: Env = v["e"]
         .as_str()
         .and_then(|e| e.parse().ok())
