@@ -247,7 +247,14 @@ impl Provider for FcmProvider {
         let (push, platform) = match (&message.content, identity.channel) {
             (Content::Androidpush(push), Channel::Androidpush) => (push, Platform::Android),
             (Content::Iospush(push), Channel::Iospush) => (push, Platform::Ios),
-            (other, channel) => return crate::wrong_content("fcm", channel, other),
+            // The content must be for the identity's own platform.
+            (other, channel) => {
+                let expected = match channel {
+                    Channel::Iospush => Channel::Iospush,
+                    _ => Channel::Androidpush,
+                };
+                return crate::wrong_content("fcm", expected, other);
+            }
         };
         if let Some(other) = token_kind(identity).filter(|kind| *kind != "fcm") {
             return Delivery::Failed {
