@@ -8,7 +8,7 @@ use crate::http::{parse_url, Answer, Http, Origin};
 use crate::jwt::{now_seconds, Es256};
 use async_trait::async_trait;
 use herald_core::channel::Channel;
-use herald_core::delivery::{Content, Delivery, Outgoing, Provider, Push};
+use herald_core::delivery::{token_kind, Content, Delivery, Outgoing, Provider, Push};
 use herald_core::error::Invalid;
 use reqwest::{Method, Url};
 use serde::{Deserialize, Serialize};
@@ -149,6 +149,12 @@ impl Provider for ApnsProvider {
         let Content::Iospush(push) = &message.content else {
             return crate::wrong_content("apns", Channel::Iospush, &message.content);
         };
+        if let Some(other) = token_kind(&message.identity).filter(|kind| *kind != "apns") {
+            return Delivery::Failed {
+                reason: format!("apns does not deliver {other} tokens"),
+                identity_invalid: false,
+            };
+        }
         let Some(device) = message
             .identity
             .value

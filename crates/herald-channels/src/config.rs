@@ -128,7 +128,8 @@ impl ProviderConfig {
             ProviderConfig::Slack(_) => &[Channel::Slack],
             ProviderConfig::Discord(_) => &[Channel::Discord],
             ProviderConfig::Teams(_) => &[Channel::MsTeams],
-            ProviderConfig::Fcm(_) => &[Channel::Androidpush],
+            // Any FCM token: Android apps', and iOS apps' that use Firebase.
+            ProviderConfig::Fcm(_) => &[Channel::Androidpush, Channel::Iospush],
             ProviderConfig::Apns(_) => &[Channel::Iospush],
             ProviderConfig::Vapid(_) => &[Channel::Webpush],
         }

@@ -1,4 +1,5 @@
-//! Android push (and any FCM registration token) through FCM HTTP v1. The service account's key
+//! Android push (and any FCM registration token: iOS apps using Firebase register them too)
+//! through FCM HTTP v1. The service account's key
 //! signs an RS256 JWT (`iss` its `client_email`, `scope` firebase.messaging, `aud` its
 //! `token_uri`, one hour), exchanged at `token_uri` (`grant_type`
 //! `urn:ietf:params:oauth:grant-type:jwt-bearer`) for an OAuth access token. The token is kept
@@ -11,7 +12,7 @@ use crate::http::{parse_url, Answer, Http, Origin};
 use crate::jwt::{now_seconds, Rs256};
 use async_trait::async_trait;
 use herald_core::channel::Channel;
-use herald_core::delivery::{Content, Delivery, Outgoing, Provider, Push};
+use herald_core::delivery::{token_kind, Content, Delivery, Outgoing, Provider, Push};
 use herald_core::error::Invalid;
 use reqwest::{Method, StatusCode, Url};
 use serde::{Deserialize, Serialize};
@@ -242,10 +243,20 @@ impl Provider for FcmProvider {
     }
 
     async fn send(&self, message: &Outgoing) -> Delivery {
-        let Content::Androidpush(push) = &message.content else {
-            return crate::wrong_content("fcm", Channel::Androidpush, &message.content);
+        let identity = &message.identity;
+        let (push, platform) = match (&message.content, identity.channel) {
+            (Content::Androidpush(push), Channel::Androidpush) => (push, Platform::Android),
+            (Content::Iospush(push), Channel::Iospush) => (push, Platform::Ios),
+            // The content must be for the identity's own platform.
+            (other, channel) => {
+                let expected = match channel {
+                    Channel::Iospush => Channel::Iospush,
+                    _ => Channel::Androidpush,
+                };
+                return crate::wrong_content("fcm", expected, other);
+            }
         };
-        if let Some(other) = message.identity.provider.as_deref().filter(|p| *p != "fcm") {
+        if let Some(other) = token_kind(identity).filter(|kind| *kind != "fcm") {
             return Delivery::Failed {
                 reason: format!("fcm does not deliver {other} tokens"),
                 identity_invalid: false,
@@ -259,17 +270,28 @@ impl Provider for FcmProvider {
         else {
             return crate::unusable_identity("an FCM registration token");
         };
-        match self.post(&payload(token, push)).await {
+        match self.post(&payload(token, push, platform)).await {
             Ok(answer) => outcome(&answer),
             Err(outcome) => outcome,
         }
     }
 }
 
+/// Which app an FCM token belongs to: the message carries that platform's block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Platform {
+    Android,
+    /// An iOS app using Firebase: FCM hands the message to APNs.
+    Ios,
+}
+
 /// The `messages:send` body: the notification, `data` as FCM wants it (string values; other
-/// JSON values encoded as JSON text; `url` added unless the data has one), and the tap's target
-/// as the Android notification's `click_action`.
-pub fn payload(token: &str, push: &Push) -> Value {
+/// JSON values encoded as JSON text; `url` added unless the data has one), and the platform's
+/// block: for Android the tap's target as the notification's `click_action`; for iOS an `apns`
+/// block whose payload is the alert APNs shows (`aps.alert` with the title and body,
+/// `mutable-content` with an image, for the app's notification service extension) and the image
+/// in `fcm_options`.
+pub fn payload(token: &str, push: &Push, platform: Platform) -> Value {
     let mut notification = Map::new();
     for (key, value) in [
         ("title", Some(&push.title)),
@@ -298,15 +320,43 @@ pub fn payload(token: &str, push: &Push) -> Value {
     };
     if let Some(url) = &push.url {
         data.entry("url").or_insert_with(|| json!(url));
-        message.insert(
-            "android".into(),
-            json!({"notification": {"click_action": url}}),
-        );
+    }
+    match platform {
+        Platform::Android => {
+            if let Some(url) = &push.url {
+                message.insert(
+                    "android".into(),
+                    json!({"notification": {"click_action": url}}),
+                );
+            }
+        }
+        Platform::Ios => {
+            message.insert("apns".into(), apns_block(push));
+        }
     }
     if !data.is_empty() {
         message.insert("data".into(), Value::Object(data));
     }
     json!({ "message": message })
+}
+
+/// The `apns` block of an iOS message (FCM v1's `ApnsConfig`): `payload.aps.alert` and, with an
+/// image, `mutable-content` and `fcm_options.image`.
+fn apns_block(push: &Push) -> Value {
+    let mut alert = Map::new();
+    for (key, value) in [("title", &push.title), ("body", &push.body)] {
+        if !value.is_empty() {
+            alert.insert(key.into(), json!(value));
+        }
+    }
+    let mut aps = json!({ "alert": alert });
+    let mut block = Map::new();
+    if let Some(image) = push.image.as_ref().filter(|i| !i.is_empty()) {
+        aps["mutable-content"] = json!(1);
+        block.insert("fcm_options".into(), json!({ "image": image }));
+    }
+    block.insert("payload".into(), json!({ "aps": aps }));
+    Value::Object(block)
 }
 
 fn outcome(answer: &Answer) -> Delivery {

@@ -89,7 +89,8 @@ impl Channel {
     fn allowed_providers(self) -> &'static [&'static str] {
         match self {
             Channel::Androidpush => &["fcm", "xiaomi", "oppo"],
-            Channel::Iospush => &["apns"],
+            // An iOS app using Firebase registers FCM tokens, not APNs device tokens.
+            Channel::Iospush => &["apns", "fcm"],
             Channel::Webpush => &["vapid"],
             Channel::Inbox => &["suprsend"],
             _ => &[],
@@ -555,7 +556,16 @@ mod tests {
             (obj.value, obj.device_id.as_deref()),
             (json!("t"), Some("d1"))
         );
-        assert!(parse(Channel::Iospush, json!({"token": "t", "provider": "fcm"})).is_err());
+        let firebase = parse(Channel::Iospush, json!({"token": "t", "provider": "fcm"})).unwrap();
+        assert_eq!(firebase.provider.as_deref(), Some("fcm"));
+        assert_eq!(
+            parse(
+                Channel::Iospush,
+                json!({"token": "t", "provider": "xiaomi"})
+            )
+            .unwrap_err(),
+            "provider 'xiaomi' is not one of apns, fcm"
+        );
         assert!(parse(Channel::Androidpush, json!("")).is_err());
         assert_eq!(
             parse(Channel::Androidpush, json!("x"))

@@ -3,6 +3,7 @@
 //! category and the providers configured; the service renders and records what it says.
 
 use crate::channel::{Channel, Identity};
+use crate::delivery::Route;
 use crate::message::SkipReason;
 use crate::preference::{self, Category, DefaultPreference};
 use crate::profile::Profile;
@@ -62,9 +63,10 @@ fn uncategorized() -> Category {
 /// - [`preference::decide`] with the workflow's `category` (none: see [`uncategorized`]) skips
 ///   with its reason: `user_disabled`, `category_opted_out`, `channel_opted_out`,
 ///   `channel_restricted`, `no_identity`, `identity_invalid`;
-/// - the identity is the first active one (`status` and `perma_status`) that `configured`
-///   accepts (a provider is configured for its channel, or the identity carries its own
-///   endpoint); none accepted skips with `no_provider`.
+/// - the identity is the first active one (`status` and `perma_status`) that a provider
+///   delivers (`configured`: [`crate::delivery::route`] over the environment's providers); none
+///   skips with `no_provider`, or `provider_mismatch` when a provider on the channel was of the
+///   wrong kind for an identity's token (an APNs token and an FCM provider).
 ///
 /// Under `first_success` and `smart` the first sendable channel is sent now and the rest are
 /// fallbacks (under `smart`, each gated: see [`crate::message::Message::follow_step`]).
@@ -73,7 +75,7 @@ pub fn plan(
     profile: &Profile,
     category: Option<&Category>,
     restricted: Option<&[Channel]>,
-    configured: &dyn Fn(&Identity) -> bool,
+    configured: &dyn Fn(&Identity) -> Route,
 ) -> Plan {
     let fallback_category;
     let category = match category {
@@ -93,17 +95,26 @@ pub fn plan(
             plan.skipped.push((channel, skip.into()));
             continue;
         }
-        let identity = profile.identities_on(channel).find(|i| {
-            i.status == IdentityStatus::Active
-                && i.perma_status == IdentityStatus::Active
-                && configured(i)
-        });
+        let mut unsent = SkipReason::NoProvider;
+        let identity = profile
+            .identities_on(channel)
+            .filter(|i| {
+                i.status == IdentityStatus::Active && i.perma_status == IdentityStatus::Active
+            })
+            .find(|i| match configured(i) {
+                Route::Configured(_) | Route::Unconfigured => true,
+                Route::Mismatch { .. } => {
+                    unsent = SkipReason::ProviderMismatch;
+                    false
+                }
+                Route::NoProvider => false,
+            });
         match identity {
             Some(identity) => sendable.push(Send {
                 channel,
                 identity: identity.clone(),
             }),
-            None => plan.skipped.push((channel, SkipReason::NoProvider)),
+            None => plan.skipped.push((channel, unsent)),
         }
     }
     match workflow.policy {

@@ -104,6 +104,10 @@ pub enum SkipReason {
     /// No provider is configured for the channel in the environment, and the identity does not
     /// carry its own endpoint.
     NoProvider,
+    /// The channel's provider does not deliver the user's kind of push token (an APNs device
+    /// token when `iospush` is FCM, an FCM token when it is APNs and no FCM provider is
+    /// configured), and no other provider does ([`crate::delivery::route`]).
+    ProviderMismatch,
     /// A `first_success` fallback not needed: a channel before it in the order was sent.
     SentOnOtherChannel,
     /// A `smart` step not needed: the user engaged (per the policy's `until`) with an earlier
@@ -116,7 +120,7 @@ pub enum SkipReason {
 }
 
 impl SkipReason {
-    pub const ALL: [SkipReason; 11] = [
+    pub const ALL: [SkipReason; 12] = [
         SkipReason::UserDisabled,
         SkipReason::CategoryOptedOut,
         SkipReason::ChannelOptedOut,
@@ -124,6 +128,7 @@ impl SkipReason {
         SkipReason::NoIdentity,
         SkipReason::IdentityInvalid,
         SkipReason::NoProvider,
+        SkipReason::ProviderMismatch,
         SkipReason::SentOnOtherChannel,
         SkipReason::Engaged,
         SkipReason::Throttled,
@@ -139,6 +144,7 @@ impl SkipReason {
             SkipReason::NoIdentity => "no_identity",
             SkipReason::IdentityInvalid => "identity_invalid",
             SkipReason::NoProvider => "no_provider",
+            SkipReason::ProviderMismatch => "provider_mismatch",
             SkipReason::SentOnOtherChannel => "sent_on_other_channel",
             SkipReason::Engaged => "engaged",
             SkipReason::Throttled => "throttled",
@@ -758,6 +764,7 @@ mod tests {
                 "no_identity",
                 "identity_invalid",
                 "no_provider",
+                "provider_mismatch",
                 "sent_on_other_channel",
                 "engaged",
                 "throttled",

@@ -10,12 +10,12 @@ use async_trait::async_trait;
 use herald_channels::inbox::InboxProvider;
 use herald_channels::{Http, OutboundConfig, ProviderConfig};
 use herald_core::channel::{Channel, Identity};
-use herald_core::delivery::{carries_endpoint, Directory, Provider};
+use herald_core::delivery::{route, Configured, Directory, Provider, Route};
 use herald_core::service::Error;
 use herald_core::store::{ProviderRecord, Store, StoreError};
 use herald_core::{Env, EnvScope, Invalid};
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// A directory with nothing configured: every channel is `no_provider`.
@@ -24,8 +24,8 @@ pub struct Unconfigured;
 
 #[async_trait]
 impl Directory for Unconfigured {
-    async fn configured(&self, _: Env) -> Result<BTreeSet<Channel>, StoreError> {
-        Ok(BTreeSet::new())
+    async fn configured(&self, _: Env) -> Result<Configured, StoreError> {
+        Ok(Configured::new())
     }
 
     async fn provider(
@@ -111,6 +111,14 @@ fn not_configured(channel: Channel) -> Error {
         what: "provider for channel",
         key: channel.as_str().to_owned(),
     }
+}
+
+/// The kind configured on each channel of `records`.
+fn configured(records: &[ProviderRecord]) -> Configured {
+    records
+        .iter()
+        .filter_map(|r| Some((r.channel, r.config.get("kind")?.as_str()?.to_owned())))
+        .collect()
 }
 
 /// A provider and the stored config it was built from.
@@ -209,12 +217,12 @@ impl Stored {
 
 #[async_trait]
 impl Directory for Stored {
-    async fn configured(&self, env: Env) -> Result<BTreeSet<Channel>, StoreError> {
+    async fn configured(&self, env: Env) -> Result<Configured, StoreError> {
         let records = self
             .store
             .list_provider_configs(EnvScope::operator(env))
             .await?;
-        Ok(records.into_iter().map(|r| r.channel).collect())
+        Ok(configured(&records))
     }
 
     async fn provider(
@@ -225,16 +233,19 @@ impl Directory for Stored {
         if identity.channel == Channel::Inbox {
             return Ok(Some(self.inbox.clone()));
         }
-        let stored = self
+        let records = self
             .store
-            .get_provider_config(EnvScope::operator(env), identity.channel)
+            .list_provider_configs(EnvScope::operator(env))
             .await?;
-        match stored {
-            Some(record) => self.build(env, &record).map(Some),
-            None if carries_endpoint(identity) => {
-                Ok(self.endpoint_only.get(&identity.channel).cloned())
-            }
-            None => Ok(None),
-        }
+        let on = |channel: Channel| records.iter().find(|r| r.channel == channel);
+        let stored = match route(identity, &configured(&records)) {
+            Route::Configured(channel) => on(channel),
+            // The channel's provider refuses the token with its reason (`fcm does not deliver
+            // apns tokens`): the configs changed since the message was planned.
+            Route::Mismatch { .. } => on(identity.channel),
+            Route::Unconfigured => return Ok(self.endpoint_only.get(&identity.channel).cloned()),
+            Route::NoProvider => None,
+        };
+        stored.map(|record| self.build(env, record)).transpose()
     }
 }

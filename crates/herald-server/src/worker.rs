@@ -12,7 +12,7 @@ use crate::tasks::CancellationToken;
 use crate::App;
 use chrono::{DateTime, Utc};
 use herald_core::channel::{Channel, Identity};
-use herald_core::delivery::{carries_endpoint, Delivery, Provider};
+use herald_core::delivery::{carries_endpoint, token_kind, Delivery, Provider};
 use herald_core::history::Actor;
 use herald_core::service::{self, Ctx};
 use herald_core::store::{Claim, Completion, GateOutcome, StoreError};
@@ -40,6 +40,15 @@ pub fn next_due(
     let wait = Duration::from_secs(*backoff.get(attempt as usize)?);
     let wait = wait.max(retry_after.unwrap_or_default().min(MAX_RETRY_AFTER));
     Some(now + chrono::TimeDelta::from_std(wait).unwrap_or(chrono::TimeDelta::MAX))
+}
+
+/// What a provider is looked up by within one round: identities alike in these get the same one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ProviderKey {
+    env: Env,
+    channel: Channel,
+    own_endpoint: bool,
+    token: Option<String>,
 }
 
 /// One round: sends the digests due at `now` (see [`flush_digests`]), then claims up to
@@ -81,19 +90,26 @@ pub async fn step_until(
             "shutting down: released claims"
         );
     }
-    // The provider of each (environment, channel) is looked up once per round, not per message,
-    // and before anything is sent: a failed lookup gives the whole round back.
-    let mut providers: HashMap<(Env, Channel, bool), Option<Arc<dyn Provider>>> = HashMap::new();
-    let key = |identity: &Identity| (identity.channel, carries_endpoint(identity));
+    // The provider of each (environment, channel, kind of identity) is looked up once per round,
+    // not per message, and before anything is sent: a failed lookup gives the whole round back.
+    // (The kind: whether the identity carries its own endpoint, and for push its token's kind,
+    // which decides the provider: an iOS FCM token is not sent where an APNs one is.)
+    let mut providers: HashMap<ProviderKey, Option<Arc<dyn Provider>>> = HashMap::new();
+    let key = |env: Env, identity: &Identity| ProviderKey {
+        env,
+        channel: identity.channel,
+        own_endpoint: carries_endpoint(identity),
+        token: token_kind(identity).map(str::to_owned),
+    };
     for claim in &to_send {
         let entry = &claim.entry;
-        let (channel, own_endpoint) = key(&entry.identity);
-        if providers.contains_key(&(entry.env, channel, own_endpoint)) {
+        let key = key(entry.env, &entry.identity);
+        if providers.contains_key(&key) {
             continue;
         }
         match app.providers.provider(entry.env, &entry.identity).await {
             Ok(provider) => {
-                providers.insert((entry.env, channel, own_endpoint), provider);
+                providers.insert(key, provider);
             }
             Err(e) => {
                 app.store.release(&to_send).await?;
@@ -104,8 +120,7 @@ pub async fn step_until(
     // Each send on its own task, so slow providers wait side by side.
     let mut sends = tokio::task::JoinSet::new();
     for claim in to_send {
-        let (channel, own_endpoint) = key(&claim.entry.identity);
-        let provider = providers[&(claim.entry.env, channel, own_endpoint)].clone();
+        let provider = providers[&key(claim.entry.env, &claim.entry.identity)].clone();
         let app = app.clone();
         sends.spawn(async move { deliver(&app, &claim, provider, now).await });
     }

@@ -293,3 +293,19 @@ fn the_config_hides_the_key_and_names_bad_fields() {
     assert_eq!(field_of("endpoint", json!("ftp://apns")), "endpoint");
     assert_eq!(field_of("bundle_id", json!("com example")), "bundle_id");
 }
+
+#[tokio::test]
+async fn an_fcm_token_is_never_sent_to_apns() {
+    let (pem, public) = p8_key();
+    let fake = fake(public, BUNDLE_ID).await;
+    let provider = ApnsProvider::new(config(&pem, &fake), &http()).unwrap();
+    let mut firebase = ios("fcm-token");
+    firebase.identity.provider = Some("fcm".into());
+    let outcome = provider.send(&firebase).await;
+    assert_failed(&outcome, false);
+    assert!(
+        format!("{outcome:?}").contains("apns does not deliver fcm tokens"),
+        "{outcome:?}"
+    );
+    assert!(fake.seen().is_empty());
+}

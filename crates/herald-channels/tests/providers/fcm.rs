@@ -392,7 +392,72 @@ async fn other_content_and_other_push_services_are_not_sent() {
     let mut xiaomi = android("t");
     xiaomi.identity.provider = Some("xiaomi".into());
     assert_failed(&provider.send(&xiaomi).await, false);
+    // An iOS identity holds an APNs device token unless its id_provider says fcm.
+    let apns_token = outgoing(Channel::Iospush, json!("t"), Content::Iospush(push()));
+    let outcome = provider.send(&apns_token).await;
+    assert_failed(&outcome, false);
+    assert!(
+        format!("{outcome:?}").contains("fcm does not deliver apns tokens"),
+        "{outcome:?}"
+    );
+    let mut ios_content_on_android = ios("t");
+    ios_content_on_android.identity.channel = Channel::Androidpush;
+    assert_failed(&provider.send(&ios_content_on_android).await, false);
     assert!(google.fake.seen().is_empty());
+}
+
+/// An FCM token of an iOS app (`$iospush` with `id_provider: fcm`).
+fn ios(token: &str) -> Outgoing {
+    let mut message = outgoing(Channel::Iospush, json!(token), Content::Iospush(push()));
+    message.identity.provider = Some("fcm".into());
+    message
+}
+
+#[tokio::test]
+async fn an_ios_fcm_token_gets_the_apns_block() {
+    let google = Google::start(3599, ok).await;
+    let provider = google.provider();
+    let outcome = provider.send(&ios("ios-fcm-token-1")).await;
+    assert_eq!(
+        outcome,
+        Delivery::Sent {
+            provider_id: Some("projects/herald-test/messages/0:1".into())
+        }
+    );
+    assert_eq!(google.exchanges(), 1, "the grant verified");
+    let sends = google.sends();
+    assert_eq!(sends.len(), 1);
+    assert_eq!(
+        sends[0].json(),
+        json!({"message": {
+            "token": "ios-fcm-token-1",
+            "notification": {"title": "Order 42", "body": "Hi Ada", "image": "https://img.example/42.png"},
+            "apns": {
+                "payload": {"aps": {"alert": {"title": "Order 42", "body": "Hi Ada"}, "mutable-content": 1}},
+                "fcm_options": {"image": "https://img.example/42.png"}
+            },
+            "data": {"order": "42", "count": "3", "meta": "{\"a\":true}", "url": "https://shop.example/o/42"}
+        }})
+    );
+
+    // Without an image: the alert alone, no mutable-content, no fcm_options; no Android block.
+    let mut plain = ios("ios-fcm-token-2");
+    if let Content::Iospush(push) = &mut plain.content {
+        push.image = None;
+        push.url = None;
+        push.data = None;
+    }
+    let outcome = provider.send(&plain).await;
+    assert!(matches!(outcome, Delivery::Sent { .. }), "{outcome:?}");
+    assert_eq!(
+        google.sends()[1].json(),
+        json!({"message": {
+            "token": "ios-fcm-token-2",
+            "notification": {"title": "Order 42", "body": "Hi Ada"},
+            "apns": {"payload": {"aps": {"alert": {"title": "Order 42", "body": "Hi Ada"}}}}
+        }})
+    );
+    assert_eq!(google.exchanges(), 1, "the access token is shared");
 }
 
 #[test]
@@ -405,15 +470,16 @@ fn the_config_hides_the_service_account_and_names_bad_fields() {
     assert_eq!(view["service_account"], "set");
     assert!(!view.to_string().contains("PRIVATE KEY"), "{view}");
     assert!(!format!("{config:?}").contains("PRIVATE KEY"));
-    // What the store keeps round-trips, and builds for Android push only.
+    // What the store keeps round-trips, and builds for Android and iOS push (FCM tokens on
+    // both), nothing else.
     let stored = serde_json::to_value(&config).unwrap();
     assert_eq!(ProviderConfig::parse(&stored).unwrap(), config);
     let http = http();
     assert!(config.clone().build(Channel::Androidpush, &http).is_ok());
-    assert_eq!(
-        config.build(Channel::Iospush, &http).err().unwrap().field,
-        "kind"
-    );
+    assert!(config.clone().build(Channel::Iospush, &http).is_ok());
+    let err = config.build(Channel::Webpush, &http).err().unwrap();
+    assert_eq!(err.field, "kind");
+    assert!(err.rule.contains("androidpush, iospush"), "{err}");
 
     let field_of = |change: &dyn Fn(&mut Value)| {
         let mut raw = raw.clone();

@@ -80,8 +80,8 @@ fn fate(plan: &Plan, channel: Channel) -> Fate {
     }
 }
 
-fn every_provider(_: &Identity) -> bool {
-    true
+fn every_provider(i: &Identity) -> Route {
+    Route::Configured(i.channel)
 }
 
 /// Each case changes one thing about an otherwise sendable user and says what becomes of the
@@ -266,8 +266,13 @@ fn no_provider_when_none_is_configured_unless_the_identity_carries_its_endpoint(
         Channel::Slack,
         json!({"incoming_webhook": {"url": "https://hooks.slack.com/services/T0/B0/x"}}),
     ));
-    let only_email_and_webhooks =
-        |i: &Identity| i.channel == Channel::Email || i.value.get("incoming_webhook").is_some();
+    let only_email_and_webhooks = |i: &Identity| {
+        if i.channel == Channel::Email || i.value.get("incoming_webhook").is_some() {
+            Route::Configured(i.channel)
+        } else {
+            Route::NoProvider
+        }
+    };
     let plan = plan(
         &w,
         &p,
@@ -293,14 +298,14 @@ fn no_provider_when_none_is_configured_unless_the_identity_carries_its_endpoint(
     );
     // A disabled user is skipped for being disabled, not for the missing provider.
     p.status = Status::Disabled;
-    let plan = plan_of(&w, &p, &|_| false);
+    let plan = plan_of(&w, &p, &|_| Route::NoProvider);
     assert_eq!(
         fate(&plan, Channel::Sms),
         Fate::Skipped(SkipReason::UserDisabled)
     );
 }
 
-fn plan_of(w: &Workflow, p: &Profile, configured: &dyn Fn(&Identity) -> bool) -> Plan {
+fn plan_of(w: &Workflow, p: &Profile, configured: &dyn Fn(&Identity) -> Route) -> Plan {
     plan(
         w,
         p,
@@ -398,4 +403,69 @@ fn first_success_sends_the_first_sendable_channel_and_keeps_the_rest_in_order() 
     let plan = plan_of(&w, &off, &every_provider);
     assert!(plan.now.is_empty() && plan.fallbacks.is_empty());
     assert_eq!(plan.skipped.len(), 2);
+}
+
+/// An iOS user's tokens against the environment's push providers: the first token a provider of
+/// its kind delivers is the one planned; a token only a provider of another kind could take is
+/// `provider_mismatch`, not `no_provider`.
+#[test]
+fn an_ios_token_is_planned_only_for_a_provider_of_its_kind() {
+    let input: WorkflowInput = serde_json::from_value(json!({
+        "slug": "w", "channels": {"iospush": {"title": "t", "body": "b"}}
+    }))
+    .unwrap();
+    let w = Workflow::parse(input).unwrap();
+    let token = |value: &str, provider: &str| {
+        let meta = IdentityMeta {
+            provider: Some(provider.into()),
+            ..IdentityMeta::default()
+        };
+        Identity::parse(Channel::Iospush, &json!(value), &meta).unwrap()
+    };
+    let mut p = Profile::new(DistinctId::parse("ada").unwrap(), Utc::now());
+    p.identities = vec![token("apns-1", "apns"), token("fcm-1", "fcm")];
+    let kinds = |pairs: &[(Channel, &str)]| -> crate::delivery::Configured {
+        pairs.iter().map(|(c, k)| (*c, (*k).to_owned())).collect()
+    };
+    let fate_with = |p: &Profile, configured: crate::delivery::Configured| {
+        let plan = plan(&w, p, None, None, &|i| {
+            crate::delivery::route(i, &configured)
+        });
+        fate(&plan, Channel::Iospush)
+    };
+    let apns = kinds(&[(Channel::Iospush, "apns")]);
+    let fcm_on_ios = kinds(&[(Channel::Iospush, "fcm")]);
+    let fcm_on_android = kinds(&[(Channel::Androidpush, "fcm")]);
+    assert_eq!(fate_with(&p, apns.clone()), Fate::Now(json!("apns-1")));
+    assert_eq!(fate_with(&p, fcm_on_ios.clone()), Fate::Now(json!("fcm-1")));
+    assert_eq!(
+        fate_with(&p, fcm_on_android.clone()),
+        Fate::Now(json!("fcm-1"))
+    );
+    assert_eq!(
+        fate_with(&p, kinds(&[])),
+        Fate::Skipped(SkipReason::NoProvider)
+    );
+    let only_apns_token = {
+        let mut p = p.clone();
+        p.identities.truncate(1);
+        p
+    };
+    assert_eq!(
+        fate_with(&only_apns_token, fcm_on_ios),
+        Fate::Skipped(SkipReason::ProviderMismatch)
+    );
+    assert_eq!(
+        fate_with(&only_apns_token, fcm_on_android),
+        Fate::Skipped(SkipReason::NoProvider)
+    );
+    let only_fcm_token = {
+        let mut p = p.clone();
+        p.identities.remove(0);
+        p
+    };
+    assert_eq!(
+        fate_with(&only_fcm_token, apns),
+        Fate::Skipped(SkipReason::ProviderMismatch)
+    );
 }

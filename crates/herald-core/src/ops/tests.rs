@@ -701,7 +701,7 @@ fn parse_rejects_invalid_addresses() {
     assert_eq!(err.field, "[0].$set_once.$sms");
     let err = parse_err(json!([{"$append": {"$whatsapp": "+0123"}}]));
     assert_eq!(err.field, "[0].$append.$whatsapp");
-    let err = parse_err(json!([{"$append": {"$iospush": "t", "$id_provider": "fcm"}}]));
+    let err = parse_err(json!([{"$append": {"$iospush": "t", "$id_provider": "xiaomi"}}]));
     assert_eq!(err.field, "[0].$append.$iospush");
     let err = parse_err(json!([{"$append": {"$androidpush": "t", "$id_provider": 5}}]));
     assert_eq!(err.field, "[0].$append.$id_provider");

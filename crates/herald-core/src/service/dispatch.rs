@@ -8,7 +8,7 @@
 use super::links::{LinkDays, Links};
 use super::{profiles, Ctx, Error};
 use crate::channel::Channel;
-use crate::delivery::{carries_endpoint, Content, Directory};
+use crate::delivery::{route, Content, Directory};
 use crate::engagement::Tracker;
 use crate::error::Invalid;
 use crate::ids::DistinctId;
@@ -148,7 +148,7 @@ pub async fn trigger(
             &profile,
             category.as_ref(),
             r.channels.as_deref(),
-            &|identity| configured.contains(&identity.channel) || carries_endpoint(identity),
+            &|identity| route(identity, &configured),
         );
         if let (Some(policy), false) = (&workflow.digest, plan.now.is_empty()) {
             digest_items.push(DigestItem {
@@ -422,7 +422,7 @@ pub async fn flush_digest(
     };
     let configured = d.directory.configured(claim.env).await?;
     let plan = crate::dispatch::plan(&workflow, &profile, category.as_ref(), None, &|identity| {
-        configured.contains(&identity.channel) || carries_endpoint(identity)
+        route(identity, &configured)
     });
     let mut jobs = Vec::new();
     if !plan.now.is_empty() {

@@ -382,7 +382,7 @@ pub struct MessageBody {
     channel_identity: Option<Value>,
     /// The provider's id for the message, once sent.
     provider_id: Option<String>,
-    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `sent_on_other_channel`: a `first_success` fallback not needed, `engaged`: a `smart` step not needed because the user saw or clicked an earlier message, `throttled`: past the workflow's throttle, `digested`: collected into the user's digest), `quiet_hours` (held: see held_until), `digest of N items` (a digest's message), what a waiting fallback or smart step waits for, or the last failure or retry reason.
+    /// The skip reason (`user_disabled`, `category_opted_out`, `channel_opted_out`, `no_identity`, `identity_invalid`, `no_provider`, `provider_mismatch`: the channel's provider does not deliver the user's kind of push token (an APNs token when iospush is FCM), `sent_on_other_channel`: a `first_success` fallback not needed, `engaged`: a `smart` step not needed because the user saw or clicked an earlier message, `throttled`: past the workflow's throttle, `digested`: collected into the user's digest), `quiet_hours` (held: see held_until), `digest of N items` (a digest's message), what a waiting fallback or smart step waits for, or the last failure or retry reason.
     reason: Option<String>,
     /// The reason, when the message failed.
     failure_reason: Option<String>,

@@ -568,8 +568,8 @@ pub enum IdentityStatus {
     Invalid,
 }
 
-/// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns on
-/// $iospush; vapid on $webpush; suprsend on $inbox.
+/// Push and inbox channels only: fcm (default), xiaomi or oppo on $androidpush; apns (default)
+/// or fcm (an iOS app using Firebase) on $iospush; vapid on $webpush; suprsend on $inbox.
 #[derive(ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
@@ -678,7 +678,8 @@ crate::api::doc::string_schema!(
 
 /// A token string (1-4096 characters), or an object. The provider comes from
 /// `provider`/`id_provider` in the object or the `$id_provider` sibling key; default fcm for
-/// $androidpush (fcm, xiaomi, oppo) and apns for $iospush (apns only).
+/// $androidpush (fcm, xiaomi, oppo) and apns for $iospush (apns, or fcm for an iOS app using
+/// Firebase).
 #[derive(ToSchema)]
 #[serde(untagged)]
 #[allow(dead_code)]

@@ -9,13 +9,13 @@ use chrono::Utc;
 use herald_channels::discord::{DiscordConfig, DiscordProvider};
 use herald_channels::http::{Http, OutboundConfig};
 use herald_core::channel::{Channel, Identity};
-use herald_core::delivery::{Content, Directory, Provider};
+use herald_core::delivery::{Configured, Content, Directory, Provider};
 use herald_core::message::{Message, MessageOrigin, SkipReason};
 use herald_core::store::{NewMessage, StoreError};
 use herald_core::{DistinctId, Env, EnvScope};
 use herald_server::worker;
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 const HOOK: &str = "https://discord.com/api/webhooks/42/tok-ada";
@@ -71,8 +71,8 @@ struct FakeDirectory(Arc<DiscordProvider>);
 
 #[async_trait]
 impl Directory for FakeDirectory {
-    async fn configured(&self, _: Env) -> Result<BTreeSet<Channel>, StoreError> {
-        Ok(BTreeSet::from([Channel::Discord]))
+    async fn configured(&self, _: Env) -> Result<Configured, StoreError> {
+        Ok(Configured::from([(Channel::Discord, "discord".to_owned())]))
     }
 
     async fn provider(

@@ -219,7 +219,7 @@ async fn test_and_live_never_cross() {
     assert_eq!(test["host"], "127.0.0.1");
     assert_eq!(
         app.providers.configured(Env::Live).await.unwrap(),
-        [Channel::Email].into()
+        [(Channel::Email, "smtp".to_owned())].into()
     );
 }
 
@@ -312,7 +312,7 @@ async fn the_directory_builds_the_stored_provider_and_it_reaches_the_fake() {
     .expect(201);
     assert_eq!(
         app.providers.configured(Env::Test).await.unwrap(),
-        [Channel::Discord].into()
+        [(Channel::Discord, "discord".to_owned())].into()
     );
     let provider = app
         .providers
@@ -479,7 +479,7 @@ async fn a_vapid_provider_from_the_cli_keys_is_stored_hidden_and_sends_web_push(
     // The directory builds it for a $webpush identity, and it reaches the push service.
     assert_eq!(
         app.providers.configured(Env::Test).await.unwrap(),
-        [Channel::Webpush].into()
+        [(Channel::Webpush, "vapid".to_owned())].into()
     );
     let subscription = identity(
         Channel::Webpush,

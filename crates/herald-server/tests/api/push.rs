@@ -1,7 +1,9 @@
 //! Push end to end through the real server: FCM and APNs configured with `PUT /v1/provider/…`
 //! and pointed at a local fake (Google's token endpoint and FCM over HTTP/1.1, APNs over h2c),
 //! a workflow with push templates triggered for users with `$androidpush` / `$iospush`
-//! identities, the worker driven, and a token APNs calls gone skipped on the next trigger.
+//! identities, the worker driven, and a token APNs calls gone skipped on the next trigger. An
+//! iOS user with an FCM token (`id_provider: fcm`) is reached through FCM, an APNs one through
+//! APNs, and neither kind of token ever reaches the other service.
 //! Web push the same way: a `vapid` provider with a fresh key pair, a `$webpush` subscription
 //! whose private key the test holds as the browser would, a local push service that records the
 //! request; the test checks the VAPID token and decrypts the body. A subscription the push
@@ -291,6 +293,140 @@ async fn push_workflows_reach_fcm_and_apns_and_a_dead_token_is_skipped_next_time
         "the dead token was not tried again"
     );
     assert_eq!(fake.calls("/token").len(), 1, "the access token was kept");
+}
+
+/// The FCM provider config of the e2e project, its endpoint and token URI on the fake at `base`.
+fn fcm_config(base: &str) -> Value {
+    json!({"kind": "fcm", "endpoint": base, "service_account": {
+        "type": "service_account", "project_id": "herald-e2e", "private_key_id": "k1",
+        "private_key": FCM_KEY, "client_email": "herald@herald-e2e.iam.gserviceaccount.com",
+        "token_uri": format!("{base}/token"), "client_id": "1"
+    }})
+}
+
+/// The latest message of `user` on iospush.
+fn latest_ios<'a>(list: &'a [Message], user: &str) -> &'a Message {
+    list.iter()
+        .filter(|m| m.distinct_id.to_string() == user && m.channel.as_str() == "iospush")
+        .max_by_key(|m| m.created_at)
+        .unwrap_or_else(|| panic!("no iospush message for {user}"))
+}
+
+/// An iOS app using Firebase registers FCM tokens: an `$iospush` identity with `id_provider: fcm`
+/// is reached through the FCM provider (the one on `androidpush` when `iospush` holds APNs),
+/// with an `apns` block, while APNs tokens still go to APNs. With FCM on `iospush` instead, an
+/// APNs token is skipped `provider_mismatch` and left active: never sent to FCM.
+#[tokio::test]
+async fn an_ios_fcm_token_goes_through_fcm_and_an_apns_token_never_does() {
+    let (fake, base) = Fake::start().await;
+    let app = TestApp::spawn().await;
+    app.call("PUT", "/v1/provider/androidpush/", Some(fcm_config(&base)))
+        .await
+        .expect(201);
+    let p8 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+        .unwrap()
+        .serialize_pem();
+    let apns = json!({"kind": "apns", "team_id": "TEAM123456", "key_id": "KEY7654321",
+        "private_key": p8, "bundle_id": "com.example.herald", "endpoint": base});
+    app.call("PUT", "/v1/provider/iospush/", Some(apns))
+        .await
+        .expect(201);
+    app.call(
+        "POST",
+        "/v1/workflow/",
+        Some(json!({"slug": "shipped", "channels": {"iospush": {
+            "title": "Order {{order}}", "body": "Hi {{$recipient.name}}",
+            "image": "https://shop.example/img/{{order}}.png"}}})),
+    )
+    .await
+    .expect(201);
+    // ivy's app uses Firebase: her token comes with $id_provider fcm, as the SDKs send it.
+    app.call(
+        "POST",
+        "/v1/user/ivy/",
+        Some(json!({"name": "Ivy", "$iospush": [{"token": "fcm-ivy", "id_provider": "fcm"}]})),
+    )
+    .await
+    .expect(201);
+    app.call(
+        "POST",
+        "/v1/user/ada/",
+        Some(json!({"name": "Ada", "$iospush": ["ios-ada"]})),
+    )
+    .await
+    .expect(201);
+    assert_eq!(
+        app.user("ivy").await["$iospush"][0]["id_provider"],
+        "fcm",
+        "the identity keeps its provider"
+    );
+
+    let trigger =
+        json!({"workflow": "shipped", "recipients": ["ivy", "ada"], "data": {"order": "7"}});
+    app.call("POST", "/trigger/", Some(trigger.clone()))
+        .await
+        .expect(202);
+    assert_eq!(worker::drain(&app.app).await, 2);
+    let list = messages(&app).await;
+    for user in ["ivy", "ada"] {
+        let m = latest_ios(&list, user);
+        assert_eq!(m.status, MessageStatus::Sent, "{user}: {m:?}");
+    }
+    assert_eq!(
+        latest_ios(&list, "ivy").provider_id.as_deref(),
+        Some("projects/herald-e2e/messages/0:1")
+    );
+    let fcm = fake.calls(SEND_PATH);
+    assert_eq!(fcm.len(), 1, "ivy's token only");
+    let message = &fcm[0].body["message"];
+    assert_eq!(message["token"], "fcm-ivy");
+    assert_eq!(
+        message["apns"],
+        json!({"payload": {"aps": {"alert": {"title": "Order 7", "body": "Hi Ivy"}, "mutable-content": 1}},
+               "fcm_options": {"image": "https://shop.example/img/7.png"}})
+    );
+    assert!(message.get("android").is_none(), "{message}");
+    let apns: Vec<String> = fake
+        .calls("/3/device/")
+        .into_iter()
+        .map(|c| c.path)
+        .collect();
+    assert_eq!(apns, ["/3/device/ios-ada"], "ada's APNs token only");
+
+    // FCM on iospush instead of APNs: ivy is reached through it; ada's APNs token has no
+    // provider of its kind, so it is skipped, never sent to FCM, and stays active.
+    let view = app
+        .call("PUT", "/v1/provider/iospush/", Some(fcm_config(&base)))
+        .await
+        .expect(200);
+    assert_eq!(view["kind"], "fcm");
+    app.call("DELETE", "/v1/provider/androidpush/", None)
+        .await
+        .expect(204);
+    app.call("POST", "/trigger/", Some(trigger))
+        .await
+        .expect(202);
+    assert_eq!(worker::drain(&app.app).await, 1, "ivy's only");
+    let list = messages(&app).await;
+    let ivy = latest_ios(&list, "ivy");
+    assert_eq!(ivy.status, MessageStatus::Sent, "{ivy:?}");
+    let ada = latest_ios(&list, "ada");
+    assert_eq!(ada.status, MessageStatus::Skipped, "{ada:?}");
+    assert_eq!(ada.reason.as_deref(), Some("provider_mismatch"));
+    let fcm = fake.calls(SEND_PATH);
+    assert_eq!(
+        fcm.iter()
+            .map(|c| &c.body["message"]["token"])
+            .collect::<Vec<_>>(),
+        ["fcm-ivy", "fcm-ivy"]
+    );
+    assert_eq!(
+        fake.calls("/3/device/").len(),
+        1,
+        "APNs was not called again"
+    );
+    let ada = app.user("ada").await;
+    assert_eq!(ada["$iospush"][0]["perma_status"], "active", "{ada}");
 }
 
 /// A browser's side of a web push subscription: its P-256 key pair (the private half kept until

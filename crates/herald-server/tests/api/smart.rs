@@ -8,12 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use herald_channels::inbox::InboxProvider;
 use herald_core::channel::{Channel, Identity};
-use herald_core::delivery::{Content, Delivery, Directory, Outgoing, Provider};
+use herald_core::delivery::{Configured, Content, Delivery, Directory, Outgoing, Provider};
 use herald_core::store::{Store, StoreError};
 use herald_core::Env;
 use herald_server::worker;
 use serde_json::{json, Value};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 /// The email provider: records every email (message id, HTML) and accepts it.
@@ -49,8 +49,11 @@ struct Providers {
 
 #[async_trait]
 impl Directory for Providers {
-    async fn configured(&self, _: Env) -> Result<BTreeSet<Channel>, StoreError> {
-        Ok(BTreeSet::from([Channel::Inbox, Channel::Email]))
+    async fn configured(&self, _: Env) -> Result<Configured, StoreError> {
+        Ok(Configured::from([
+            (Channel::Inbox, "inbox".to_owned()),
+            (Channel::Email, "smtp".to_owned()),
+        ]))
     }
 
     async fn provider(
