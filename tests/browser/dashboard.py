@@ -9,8 +9,9 @@ disabled users; add a custom property on a user page; open a user, see their not
 and change a preference; disable a user and see a trigger skip them; a POST without the CSRF
 token is refused; an email address a provider reported dead (a local SMTP server accepts the
 mail, then a signed hard-bounce report arrives at the bounce webhook) shows as invalid with its
-reason and time, and its Reset button makes it active again. Screenshots of each main page (laptop
-and phone widths) go to target/screenshots/. Prints "N passed, M failed"; exits 1 on any failure.
+reason and time (and in the history, who heard it), and its Reset button makes it active again.
+Screenshots of each main page (laptop and phone widths) go to target/screenshots/. Prints
+"N passed, M failed"; exits 1 on any failure.
 """
 
 import datetime
@@ -402,6 +403,12 @@ def identity_row(driver, value):
     return rows[0]
 
 
+def history_rows(driver):
+    """The user page's history, newest first: who, action and changes (one string per line)."""
+    return [[c.text for c in r.find_elements(By.TAG_NAME, "td")[1:]]
+            for r in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+
+
 def an_invalid_identity_resets_from_the_user_page(driver):
     """Identity health as a deployment hears it: the SMTP server accepts Margaret's receipt, then
     the mail system posts a signed hard-bounce report for it to the bounce webhook. (Runs after
@@ -446,6 +453,10 @@ def an_invalid_identity_resets_from_the_user_page(driver):
         reasons = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#messages .message-reason")]
         assert statuses[:1] == ["failed"] and reasons[:1] == ["hard bounce: 550 5.1.1 user unknown"], \
             (statuses, reasons)
+        assert history_rows(driver)[0] == [
+            "callback email", "updated",
+            f"email {address}: perma_status → invalid (hard bounce: 550 5.1.1 user unknown)"], \
+            history_rows(driver)
         shot(driver, "user-identity-invalid")
 
         reset = row.find_element(By.CSS_SELECTOR, f"button[aria-label^='Reset {address} on email']")
@@ -456,6 +467,8 @@ def an_invalid_identity_resets_from_the_user_page(driver):
         assert [b.text for b in row.find_elements(By.CSS_SELECTOR, ".badge")] == ["active"], row.text
         assert not row.find_elements(By.CSS_SELECTOR, ".perma-reason"), row.text
         assert [b.text for b in row.find_elements(By.TAG_NAME, "button")] == ["Remove"], row.text
+        assert history_rows(driver)[0] == [
+            f"dashboard {USERNAME}", "updated", f"email {address}: perma_status → active"], history_rows(driver)
         shot(driver, "user-identity-reset")
         user = api("GET", "/v1/user/margaret/", status=200)
         alive = user["$email"][0]
