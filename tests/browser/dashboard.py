@@ -7,14 +7,23 @@ redirects to the login; log in; the Test and Live tabs each show only their envi
 create a user from the form; toggle a property's "See in Table" and see the column appear; filter
 disabled users; add a custom property on a user page; open a user, see their notifications sent
 and change a preference; disable a user and see a trigger skip them; a POST without the CSRF
-token is refused. Screenshots of each main page (laptop and phone widths) go to
-target/screenshots/. Prints "N passed, M failed"; exits 1 on any failure.
+token is refused; an email address a provider reported dead (a local SMTP server accepts the
+mail, then a signed hard-bounce report arrives at the bounce webhook) shows as invalid with its
+reason and time (and in the history, who heard it), and its Reset button makes it active again.
+Screenshots of each main page (laptop and phone widths) go to target/screenshots/. Prints
+"N passed, M failed"; exits 1 on any failure.
 """
 
+import datetime
+import hashlib
+import hmac
+import json
 import os
 import pathlib
+import socketserver
 import subprocess
 import sys
+import threading
 import traceback
 
 import requests
@@ -29,6 +38,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 URL = os.environ["HERALD_URL"]
 KEYS = {env: os.environ[f"HERALD_{env.upper()}_API_KEY"] for env in ("test", "live")}
 USERNAME, PASSWORD = "admin", "a long dashboard password"
+BOUNCE_SECRET = "browser-test-bounce-secret-0123"
 SHOTS = pathlib.Path(os.environ.get("HERALD_SCREENSHOTS", "target/screenshots"))
 
 
@@ -78,6 +88,59 @@ def shot(driver, name):
     driver.set_window_size(width, min(max(height + 120, 700), 4000))
     driver.save_screenshot(str(SHOTS / f"dashboard-{name}.png"))
     driver.set_window_size(width, 900)
+
+
+class SmtpSink(socketserver.ThreadingTCPServer):
+    """A mail server on a free local port that accepts every message, as the operator's MTA does
+    before the remote side bounces it: each message is queued as `Q<n>`, and each RCPT address is
+    kept in `recipients`. Speaks just enough SMTP for Herald's client (no TLS, no AUTH)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _SmtpSession)
+        self.port = self.server_address[1]
+        self.recipients = []
+        self.lock = threading.Lock()
+        self.queued = 0
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.shutdown()
+        self.server_close()
+
+
+class _SmtpSession(socketserver.StreamRequestHandler):
+    def handle(self):
+        self.wfile.write(b"220 sink ESMTP\r\n")
+        in_data = False
+        for raw in self.rfile:
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            if in_data:
+                if line != ".":
+                    continue
+                in_data = False
+                with self.server.lock:
+                    self.server.queued += 1
+                    reply = f"250 2.0.0 Ok: queued as Q{self.server.queued}"
+            else:
+                verb = line[:4].upper()
+                if verb in ("EHLO", "HELO"):
+                    reply = "250 sink"
+                elif verb == "RCPT":
+                    with self.server.lock:
+                        self.server.recipients.append(line.split("<", 1)[-1].split(">", 1)[0])
+                    reply = "250 2.1.5 Ok"
+                elif verb == "DATA":
+                    in_data = True
+                    reply = "354 End data with <CR><LF>.<CR><LF>"
+                elif verb == "QUIT":
+                    self.wfile.write(b"221 Bye\r\n")
+                    return
+                else:
+                    reply = "250 Ok"
+            self.wfile.write(reply.encode() + b"\r\n")
 
 
 def user_ids(driver):
@@ -323,6 +386,104 @@ def other_pages(driver):
     shot(driver, "keys")
 
 
+def newest_message(driver, uid, status, count):
+    """Waits (polling the API, as the worker sends in the background) until `uid` has `count`
+    messages and the newest is `status`, and returns it."""
+    def ready(_):
+        results = api("GET", f"/v1/user/{uid}/message/", status=200)["results"]
+        return len(results) == count and results[0]["status"] == status and results[0]
+    return WebDriverWait(driver, 20, poll_frequency=0.2).until(
+        ready, f"{uid}'s message {count} is not {status}")
+
+
+def identity_row(driver, value):
+    rows = [r for r in driver.find_elements(By.CSS_SELECTOR, "#identities .identity")
+            if r.find_element(By.CSS_SELECTOR, ".mono").text == value]
+    assert len(rows) == 1, [r.text for r in driver.find_elements(By.CSS_SELECTOR, "#identities .identity")]
+    return rows[0]
+
+
+def history_rows(driver):
+    """The user page's history, newest first: who, action and changes (one string per line)."""
+    return [[c.text for c in r.find_elements(By.TAG_NAME, "td")[1:]]
+            for r in driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")]
+
+
+def an_invalid_identity_resets_from_the_user_page(driver):
+    """Identity health as a deployment hears it: the SMTP server accepts Margaret's receipt, then
+    the mail system posts a signed hard-bounce report for it to the bounce webhook. (Runs after
+    other_pages, which expects no provider.)"""
+    address = "margaret@example.com"
+    sink = SmtpSink()
+    try:
+        api("PUT", "/v1/provider/email/", {"kind": "smtp", "host": "127.0.0.1", "port": sink.port,
+                                           "tls": "none", "from": "herald@example.com",
+                                           "bounce_secret": BOUNCE_SECRET}, 201)
+        api("POST", "/v1/user/margaret/", {"name": "Margaret Hamilton", "$email": [address]}, 201)
+        api("POST", "/v1/workflow/", {"slug": "receipt", "name": "Receipt", "policy": "all",
+                                      "channels": {"email": {"subject": "Your receipt",
+                                                             "text": "Thanks, {{$recipient.name}}"}}}, 201)
+        api("POST", "/trigger/", {"workflow": "receipt", "recipients": ["margaret"]}, 202)
+        sent = newest_message(driver, "margaret", "sent", 1)
+        assert sink.recipients == [address], sink.recipients
+        assert sent["provider_id"] == "Q1", sent
+
+        # The bounce names the SMTP queue id, as a report built from a DSN does; signed with the
+        # provider's bounce_secret over the exact bytes sent.
+        report = json.dumps({"provider_id": sent["provider_id"], "recipient": address,
+                             "type": "hard", "reason": "550 5.1.1 user unknown"}).encode()
+        signature = "sha256=" + hmac.new(BOUNCE_SECRET.encode(), report, hashlib.sha256).hexdigest()
+        r = requests.post(f"{URL}/v1/callback/email/test/", data=report,
+                          headers={"X-Herald-Signature": signature, "Content-Type": "application/json"})
+        assert r.status_code == 200 and r.json() == {"status": "success", "changed": True}, r.text
+        dead = api("GET", "/v1/user/margaret/", status=200)["$email"][0]
+        assert dead["perma_status"] == "invalid", dead
+        assert dead["perma_reason"] == "hard bounce: 550 5.1.1 user unknown", dead
+        at = datetime.datetime.fromisoformat(dead["perma_at"])
+        assert abs(datetime.datetime.now(datetime.timezone.utc) - at) < datetime.timedelta(minutes=5), at
+
+        driver.get(URL + "/test/users/margaret")
+        row = identity_row(driver, address)
+        assert [b.text for b in row.find_elements(By.CSS_SELECTOR, ".badge")] == ["active", "invalid"], row.text
+        assert row.find_element(By.CSS_SELECTOR, ".badge[title=perma_status]").text == "invalid"
+        shown_at = at.astimezone(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+        assert row.find_element(By.CSS_SELECTOR, ".perma-reason").text == \
+            f"hard bounce: 550 5.1.1 user unknown · {shown_at}", row.text
+        statuses = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#messages .message-status")]
+        reasons = [s.text for s in driver.find_elements(By.CSS_SELECTOR, "#messages .message-reason")]
+        assert statuses[:1] == ["failed"] and reasons[:1] == ["hard bounce: 550 5.1.1 user unknown"], \
+            (statuses, reasons)
+        assert history_rows(driver)[0] == [
+            "callback email", "updated",
+            f"email {address}: perma_status → invalid (hard bounce: 550 5.1.1 user unknown)"], \
+            history_rows(driver)
+        shot(driver, "user-identity-invalid")
+
+        reset = row.find_element(By.CSS_SELECTOR, f"button[aria-label^='Reset {address} on email']")
+        assert reset.text == "Reset"
+        navigate(driver, reset.click)
+        assert driver.find_element(By.ID, "saved").text == "Identity reset: it will be sent to again."
+        row = identity_row(driver, address)
+        assert [b.text for b in row.find_elements(By.CSS_SELECTOR, ".badge")] == ["active"], row.text
+        assert not row.find_elements(By.CSS_SELECTOR, ".perma-reason"), row.text
+        assert [b.text for b in row.find_elements(By.TAG_NAME, "button")] == ["Remove"], row.text
+        assert history_rows(driver)[0] == [
+            f"dashboard {USERNAME}", "updated", f"email {address}: perma_status → active"], history_rows(driver)
+        shot(driver, "user-identity-reset")
+        user = api("GET", "/v1/user/margaret/", status=200)
+        alive = user["$email"][0]
+        assert alive["perma_status"] == "active" and "perma_reason" not in alive and "perma_at" not in alive, alive
+        event = api("GET", "/v1/user/margaret/history/", status=200)["results"][0]
+        assert event["actor"] == {"kind": "dashboard", "id": USERNAME}, event
+
+        # And the address is sent to again.
+        api("POST", "/trigger/", {"workflow": "receipt", "recipients": ["margaret"]}, 202)
+        newest_message(driver, "margaret", "sent", 2)
+        assert sink.recipients == [address, address], sink.recipients
+    finally:
+        sink.close()
+
+
 def log_out(driver):
     driver.get(URL + "/test/users")
     click(driver, "logout")
@@ -340,7 +501,8 @@ def main():
                       tabs_show_one_environment, create_user_from_the_form, see_in_table_adds_a_column,
                       filter_disabled_users, add_a_custom_property, notifications_and_preferences,
                       disable_a_user_and_a_trigger_skips_them, post_without_csrf_is_refused,
-                      phone_width, other_pages, log_out]:
+                      phone_width, other_pages, an_invalid_identity_resets_from_the_user_page,
+                      log_out]:
             try:
                 check(driver)
             except Exception as e:  # noqa: BLE001 - report every failure, keep going

@@ -568,6 +568,24 @@ struct HistoryRow {
     changes: Vec<String>,
 }
 
+/// An identity-health event's line (a provider's permanent answer, or a reset): the profile's
+/// properties do not change, so the diff is empty, and the request says what happened
+/// (`{"$perma_status": {"channel", "value", "status", "reason"?}}`, see `herald_core::health::request`).
+fn perma_change(request: &Value) -> Option<String> {
+    let change = request.get("$perma_status")?;
+    let text = |k: &str| change.get(k).and_then(Value::as_str).unwrap_or_default();
+    let value = change.get("value").map(display_value).unwrap_or_default();
+    let mut line = format!(
+        "{} {value}: perma_status → {}",
+        text("channel"),
+        text("status")
+    );
+    if !text("reason").is_empty() {
+        line.push_str(&format!(" ({})", text("reason")));
+    }
+    Some(line)
+}
+
 fn user_id(raw: &str) -> Result<DistinctId, Error> {
     DistinctId::parse(raw).map_err(Error::Invalid)
 }
@@ -782,6 +800,7 @@ async fn user_page(
                         _ => format!("{}: {} → {}", c.key, show(&c.before), show(&c.after)),
                     }
                 })
+                .chain(perma_change(&e.request))
                 .collect(),
         })
         .collect();

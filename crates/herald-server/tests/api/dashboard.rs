@@ -881,6 +881,14 @@ async fn an_invalid_identity_shows_its_reason_and_resets_from_the_user_page() {
         1,
         "one reset button, beside the invalid identity only"
     );
+    // The history says what the provider's answer changed (the properties did not).
+    assert!(
+        page.body.contains(
+            "email gone@example.com: perma_status → invalid (smtp Rcpt: 550 5.1.1 unknown)"
+        ),
+        "{}",
+        page.body
+    );
     let csrf = hidden_csrf(&page.body);
 
     // Without the CSRF token: refused, nothing changes.
@@ -920,6 +928,12 @@ async fn an_invalid_identity_shows_its_reason_and_resets_from_the_user_page() {
     );
     let page = b.get("/test/users/ada").await;
     assert!(!page.body.contains("/identity/reset"), "{}", page.body);
+    assert!(
+        page.body
+            .contains("email gone@example.com: perma_status → active"),
+        "{}",
+        page.body
+    );
 
     // An identity the user does not hold is refused beside the channels.
     let missing = b
