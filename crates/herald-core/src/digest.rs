@@ -3,7 +3,12 @@
 //! message per channel once its window (from its first item) has passed, or once it holds
 //! `count` items, whichever comes first. Its templates see the trigger variables plus
 //! `digest.items` (every item's data, in order) and `digest.count`.
+//!
+//! Each item keeps its recipient's `$channels` restriction ([`Item`]); the digest is planned
+//! with the union of its items' restrictions ([`restriction`]). A digest whose render keeps
+//! failing is given up after [`MAX_CLAIMS`] claims ([`give_up`]).
 
+use crate::channel::Channel;
 use crate::error::Invalid;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -13,6 +18,13 @@ use serde_json::{json, Value};
 pub const MAX_WINDOW_DAYS: i64 = 30;
 /// The most items one digest may hold: it is sent once it has this many, whatever its `count`.
 pub const MAX_ITEMS: u32 = 1000;
+
+/// How many times a digest is claimed before a render that keeps failing (a render limit, a
+/// template that cannot render these items) gives it up: its messages are recorded `failed`
+/// with the reason and the digest is deleted. A fixed count rather than the outbox's retry
+/// schedule: a digest is re-claimed only when its lease runs out, so this many claims take
+/// this many leases (`dispatch.lease_secs` each).
+pub const MAX_CLAIMS: i64 = 3;
 
 /// The wire form on a workflow: `{"window": "1h"}`, `{"count": 10}`, or both.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,10 +99,75 @@ impl Digest {
     }
 }
 
-/// The variables a digest's templates see beside the trigger's: `digest.items` and
-/// `digest.count`.
-pub fn variables(items: &[Value]) -> Value {
-    json!({"digest": {"items": items, "count": items.len()}})
+/// One trigger collected into a digest: its `data`, and its recipient's `$channels`
+/// restriction when it had one. Stored as `{"data": …, "channels": […]}`; a stored bare object
+/// (an item collected before items carried their restriction) reads as unrestricted data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "Stored")]
+pub struct Item {
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Vec<Channel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Stored {
+    Item(StoredItem),
+    Bare(Value),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoredItem {
+    data: Value,
+    #[serde(default)]
+    channels: Option<Vec<Channel>>,
+}
+
+impl From<Stored> for Item {
+    fn from(stored: Stored) -> Item {
+        match stored {
+            Stored::Item(StoredItem { data, channels }) => Item { data, channels },
+            Stored::Bare(data) => Item {
+                data,
+                channels: None,
+            },
+        }
+    }
+}
+
+/// The `$channels` restriction a digest is planned with: the union of its items'. An item with
+/// no restriction allows every channel, so then there is none.
+///
+/// The union, not the intersection: every item is sent on a channel its trigger allowed, and
+/// no channel is used that no item allowed; an intersection can be empty (one item for email,
+/// one for push) and would drop items the caller asked to deliver. The price: an item may
+/// also appear in the digest on a channel another item asked for.
+pub fn restriction(items: &[Item]) -> Option<Vec<Channel>> {
+    let mut union = std::collections::BTreeSet::new();
+    for item in items {
+        union.extend(item.channels.as_ref()?.iter().copied());
+    }
+    Some(union.into_iter().collect())
+}
+
+/// Whether a digest claimed for the `claims`-th time whose render failed is given up (rather
+/// than left to be claimed again when its lease runs out): from the [`MAX_CLAIMS`]-th claim.
+pub fn give_up(claims: i64) -> bool {
+    claims >= MAX_CLAIMS
+}
+
+/// The reason its messages are recorded `failed` with when a digest is given up.
+pub fn given_up(claims: i64, error: &str) -> String {
+    format!("digest_failed: {error} (gave up after {claims} attempts)")
+}
+
+/// The variables a digest's templates see beside the trigger's: `digest.items` (each item's
+/// data) and `digest.count`.
+pub fn variables(items: &[Item]) -> Value {
+    let data: Vec<&Value> = items.iter().map(|i| &i.data).collect();
+    json!({"digest": {"items": data, "count": items.len()}})
 }
 
 /// The reason a digest's messages are recorded with: how many items they carry.
@@ -110,6 +187,73 @@ mod tests {
             window: window.map(str::to_owned),
             count,
         })
+    }
+
+    fn item(data: Value, channels: Option<&[Channel]>) -> Item {
+        Item {
+            data,
+            channels: channels.map(<[Channel]>::to_vec),
+        }
+    }
+
+    #[test]
+    fn a_digest_is_planned_with_the_union_of_its_items_restrictions() {
+        use Channel::{Email, Inbox, Sms};
+        let d = json!({});
+        assert_eq!(restriction(&[]), Some(vec![]), "no items: nothing");
+        assert_eq!(restriction(&[item(d.clone(), None)]), None);
+        assert_eq!(
+            restriction(&[item(d.clone(), Some(&[Email]))]),
+            Some(vec![Email])
+        );
+        assert_eq!(
+            restriction(&[
+                item(d.clone(), Some(&[Sms, Email])),
+                item(d.clone(), Some(&[Email])),
+                item(d.clone(), Some(&[Inbox])),
+            ]),
+            Some(vec![Email, Sms, Inbox]),
+            "each channel once"
+        );
+        assert_eq!(
+            restriction(&[item(d.clone(), Some(&[Email])), item(d.clone(), None)]),
+            None,
+            "an unrestricted item allows every channel"
+        );
+        assert_eq!(
+            restriction(&[item(d.clone(), Some(&[])), item(d, Some(&[Sms]))]),
+            Some(vec![Sms])
+        );
+    }
+
+    #[test]
+    fn items_are_stored_with_their_restriction_and_bare_data_reads_unrestricted() {
+        let restricted = item(json!({"n": 1}), Some(&[Channel::Email]));
+        let stored = serde_json::to_value(&restricted).unwrap();
+        assert_eq!(stored, json!({"data": {"n": 1}, "channels": ["email"]}));
+        assert_eq!(serde_json::from_value::<Item>(stored).unwrap(), restricted);
+        let open = item(json!({"n": 2}), None);
+        let stored = serde_json::to_value(&open).unwrap();
+        assert_eq!(stored, json!({"data": {"n": 2}}));
+        assert_eq!(serde_json::from_value::<Item>(stored).unwrap(), open);
+        for old in [json!({"title": "old"}), json!({"data": 1, "more": 2})] {
+            assert_eq!(
+                serde_json::from_value::<Item>(old.clone()).unwrap(),
+                item(old, None)
+            );
+        }
+    }
+
+    #[test]
+    fn a_failing_digest_is_given_up_at_the_last_claim() {
+        assert!(!give_up(1));
+        assert!(!give_up(MAX_CLAIMS - 1));
+        assert!(give_up(MAX_CLAIMS));
+        assert!(give_up(MAX_CLAIMS + 1), "a late claim after a crash too");
+        assert_eq!(
+            given_up(3, "rendered text too long"),
+            "digest_failed: rendered text too long (gave up after 3 attempts)"
+        );
     }
 
     fn at(s: &str) -> DateTime<Utc> {
@@ -168,7 +312,10 @@ mod tests {
 
     #[test]
     fn templates_see_the_items_and_their_count() {
-        let vars = variables(&[json!({"title": "a"}), json!({"title": "b"})]);
+        let vars = variables(&[
+            item(json!({"title": "a"}), None),
+            item(json!({"title": "b"}), None),
+        ]);
         assert_eq!(vars["digest"]["count"], 2);
         let out = crate::template::render(
             "t",

@@ -635,20 +635,22 @@ pub struct DigestItem {
     pub distinct_id: DistinctId,
     pub workflow: String,
     pub policy: Digest,
-    pub data: serde_json::Value,
+    /// The trigger's data and its recipient's `$channels`.
+    pub item: crate::digest::Item,
     pub at: DateTime<Utc>,
 }
 
 /// A due digest leased to one worker until `lease_until` (closed: new items open another);
-/// `token` tells this claim from a later one, as an outbox [`Claim`]'s does.
+/// `token` tells this claim from a later one, as an outbox [`Claim`]'s does, and counts the
+/// digest's claims (1 on the first).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DigestClaim {
     pub id: String,
     pub env: Env,
     pub distinct_id: DistinctId,
     pub workflow: String,
-    /// Every item's data, in the order collected.
-    pub items: Vec<serde_json::Value>,
+    /// Every item, in the order collected.
+    pub items: Vec<crate::digest::Item>,
     pub first_at: DateTime<Utc>,
     pub lease_until: DateTime<Utc>,
     pub token: i64,

@@ -145,7 +145,9 @@ pub async fn step_until(
 /// Claims up to `dispatch.batch_size` digests due at `now` and turns each into its messages
 /// ([`service::dispatch::flush_digest`]), which are queued (due at `now`, or when the user's
 /// quiet hours end) for the outbox. A digest that fails is left to its lease: claimed again
-/// once it runs out, never sent twice. Returns how many were claimed.
+/// once it runs out, never sent twice; one whose render still fails at its
+/// [`herald_core::digest::MAX_CLAIMS`]-th claim is given up, its messages logged `failed`.
+/// Returns how many were claimed.
 pub async fn flush_digests(app: &App, now: DateTime<Utc>) -> Result<usize, StoreError> {
     let config = &app.config.dispatch;
     let lease = Duration::from_secs(config.lease_secs);

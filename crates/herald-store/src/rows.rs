@@ -225,7 +225,7 @@ pub(crate) fn engagement(row: &impl Columns) -> Result<Engagement, StoreError> {
 /// with its `items` read apart.
 pub(crate) fn digest(
     row: &impl Columns,
-    items: Vec<serde_json::Value>,
+    items: Vec<herald_core::digest::Item>,
     lease_until: chrono::DateTime<chrono::Utc>,
 ) -> Result<DigestClaim, StoreError> {
     let bad = unreadable("digest");

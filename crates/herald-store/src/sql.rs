@@ -478,7 +478,7 @@ pub(crate) const GROW_DIGEST: &str = "UPDATE digests SET items = items + 1 \
      RETURNING id, items, first_at";
 /// Digest `?1` is due at `?2`.
 pub(crate) const DIGEST_DUE: &str = "UPDATE digests SET due_at = ?2 WHERE id = ?1";
-/// Item number `?2` (from 1) of digest `?1`: its data `?3`, collected at `?4`.
+/// Item number `?2` (from 1) of digest `?1`: `?3` (its data and `$channels`), collected at `?4`.
 pub(crate) const INSERT_DIGEST_ITEM: &str =
     "INSERT INTO digest_items (digest_id, n, data, created_at) VALUES (?1, ?2, ?3, ?4)";
 /// The columns of a claimed digest, in the order [`crate::rows::digest`] reads them.
@@ -486,7 +486,7 @@ pub(crate) const DIGEST_COLUMNS: &str = "id, env, distinct_id, workflow, first_a
 /// Leases digest `?1` until `?2` and closes it, if it is still due at `?3`.
 pub(crate) const CLAIM_DIGEST: &str = "UPDATE digests SET due_at = ?2, claim = claim + 1, \
      closed = 1 WHERE id = ?1 AND due_at <= ?3";
-/// The data of digest `?1`'s items, in the order collected.
+/// Digest `?1`'s items ([`herald_core::digest::Item`]), in the order collected.
 pub(crate) const DIGEST_ITEMS: &str =
     "SELECT data FROM digest_items WHERE digest_id = ?1 ORDER BY n";
 /// The claim token of digest `?1`, if it is still there.

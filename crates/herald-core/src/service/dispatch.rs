@@ -12,7 +12,7 @@ use crate::delivery::{route, Content, Directory};
 use crate::engagement::Tracker;
 use crate::error::Invalid;
 use crate::ids::DistinctId;
-use crate::message::{Message, MessageOrigin, SkipReason};
+use crate::message::{Message, MessageOrigin, MessageStatus, SkipReason};
 use crate::profile::Profile;
 use crate::store::{
     DigestClaim, DigestItem, Enqueue, EnqueueOutcome, NewMessage, OnceKey, Store, StoreError,
@@ -156,7 +156,10 @@ pub async fn trigger(
                 distinct_id: profile.distinct_id.clone(),
                 workflow: workflow.slug.clone(),
                 policy: policy.clone(),
-                data: data.clone(),
+                item: crate::digest::Item {
+                    data: data.clone(),
+                    channels: r.channels.clone(),
+                },
                 at: ctx.now,
             });
         } else if !plan.now.is_empty() {
@@ -394,10 +397,14 @@ fn skipped(
 }
 
 /// Sends a claimed digest: the user's profile as it is now is planned against the workflow,
-/// each sendable channel rendered with `digest.items` and `digest.count` beside the usual
-/// variables (and held by quiet hours like any message), and the messages recorded with the
-/// digest's removal ([`crate::store::MessageStore::finish_digest`]). A workflow or user deleted since drops
-/// the digest. `false`: the claim was no longer current and nothing was written.
+/// restricted to the union of its items' `$channels` ([`crate::digest::restriction`]), each
+/// sendable channel rendered with `digest.items` and `digest.count` beside the usual variables
+/// (and held by quiet hours like any message), and the messages recorded with the digest's
+/// removal ([`crate::store::MessageStore::finish_digest`]). A workflow or user deleted since
+/// drops the digest. A render that fails (a render limit) leaves the digest to be claimed again
+/// when its lease runs out, until its [`crate::digest::MAX_CLAIMS`]-th claim: then each channel
+/// it would have been sent on is recorded `failed` with the reason, and the digest is deleted.
+/// `false`: the claim was no longer current and nothing was written.
 #[tracing::instrument(skip_all, fields(env = %claim.env, op = "dispatch.digest", workflow = %claim.workflow))]
 pub async fn flush_digest(
     d: &Dispatcher<'_>,
@@ -421,21 +428,14 @@ pub async fn flush_digest(
         None => None,
     };
     let configured = d.directory.configured(claim.env).await?;
-    let plan = crate::dispatch::plan(&workflow, &profile, category.as_ref(), None, &|identity| {
-        route(identity, &configured)
-    });
-    let mut jobs = Vec::new();
-    if !plan.now.is_empty() {
-        let data = crate::digest::variables(&claim.items);
-        // Items were checked as trigger data; a render limit is the only failure left.
-        let vars = variables(d, &ctx, &profile, None, &data)
-            .await?
-            .map_err(Error::Invalid)?;
-        for send in plan.now.iter().chain(&plan.fallbacks) {
-            jobs.push((send.channel, vars.clone()));
-        }
-    }
-    let mut rendered = render_all(d, &workflow, jobs).await?.into_iter();
+    let restricted = crate::digest::restriction(&claim.items);
+    let plan = crate::dispatch::plan(
+        &workflow,
+        &profile,
+        category.as_ref(),
+        restricted.as_deref(),
+        &|identity| route(identity, &configured),
+    );
     let origin = |channel: Channel| MessageOrigin {
         id: new_id("msg"),
         env: claim.env,
@@ -446,22 +446,77 @@ pub async fn flush_digest(
         trigger_id: claim.id.clone(),
         idempotency_key: None,
     };
-    let held = crate::quiet::held_until(&profile, category.as_ref(), d.quiet, ctx.now);
     let note = crate::digest::reason(claim.items.len());
-    let ring = tracking_ring(d, &workflow, ctx.now).await?;
-    let tracker = ring.as_deref().map(|ring| Tracker {
-        ring,
-        base: d.links.public_base(),
-    });
-    let making = Making {
-        workflow: &workflow,
-        tracker: tracker.as_ref(),
-        now: ctx.now,
-        held,
-        note: Some(&note),
+    let rendered = async {
+        let mut jobs = Vec::new();
+        if !plan.now.is_empty() {
+            let data = crate::digest::variables(&claim.items);
+            // Items were checked as trigger data; a render limit is the only failure left.
+            let vars = variables(d, &ctx, &profile, None, &data)
+                .await?
+                .map_err(Error::Invalid)?;
+            for send in plan.now.iter().chain(&plan.fallbacks) {
+                jobs.push((send.channel, vars.clone()));
+            }
+        }
+        let mut rendered = render_all(d, &workflow, jobs).await?.into_iter();
+        let held = crate::quiet::held_until(&profile, category.as_ref(), d.quiet, ctx.now);
+        let ring = tracking_ring(d, &workflow, ctx.now).await?;
+        let tracker = ring.as_deref().map(|ring| Tracker {
+            ring,
+            base: d.links.public_base(),
+        });
+        let making = Making {
+            workflow: &workflow,
+            tracker: tracker.as_ref(),
+            now: ctx.now,
+            held,
+            note: Some(&note),
+        };
+        record(&plan, &making, &mut rendered, origin, &Error::Invalid)
     };
-    let messages = record(&plan, &making, &mut rendered, origin, &Error::Invalid)?;
+    let messages = match rendered.await {
+        Ok(messages) => messages,
+        Err(Error::Invalid(e)) if crate::digest::give_up(claim.token) => {
+            let reason = crate::digest::given_up(claim.token, &e.to_string());
+            tracing::warn!(digest = %claim.id, claims = claim.token, error = %e, "a digest kept failing to render; given up and recorded failed");
+            failed(&plan, origin, &note, &reason, ctx.now)
+        }
+        Err(e) => return Err(e),
+    };
     Ok(d.store.finish_digest(claim, messages).await?)
+}
+
+/// A given-up digest's messages: each channel it would have been sent on `failed` with
+/// `reason` (queued with `note` first, as a sent digest's are), then the skipped channels.
+fn failed(
+    plan: &crate::dispatch::Plan,
+    origin: impl Fn(Channel) -> MessageOrigin,
+    note: &str,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Vec<NewMessage> {
+    let mut messages = Vec::new();
+    for send in plan.now.iter().chain(&plan.fallbacks) {
+        let mut message = Message::queued(origin(send.channel), send.identity.clone(), now);
+        message.reason = Some(note.to_owned());
+        if let Some(first) = message.history.first_mut() {
+            first.reason = Some(note.to_owned());
+        }
+        if message
+            .transition(MessageStatus::Failed, now, Some(reason.to_owned()))
+            .is_ok()
+        {
+            messages.push(NewMessage {
+                message,
+                content: None,
+                waits_for: None,
+                gate: None,
+            });
+        }
+    }
+    messages.extend(skipped(plan, origin, now));
+    messages
 }
 
 /// A track event: starts every workflow listing `event` for `distinct_id`, with the event's

@@ -213,7 +213,9 @@ pub struct WorkflowBody {
     throttle: Option<WorkflowThrottle>,
     /// Collect each user's triggers (logged `digested`) and send them as one message per
     /// channel once `window` has passed since the first, or once there are `count`; templates
-    /// see `digest.items` and `digest.count`. Not with `throttle`.
+    /// see `digest.items` and `digest.count`. Sent on the union of the collected triggers'
+    /// `$channels` (all channels if one had none); given up, logged `failed`, when its render
+    /// still fails at the 3rd attempt. Not with `throttle`.
     #[schema(inline, required = false)]
     digest: Option<WorkflowDigest>,
 }

@@ -3,7 +3,8 @@
 //! until the window ends; a mandatory category is not held; the workspace default and a user's
 //! opt-out), throttles (5 triggers with limit 3 → 3 sent, 2 `throttled`, also from two nodes
 //! at once), and digests (flushed once at the window's end with every item rendered, or when
-//! full; a claim lost in a crash is sent once by the next worker).
+//! full; a claim lost in a crash is sent once by the next worker; planned with the union of
+//! its triggers' `$channels`; given up and logged `failed` when its render keeps failing).
 
 use crate::harness::TestApp;
 use chrono::{DateTime, DurationRound, FixedOffset, TimeDelta, Utc};
@@ -367,12 +368,13 @@ async fn a_digest_collects_triggers_and_sends_them_once_when_its_window_ends() {
         .await
         .unwrap();
     assert_eq!(lost.len(), 1);
+    let items: Vec<&Value> = lost[0].items.iter().map(|i| &i.data).collect();
     assert_eq!(
-        lost[0].items,
+        items,
         [
-            json!({"title": "a"}),
-            json!({"title": "b"}),
-            json!({"title": "c"})
+            &json!({"title": "a"}),
+            &json!({"title": "b"}),
+            &json!({"title": "c"})
         ]
     );
     assert_eq!(worker::drain_at(&app.app, due).await, 0);
@@ -470,4 +472,154 @@ async fn a_digest_with_a_count_is_sent_when_full() {
         .await
         .expect_error(400, Some(field));
     }
+}
+
+/// The (channel, status) of the messages digest flushes recorded for `id`, sorted.
+async fn digest_messages(app: &TestApp, id: &str) -> Vec<(String, String)> {
+    let mut sent: Vec<(String, String)> = log(app, id)
+        .await
+        .iter()
+        .filter(|m| m["trigger_id"].as_str().unwrap().starts_with("dgs_"))
+        .map(|m| {
+            (
+                m["channel"].as_str().unwrap().to_owned(),
+                m["status"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    sent.sort();
+    sent
+}
+
+#[tokio::test]
+async fn a_digest_keeps_its_triggers_channels_and_is_planned_with_their_union() {
+    const HOOK: &str = "https://discord.com/api/webhooks/123/abc";
+    let app = TestApp::spawn().await;
+    put(
+        &app,
+        "/v1/workflow/mixed/",
+        json!({
+            "channels": {"inbox": {"body": "{{digest.count}}"}, "discord": {"content": "{{digest.count}}"}},
+            "digest": {"window": "1h"}
+        }),
+    )
+    .await;
+    for id in ["rita", "sam", "tom"] {
+        user(&app, id, json!({"$discord": HOOK})).await;
+    }
+    let to = |id: &str, channels: Option<&[&str]>| match channels {
+        Some(c) => json!({"distinct_id": id, "$channels": c}),
+        None => json!(id),
+    };
+    let triggers = [
+        // Only the inbox, twice: the digest goes to the inbox alone.
+        to("rita", Some(&["inbox"])),
+        to("rita", Some(&["inbox"])),
+        // One for the inbox, one for Discord: both channels (the union).
+        to("sam", Some(&["inbox"])),
+        to("sam", Some(&["discord"])),
+        // One restricted, one not: every channel.
+        to("tom", Some(&["discord"])),
+        to("tom", None),
+    ];
+    for recipient in triggers {
+        app.call(
+            "POST",
+            "/trigger/",
+            Some(json!({"workflow": "mixed", "recipients": [recipient], "data": {}})),
+        )
+        .await
+        .expect(202);
+    }
+    // Collected, each trigger logged on its own channels only.
+    let collected: Vec<_> = log(&app, "rita")
+        .await
+        .iter()
+        .map(|m| (m["channel"].clone(), m["reason"].clone()))
+        .collect();
+    let inbox_digested = (json!("inbox"), json!("digested"));
+    assert_eq!(collected, [inbox_digested.clone(), inbox_digested]);
+    // Flushing records the digests' messages (nothing is sent to Discord: no drain).
+    let due = Utc::now() + TimeDelta::hours(1);
+    assert_eq!(worker::flush_digests(&app.app, due).await.unwrap(), 3);
+    let queued = |channels: &[&str]| -> Vec<(String, String)> {
+        channels
+            .iter()
+            .map(|c| ((*c).to_owned(), "queued".to_owned()))
+            .collect()
+    };
+    assert_eq!(digest_messages(&app, "rita").await, queued(&["inbox"]));
+    assert_eq!(
+        digest_messages(&app, "sam").await,
+        queued(&["discord", "inbox"])
+    );
+    assert_eq!(
+        digest_messages(&app, "tom").await,
+        queued(&["discord", "inbox"])
+    );
+}
+
+#[tokio::test]
+async fn a_digest_whose_render_keeps_failing_is_given_up_and_logged_failed() {
+    let app = TestApp::spawn().await;
+    // Eight items through six nested loops: 8^6 iterations, past the render limit.
+    let nested = format!(
+        "{}x{}",
+        "{{#each @root.digest.items}}".repeat(6),
+        "{{/each}}".repeat(6)
+    );
+    workflow(
+        &app,
+        "heavy",
+        "{{digest.count}} updates",
+        &nested,
+        json!({"digest": {"window": "1h"}}),
+    )
+    .await;
+    user(&app, "una", json!({})).await;
+    for n in 0..8 {
+        trigger(&app, "heavy", "una", json!({"n": n})).await;
+    }
+    let lease = TimeDelta::seconds(app.app.config.dispatch.lease_secs as i64 + 1);
+    let mut at = Utc::now() + TimeDelta::hours(1);
+    // Each claim fails to render and leaves the digest to its lease; nothing is logged yet.
+    for _ in 1..herald_core::digest::MAX_CLAIMS {
+        assert_eq!(worker::drain_at(&app.app, at).await, 1, "claimed");
+        assert_eq!(
+            log(&app, "una").await.len(),
+            8,
+            "only the collected triggers"
+        );
+        assert_eq!(worker::drain_at(&app.app, at).await, 0, "leased");
+        at += lease;
+    }
+    // The last claim gives it up: the inbox message is logged failed with the reason.
+    assert_eq!(worker::drain_at(&app.app, at).await, 1);
+    let all = log(&app, "una").await;
+    assert_eq!(all.len(), 9);
+    let failed = &all[8];
+    assert_eq!(failed["channel"], "inbox");
+    assert_eq!(failed["status"], "failed");
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("digest_failed: ")
+            && reason.ends_with(&format!(
+                "(gave up after {} attempts)",
+                herald_core::digest::MAX_CLAIMS
+            )),
+        "{reason}"
+    );
+    assert!(reason.contains("iterations"), "names the limit: {reason}");
+    assert!(inbox(&app, "una").await.is_empty());
+    // The digest is gone: never claimed again.
+    assert_eq!(worker::drain_at(&app.app, at + TimeDelta::days(1)).await, 0);
+    assert_eq!(log(&app, "una").await.len(), 9);
+    // A new trigger opens a new digest.
+    trigger(&app, "heavy", "una", json!({"n": 9})).await;
+    assert_eq!(
+        worker::drain_at(&app.app, Utc::now() + TimeDelta::hours(2)).await,
+        2,
+        "the digest, then its message"
+    );
+    assert_eq!(inbox(&app, "una").await, ["1 updates|x"]);
 }

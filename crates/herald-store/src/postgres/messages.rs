@@ -413,7 +413,7 @@ async fn add_digest_item(tx: &Transaction<'_>, env: Env, item: &DigestItem) -> R
     let (id, items, first_at): (String, i64, i64) = (row.get(0), row.get(1), row.get(2));
     tx.execute(
         pg(sql::INSERT_DIGEST_ITEM).as_ref(),
-        &[&id, &items, &Json(&item.data), &at],
+        &[&id, &items, &Json(&item.item), &at],
     )
     .await?;
     let due = item

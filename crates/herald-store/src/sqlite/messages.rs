@@ -187,7 +187,7 @@ fn add_digest_item(conn: &Connection, env: Env, item: &DigestItem) -> Result<(),
     execute(
         conn,
         sql::INSERT_DIGEST_ITEM,
-        params![id, items, json(&item.data), at],
+        params![id, items, json(&item.item), at],
     )?;
     let due = item
         .policy
