@@ -1,12 +1,12 @@
 //! `POST /v1/bulk/user/import/`: big loads of profiles over HTTP. The NDJSON body is read as a
-//! stream and applied in chunks of 1,024 lines as they arrive (never buffered whole), through the
+//! stream and applied in chunks of 256 lines ([`BULK_CHUNK`]) as they arrive (never buffered whole), through the
 //! import path of `herald user import` ([`crate::import::apply_chunk`]); the next chunk is read
 //! while the store applies the current one. Authentication lets this route's body through
 //! unread for a bearer key (see [`streams`]).
 
 use crate::api::auth::Caller;
 use crate::api::error::ApiError;
-use crate::import::{apply_chunk, ndjson_record, ChunkOutcome, Record, CHUNK};
+use crate::import::{apply_chunk, ndjson_record, ChunkOutcome, Record, BULK_CHUNK};
 use crate::App;
 use axum::body::Body;
 use axum::extract::State;
@@ -59,7 +59,7 @@ pub struct LineRefusal {
     operation_id = "importUsers",
     tag = "users",
     summary = "Import users from NDJSON (big loads)",
-    description = "One JSON object per line: `distinct_id` beside the keys of an upsert body (`POST /v1/user/{id}/`), the format `herald user export` writes. Any Content-Type (e.g. application/x-ndjson). The body is read as a stream and applied in chunks of 1,024 lines as they arrive, each chunk committed before the next; each line is one upsert, all or nothing, with the same rules and history as `POST /v1/user/{id}/`. A line that breaks a rule is refused alone and listed with its error; blank lines are skipped. Idempotent: the same body again leaves every profile as it is and records no history. Up to limits.bulk_import_max_bytes (default 256 MiB) with a bearer key; a signed request is held to limits.max_body_bytes, since its signature covers the whole body.",
+    description = "One JSON object per line: `distinct_id` beside the keys of an upsert body (`POST /v1/user/{id}/`), the format `herald user export` writes. Any Content-Type (e.g. application/x-ndjson). The body is read as a stream and applied in chunks of 256 lines as they arrive, each chunk committed before the next; each line is one upsert, all or nothing, with the same rules and history as `POST /v1/user/{id}/`. A line that breaks a rule is refused alone and listed with its error; blank lines are skipped. Idempotent: the same body again leaves every profile as it is and records no history. Up to limits.bulk_import_max_bytes (default 256 MiB) with a bearer key; a signed request is held to limits.max_body_bytes, since its signature covers the whole body.",
     request_body(content = String, content_type = "application/x-ndjson", description = "NDJSON: one profile per line.", example = "{\"distinct_id\": \"ada\", \"name\": \"Ada\", \"$email\": [\"ada@example.com\"], \"plan\": \"pro\"}\n{\"distinct_id\": \"alan\", \"country\": \"GB\"}\n"),
     responses(
         (status = 200, description = "Every line was read: how many applied, and the refused ones.", body = ImportReply, example = json!({"applied": 2, "refused": [{"line": 3, "error": {"code": 400, "error_code": "validation_error", "type": "ValidationError", "message": "$email[0]: 'nope' is not a valid email address", "detail": "$email[0]: 'nope' is not a valid email address", "field": "$email[0]", "error": {"type": "validation_error", "message": "$email[0]: 'nope' is not a valid email address"}}}], "refused_total": 1})),
@@ -96,7 +96,7 @@ pub async fn import(
         while let Some(end) = buf[start..].iter().position(|b| *b == b'\n') {
             load.line(&buf[start..start + end])?;
             start += end + 1;
-            if load.records.len() == CHUNK {
+            if load.records.len() == BULK_CHUNK {
                 load.apply(store, &ctx).await?;
             }
         }

@@ -379,7 +379,7 @@ async fn the_bulk_endpoint_refuses_what_is_not_ndjson_unauthenticated_or_too_lar
         .expect_error(400, Some("body"));
 
     // Over the limit with a Content-Length: refused before anything is read.
-    // Bigger than the limit and than one chunk (`import::CHUNK` lines), so the chunked post
+    // Bigger than the limit and than one chunk (`import::BULK_CHUNK` lines), so the chunked post
     // below commits at least one whole chunk before it is cut off.
     let (big, _) = body(4000);
     let refused = bulk(&app, Env::Test, big.clone())
