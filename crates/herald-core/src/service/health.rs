@@ -38,17 +38,18 @@ pub async fn mark_invalid(
     }
 }
 
-/// Sets the identity a body `{"channel", "value"}` names back to `perma_status: active`
-/// ([`health::reset_on_profile`]). An identity the user does not hold is refused, naming `value`.
+/// Sets the identity `target` names (parsed from `{"channel", "value"}` by [`Target::parse`])
+/// back to `perma_status: active` ([`health::reset_on_profile`]). An identity the user does not
+/// hold is refused, naming `value`.
 #[tracing::instrument(skip_all, fields(env = %ctx.scope.env(), op = "health.reset"))]
 pub async fn reset(
     store: &dyn Store,
     ctx: &Ctx,
     id: &DistinctId,
-    body: &Value,
+    target: &Target,
 ) -> Result<Profile, Error> {
-    let target = Target::parse(body)?;
-    let request = health::request(&target, IdentityStatus::Active, None);
+    let request = health::request(target, IdentityStatus::Active, None);
+    let target = target.clone();
     profiles::change_recorded(store, ctx, id, request, move |p| {
         health::reset_on_profile(p, &target)
     })

@@ -425,7 +425,9 @@ pub async fn reset_identity(
     UserId(id): UserId,
     JsonBody(body, _): JsonBody,
 ) -> Result<Response, ApiError> {
-    let profile = herald_core::service::health::reset(app.store.as_ref(), &ctx, &id, &body).await?;
+    let target = herald_core::health::Target::parse(&body)?;
+    let profile =
+        herald_core::service::health::reset(app.store.as_ref(), &ctx, &id, &target).await?;
     Ok((etag(profile.version), Json(profile.to_wire())).into_response())
 }
 

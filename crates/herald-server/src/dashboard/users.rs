@@ -1125,11 +1125,13 @@ pub async fn reset_identity(
         "channel": posted.fields.text("channel"),
         "value": identity_value(posted.fields.get("value").unwrap_or("")),
     });
-    let result = match user_id(&raw) {
-        Ok(id) => {
-            herald_core::service::health::reset(app.store.as_ref(), &console.ctx, &id, &body).await
+    let result = match (user_id(&raw), herald_core::health::Target::parse(&body)) {
+        (Ok(id), Ok(target)) => {
+            herald_core::service::health::reset(app.store.as_ref(), &console.ctx, &id, &target)
+                .await
         }
-        Err(e) => Err(e),
+        (Err(e), _) => Err(e),
+        (_, Err(invalid)) => Err(Error::Invalid(invalid)),
     };
     match result {
         Ok(p) => redirect(&format!(

@@ -196,6 +196,26 @@ fn add_digest_item(conn: &Connection, env: Env, item: &DigestItem) -> Result<(),
     execute(conn, sql::DIGEST_DUE, params![id, due]).map(drop)
 }
 
+impl SqliteStore {
+    /// The message of `scope`'s environment that `sql` (`?1` the environment, `?2` the key) finds.
+    async fn message_where(
+        &self,
+        sql: &'static str,
+        scope: EnvScope,
+        key: &str,
+    ) -> Result<Option<Message>, StoreError> {
+        let key = key.to_owned();
+        self.readers
+            .read(move |conn| {
+                query_opt(conn, sql, params![scope.env().as_str(), key], |r| {
+                    rows::message(r)
+                })
+                .map(|m| m.map(|(_, m)| m))
+            })
+            .await
+    }
+}
+
 #[async_trait]
 impl MessageStore for SqliteStore {
     #[tracing::instrument(skip_all, fields(env = %scope.env(), messages = batch.messages.len()))]
@@ -513,18 +533,7 @@ impl MessageStore for SqliteStore {
 
     #[tracing::instrument(skip_all, fields(env = %scope.env()))]
     async fn get_message(&self, scope: EnvScope, id: &str) -> Result<Option<Message>, StoreError> {
-        let id = id.to_owned();
-        self.readers
-            .read(move |conn| {
-                query_opt(
-                    conn,
-                    sql::GET_MESSAGE,
-                    params![scope.env().as_str(), id],
-                    |r| rows::message(r),
-                )
-                .map(|m| m.map(|(_, m)| m))
-            })
-            .await
+        self.message_where(sql::GET_MESSAGE, scope, id).await
     }
 
     #[tracing::instrument(skip_all, fields(env = %scope.env()))]
@@ -533,17 +542,7 @@ impl MessageStore for SqliteStore {
         scope: EnvScope,
         provider_id: &str,
     ) -> Result<Option<Message>, StoreError> {
-        let provider_id = provider_id.to_owned();
-        self.readers
-            .read(move |conn| {
-                query_opt(
-                    conn,
-                    sql::MESSAGE_BY_PROVIDER_ID,
-                    params![scope.env().as_str(), provider_id],
-                    |r| rows::message(r),
-                )
-                .map(|m| m.map(|(_, m)| m))
-            })
+        self.message_where(sql::MESSAGE_BY_PROVIDER_ID, scope, provider_id)
             .await
     }
 
